@@ -1,0 +1,8 @@
+"""``python -m naftiko`` is the ``naftiko`` command."""
+
+import sys
+
+from naftiko.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,246 @@
+"""The contract between the engine and every adapter.
+
+Adapters (REST, MCP, skill, control) see only what is in this module: compiled *plans*
+of what each adapter serves, :class:`Unit` (one executable exposed thing), the
+:class:`Inputs` a caller sent, and the :class:`Result` that comes back from
+``Engine.invoke``. Everything here is built once at load time and never mutated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from naftiko.spec.models import Authentication, ExposedSkill, McpPrompt
+
+JSON_MEDIA_TYPE = "application/json"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+class ErrorKind(StrEnum):
+    """Why an invocation failed. One place decides the status of each kind (``STATUS``)."""
+
+    VALIDATION = "validation"  # the caller's inputs are missing or of the wrong type (400)
+    UPSTREAM = "upstream"  # the upstream answered >= 400; its status and body are kept
+    UNREACHABLE = "unreachable"  # connection refused/reset, DNS failure (502)
+    TIMEOUT = "timeout"  # connect/read timeout (504)
+    BAD_UPSTREAM_RESPONSE = "bad-upstream-response"  # unparseable or oversized body (502)
+    NOT_IMPLEMENTED = "not-implemented"  # the unit cannot run: broken call target... (501)
+    INTERNAL = "internal"  # a defect of ours; logged with a traceback, never shown (500)
+
+
+STATUS: Mapping[ErrorKind, int] = {
+    ErrorKind.VALIDATION: 400,
+    ErrorKind.UNREACHABLE: 502,
+    ErrorKind.TIMEOUT: 504,
+    ErrorKind.BAD_UPSTREAM_RESPONSE: 502,
+    ErrorKind.NOT_IMPLEMENTED: 501,
+    ErrorKind.INTERNAL: 500,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """An error that is ours to describe (RFC 9457 fields). Never contains a secret."""
+
+    kind: ErrorKind
+    title: str
+    detail: str
+    status: int
+    parameter: str | None = None  # the offending input, for validation errors
+    step: str | None = None  # the orchestration step that failed, if any
+
+    def as_json(self) -> dict[str, Any]:
+        """The RFC 9457 problem document (REST body; MCP error text)."""
+        body: dict[str, Any] = {
+            "type": f"https://naftiko.dev/problems/{self.kind.value}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.parameter is not None:
+            body["parameter"] = self.parameter
+        if self.step is not None:
+            body["step"] = self.step
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What an invocation produced.
+
+    * Success: ``is_error`` false, ``status`` the upstream's (or 200 for mocks/steps).
+    * Upstream failure: ``is_error`` true, ``problem`` None (or kind UPSTREAM), ``status``
+      and ``body`` exactly as the upstream sent them (parsed JSON when it was JSON).
+    * Our failure: ``is_error`` true and ``problem`` set; ``body`` is ``problem.as_json()``.
+
+    ``body`` is a JSON-compatible value, or ``bytes`` when the upstream body passes through
+    unparsed (then ``media_type`` is the upstream's). ``None`` means no content (204).
+    """
+
+    status: int
+    body: Any = None
+    media_type: str = JSON_MEDIA_TYPE
+    headers: Mapping[str, str] = field(default_factory=dict)
+    is_error: bool = False
+    problem: Problem | None = None
+
+    @property
+    def is_raw(self) -> bool:
+        return isinstance(self.body, bytes)
+
+    @classmethod
+    def failure(cls, problem: Problem) -> Result:
+        return cls(
+            status=problem.status,
+            body=problem.as_json(),
+            media_type=PROBLEM_MEDIA_TYPE,
+            is_error=True,
+            problem=problem,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What a caller sent, already translated out of its protocol by the adapter.
+
+    ``values`` holds named inputs: MCP arguments as given; for REST the declared
+    parameters (path, query, header, cookie, body fields) plus, for lenient ``rest.x``
+    references, undeclared path, then query, then top-level body fields. ``body`` is the
+    whole request body (``rest.body``): a JSON value, a form ``dict``, or ``str``/``bytes``
+    for other media types; ``None`` when there was none. ``media_type`` is the caller's
+    Content-Type, kept so that a whole-body forward stays a form when it was a form.
+    ``headers``/``query_string``/``method``/``path`` serve ``forward`` resources.
+    """
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+    body: Any = None
+    media_type: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    query_string: str = ""
+    method: str = "GET"
+    path: str = ""
+    request_id: str | None = None
+
+
+InputLocation = Literal["path", "query", "header", "cookie", "body", "argument"]
+
+
+@dataclass(frozen=True, slots=True)
+class InputField:
+    """One input of a unit, declared in the document or derived from a reference.
+
+    ``location`` says where a REST caller puts it (``argument`` for MCP-only units);
+    ``schema`` is its JSON Schema (type, description, enum, default, items, properties).
+    """
+
+    name: str
+    location: InputLocation
+    schema: Mapping[str, Any]
+    required: bool = False
+    description: str | None = None
+    derived: bool = False
+
+
+UnitKind = Literal["operation", "tool", "resource", "function"]
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """One executable exposed thing: a REST operation, MCP tool or resource, a function.
+
+    Adapters read the descriptive fields; ``plan`` is the engine's compiled execution
+    plan (call / steps / mock / ref) and is opaque to them.
+    """
+
+    id: str  # unique in a capability: "<adapter namespace>.<name>"
+    kind: UnitKind
+    name: str
+    adapter_namespace: str
+    inputs: tuple[InputField, ...]
+    input_schema: Mapping[str, Any]  # JSON Schema object over ``inputs`` (MCP inputSchema)
+    output_schema: Mapping[str, Any] | None = None  # object-rooted schema when determinable
+    title: str | None = None
+    description: str | None = None
+    hints: Mapping[str, bool] = field(default_factory=dict)  # readOnlyHint, ... (MCP names)
+    plan: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardPlan:
+    target_namespace: str
+    trusted_headers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RestRoute:
+    """One exposed resource path. ``path`` uses ``{x}`` (``{{x}}`` is normalised)."""
+
+    path: str
+    name: str | None
+    description: str | None
+    operations: Mapping[str, Unit]  # upper-case HTTP method -> unit
+    forward: ForwardPlan | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterPlan:
+    type: Literal["rest", "mcp", "skill", "control"]
+    namespace: str
+    address: str | None
+    port: int | None
+    description: str | None
+    authentication: Authentication | None
+
+
+@dataclass(frozen=True, slots=True)
+class RestAdapterPlan(AdapterPlan):
+    routes: tuple[RestRoute, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StaticResourcePlan:
+    """An MCP resource served from a ``file://`` directory."""
+
+    name: str
+    uri: str
+    title: str | None
+    description: str | None
+    mime_type: str | None
+    directory: str  # absolute path
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicResourcePlan:
+    """An MCP resource backed by ``call``/``steps``; ``uri`` may hold ``{var}`` templates."""
+
+    name: str
+    uri: str
+    title: str | None
+    description: str | None
+    mime_type: str | None
+    unit: Unit
+    is_template: bool
+
+
+@dataclass(frozen=True, slots=True)
+class McpAdapterPlan(AdapterPlan):
+    transport: Literal["http", "stdio"] = "http"
+    tools: tuple[Unit, ...] = ()
+    resources: tuple[StaticResourcePlan | DynamicResourcePlan, ...] = ()
+    prompts: tuple[McpPrompt, ...] = ()
+    base_dir: str = "."  # directory of the capability file, for file:// prompts
+
+
+@dataclass(frozen=True, slots=True)
+class SkillAdapterPlan(AdapterPlan):
+    skills: tuple[ExposedSkill, ...] = ()
+    base_dir: str = "."
+
+
+@dataclass(frozen=True, slots=True)
+class ControlAdapterPlan(AdapterPlan):
+    management: Mapping[str, Any] = field(default_factory=dict)
+    observability: Mapping[str, Any] = field(default_factory=dict)
