@@ -86,6 +86,7 @@ class Result:
     headers: Mapping[str, str] = field(default_factory=dict)
     is_error: bool = False
     problem: Problem | None = None
+    upstream_status: int | None = None  # the last upstream call's status, for logs/metrics
 
     @property
     def is_raw(self) -> bool:
