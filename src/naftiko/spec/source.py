@@ -1,0 +1,243 @@
+"""Parse YAML/JSON text once and keep where every value came from.
+
+The document is composed by libyaml (C) into a node tree; the plain data is constructed
+from that tree and the tree is kept, so positions cost nothing until a diagnostic asks
+for one (the index is built on first use). JSON files are parsed with :mod:`json` and
+composed as YAML only if a position is needed.
+
+Scalars follow YAML 1.2 rather than 1.1: ``on``/``yes``/``no`` stay strings (``on:``
+as a ``with`` key, country code ``NO``) and dates stay strings (``created: 2026-05-01``),
+because that is what the documents mean.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from naftiko.spec.diagnostics import Diagnostic, Severity
+
+PathT = tuple[str | int, ...]
+
+_BOOL = "tag:yaml.org,2002:bool"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
+class _Loader(yaml.CSafeLoader):
+    """libyaml loader with YAML 1.2 booleans and no implicit timestamps."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _TIMESTAMP)]
+    for first, resolvers in yaml.CSafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+class SourceError(Exception):
+    """The text cannot be parsed; carries a 1-based position when the parser gave one."""
+
+    def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line
+        self.column = column
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """``("capability", "exposes", 1, "call")`` -> ``capability.exposes[1].call``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+class SourceMap:
+    """Positions of the values of one parsed file, addressed by path tuples."""
+
+    def __init__(self, file: str, node: yaml.Node | None = None, text: str | None = None) -> None:
+        self.file = file
+        self._node = node
+        self._text = text  # JSON source composed on demand
+        self._index: dict[PathT, tuple[int, int]] | None = None
+
+    @classmethod
+    def empty(cls, file: str = "") -> SourceMap:
+        return cls(file)
+
+    def position(self, path: Sequence[str | int]) -> tuple[int, int] | None:
+        """1-based ``(line, column)`` of the value at ``path`` (of its key in a mapping)."""
+        if self._index is None:
+            self._index = self._build()
+        return self._index.get(tuple(path))
+
+    def locate(self, path: Sequence[str | int]) -> dict[str, Any]:
+        """Diagnostic fields for ``path``; falls back to the nearest ancestor that exists."""
+        path = tuple(path)
+        for cut in range(len(path), -1, -1):
+            pos = self.position(path[:cut])
+            if pos is not None:
+                return {"path": format_path(path), "line": pos[0], "column": pos[1]}
+        return {"path": format_path(path), "line": None, "column": None}
+
+    def diagnostic_at(
+        self, path: Sequence[str | int], severity: Severity, message: str
+    ) -> Diagnostic:
+        """A diagnostic in this file at ``path`` (used by the engine compiler too)."""
+        return Diagnostic(severity=severity, file=self.file, message=message, **self.locate(path))
+
+    def _build(self) -> dict[PathT, tuple[int, int]]:
+        node = self._node
+        if node is None and self._text is not None:
+            try:
+                node = yaml.compose(self._text, Loader=_Loader)
+            except (yaml.YAMLError, RecursionError):
+                node = None
+            self._text = None
+        index: dict[PathT, tuple[int, int]] = {}
+        if node is not None:
+            index[()] = (node.start_mark.line + 1, node.start_mark.column + 1)
+            for path, mark in _walk(node, ()):
+                index.setdefault(path, (mark.line + 1, mark.column + 1))
+        return index
+
+
+def _walk(node: yaml.Node, prefix: PathT) -> Iterator[tuple[PathT, yaml.Mark]]:
+    stack: list[tuple[yaml.Node, PathT]] = [(node, prefix)]
+    seen: set[int] = set()
+    while stack:
+        current, path = stack.pop()
+        if id(current) in seen:  # anchors/aliases: index the first occurrence only
+            continue
+        seen.add(id(current))
+        if isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                if isinstance(key, yaml.ScalarNode):
+                    child = (*path, key.value)
+                    yield child, key.start_mark
+                    stack.append((value, child))
+        elif isinstance(current, yaml.SequenceNode):
+            for i, item in enumerate(current.value):
+                child = (*path, i)
+                yield child, item.start_mark
+                stack.append((item, child))
+
+
+def parse_source(text: str, file: str, *, json_syntax: bool = False) -> tuple[Any, SourceMap]:
+    """Parse YAML (or JSON when ``json_syntax``) into plain data and its :class:`SourceMap`.
+
+    Raises :class:`SourceError` with the parser's position; never another exception.
+    """
+    if json_syntax:
+        try:
+            return json.loads(text), SourceMap(file, text=text)
+        except json.JSONDecodeError as exc:
+            raise SourceError(f"JSON syntax error: {exc.msg}", exc.lineno, exc.colno) from None
+        except RecursionError:
+            raise SourceError("JSON nested too deeply") from None
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = exc.problem or exc.context or "invalid YAML"
+        detail = f" ({exc.context})" if exc.context and exc.problem else ""
+        line = mark.line + 1 if mark else None
+        column = mark.column + 1 if mark else None
+        raise SourceError(f"YAML syntax error: {problem}{detail}", line, column) from None
+    except yaml.YAMLError as exc:
+        raise SourceError(f"YAML error: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise SourceError("YAML nested too deeply") from None
+    finally:
+        loader.dispose()
+    return data, SourceMap(file, node=node)
+
+
+MAX_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """A file read and parsed: its data (``None`` for an empty file) and positions."""
+
+    data: Any
+    source_map: SourceMap
+    text: str
+
+
+def read_source(path: Path, display: str | None = None) -> SourceFile:
+    """Read, decode and parse ``path``; every failure is a :class:`SourceError`."""
+    name = display or str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise SourceError(f"file too large ({size} bytes; the limit is {MAX_BYTES})")
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SourceError("file not found") from None
+    except IsADirectoryError:
+        raise SourceError("is a directory, not a file") from None
+    except OSError as exc:
+        raise SourceError(f"cannot read file: {exc.strerror or exc}") from None
+    if b"\x00" in raw:
+        raise SourceError("binary file (contains NUL bytes), not a YAML or JSON document")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"not UTF-8 text (invalid byte at offset {exc.start})") from None
+    data, source_map = parse_source(text, name, json_syntax=path.suffix.lower() == ".json")
+    return SourceFile(data, source_map, text)
+
+
+class Reporter:
+    """Collects diagnostics of one file into a shared list; paths become positions.
+
+    ``remap`` sends paths under a prefix to another file's reporter: imported ``consumes``
+    entries are reported where they were written, not at the import line.
+    """
+
+    def __init__(self, source_map: SourceMap, sink: list[Diagnostic]) -> None:
+        self.source_map = source_map
+        self.sink = sink
+        self._remaps: list[tuple[PathT, Reporter, PathT]] = []
+        self._renumbered: list[tuple[PathT, PathT]] = []
+
+    def for_file(self, source_map: SourceMap) -> Reporter:
+        return Reporter(source_map, self.sink)
+
+    def remap(self, prefix: PathT, target: Reporter, target_prefix: PathT) -> None:
+        self._remaps.append((prefix, target, target_prefix))
+
+    def renumber(self, moved: list[tuple[PathT, PathT]]) -> None:
+        """Paths of the rewritten data that stand for other paths of the original file."""
+        self._renumbered = moved + self._renumbered
+
+    def __call__(self, path: PathT, message: str, severity: Severity = "warning") -> None:
+        for new, old in self._renumbered:
+            if path[: len(new)] == new:
+                path = (*old, *path[len(new) :])
+                break
+        for prefix, target, target_prefix in self._remaps:
+            if path[: len(prefix)] == prefix:
+                target((*target_prefix, *path[len(prefix) :]), message, severity)
+                return
+        self.sink.append(self.source_map.diagnostic_at(path, severity, message))
+
+    def error(self, path: PathT, message: str) -> None:
+        self(path, message, "error")
+
+    def warning(self, path: PathT, message: str) -> None:
+        self(path, message, "warning")
