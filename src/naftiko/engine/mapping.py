@@ -1,0 +1,459 @@
+"""Output shaping: ``outputParameters`` compiled once into a tree of small nodes.
+
+JSONPath expressions are compiled at load time. Almost every expression of the corpus
+is a plain ``$.a.b[0].c`` path, so those are walked directly; anything else (wildcards,
+filters, recursive descent, slices) goes through jsonpath-ng and yields a list.
+
+Our decisions (reference-semantics "Our decisions" 12-14): nested ``properties`` are
+evaluated relative to the parent's mapped node (or the parent's own node when the parent
+has no ``mapping``); ``items`` shape each array element at any depth; ``const`` wins over
+everything; ``value`` is a static value or a mustache template; a declared scalar
+``type`` converts strings losslessly (XML and CSV only give strings); one root parameter
+is the body itself, several named roots are assembled into an object by name.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from jsonpath_ng.ext import parse as _parse_jsonpath
+
+from naftiko.engine.templating import (
+    EMPTY_SCOPE,
+    MISSING,
+    Scope,
+    TemplateError,
+    ValueExpr,
+    compile_template,
+    compile_value,
+)
+from naftiko.spec.models import OutputParameter
+
+__all__ = [
+    "MappingError",
+    "OutputMapper",
+    "coerce_scalar",
+    "compile_jsonpath",
+    "compile_outputs",
+]
+
+
+class MappingError(ValueError):
+    """An output parameter that cannot be compiled (bad JSONPath, bad template)."""
+
+
+# --------------------------------------------------------------------------- JSONPath
+
+_INDEFINITE = re.compile(r"\*|\.\.|\?|\[[^\]'\"]*[:,][^\]'\"]*\]")
+_SIMPLE_INDEX = re.compile(r"\[\s*(-?\d+)\s*\]")
+_QUOTED_KEY = re.compile(r"\[\s*(?:'([^']*)'|\"([^\"]*)\")\s*\]")
+_COMPLEX_CHARS = frozenset("*?(),")
+
+
+def _simple_steps(expr: str) -> list[str | int] | None:
+    """``$.a.b[0]['c d']`` -> ``["a", "b", 0, "c d"]``; None when not a plain path."""
+    text = expr.strip()
+    if text.startswith("$"):
+        text = text[1:]
+    elif text and text[0] not in ".[":
+        text = "." + text  # the corpus writes ``body.name`` for ``$.body.name``
+    steps: list[str | int] = []
+    pos = 0
+    length = len(text)
+    while pos < length:
+        char = text[pos]
+        if char == ".":
+            if pos + 1 < length and text[pos + 1] == ".":
+                return None  # recursive descent
+            end = pos + 1
+            while end < length and text[end] not in ".[":
+                end += 1
+            key = text[pos + 1 : end].strip()
+            if key:
+                if _COMPLEX_CHARS.intersection(key):
+                    return None
+                steps.append(key)
+            elif end < length:
+                return None  # ``a..b`` / ``.[``
+            pos = end
+        elif char == "[":
+            match = _SIMPLE_INDEX.match(text, pos) or _QUOTED_KEY.match(text, pos)
+            if match is None:
+                return None
+            if match.re is _SIMPLE_INDEX:
+                steps.append(int(match.group(1)))
+            else:
+                steps.append(match.group(1) if match.group(1) is not None else match.group(2))
+            pos = match.end()
+        else:
+            return None
+    return steps
+
+
+def _walk_steps(steps: tuple[str | int, ...]) -> Callable[[Any], Any]:
+    def evaluate(document: Any) -> Any:
+        node = document
+        for step in steps:
+            if type(step) is str:
+                if not isinstance(node, dict):
+                    return None
+                node = node.get(step)
+                if node is None:
+                    return None
+            else:
+                if not isinstance(node, list):
+                    return None
+                try:
+                    node = node[step]  # type: ignore[index]
+                except IndexError:
+                    return None
+        return node
+
+    return evaluate
+
+
+def _identity(document: Any) -> Any:
+    return document
+
+
+def _bracket_spaces(expr: str) -> str:
+    """``$.user details.email`` -> ``$['user details'].email`` (reference retry rule)."""
+    return re.sub(
+        r"\.([^.\[\]'\"]*\s[^.\[\]'\"]*)",
+        lambda m: "['" + m.group(1).strip() + "']",
+        expr,
+    )
+
+
+def compile_jsonpath(expr: str) -> Callable[[Any], Any]:
+    """Compile a JSONPath into ``document -> value``; never raises when evaluated.
+
+    ``$``, ``$.`` and ``""`` select the whole document; a missing path gives None;
+    wildcards, filters, slices and recursive descent give a list of matches. Raises
+    :class:`MappingError` (with the expression) when it cannot be parsed.
+    """
+    text = (expr or "").strip()
+    if text in ("", "$", "$."):
+        return _identity
+    steps = _simple_steps(text)
+    if steps is not None:
+        return _identity if not steps else _walk_steps(tuple(steps))
+    compiled = None
+    for candidate in (text, _bracket_spaces(text)):
+        try:
+            compiled = _parse_jsonpath(candidate)
+            break
+        except Exception:  # jsonpath-ng raises several unrelated types
+            continue
+    if compiled is None:
+        raise MappingError(f"invalid JSONPath expression {expr!r}")
+    find = compiled.find
+    indefinite = _INDEFINITE.search(text) is not None
+
+    def evaluate(document: Any) -> Any:
+        try:
+            matches = find(document)
+        except Exception:  # evaluation errors mean "nothing there", as in the reference
+            return [] if indefinite else None
+        if indefinite:
+            return [match.value for match in matches]
+        return matches[0].value if matches else None
+
+    return evaluate
+
+
+# --------------------------------------------------------------------------- typing
+
+_INTEGER = re.compile(r"-?(?:0|[1-9]\d*)")
+_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_SCALAR_TYPES: Final = frozenset({"string", "number", "integer", "boolean"})
+
+
+def coerce_scalar(value: Any, type_: str | None) -> Any:
+    """Convert ``value`` to the declared scalar type when that loses nothing.
+
+    Strings become numbers/booleans (``"42"`` -> 42, ``"true"`` -> True); numbers and
+    booleans become strings for ``type: string``. Anything lossy or impossible is kept
+    as it is, so no data is ever silently dropped.
+    """
+    if value is None or type_ is None:
+        return value
+    if type(value) is str:
+        if type_ == "integer":
+            return int(value) if _INTEGER.fullmatch(value) else value
+        if type_ == "number":
+            if _INTEGER.fullmatch(value):
+                return int(value)
+            if _NUMBER.fullmatch(value):
+                number = float(value)
+                return number if math.isfinite(number) else value
+            return value
+        if type_ == "boolean":
+            lowered = value.lower()
+            if lowered == "true":
+                return True
+            if lowered == "false":
+                return False
+        return value
+    if type_ == "string":
+        if type(value) is bool:
+            return "true" if value else "false"
+        if type(value) in (int, float):
+            return str(value)
+    elif type_ == "integer" and type(value) is float and value.is_integer():
+        return int(value)
+    return value
+
+
+# --------------------------------------------------------------------------- nodes
+
+
+def _effective_mapping(param: OutputParameter) -> str | None:
+    """The JSONPath of a parameter; ``{name, value: "$.x"}`` is the consumed form."""
+    if param.mapping is not None:
+        return param.mapping
+    value = param.value
+    if param.name and isinstance(value, str) and (value == "$" or value.startswith(("$.", "$["))):
+        return value
+    return None
+
+
+_NO_VALUE: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    """One compiled output parameter."""
+
+    name: str | None
+    type: str | None
+    description: str | None
+    path: Callable[[Any], Any] | None  # None: the node is the parent's node
+    const: Any
+    value: ValueExpr | None
+    max_length: int | None
+    properties: tuple[tuple[str, _Node], ...] | None
+    items: _Node | None
+    values: _Node | None
+
+    # ------------------------------------------------------------------ apply
+
+    def shape(self, node: Any, scope: Scope, in_container: bool) -> Any:
+        """The output of this parameter over ``node`` (the parent's node)."""
+        if self.const is not _NO_VALUE:
+            return self.const
+        if self.value is not None and self.path is None:
+            return self._finish(self._mock_value(scope))
+        type_ = self.type
+        if self.path is not None:
+            node = self.path(node)
+        elif (
+            not in_container
+            and self.properties is None
+            and self.items is None
+            and self.values is None
+        ):
+            return None  # a leaf property with nothing to read
+        if type_ == "array" or (type_ is None and self.items is not None):
+            return self._shape_array(node, scope)
+        if self.values is not None:
+            if not isinstance(node, dict):
+                return None
+            return {key: self.values.shape(item, scope, True) for key, item in node.items()}
+        if self.properties is not None:
+            if node is None:
+                return None
+            return {name: prop.shape(node, scope, False) for name, prop in self.properties}
+        return self._finish(node)
+
+    def _shape_array(self, node: Any, scope: Scope) -> Any:
+        if node is None:
+            return None
+        if not isinstance(node, list):
+            node = [node]  # XML gives one object where there is a single element
+        items = self.items
+        if items is None:
+            return node
+        return [items.shape(element, scope, True) for element in node]
+
+    def _finish(self, value: Any) -> Any:
+        if self.type in _SCALAR_TYPES:
+            value = coerce_scalar(value, self.type)
+        if self.max_length is not None and type(value) is str:
+            value = value[: self.max_length]
+        return value
+
+    # ------------------------------------------------------------------ mock
+
+    def _mock_value(self, scope: Scope) -> Any:
+        value = self.value.evaluate(scope)  # type: ignore[union-attr]
+        return None if value is MISSING else value
+
+    def mock(self, scope: Scope) -> Any:
+        """Reference-semantics §4.5, typed: nulls omitted, one element per array."""
+        if self.const is not _NO_VALUE:
+            return self.const
+        if self.value is not None:
+            return self._finish(self._mock_value(scope))
+        if self.type == "array" or (self.type is None and self.items is not None):
+            element = self.items.mock(scope) if self.items is not None else None
+            return [] if element is None else [element]
+        if self.properties is not None:
+            built = {}
+            for name, prop in self.properties:
+                value = prop.mock(scope)
+                if value is not None:
+                    built[name] = value
+            return built or None
+        return None
+
+    @property
+    def is_mock_capable(self) -> bool:
+        if self.const is not _NO_VALUE or self.value is not None:
+            return True
+        children = [prop for _, prop in self.properties or ()]
+        children += [child for child in (self.items, self.values) if child is not None]
+        return any(child.is_mock_capable for child in children)
+
+    # ------------------------------------------------------------------ schema
+
+    def schema(self) -> dict[str, Any]:
+        """JSON Schema of this node's output; leaves are nullable (missing paths)."""
+        result: dict[str, Any] = {}
+        type_ = self.type
+        if self.const is not _NO_VALUE:
+            result["const"] = self.const
+        elif type_ == "array" or (type_ is None and self.items is not None):
+            result["type"] = ["array", "null"]
+            if self.items is not None:
+                result["items"] = self.items.schema()
+        elif type_ == "object" or self.properties is not None or self.values is not None:
+            result["type"] = ["object", "null"]
+            if self.properties is not None:
+                result["properties"] = {name: prop.schema() for name, prop in self.properties}
+            if self.values is not None:
+                result["additionalProperties"] = self.values.schema()
+        elif type_ in _SCALAR_TYPES:
+            result["type"] = [type_, "null"]
+        if self.description:
+            result["description"] = self.description
+        return result
+
+
+def _compile_node(param: OutputParameter, where: str) -> _Node:
+    mapping = _effective_mapping(param)
+    path = None
+    if mapping is not None:
+        try:
+            path = compile_jsonpath(mapping)
+        except MappingError as exc:
+            raise MappingError(f"{exc} at {where}") from None
+    value_expr = None
+    if param.value is not None and param.value != mapping:
+        try:
+            value_expr = _compile_output_value(param.value)
+        except TemplateError as exc:
+            raise MappingError(f"{exc} at {where}") from None
+    properties = None
+    if param.properties is not None:
+        properties = tuple(
+            (name, _compile_node(prop, f"{where}.properties.{name}"))
+            for name, prop in param.properties.items()
+        )
+    type_ = param.type.lower() if isinstance(param.type, str) else None
+    return _Node(
+        name=param.name,
+        type=type_,
+        description=param.description,
+        path=path,
+        const=_NO_VALUE if param.const is None else param.const,
+        value=value_expr,
+        max_length=param.max_length,
+        properties=properties,
+        items=_compile_node(param.items, f"{where}.items") if param.items else None,
+        values=_compile_node(param.values, f"{where}.values") if param.values else None,
+    )
+
+
+def _compile_output_value(raw: Any) -> ValueExpr:
+    """A mock ``value``: a string is a template (``tools.x`` stays literal text)."""
+    if isinstance(raw, str):
+        template = compile_template(raw)
+        if template.is_constant:
+            return ValueExpr("literal", raw)
+        return ValueExpr("template", raw, template=template, references=template.references)
+    return compile_value(raw, ())
+
+
+# --------------------------------------------------------------------------- mapper
+
+
+class OutputMapper:
+    """Compiled ``outputParameters`` of one unit (see the module docstring)."""
+
+    __slots__ = ("_roots", "_single")
+
+    def __init__(self, roots: Sequence[_Node]) -> None:
+        self._roots = tuple(roots)
+        self._single = self._roots[0] if len(self._roots) == 1 else None
+
+    def __repr__(self) -> str:
+        return f"OutputMapper({[root.name for root in self._roots]})"
+
+    @property
+    def has_outputs(self) -> bool:
+        """False when there is nothing to map: callers pass the upstream body through."""
+        return bool(self._roots)
+
+    @property
+    def is_mock_capable(self) -> bool:
+        """True when some parameter carries a ``value`` or ``const`` (mock mode works)."""
+        return any(root.is_mock_capable for root in self._roots)
+
+    def _assemble(self, shape: Callable[[_Node], Any], drop_none: bool) -> Any:
+        if self._single is not None:
+            return shape(self._single)
+        result: dict[str, Any] = {}
+        for root in self._roots:
+            value = shape(root)
+            if value is None and drop_none:
+                continue
+            result[root.name or "value"] = value
+        return result
+
+    def apply(self, document: Any, scope: Scope | None = None) -> Any:
+        """Shape an upstream document (already JSON). Missing paths give None, never errors.
+
+        ``scope`` renders ``value`` templates (defaults to an empty scope).
+        """
+        scope = EMPTY_SCOPE if scope is None else scope
+        return self._assemble(lambda root: root.shape(document, scope, True), False)
+
+    def mock(self, scope: Scope) -> Any:
+        """Mock output from ``value``/``const`` (mustache over the inputs), typed."""
+        return self._assemble(lambda root: root.mock(scope), True)
+
+    def json_schema(self) -> dict[str, Any] | None:
+        """An object-rooted JSON Schema of the output, or None when the root is not one."""
+        if not self._roots:
+            return None
+        if self._single is not None:
+            schema = self._single.schema()
+            if schema.get("type") != ["object", "null"]:
+                return None
+            return {**schema, "type": "object"}
+        return {
+            "type": "object",
+            "properties": {root.name or "value": root.schema() for root in self._roots},
+        }
+
+
+def compile_outputs(params: Sequence[OutputParameter]) -> OutputMapper:
+    """Compile ``outputParameters``; raises :class:`MappingError` naming the expression."""
+    return OutputMapper(
+        [_compile_node(param, f"outputParameters[{index}]") for index, param in enumerate(params)]
+    )
