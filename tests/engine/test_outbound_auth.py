@@ -1,0 +1,358 @@
+"""Outbound authentication: what each type puts on the wire to a consumed API."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+from collections.abc import Mapping
+
+import httpx
+import pytest
+import respx
+
+from naftiko.engine.outbound_auth import (
+    OAuth2TokenCache,
+    OutboundAuthConfigError,
+    OutboundAuthError,
+    build_outbound_auth,
+)
+from naftiko.spec.models import Authentication
+
+UPSTREAM = "https://api.example.com/items"
+TOKEN_URL = "https://auth.example.com/oauth/token"
+SECRETS = {"USER": "alice", "PASS": "pa:ss wörd", "TOKEN": "tok-123", "KEY": "a&b c=d/é"}
+
+
+def renderer(values: Mapping[str, str]):
+    """A minimal stand-in for the engine's renderer: None when a variable is unbound."""
+
+    def render(template: str | None) -> str | None:
+        if template is None:
+            return None
+        missing = False
+
+        def sub(match: re.Match[str]) -> str:
+            nonlocal missing
+            name = match.group(1).removeprefix("env.")
+            if name not in values:
+                missing = True
+                return ""
+            return values[name]
+
+        out = re.sub(r"\{\{\s*([\w.]+)\s*\}\}", sub, template)
+        return None if missing else out
+
+    return render
+
+
+RENDER = renderer(SECRETS)
+
+
+def auth(**fields: object) -> Authentication:
+    return Authentication.model_validate(fields)
+
+
+async def send(auth_obj: httpx.Auth | None, url: str = UPSTREAM) -> httpx.Response:
+    async with httpx.AsyncClient() as client:
+        return await client.send(client.build_request("GET", url), auth=auth_obj)
+
+
+@respx.mock
+async def test_basic_sends_base64_user_colon_password() -> None:
+    route = respx.get(UPSTREAM).respond(200)
+    await send(
+        build_outbound_auth(auth(type="basic", username="{{USER}}", password="{{PASS}}"), RENDER)
+    )
+    expected = base64.b64encode("alice:pa:ss wörd".encode()).decode()
+    assert route.calls.last.request.headers["Authorization"] == f"Basic {expected}"
+
+
+@respx.mock
+async def test_bearer_sends_the_rendered_token() -> None:
+    route = respx.get(UPSTREAM).respond(200)
+    await send(build_outbound_auth(auth(type="bearer", token="{{env.TOKEN}}"), RENDER))
+    assert route.calls.last.request.headers["Authorization"] == "Bearer tok-123"
+
+
+@respx.mock
+@pytest.mark.parametrize("placement", ["header", None])
+async def test_apikey_header_defaults_to_header(placement: str | None) -> None:
+    route = respx.get(UPSTREAM).respond(200)
+    spec = auth(type="apikey", key="X-Api-Key", value="{{TOKEN}}", placement=placement)
+    await send(build_outbound_auth(spec, RENDER))
+    request = route.calls.last.request
+    assert request.headers["x-api-key"] == "tok-123"
+    assert request.url.query == b""
+
+
+@respx.mock
+async def test_apikey_header_may_be_authorization() -> None:
+    route = respx.get(UPSTREAM).respond(200)
+    spec = auth(type="apikey", key="Authorization", value="Token {{TOKEN}}", placement="header")
+    await send(build_outbound_auth(spec, RENDER))
+    assert route.calls.last.request.headers["Authorization"] == "Token tok-123"
+
+
+@respx.mock
+async def test_apikey_query_is_percent_encoded_and_merged() -> None:
+    route = respx.get(url__startswith=UPSTREAM).respond(200)
+    spec = auth(type="apikey", key="api_key", value="{{KEY}}", placement="query")
+    await send(build_outbound_auth(spec, RENDER), UPSTREAM + "?page=2&api_key=stale")
+    url = route.calls.last.request.url
+    assert url.params["api_key"] == "a&b c=d/é"
+    assert url.params["page"] == "2"
+    assert len(url.params.get_list("api_key")) == 1
+    assert "a&b" not in url.query.decode()  # the & was encoded, not concatenated
+    assert "Authorization" not in route.calls.last.request.headers
+
+
+@respx.mock
+async def test_digest_answers_the_challenge() -> None:
+    realm, nonce = "upstream", "dcd98b7102dd2f0e8b11d0f600bfb0c093"
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        header = request.headers.get("Authorization")
+        if header is None:
+            challenge = f'Digest realm="{realm}", qop="auth", nonce="{nonce}", algorithm=MD5'
+            return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+        params = dict(re.findall(r'(\w+)="?([^",]+)"?', header.removeprefix("Digest ")))
+
+        def md5(text: str) -> str:
+            return hashlib.md5(text.encode()).hexdigest()
+
+        ha1 = md5(f"alice:{realm}:pa:ss wörd")
+        ha2 = md5(f"GET:{params['uri']}")
+        parts = (ha1, nonce, params["nc"], params["cnonce"], params["qop"], ha2)
+        ok = params["username"] == "alice" and params["response"] == md5(":".join(parts))
+        return httpx.Response(200 if ok else 403)
+
+    route = respx.get(UPSTREAM).mock(side_effect=upstream)
+    spec = auth(type="digest", username="{{USER}}", password="{{PASS}}")
+    response = await send(build_outbound_auth(spec, RENDER))
+    assert response.status_code == 200
+    assert route.call_count == 2
+    assert route.calls[0].request.headers.get("Authorization") is None
+
+
+@respx.mock
+@pytest.mark.parametrize(
+    "spec",
+    [
+        auth(type="bearer", token="{{MISSING}}"),
+        auth(type="basic", username="{{USER}}", password="{{MISSING}}"),
+        auth(type="basic", username="{{env.MISSING}}", password="x"),
+        auth(type="apikey", key="X-Key", value="{{MISSING}}"),
+        auth(type="apikey", key="k", value="pre-{{MISSING}}", placement="query"),
+        auth(type="oauth2", tokenEndpoint=TOKEN_URL, clientId="id", clientSecret="{{MISSING}}"),
+    ],
+    ids=["bearer", "basic-password", "basic-user", "apikey-header", "apikey-query", "oauth2"],
+)
+async def test_unresolved_field_sends_no_credential(spec: Authentication) -> None:
+    route = respx.get(url__startswith=UPSTREAM).respond(401)
+    token = respx.post(TOKEN_URL).respond(200, json={"access_token": "t"})
+    response = await send(build_outbound_auth(spec, RENDER))
+    assert response.status_code == 401  # the upstream answers for itself
+    request = route.calls.last.request
+    assert "Authorization" not in request.headers and "X-Key" not in request.headers
+    assert request.url.query == b""
+    assert "{{" not in str(request.url) and "MISSING" not in str(request.headers)
+    assert not token.called
+
+
+def test_config_errors() -> None:
+    with pytest.raises(OutboundAuthConfigError, match="unsupported authentication type"):
+        build_outbound_auth(auth(type="kerberos"), RENDER)
+    with pytest.raises(OutboundAuthConfigError, match="placement"):
+        build_outbound_auth(auth(type="apikey", key="k", value="v", placement="cookie"), RENDER)
+
+
+def test_reprs_hide_secrets() -> None:
+    specs = [
+        auth(type="basic", username="{{USER}}", password="{{TOKEN}}"),
+        auth(type="digest", username="{{USER}}", password="{{TOKEN}}"),
+        auth(type="bearer", token="{{TOKEN}}"),
+        auth(type="apikey", key="X-Key", value="{{TOKEN}}"),
+        auth(type="oauth2", tokenEndpoint=TOKEN_URL, clientId="cid", clientSecret="{{TOKEN}}"),
+    ]
+    for spec in specs:
+        built = build_outbound_auth(spec, RENDER)
+        assert built is not None
+        assert "tok-123" not in repr(built)
+        assert "tok-123" not in str(vars(built).get("_credentials", ""))
+
+
+# --------------------------------------------------------------------------- oauth2
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+OAUTH = auth(
+    type="oauth2",
+    tokenEndpoint=TOKEN_URL,
+    clientId="{{USER}}",
+    clientSecret="{{TOKEN}}",
+    scopes=["read", "write"],
+)
+
+
+class TokenServer:
+    """Issues tok-1, tok-2, ... and yields to the loop so concurrent callers overlap."""
+
+    def __init__(self, expires_in: int | None = 3600) -> None:
+        self.requests: list[httpx.Request] = []
+        self.expires_in = expires_in
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        body: dict[str, object] = {"access_token": f"tok-{len(self.requests)}"}
+        if self.expires_in is not None:
+            body["expires_in"] = self.expires_in
+        return httpx.Response(200, json=body)
+
+    def factory(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(self))
+
+
+@respx.mock
+async def test_oauth2_concurrent_requests_share_one_fetch() -> None:
+    server = TokenServer()
+    route = respx.get(UPSTREAM).respond(200)
+    cache = OAuth2TokenCache()
+    async with httpx.AsyncClient() as client:
+        sends = [
+            client.send(
+                client.build_request("GET", UPSTREAM),
+                auth=build_outbound_auth(
+                    OAUTH, RENDER, token_cache=cache, client_factory=server.factory
+                ),
+            )
+            for _ in range(10)
+        ]
+        responses = await asyncio.gather(*sends)
+    assert [r.status_code for r in responses] == [200] * 10
+    assert len(server.requests) == 1
+    assert {c.request.headers["Authorization"] for c in route.calls} == {"Bearer tok-1"}
+
+    token_request = server.requests[0]
+    assert token_request.method == "POST"
+    assert token_request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    form = dict(httpx.QueryParams(token_request.content.decode()))
+    assert form == {"grant_type": "client_credentials", "scope": "read write"}
+    basic = base64.b64encode(b"alice:tok-123").decode()
+    assert token_request.headers["Authorization"] == f"Basic {basic}"
+
+
+@respx.mock
+@pytest.mark.parametrize(("expires_in", "reused_until"), [(3600, 3570.0), (None, 300.0)])
+async def test_oauth2_token_reused_until_shortly_before_expiry(
+    expires_in: int | None, reused_until: float
+) -> None:
+    server = TokenServer(expires_in)
+    route = respx.get(UPSTREAM).respond(200)
+    clock = Clock()
+    cache = OAuth2TokenCache(clock=clock)
+
+    def build() -> httpx.Auth | None:
+        return build_outbound_auth(OAUTH, RENDER, token_cache=cache, client_factory=server.factory)
+
+    await send(build())
+    clock.now += reused_until - 1
+    await send(build())
+    assert len(server.requests) == 1
+    clock.now += 1
+    await send(build())
+    assert len(server.requests) == 2
+    assert [c.request.headers["Authorization"] for c in route.calls] == [
+        "Bearer tok-1",
+        "Bearer tok-1",
+        "Bearer tok-2",
+    ]
+
+
+@respx.mock
+async def test_oauth2_refreshes_once_on_401_and_retries_once() -> None:
+    server = TokenServer()
+    route = respx.get(UPSTREAM).mock(side_effect=[httpx.Response(401), httpx.Response(200)])
+    cache = OAuth2TokenCache()
+    built = build_outbound_auth(OAUTH, RENDER, token_cache=cache, client_factory=server.factory)
+    response = await send(built)
+    assert response.status_code == 200
+    assert [c.request.headers["Authorization"] for c in route.calls] == [
+        "Bearer tok-1",
+        "Bearer tok-2",
+    ]
+    # The refreshed token is the cached one now.
+    route.side_effect = None
+    route.return_value = httpx.Response(200)
+    await send(build_outbound_auth(OAUTH, RENDER, token_cache=cache, client_factory=server.factory))
+    assert route.calls.last.request.headers["Authorization"] == "Bearer tok-2"
+    assert len(server.requests) == 2
+
+
+@respx.mock
+async def test_oauth2_persistent_401_is_returned_after_one_retry() -> None:
+    server = TokenServer()
+    route = respx.get(UPSTREAM).respond(401)
+    built = build_outbound_auth(OAUTH, RENDER, client_factory=server.factory)
+    response = await send(built)
+    assert response.status_code == 401
+    assert route.call_count == 2
+    assert len(server.requests) == 2
+
+
+@respx.mock
+async def test_oauth2_token_failure_is_safe() -> None:
+    body = {"error": "invalid_client", "error_description": "secret tok-123 is wrong"}
+    respx.post(TOKEN_URL).respond(401, json=body)
+    upstream = respx.get(UPSTREAM).respond(200)
+    with pytest.raises(OutboundAuthError) as info:
+        await send(build_outbound_auth(OAUTH, RENDER))
+    assert info.value.status == 401
+    assert "invalid_client" in str(info.value)
+    assert "tok-123" not in str(info.value) and "wrong" not in str(info.value)
+    assert info.value.__cause__ is None
+    assert not upstream.called
+
+
+@respx.mock
+async def test_oauth2_unreachable_or_tokenless_endpoint() -> None:
+    respx.post(TOKEN_URL).mock(side_effect=httpx.ConnectError("boom tok-123"))
+    with pytest.raises(OutboundAuthError) as info:
+        await send(build_outbound_auth(OAUTH, RENDER))
+    assert info.value.status is None
+    assert "tok-123" not in str(info.value) and "boom" not in str(info.value)
+    assert info.value.__suppress_context__  # the httpx error (and its request) stays out
+
+    respx.post(TOKEN_URL).mock(side_effect=None, return_value=httpx.Response(200, json={}))
+    with pytest.raises(OutboundAuthError, match="no access_token") as info:
+        await send(build_outbound_auth(OAUTH, RENDER))
+    assert info.value.status == 200
+
+
+@respx.mock
+async def test_oauth2_client_secret_post() -> None:
+    server = TokenServer()
+    respx.get(UPSTREAM).respond(200)
+    spec = OAUTH.model_copy(update={"scopes": ()})
+    spec = Authentication.model_validate(
+        {**spec.model_dump(by_alias=True), "tokenEndpointAuthMethod": "client_secret_post"}
+    )
+    await send(build_outbound_auth(spec, RENDER, client_factory=server.factory))
+    request = server.requests[0]
+    assert "Authorization" not in request.headers
+    form = dict(httpx.QueryParams(request.content.decode()))
+    assert form == {
+        "grant_type": "client_credentials",
+        "client_id": "alice",
+        "client_secret": "tok-123",
+    }
