@@ -1,0 +1,208 @@
+"""Transport to consumed APIs: pooled clients, timeouts, a size limit, failure classes.
+
+One ``httpx.AsyncClient`` per consumes namespace keeps connection pools (and their limits)
+apart, so one slow upstream cannot starve another. Every failure becomes a
+:class:`~naftiko.engine.types.Problem` whose text we write ourselves: httpx exception
+messages can hold the full URL, and URLs can hold API keys.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+
+import httpx
+
+from naftiko.engine.outbound_auth import OutboundAuthError
+from naftiko.engine.settings import EngineSettings
+from naftiko.engine.types import STATUS, ErrorKind, Problem
+from naftiko.observability import get_observer
+
+__all__ = ["UpstreamClients", "UpstreamResponse", "send"]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamResponse:
+    """A complete upstream answer, body read into memory (within the size limit)."""
+
+    status: int
+    headers: httpx.Headers
+    content: bytes
+
+    @property
+    def media_type(self) -> str | None:
+        """The Content-Type without parameters, lower-cased; None when absent."""
+        raw = self.headers.get("content-type")
+        if not raw:
+            return None
+        return raw.split(";", 1)[0].strip().lower() or None
+
+    @property
+    def content_type(self) -> str | None:
+        """The Content-Type as sent (with charset), for passthrough bodies."""
+        return self.headers.get("content-type")
+
+
+class UpstreamClients:
+    """The pooled clients of one engine, keyed by consumes namespace, created lazily."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self._settings = settings
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._closed = False
+
+    def start(self, namespaces: Iterable[str]) -> None:
+        """Create the clients now (the runtime calls this before serving)."""
+        for namespace in namespaces:
+            self.get(namespace)
+
+    def get(self, namespace: str) -> httpx.AsyncClient:
+        client = self._clients.get(namespace)
+        if client is None or client.is_closed:
+            client = self._make()
+            self._clients[namespace] = client
+        return client
+
+    def _make(self) -> httpx.AsyncClient:
+        s = self._settings
+        timeout = httpx.Timeout(
+            connect=s.connect_timeout_s,
+            read=s.read_timeout_s,
+            write=s.read_timeout_s,
+            pool=s.connect_timeout_s,
+        )
+        limits = httpx.Limits(
+            max_connections=s.max_connections,
+            max_keepalive_connections=min(20, s.max_connections),
+        )
+        return httpx.AsyncClient(
+            timeout=timeout,
+            limits=limits,
+            follow_redirects=s.follow_redirects,
+            headers={"User-Agent": s.user_agent},
+            # Proxies from the environment would silently re-route upstream calls.
+            trust_env=False,
+            # One client serves every caller: a cookie set for one must never reach another.
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+        )
+
+    async def aclose(self) -> None:
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            await client.aclose()
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+
+def _problem(kind: ErrorKind, title: str, detail: str) -> Problem:
+    return Problem(kind=kind, title=title, detail=detail, status=STATUS[kind])
+
+
+def _classify(exc: Exception, settings: EngineSettings) -> tuple[ErrorKind, str]:
+    """Our own words for an httpx failure (never ``str(exc)``: it may hold the URL)."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return ErrorKind.TIMEOUT, f"no connection within {settings.connect_timeout_s:g}s"
+    if isinstance(exc, httpx.ReadTimeout):
+        return ErrorKind.TIMEOUT, f"no response within {settings.read_timeout_s:g}s"
+    if isinstance(exc, httpx.WriteTimeout):
+        return ErrorKind.TIMEOUT, f"request not sent within {settings.read_timeout_s:g}s"
+    if isinstance(exc, httpx.PoolTimeout):
+        return ErrorKind.TIMEOUT, "no free connection in the pool"
+    if isinstance(exc, httpx.TimeoutException):
+        return ErrorKind.TIMEOUT, "timed out"
+    if isinstance(exc, httpx.ConnectError):
+        return ErrorKind.UNREACHABLE, "connection failed (refused, reset or name not resolved)"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return ErrorKind.UNREACHABLE, "the upstream closed the connection or broke the protocol"
+    if isinstance(exc, httpx.ReadError):
+        return ErrorKind.UNREACHABLE, "reading the response failed"
+    if isinstance(exc, httpx.WriteError):
+        return ErrorKind.UNREACHABLE, "sending the request failed"
+    if isinstance(exc, httpx.UnsupportedProtocol):
+        return ErrorKind.UNREACHABLE, "the base URI has no supported scheme (http or https)"
+    if isinstance(exc, httpx.DecodingError):
+        return ErrorKind.BAD_UPSTREAM_RESPONSE, "the response content encoding is invalid"
+    if isinstance(exc, httpx.TooManyRedirects):
+        return ErrorKind.BAD_UPSTREAM_RESPONSE, "too many redirects"
+    return ErrorKind.UNREACHABLE, f"transport failure ({type(exc).__name__})"
+
+
+_TITLES = {
+    ErrorKind.TIMEOUT: "Upstream timeout",
+    ErrorKind.UNREACHABLE: "Upstream unreachable",
+    ErrorKind.BAD_UPSTREAM_RESPONSE: "Bad upstream response",
+}
+
+
+async def send(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    *,
+    auth: httpx.Auth | None,
+    settings: EngineSettings,
+    namespace: str,
+    operation: str,
+) -> UpstreamResponse | Problem:
+    """Send ``request``; the whole response, or a Problem. Never raises for I/O.
+
+    ``operation`` names the call in messages (``"POST /v2/oauth/token/"`` with the *path
+    template*, not the rendered URL). The body is streamed and cut at
+    ``settings.max_response_bytes``. Each call is reported to the observer.
+    """
+    started = time.perf_counter()
+    method = request.method
+    where = f"'{namespace}' ({operation})"
+
+    def report(status: int | None, outcome: str) -> None:
+        get_observer().upstream_finished(
+            namespace=namespace,
+            method=method,
+            status=status,
+            outcome=outcome,
+            duration_s=time.perf_counter() - started,
+        )
+
+    limit = settings.max_response_bytes
+    status: int | None = None
+    try:
+        response = await client.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT, stream=True)
+        try:
+            status = response.status_code
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise _TooLarge
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise _TooLarge
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+    except _TooLarge:
+        report(status, ErrorKind.BAD_UPSTREAM_RESPONSE.value)
+        return _problem(
+            ErrorKind.BAD_UPSTREAM_RESPONSE,
+            _TITLES[ErrorKind.BAD_UPSTREAM_RESPONSE],
+            f"upstream {where}: response larger than {limit} bytes",
+        )
+    except OutboundAuthError as exc:
+        # Its message is written to be safe (no secret, no token endpoint body).
+        kind = ErrorKind.UNREACHABLE if exc.status is None else ErrorKind.BAD_UPSTREAM_RESPONSE
+        report(None, kind.value)
+        return _problem(kind, "Upstream credentials unavailable", f"upstream {where}: {exc}")
+    except httpx.HTTPError as exc:
+        kind, reason = _classify(exc, settings)
+        report(status, kind.value)
+        return _problem(kind, _TITLES[kind], f"upstream {where}: {reason}")
+    outcome = "ok" if status < 400 else ErrorKind.UPSTREAM.value
+    report(status, outcome)
+    return UpstreamResponse(status=status, headers=response.headers, content=b"".join(chunks))
+
+
+class _TooLarge(Exception):
+    """Internal signal: the body crossed the size limit."""

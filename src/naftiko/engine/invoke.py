@@ -1,0 +1,430 @@
+"""The one invocation path: every adapter calls :meth:`Engine.invoke`.
+
+``invoke`` validates the caller's inputs against the unit's JSON Schema before anything
+leaves the process, then runs the unit's plan (call, mock, steps, ref) and turns the
+upstream answer into a :class:`Result`. It never raises: failures are ``Problem``s, and
+defects of ours are logged with a traceback and answered with a generic 500.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from jsonschema import ValidationError
+
+from naftiko.engine.client import UpstreamClients, UpstreamResponse, send
+from naftiko.engine.compile import (
+    CallPlan,
+    CompiledCapability,
+    MockPlan,
+    NotImplementedPlan,
+    OperationPlan,
+    RefPlan,
+    StepsPlan,
+    UnitPlan,
+)
+from naftiko.engine.request import RequestError, build_forward_request, build_request
+from naftiko.engine.settings import EngineSettings
+from naftiko.engine.templating import MISSING, Scope
+from naftiko.engine.types import (
+    STATUS,
+    AdapterPlan,
+    ErrorKind,
+    Inputs,
+    Problem,
+    RestRoute,
+    Result,
+    Unit,
+)
+
+__all__ = ["Engine", "kept_headers", "validation_problem"]
+
+log = logging.getLogger("naftiko.engine")
+
+# Upstream response headers a caller may need (back-off, correlation, rate limits).
+_KEPT_HEADERS = frozenset(
+    {"retry-after", "x-request-id", "request-id", "x-correlation-id", "x-tt-logid", "etag"}
+)
+_KEPT_PREFIXES = ("ratelimit", "x-ratelimit", "x-rate-limit")
+
+
+def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """The upstream headers worth returning; never ``Set-Cookie`` or hop-by-hop ones."""
+    kept = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in _KEPT_HEADERS or lower.startswith(_KEPT_PREFIXES):
+            kept[lower] = value
+    return kept
+
+
+def _problem(kind: ErrorKind, title: str, detail: str, **extra: Any) -> Problem:
+    return Problem(kind=kind, title=title, detail=detail, status=STATUS[kind], **extra)
+
+
+def _is_json(media_type: str | None) -> bool:
+    if not media_type:
+        return False
+    essence = media_type.split(";", 1)[0].strip().lower()
+    return essence == "application/json" or essence.endswith("+json")
+
+
+# --------------------------------------------------------------------------- validation
+
+_TYPE_NAMES = {
+    "string": "string",
+    "integer": "integer",
+    "number": "number",
+    "boolean": "boolean",
+    "object": "object",
+    "array": "array",
+}
+
+
+def _shown(value: Any) -> str:
+    """The caller's own value, shortened (it came from the caller: safe to echo)."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _describe(error: ValidationError, schema: Mapping[str, Any]) -> tuple[str | None, str]:
+    """(parameter, message) in words a model can act on."""
+    path = [str(p) for p in error.absolute_path]
+    if error.validator == "required" and not path:
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        kind = schema.get("properties", {}).get(missing, {}).get("type")
+        suffix = f" ({kind})" if isinstance(kind, str) else ""
+        return missing, f"argument '{missing}' is required{suffix}"
+    name = path[0] if path else None
+    where = "argument '" + ".".join(path) + "'" if path else "arguments"
+    if error.validator == "type":
+        expected = error.validator_value
+        if isinstance(expected, list):
+            expected = " or ".join(str(e) for e in expected)
+        return name, f"{where} must be {expected}, got {_shown(error.instance)}"
+    if error.validator == "enum":
+        options = ", ".join(_shown(v) for v in error.validator_value)
+        return name, f"{where} must be one of {options}, got {_shown(error.instance)}"
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else "?"
+        return name, f"{where} needs the field '{missing}'"
+    return name, f"{where}: {error.validator} constraint not met"
+
+
+def validation_problem(plan: UnitPlan, values: Mapping[str, Any]) -> Problem | None:
+    """The first schema violations of ``values`` as one VALIDATION problem, or None."""
+    errors = sorted(plan.validator.iter_errors(values), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return None
+    schema = plan.validator.schema
+    described = [_describe(e, schema) for e in errors[:5]]
+    parameter = described[0][0]
+    return _problem(
+        ErrorKind.VALIDATION,
+        "Invalid arguments",
+        "; ".join(message for _, message in described),
+        parameter=parameter,
+    )
+
+
+# --------------------------------------------------------------------------- engine
+
+
+class Engine:
+    """Runs the units of one compiled capability. One instance per capability."""
+
+    def __init__(self, compiled: CompiledCapability, settings: EngineSettings | None = None):
+        self.compiled = compiled
+        self.settings = settings or EngineSettings()
+        self._clients = UpstreamClients(self.settings)
+        self._base_dir = str(getattr(compiled.loaded, "base_dir", ".") or ".")
+
+    @property
+    def units(self) -> Mapping[str, Unit]:
+        return self.compiled.units
+
+    @property
+    def adapters(self) -> tuple[AdapterPlan, ...]:
+        return self.compiled.adapters
+
+    async def start(self) -> None:
+        """Open one pooled client per consumed namespace (otherwise opened on first use)."""
+        self._clients.start(self.compiled.consumes)
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------------ invoke
+
+    async def invoke(self, unit: Unit, inputs: Inputs) -> Result:
+        """Run ``unit`` with ``inputs``. Never raises."""
+        try:
+            return await self._invoke(unit, inputs)
+        except Exception:
+            log.exception("internal error while running %s", unit.id)
+            return Result.failure(
+                _problem(
+                    ErrorKind.INTERNAL,
+                    "Internal error",
+                    f"the runtime failed while running '{unit.id}'; see the server log",
+                )
+            )
+
+    async def _invoke(self, unit: Unit, inputs: Inputs) -> Result:
+        plan = unit.plan
+        if not isinstance(plan, UnitPlan):
+            return Result.failure(
+                _problem(ErrorKind.NOT_IMPLEMENTED, "Not implemented", f"'{unit.id}' has no plan")
+            )
+        values = dict(inputs.values)
+        if "body" not in values and inputs.body is not None:
+            values["body"] = inputs.body
+        for name, default in plan.defaults.items():
+            values.setdefault(name, default)
+        problem = validation_problem(plan, values)
+        if problem is not None:
+            return Result.failure(problem)
+        scope = plan.scope.with_child(inputs=values)
+        with_values = {}
+        for key, expr in plan.with_.items():
+            value = expr.evaluate(scope)
+            if value is not MISSING and value is not None:
+                with_values[key] = value
+        scope = scope.with_child(with_values=with_values)
+
+        if isinstance(plan, CallPlan):
+            return await self._call(plan, scope, inputs)
+        if isinstance(plan, MockPlan):
+            body = plan.outputs.mock(scope) if plan.outputs is not None else {}
+            return Result(status=200, body=body)
+        if isinstance(plan, RefPlan):
+            return await self._ref(plan, unit, scope, inputs)
+        if isinstance(plan, StepsPlan):
+            return await self._steps(plan, unit, scope, inputs)
+        reason = plan.reason if isinstance(plan, NotImplementedPlan) else "unknown plan"
+        return Result.failure(_problem(ErrorKind.NOT_IMPLEMENTED, "Not implemented", reason))
+
+    async def _call(self, plan: CallPlan, scope: Scope, inputs: Inputs) -> Result:
+        outcome = await self.call_operation(plan.operation, scope, inputs)
+        if isinstance(outcome, Problem):
+            return Result.failure(outcome)
+        response, scope = outcome
+        return self.read_response(response, plan, plan.operation, scope)
+
+    async def _ref(self, plan: RefPlan, unit: Unit, scope: Scope, inputs: Inputs) -> Result:
+        function = self.compiled.functions[plan.function_id]
+        values = {**scope.inputs, **scope.with_values}
+        result = await self._invoke(
+            function,
+            Inputs(
+                values=values,
+                body=inputs.body,
+                media_type=inputs.media_type,
+                request_id=inputs.request_id,
+            ),
+        )
+        fn_plan = function.plan
+        # A function that passes its upstream body through is shaped by the unit's outputs.
+        if (
+            not result.is_error
+            and plan.outputs is not None
+            and isinstance(fn_plan, CallPlan)
+            and fn_plan.passthrough
+            and not result.is_raw
+            and result.body is not None
+        ):
+            shaped = plan.outputs.apply(result.body, scope)
+            return Result(
+                status=result.status,
+                body=shaped,
+                headers=result.headers,
+                upstream_status=result.upstream_status,
+            )
+        return result
+
+    async def _steps(self, plan: StepsPlan, unit: Unit, scope: Scope, inputs: Inputs) -> Result:
+        if importlib.util.find_spec("naftiko.engine.orchestration") is None:
+            return Result.failure(
+                _problem(
+                    ErrorKind.NOT_IMPLEMENTED,
+                    "Not implemented",
+                    f"'{unit.id}' uses orchestration steps, which this runtime does not run yet",
+                )
+            )
+        orchestration = importlib.import_module("naftiko.engine.orchestration")
+        return await orchestration.run_steps(
+            engine=self, unit=unit, plan=plan, scope=scope, inputs=inputs
+        )
+
+    # ------------------------------------------------------------------ upstream
+
+    async def call_operation(
+        self, operation: OperationPlan, scope: Scope, inputs: Inputs
+    ) -> tuple[UpstreamResponse, Scope] | Problem:
+        """Build and send one consumed-operation request (also used by orchestration).
+
+        Returns the response and the scope with the consumed parameters written back.
+        """
+        consumes = self.compiled.consumes[operation.namespace]
+        if consumes.base_uri is None:
+            return _problem(
+                ErrorKind.NOT_IMPLEMENTED,
+                "Not implemented",
+                f"the base URI of '{operation.namespace}' references an unbound variable",
+            )
+        try:
+            built = build_request(
+                operation, consumes, scope, inputs, self.settings, self.compiled.token_cache
+            )
+        except RequestError as exc:
+            return exc.problem
+        response = await send(
+            self._clients.get(operation.namespace),
+            built.request,
+            auth=built.auth,
+            settings=self.settings,
+            namespace=operation.namespace,
+            operation=operation.label,
+        )
+        if isinstance(response, Problem):
+            return response
+        return response, built.scope
+
+    def read_response(
+        self,
+        response: UpstreamResponse,
+        plan: UnitPlan | None,
+        operation: OperationPlan | None,
+        scope: Scope,
+    ) -> Result:
+        """Turn an upstream answer into a Result (errors kept intact; mapping on success)."""
+        headers = kept_headers(response.headers)
+        status = response.status
+        if status >= 400:
+            body, media = _passthrough_body(response)
+            return Result(
+                status=status,
+                body=body,
+                media_type=media,
+                headers=headers,
+                is_error=True,
+                upstream_status=status,
+            )
+        if status in (204, 205, 304) or not response.content:
+            return Result(status=status, body=None, headers=headers, upstream_status=status)
+        outputs = plan.outputs if plan is not None else None
+        passthrough = outputs is None or (isinstance(plan, CallPlan) and plan.passthrough)
+        if passthrough:
+            body, media = _passthrough_body(response)
+            return Result(
+                status=status, body=body, media_type=media, headers=headers, upstream_status=status
+            )
+        from naftiko.engine.formats import FormatError, parse_body
+
+        fmt = operation.output_raw_format if operation is not None else None
+        try:
+            document = parse_body(
+                response.content,
+                fmt,
+                schema=operation.output_schema if operation is not None else None,
+                base_dir=self._base_dir,
+            )
+        except FormatError as exc:
+            where = f"'{operation.namespace}' ({operation.label})" if operation else "upstream"
+            reason = str(exc)[:200]
+            return Result.failure(
+                _problem(
+                    ErrorKind.BAD_UPSTREAM_RESPONSE,
+                    "Bad upstream response",
+                    f"upstream {where}: the response cannot be read as {fmt or 'json'}: {reason}",
+                )
+            )
+        return Result(
+            status=status,
+            body=outputs.apply(document, scope),  # type: ignore[union-attr]
+            headers=headers,
+            upstream_status=status,
+        )
+
+    # ------------------------------------------------------------------ forward
+
+    async def forward(self, route: RestRoute, inputs: Inputs) -> Result:
+        """Proxy a request on a ``forward`` resource. Never raises."""
+        try:
+            return await self._forward(route, inputs)
+        except Exception:
+            log.exception("internal error while forwarding %s", route.path)
+            return Result.failure(
+                _problem(
+                    ErrorKind.INTERNAL,
+                    "Internal error",
+                    f"the runtime failed while forwarding '{route.path}'; see the server log",
+                )
+            )
+
+    async def _forward(self, route: RestRoute, inputs: Inputs) -> Result:
+        forward = route.forward
+        consumes = self.compiled.consumes.get(forward.target_namespace) if forward else None
+        if forward is None or consumes is None or consumes.base_uri is None:
+            target = forward.target_namespace if forward else "none"
+            return Result.failure(
+                _problem(
+                    ErrorKind.NOT_IMPLEMENTED,
+                    "Not implemented",
+                    f"'{route.path}' forwards to '{target}', which cannot be reached",
+                )
+            )
+        bindings = getattr(self.compiled.loaded, "bindings", None)
+        scope = Scope(
+            binds=bindings.as_scope() if bindings is not None else {},
+            bind_namespaces=bindings.namespaced() if bindings is not None else {},
+            inputs=inputs.values,
+        )
+        try:
+            built = build_forward_request(
+                consumes,
+                forward.trusted_headers,
+                scope,
+                inputs,
+                self.settings,
+                self.compiled.token_cache,
+            )
+        except RequestError as exc:
+            return Result.failure(exc.problem)
+        response = await send(
+            self._clients.get(consumes.namespace),
+            built.request,
+            auth=built.auth,
+            settings=self.settings,
+            namespace=consumes.namespace,
+            operation=f"forward {inputs.method.upper()} {route.path}",
+        )
+        if isinstance(response, Problem):
+            return Result.failure(response)
+        return self.read_response(response, None, None, built.scope)
+
+
+def _passthrough_body(response: UpstreamResponse) -> tuple[Any, str]:
+    """JSON parsed when the upstream says JSON (and it parses); bytes otherwise."""
+    media = response.content_type or "application/octet-stream"
+    if not response.content:
+        return None, media
+    if _is_json(response.media_type):
+        try:
+            # The essence is kept: ``application/problem+json`` stays what it was.
+            return json.loads(response.content), response.media_type or "application/json"
+        except ValueError:
+            return response.content, media
+    return response.content, media

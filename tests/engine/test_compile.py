@@ -1,0 +1,331 @@
+"""Compilation: units, derived inputs, schemas, hints, adapter plans, load errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from naftiko.engine.compile import (
+    CallPlan,
+    CompiledCapability,
+    MockPlan,
+    NotImplementedPlan,
+    RefPlan,
+    StepsPlan,
+    compile_capability,
+)
+from naftiko.engine.types import (
+    ControlAdapterPlan,
+    DynamicResourcePlan,
+    McpAdapterPlan,
+    RestAdapterPlan,
+    StaticResourcePlan,
+)
+from naftiko.spec.diagnostics import LoadError
+from naftiko.spec.loader import load_capability
+
+
+def compile_doc(tmp_path: Path, capability: dict[str, Any], **extra: Any) -> CompiledCapability:
+    doc = {"naftiko": "1.0.0-alpha2", "info": {"label": "t", "description": "t"}, **extra}
+    doc["capability"] = capability
+    file = tmp_path / "cap.yaml"
+    file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return compile_capability(load_capability(file, env={}))
+
+
+CONSUMES = {
+    "type": "http",
+    "namespace": "up",
+    "baseUri": "https://api.example.com",
+    "resources": [
+        {
+            "name": "items",
+            "path": "/items/{itemId}",
+            "operations": [
+                {
+                    "name": "update",
+                    "method": "PUT",
+                    "inputParameters": [
+                        {"name": "itemId", "in": "path", "type": "string"},
+                        {"name": "limit", "in": "query", "type": "integer", "description": "Max"},
+                        {"name": "X-Mode", "in": "header", "type": "string", "required": True},
+                        {"name": "body", "in": "body", "type": "object", "required": True},
+                    ],
+                },
+            ],
+        },
+        {
+            "name": "all-items",
+            "path": "/items",
+            "operations": [
+                {
+                    "name": "create",
+                    "method": "POST",
+                    "body": {"type": "json", "data": {"title": "{{tools.title}}"}},
+                },
+            ],
+        },
+    ],
+}
+
+
+def test_published_tiktok_tool_requires_a_body_object(tiktok_capability_path: Path) -> None:
+    compiled = compile_capability(load_capability(tiktok_capability_path, env={}))
+    tool = compiled.units["tiktok-login-kit-oauth-mcp.exchange-authorization-code-token"]
+    assert tool.kind == "tool"
+    assert tool.input_schema == {
+        "type": "object",
+        "properties": {"body": {"type": "object", "description": "Request body (JSON)."}},
+        "required": ["body"],
+    }
+    [field] = tool.inputs
+    assert (field.name, field.location, field.required, field.derived) == (
+        "body",
+        "argument",
+        True,
+        True,
+    )
+    assert tool.hints == {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": False}
+    rest = compiled.units["tiktok-login-kit-oauth-rest.exchangetoken"]
+    assert [(f.name, f.location, f.required) for f in rest.inputs] == [("body", "body", True)]
+    assert isinstance(rest.plan, CallPlan) and rest.plan.passthrough
+    assert rest.plan.operation.label == "POST /v2/oauth/token/"
+    assert [type(a) for a in compiled.adapters] == [RestAdapterPlan, McpAdapterPlan]
+
+
+def test_derived_inputs_are_typed_from_the_consumed_parameter(tmp_path: Path) -> None:
+    tools = [
+        {
+            "name": "update",
+            "label": "Update an item",
+            "call": "up.update",
+            "with": {
+                "itemId": "tools.id",
+                "limit": "{{tools.limit}}",
+                "X-Mode": "$this.mcp.mode",
+                "body": "mcp.payload",
+            },
+            "hints": {"readOnly": False, "openWorld": True},
+        },
+        {"name": "create", "call": "up.create"},
+    ]
+    compiled = compile_doc(
+        tmp_path,
+        {"consumes": [CONSUMES], "exposes": [{"type": "mcp", "namespace": "mcp", "tools": tools}]},
+    )
+    update = compiled.units["mcp.update"]
+    props = update.input_schema["properties"]
+    assert props["id"] == {"type": "string"}
+    assert props["limit"] == {"type": "integer", "description": "Max"}
+    assert props["mode"] == {"type": "string"}
+    assert props["payload"] == {"type": "object"}
+    assert update.input_schema["required"] == ["id", "mode", "payload"]
+    assert all(f.derived and f.location == "argument" for f in update.inputs)
+    assert update.title == "Update an item"
+    assert update.hints == {"readOnlyHint": False, "openWorldHint": True}
+    # References inside the consumed body template are inputs too.
+    create = compiled.units["mcp.create"]
+    assert "title" in create.input_schema["properties"]
+
+
+def test_rest_locations_of_derived_inputs(tmp_path: Path) -> None:
+    rest = {
+        "type": "rest",
+        "namespace": "api",
+        "port": 8080,
+        "resources": [
+            {
+                "path": "/things/{{itemId}}",
+                "operations": [
+                    {
+                        "method": "put",
+                        "call": "up.update",
+                        "with": {
+                            "itemId": "rest.itemId",
+                            "limit": "rest.limit",
+                            "X-Mode": "rest.mode",
+                            "body": "rest.body",
+                        },
+                    }
+                ],
+            }
+        ],
+    }
+    compiled = compile_doc(tmp_path, {"consumes": [CONSUMES], "exposes": [rest]})
+    [plan] = compiled.adapters
+    assert isinstance(plan, RestAdapterPlan)
+    [route] = plan.routes
+    assert route.path == "/things/{itemId}"
+    unit = route.operations["PUT"]
+    assert unit.id == "api.PUT /things/{itemId}"
+    locations = {f.name: (f.location, f.required) for f in unit.inputs}
+    assert locations == {
+        "itemId": ("path", True),
+        "limit": ("query", False),
+        "mode": ("header", True),
+        "body": ("body", True),
+    }
+
+
+def test_declared_inputs_and_required_defaults(tmp_path: Path) -> None:
+    params = [
+        {"name": "q", "type": "string", "enum": ["a", "b"], "default": "a"},
+        {"name": "n", "type": "int", "required": False},
+        {"name": "tags", "type": "array", "items": {"type": "string"}},
+        {"name": "odd", "type": "uuid-ish"},
+    ]
+    tool = {"name": "t", "inputParameters": params, "call": "up.create"}
+    rest_params = [
+        {"name": "id", "in": "path", "type": "string"},
+        {"name": "q", "in": "query", "type": "string"},
+        {"name": "must", "in": "query", "required": True},
+    ]
+    rest = {
+        "type": "rest",
+        "namespace": "api",
+        "resources": [
+            {
+                "path": "/x/{id}",
+                "inputParameters": rest_params,
+                "operations": [{"method": "GET", "name": "x", "call": "up.create"}],
+            }
+        ],
+    }
+    compiled = compile_doc(
+        tmp_path,
+        {
+            "consumes": [CONSUMES],
+            "exposes": [{"type": "mcp", "namespace": "mcp", "tools": [tool]}, rest],
+        },
+    )
+    schema = compiled.units["mcp.t"].input_schema
+    assert schema["properties"]["q"] == {"type": "string", "enum": ["a", "b"], "default": "a"}
+    assert schema["properties"]["n"] == {"type": "integer"}
+    assert schema["properties"]["tags"] == {"type": "array", "items": {"type": "string"}}
+    assert schema["properties"]["odd"] == {}  # unknown type: no constraint
+    assert schema["required"] == ["q", "tags", "odd"]  # MCP: required unless false
+    rest_unit = compiled.units["api.x"]
+    assert rest_unit.input_schema["required"] == ["id", "must"]  # REST: path or true
+
+
+def test_missing_call_target_compiles_to_501_plan(tmp_path: Path) -> None:
+    tools = [
+        {"name": "broken", "call": "up.nope"},
+        {"name": "mock", "call": "up.nope", "outputParameters": [{"name": "a", "value": "x"}]},
+        {"name": "mocked", "outputParameters": [{"type": "string", "value": "{{tools.x}}"}]},
+        {"name": "steps", "steps": [{"type": "call", "name": "s", "call": "up.create"}]},
+    ]
+    compiled = compile_doc(
+        tmp_path,
+        {"consumes": [CONSUMES], "exposes": [{"type": "mcp", "namespace": "mcp", "tools": tools}]},
+    )
+    broken = compiled.units["mcp.broken"].plan
+    assert isinstance(broken, NotImplementedPlan) and "up.nope" in broken.reason
+    assert isinstance(compiled.units["mcp.mock"].plan, MockPlan)
+    assert isinstance(compiled.units["mcp.mocked"].plan, MockPlan)
+    assert isinstance(compiled.units["mcp.steps"].plan, StepsPlan)
+
+
+def test_aggregate_ref_inherits_and_derives_hints(tmp_path: Path) -> None:
+    aggregates = [
+        {
+            "namespace": "fleet",
+            "functions": [
+                {
+                    "name": "find",
+                    "description": "Find things",
+                    "semantics": {"safe": True, "idempotent": True},
+                    "inputParameters": [{"name": "q", "type": "string"}],
+                    "call": "up.create",
+                    "with": {"title": "fleet.q"},
+                }
+            ],
+        }
+    ]
+    tools = [{"name": "", "ref": "fleet.find", "hints": {"destructive": True}}]
+    compiled = compile_doc(
+        tmp_path,
+        {
+            "consumes": [CONSUMES],
+            "aggregates": aggregates,
+            "exposes": [{"type": "mcp", "namespace": "mcp", "tools": tools}],
+        },
+    )
+    function = compiled.functions["fleet.find"]
+    assert function.kind == "function" and isinstance(function.plan, CallPlan)
+    tool = compiled.units["mcp.find"]
+    assert (tool.name, tool.description) == ("find", "Find things")
+    assert isinstance(tool.plan, RefPlan) and tool.plan.function_id == "fleet.find"
+    assert tool.hints == {"readOnlyHint": True, "destructiveHint": True, "idempotentHint": True}
+    assert tool.input_schema["required"] == ["q"]
+
+
+def test_resources_and_other_adapters(tmp_path: Path) -> None:
+    (tmp_path / "docs").mkdir()
+    mcp = {
+        "type": "mcp",
+        "namespace": "mcp",
+        "resources": [
+            {"name": "docs", "uri": "docs://all", "location": "file://docs"},
+            {"name": "item", "uri": "items://{itemId}", "call": "up.create"},
+        ],
+    }
+    control = {"type": "control", "port": 9000, "management": {"health": True}}
+    compiled = compile_doc(tmp_path, {"consumes": [CONSUMES], "exposes": [mcp, control]})
+    mcp_plan, control_plan = compiled.adapters
+    assert isinstance(mcp_plan, McpAdapterPlan) and isinstance(control_plan, ControlAdapterPlan)
+    static, dynamic = mcp_plan.resources
+    assert isinstance(static, StaticResourcePlan)
+    assert Path(static.directory) == (tmp_path / "docs").resolve()
+    assert isinstance(dynamic, DynamicResourcePlan) and dynamic.is_template
+    assert dynamic.unit.kind == "resource"
+    assert dynamic.unit.input_schema["required"] == ["itemId"]
+    assert control_plan.management == {"health": True}
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"with": {"itemId": "{{#tools.id}}"}}, "invalid mustache"),
+        ({"outputParameters": [{"type": "string", "mapping": "$.[[["}]}, "outputParameters"),
+    ],
+)
+def test_document_errors_are_load_errors_with_lines(
+    tmp_path: Path, patch: dict[str, Any], message: str
+) -> None:
+    tool = {"name": "t", "call": "up.update", **patch}
+    with pytest.raises(LoadError) as caught:
+        compile_doc(
+            tmp_path,
+            {
+                "consumes": [CONSUMES],
+                "exposes": [{"type": "mcp", "namespace": "mcp", "tools": [tool]}],
+            },
+        )
+    [error] = [d for d in caught.value.diagnostics if d.severity == "error"]
+    assert message in error.message
+    assert error.line is not None and error.file.endswith("cap.yaml")
+
+
+def test_unknown_format_is_an_error_only_when_mapped(tmp_path: Path) -> None:
+    consumes = yaml.safe_load(yaml.safe_dump(CONSUMES))
+    consumes["resources"][1]["operations"][0]["outputRawFormat"] = "INI"
+    mapped = [{"type": "object", "properties": {"a": {"type": "string", "mapping": "$.a"}}}]
+
+    def exposes(outputs: list[Any]) -> list[dict[str, Any]]:
+        tool = {"name": "t", "call": "up.create", "outputParameters": outputs}
+        return [{"type": "mcp", "namespace": "mcp", "tools": [tool]}]
+
+    compiled = compile_doc(tmp_path, {"consumes": [consumes], "exposes": exposes([])})
+    assert any("INI" in w.message for w in compiled.warnings)
+    with pytest.raises(LoadError, match="INI"):
+        compile_doc(tmp_path, {"consumes": [consumes], "exposes": exposes(mapped)})
+
+
+def test_unusable_outbound_auth_is_a_load_error(tmp_path: Path) -> None:
+    consumes = {**CONSUMES, "authentication": {"type": "kerberos"}}
+    with pytest.raises(LoadError, match="kerberos"):
+        compile_doc(tmp_path, {"consumes": [consumes], "exposes": []})
