@@ -1,0 +1,433 @@
+"""The MCP adapter: translates MCP requests to ``Engine.invoke`` and results back.
+
+Public interface:
+
+* ``build_mcp_server(engine, plan) -> mcp.server.Server`` — the official SDK's low-level
+  server with our handlers; tools, resources and prompts come from the plan, and the
+  ``Tool`` list is built once here (nothing per request but the call itself).
+* ``build_mcp_app(engine, plan, settings=AdapterSettings(), *, binds=None) -> Starlette`` —
+  streamable HTTP. Serves MCP on **every path** (``/mcp`` and ``/`` in particular; the
+  reference engine does the same and its tutorials post to ``/``), so ``/mcp/`` never
+  307-redirects. Stateless with JSON responses by default (``settings.mcp_stateless``,
+  ``settings.mcp_json_response``). DNS-rebinding protection is off for
+  ``allowed_hosts=("*",)`` (a container reached by its service name must work) and
+  otherwise accepts exactly those hosts. The app's lifespan runs a session manager made
+  for this app (one can only run once). Inbound auth is the shared
+  ``InboundAuthMiddleware``; with oauth2 the RFC 9728 metadata document is served,
+  unauthenticated, at ``protected_resource_metadata_path``. The engine is not started or
+  closed here: the runtime owns it (several adapters share it).
+* ``run_mcp_stdio(engine, plan)`` — newline-delimited JSON-RPC on stdin/stdout; returns
+  when stdin closes. Logs go to stderr only (stdout is the protocol).
+
+No templating, upstream calls or mapping live here. Every handler catches everything:
+SDK 2.x turns a handler exception into a JSON-RPC internal error, which an agent cannot
+act on, so tool failures are ``isError`` results and resource/prompt failures are MCP
+errors with a clear message.
+
+Fast path (open for later): :meth:`McpHandlers.call_tool` is transport-free, so a
+stateless-JSON ``tools/call`` shortcut can call it without the SDK's per-request session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import anyio.to_thread
+import mcp.types as types
+from mcp.server import Server, ServerRequestContext
+from mcp.server.stdio import stdio_server
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Mount, Route
+
+from naftiko import __version__
+from naftiko.adapters import mcp_resources as res
+from naftiko.adapters.inbound_auth import (
+    InboundAuthMiddleware,
+    build_inbound_auth,
+    protected_resource_metadata,
+    protected_resource_metadata_path,
+    protected_resource_metadata_url,
+)
+from naftiko.adapters.mcp_results import ToolEntry, build_tool, call_tool_result, error_result
+from naftiko.adapters.settings import AdapterSettings
+from naftiko.engine.prompts import CompiledPrompt, MissingArgument, PromptError, PromptFileError
+from naftiko.engine.types import DynamicResourcePlan, Inputs, McpAdapterPlan, StaticResourcePlan
+from naftiko.observability import get_observer
+from naftiko.spec.binds import Bindings
+
+__all__ = ["McpHandlers", "build_mcp_app", "build_mcp_server", "run_mcp_stdio"]
+
+log = logging.getLogger("naftiko.adapters.mcp")
+
+ADAPTER_TYPE = "mcp"
+UNKNOWN_UNIT = "(unknown)"  # metric label for unknown names: callers must not grow label sets
+_ROLES = ("user", "assistant")
+
+
+class McpHandlers:
+    """The request handlers of one MCP adapter, built once from its plan.
+
+    ``engine`` is anything with ``async invoke(unit, inputs) -> Result`` that never raises
+    (``naftiko.engine.invoke.Engine``).
+    """
+
+    def __init__(self, engine: Any, plan: McpAdapterPlan) -> None:
+        self.engine = engine
+        self.plan = plan
+        self.tools: dict[str, ToolEntry] = {}
+        for unit in plan.tools:
+            if unit.name in self.tools:
+                log.warning("mcp %s: duplicate tool %r ignored", plan.namespace, unit.name)
+                continue
+            self.tools[unit.name] = build_tool(unit)
+        self.tool_list = types.ListToolsResult(tools=[e.tool for e in self.tools.values()])
+        self.static: list[StaticResourcePlan] = []
+        self.dynamic: tuple[res.DynamicEntry, ...] = ()
+        self._readers: list[StaticResourcePlan | res.DynamicEntry] = []  # declaration order
+        for resource in plan.resources:
+            if isinstance(resource, DynamicResourcePlan):
+                entry = res.compile_dynamic(resource)
+                self.dynamic += (entry,)
+                self._readers.append(entry)
+            else:
+                self.static.append(resource)
+                self._readers.append(resource)
+        self.prompts = {p.name: CompiledPrompt.compile(p, plan.base_dir) for p in plan.prompts}
+        self.prompt_list = types.ListPromptsResult(
+            prompts=[_prompt(p) for p in self.prompts.values()]
+        )
+
+    # ------------------------------------------------------------------ tools
+
+    async def list_tools(self, ctx: Any, params: Any) -> types.ListToolsResult:
+        return self.tool_list
+
+    async def on_call_tool(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        return await self.call_tool(params.name, params.arguments, _request_id(ctx))
+
+    async def call_tool(
+        self, name: str, arguments: Mapping[str, Any] | None, request_id: str | None = None
+    ) -> types.CallToolResult:
+        """One ``tools/call``, independent of the transport; never raises."""
+        started = time.perf_counter()
+        entry = self.tools.get(name)
+        status, upstream_status, unit_id = 404, None, UNKNOWN_UNIT
+        try:
+            if entry is None:
+                answer = error_result(self._unknown_tool_text(name))
+            else:
+                unit_id = entry.unit.id
+                result = await self.engine.invoke(
+                    entry.unit, Inputs(values=dict(arguments or {}), request_id=request_id)
+                )
+                status, upstream_status = result.status, result.upstream_status
+                answer = call_tool_result(entry, result)
+        except Exception:
+            log.exception("mcp %s: tools/call %r failed", self.plan.namespace, name)
+            status = 500
+            answer = error_result(
+                f"Internal error while calling tool {name!r}; see the server log."
+            )
+        get_observer().request_finished(
+            adapter_type=ADAPTER_TYPE,
+            adapter=self.plan.namespace,
+            unit=unit_id,
+            status=status,
+            is_error=bool(answer.is_error),
+            duration_s=time.perf_counter() - started,
+            request_id=request_id,
+            upstream_status=upstream_status,
+        )
+        return answer
+
+    def _unknown_tool_text(self, name: str) -> str:
+        names = list(self.tools)
+        text = f"Unknown tool {name!r}."
+        close = difflib.get_close_matches(name, names, n=1)
+        if close:
+            text += f" Did you mean {close[0]!r}?"
+        return text + f" Available tools: {', '.join(names) or '(none)'}."
+
+    def input_schema(self, name: str) -> Mapping[str, Any] | None:
+        entry = self.tools.get(name)
+        return entry.input_schema if entry is not None else None
+
+    # ------------------------------------------------------------------ resources
+
+    async def list_resources(self, ctx: Any, params: Any) -> types.ListResourcesResult:
+        resources = res.list_dynamic(self.dynamic)
+        for plan in self.static:
+            try:
+                resources.extend(res.list_static(plan))
+            except OSError:
+                log.exception("mcp %s: cannot list resource %r", self.plan.namespace, plan.name)
+        return types.ListResourcesResult(resources=resources)
+
+    async def list_resource_templates(
+        self, ctx: Any, params: Any
+    ) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(
+            resource_templates=res.list_templates(self.dynamic)
+        )
+
+    async def read_resource(
+        self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        started = time.perf_counter()
+        request_id = _request_id(ctx)
+        uri = str(params.uri)
+        unit_id, status, upstream_status = UNKNOWN_UNIT, 200, None
+        try:
+            try:
+                reader, match = self._match(uri)
+                if isinstance(reader, res.DynamicEntry):
+                    unit_id = reader.plan.unit.id
+                    inputs = Inputs(values=match, request_id=request_id)
+                    result = await self.engine.invoke(reader.plan.unit, inputs)
+                    status, upstream_status = result.status, result.upstream_status
+                    contents = res.dynamic_contents(reader.plan, uri, result)
+                else:
+                    unit_id = f"{self.plan.namespace}.{reader.name}"
+                    contents = await _in_thread(res.read_static, reader, uri, match)
+            except res.ResourceFailure as failure:
+                status = failure.status
+                raise MCPError(failure.code, failure.message) from None
+            except Exception:
+                log.exception("mcp %s: resources/read %r failed", self.plan.namespace, uri)
+                status = 500
+                raise MCPError(INTERNAL_ERROR, f"Internal error while reading {uri}") from None
+        finally:
+            get_observer().request_finished(
+                adapter_type=ADAPTER_TYPE,
+                adapter=self.plan.namespace,
+                unit=unit_id,
+                status=status,
+                is_error=status >= 400,
+                duration_s=time.perf_counter() - started,
+                request_id=request_id,
+                upstream_status=upstream_status,
+            )
+        return types.ReadResourceResult(contents=[contents])
+
+    def _match(self, uri: str) -> tuple[Any, Any]:
+        """The first declared resource that serves ``uri`` and its variables/relative path."""
+        for reader in self._readers:
+            if isinstance(reader, res.DynamicEntry):
+                variables = reader.match(uri)
+                if variables is not None:
+                    return reader, variables
+                continue
+            relative = res.static_relative(reader, uri)
+            if relative is not None:
+                return reader, relative
+        raise res.ResourceFailure(INVALID_PARAMS, f"Unknown resource URI: {uri}", status=404)
+
+    # ------------------------------------------------------------------ prompts
+
+    async def list_prompts(self, ctx: Any, params: Any) -> types.ListPromptsResult:
+        return self.prompt_list
+
+    async def get_prompt(
+        self, ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult:
+        started = time.perf_counter()
+        prompt = self.prompts.get(params.name)
+        status = 200
+        try:
+            if prompt is None:
+                status = 404
+                available = ", ".join(self.prompts) or "(none)"
+                raise MCPError(
+                    INVALID_PARAMS,
+                    f"Unknown prompt: {params.name!r}. Available prompts: {available}",
+                )
+            try:
+                messages = await _in_thread(prompt.render, params.arguments or {})
+            except MissingArgument as exc:
+                status = 400
+                raise MCPError(
+                    INVALID_PARAMS,
+                    f"Missing required argument {exc.argument!r} for prompt {prompt.name!r}",
+                ) from None
+            except PromptFileError as exc:
+                status = 500
+                raise MCPError(INTERNAL_ERROR, str(exc)) from None
+            except PromptError as exc:
+                status = 400
+                raise MCPError(INVALID_PARAMS, str(exc)) from None
+            except Exception:
+                log.exception("mcp %s: prompts/get %r failed", self.plan.namespace, params.name)
+                status = 500
+                raise MCPError(
+                    INTERNAL_ERROR, f"Internal error while rendering prompt {params.name!r}"
+                ) from None
+        finally:
+            get_observer().request_finished(
+                adapter_type=ADAPTER_TYPE,
+                adapter=self.plan.namespace,
+                unit=f"{self.plan.namespace}.{prompt.name}" if prompt else UNKNOWN_UNIT,
+                status=status,
+                is_error=status >= 400,
+                duration_s=time.perf_counter() - started,
+                request_id=_request_id(ctx),
+            )
+        return types.GetPromptResult(
+            description=prompt.description,
+            messages=[
+                types.PromptMessage(
+                    role=m.role if m.role in _ROLES else "user",
+                    content=types.TextContent(text=m.text),
+                )
+                for m in messages
+            ],
+        )
+
+
+def _prompt(prompt: CompiledPrompt) -> types.Prompt:
+    return types.Prompt(
+        name=prompt.name,
+        title=prompt.title,
+        description=prompt.description,
+        arguments=[
+            types.PromptArgument(
+                name=a.name, title=a.title, description=a.description, required=a.required
+            )
+            for a in prompt.arguments
+        ]
+        or None,
+    )
+
+
+async def _in_thread(fn: Any, *args: Any) -> Any:
+    """File I/O off the event loop (a slow disk must not stall other requests)."""
+    return await anyio.to_thread.run_sync(fn, *args)
+
+
+def _request_id(ctx: Any) -> str | None:
+    """The caller's ``X-Request-Id`` when the request came over HTTP."""
+    request = getattr(ctx, "request", None)
+    headers = getattr(request, "headers", None)
+    if headers is None:
+        return None
+    try:
+        return headers.get("x-request-id")
+    except Exception:  # a transport object of unexpected shape: no id rather than a failure
+        return None
+
+
+# ---------------------------------------------------------------------- public interface
+
+
+def build_mcp_server(engine: Any, plan: McpAdapterPlan) -> Server[Any]:
+    """The low-level SDK server for ``plan``; resources/prompts advertised only when declared."""
+    handlers = McpHandlers(engine, plan)
+    optional: dict[str, Any] = {}
+    if plan.resources:
+        optional.update(
+            on_list_resources=handlers.list_resources,
+            on_list_resource_templates=handlers.list_resource_templates,
+            on_read_resource=handlers.read_resource,
+        )
+    if plan.prompts:
+        optional.update(on_list_prompts=handlers.list_prompts, on_get_prompt=handlers.get_prompt)
+    server: Server[Any] = Server(
+        plan.namespace,
+        version=__version__,
+        instructions=plan.description,
+        get_tool_input_schema=handlers.input_schema,
+        on_list_tools=handlers.list_tools,
+        on_call_tool=handlers.on_call_tool,
+        **optional,
+    )
+    server.naftiko_handlers = handlers  # type: ignore[attr-defined]  # for a future fast path
+    return server
+
+
+def transport_security(allowed_hosts: tuple[str, ...]) -> TransportSecuritySettings:
+    """``("*",)`` (or empty) disables the Host/Origin check; otherwise exactly those hosts."""
+    if not allowed_hosts or "*" in allowed_hosts:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    origins = [f"{scheme}://{host}" for host in allowed_hosts for scheme in ("http", "https")]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=list(allowed_hosts),
+        allowed_origins=origins,
+    )
+
+
+def build_mcp_app(
+    engine: Any,
+    plan: McpAdapterPlan,
+    settings: AdapterSettings = AdapterSettings(),  # noqa: B008  (frozen, safe to share)
+    *,
+    binds: Bindings | Mapping[str, str] | None = None,
+) -> Starlette:
+    """The streamable-HTTP app for ``plan`` (see the module docstring).
+
+    Raises ``InboundAuthConfigError`` when the authentication block cannot be enforced:
+    an adapter must not start open when it was declared protected.
+    """
+    server = build_mcp_server(engine, plan)
+    manager = StreamableHTTPSessionManager(
+        app=server,
+        stateless=settings.mcp_stateless,
+        json_response=settings.mcp_json_response,
+        security_settings=transport_security(settings.allowed_hosts),
+    )
+    if isinstance(binds, Bindings):
+        flat: Mapping[str, str] = binds.as_scope()
+        namespaces: Mapping[str, Mapping[str, str]] = binds.namespaced()
+    else:
+        flat, namespaces = binds or {}, {}
+
+    routes: list[BaseRoute] = []
+    middleware: list[Middleware] = []
+    spec = plan.authentication
+    if spec is not None:
+        metadata_url: str | None = None
+        if spec.type.strip().lower() == "oauth2":
+            document = protected_resource_metadata(spec, flat, namespaces)
+            metadata_path = protected_resource_metadata_path(spec, flat, namespaces)
+            metadata_url = protected_resource_metadata_url(spec, flat, namespaces)
+
+            async def metadata(_: Request) -> JSONResponse:
+                return JSONResponse(document)
+
+            routes.append(Route(metadata_path, metadata, methods=["GET"]))
+        auth = build_inbound_auth(spec, flat, namespaces, resource_metadata_url=metadata_url)
+        if auth is not None:
+            exempt = tuple(r.path for r in routes if isinstance(r, Route))
+            middleware.append(Middleware(InboundAuthMiddleware, auth=auth, exempt_paths=exempt))
+    routes.append(Mount("/", app=StreamableHTTPASGIApp(manager)))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with manager.run():
+            yield
+
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.mcp_server = server
+    return app
+
+
+async def run_mcp_stdio(engine: Any, plan: McpAdapterPlan) -> None:
+    """Serve ``plan`` on stdin/stdout until stdin closes."""
+    server = build_mcp_server(engine, plan)
+    log.info("MCP server started on stdio (namespace: %s)", plan.namespace)
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+    log.info("MCP server on stdio stopped (namespace: %s)", plan.namespace)

@@ -1,0 +1,207 @@
+"""Translation between engine units/results and MCP tool shapes (part of the MCP adapter).
+
+Built once per tool at adapter build time (:class:`ToolEntry`) so ``tools/list`` and
+``tools/call`` do no schema work per request. Text sent to an agent never contains a
+secret: problems come from the engine (already redacted) and upstream bodies are the
+upstream's own words, passed through intact because the agent needs them (TikTok's
+``error_description`` and ``log_id``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import mcp.types as types
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from naftiko.engine.static_files import is_text_media_type
+from naftiko.engine.types import ErrorKind, Result, Unit
+
+log = logging.getLogger("naftiko.adapters.mcp")
+
+HINT_NAMES = ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint")
+_SHORT_HINTS = {
+    "readOnly": "readOnlyHint",
+    "destructive": "destructiveHint",
+    "idempotent": "idempotentHint",
+    "openWorld": "openWorldHint",
+}
+
+
+def plain(value: Any) -> Any:
+    """Deep copy of a schema into plain ``dict``/``list`` (plans hold read-only mappings)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def to_json_text(value: Any) -> str:
+    """JSON text for an agent: compact, non-ASCII kept (fewer tokens, readable)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def body_text(body: Any) -> str:
+    """Any result body as text: strings as they are, bytes decoded, the rest as JSON."""
+    if body is None:
+        return ""
+    if isinstance(body, str):
+        return body
+    if isinstance(body, (bytes, bytearray)):
+        return bytes(body).decode("utf-8", errors="replace")
+    return to_json_text(body)
+
+
+def is_binary(media_type: str | None, data: bytes) -> bool:
+    """Binary when the media type says so; with no useful type, when it is not UTF-8."""
+    essence = (media_type or "").split(";", 1)[0].strip().lower()
+    if essence and essence != "application/octet-stream":
+        return not is_text_media_type(essence)
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return essence == "application/octet-stream"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolEntry:
+    """One tool: its unit, its wire description and its output-schema check."""
+
+    unit: Unit
+    tool: types.Tool
+    input_schema: dict[str, Any]
+    output_validator: Draft202012Validator | None
+
+
+def build_tool(unit: Unit) -> ToolEntry:
+    """The MCP tool for a unit (schemas copied, hints mapped, only set hints kept)."""
+    input_schema = plain(unit.input_schema) or {}
+    if input_schema.get("type") != "object":
+        # MCP requires an object root; a unit without inputs may come with an empty schema.
+        if "type" in input_schema:
+            log.warning(
+                "tool %r: input schema type %r replaced by object", unit.name, input_schema["type"]
+            )
+        input_schema = {**input_schema, "type": "object"}
+    output_schema = plain(unit.output_schema) if unit.output_schema else None
+    validator: Draft202012Validator | None = None
+    if output_schema is not None:
+        if output_schema.get("type") != "object":  # old clients require an object root
+            output_schema = None
+        else:
+            try:
+                Draft202012Validator.check_schema(output_schema)
+                validator = Draft202012Validator(output_schema)
+            except SchemaError as exc:
+                log.warning("tool %r: output schema dropped, invalid: %s", unit.name, exc.message)
+                output_schema = None
+    hints: dict[str, Any] = {}
+    for key, value in unit.hints.items():
+        name = _SHORT_HINTS.get(key, key)
+        if name in HINT_NAMES and value is not None:
+            hints[name] = bool(value)
+    if unit.title:
+        hints["title"] = unit.title
+    tool = types.Tool(
+        name=unit.name,
+        title=unit.title,
+        description=unit.description,
+        input_schema=input_schema,
+        output_schema=output_schema,
+        annotations=types.ToolAnnotations.model_validate(hints) if hints else None,
+    )
+    return ToolEntry(unit, tool, input_schema, validator)
+
+
+def error_result(text: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
+
+
+def call_tool_result(entry: ToolEntry, result: Result) -> types.CallToolResult:
+    """The ``tools/call`` answer for an engine result (never raises for any body)."""
+    if result.is_error:
+        return error_result(failure_text(entry, result))
+    body = result.body
+    if isinstance(body, (bytes, bytearray)):
+        return types.CallToolResult(content=[_bytes_content(entry, bytes(body), result.media_type)])
+    if body is None:
+        content: list[types.ContentBlock] = []
+        structured: Any = None
+    else:
+        content = [types.TextContent(text=body_text(body))]
+        # Up to 2025-11-25 structured content must be an object; send it only then.
+        structured = body if isinstance(body, dict) else None
+    validator = entry.output_validator
+    if body is None and validator is not None and validator.is_valid({}):
+        structured = {}  # no content (204) is a success; an empty object says so validly
+    elif validator is not None:
+        # The client checks structuredContent against outputSchema and raises on a
+        # mismatch or absence, losing the data. Report it as a tool error instead: the
+        # agent still sees the result, and clients skip the check for errors.
+        error = next(iter(validator.iter_errors(body)), None) if structured is not None else None
+        if structured is None or error is not None:
+            reason = (
+                f"at {error.json_path}: {error.message}"
+                if error is not None
+                else "the result is not a JSON object"
+            )
+            log.warning(
+                "tool %r: result does not match its output schema (%s)", entry.unit.name, reason
+            )
+            return error_result(
+                f"The result of tool {entry.unit.name!r} does not match its declared output "
+                f"schema ({reason}). Result: {body_text(body)}"
+            )
+    return types.CallToolResult(content=content, structured_content=structured)
+
+
+def failure_text(entry: ToolEntry, result: Result) -> str:
+    """What went wrong, in words an agent can act on."""
+    problem = result.problem
+    if problem is None or problem.kind is ErrorKind.UPSTREAM:
+        status = result.upstream_status or result.status
+        return f"HTTP {status} from upstream: {body_text(result.body)}"
+    if problem.kind is ErrorKind.VALIDATION:
+        return validation_text(entry, problem.parameter, problem.detail)
+    where = f" (step {problem.step!r})" if problem.step else ""
+    return f"{problem.title}{where}: {problem.detail} [{problem.status}]"
+
+
+def validation_text(entry: ToolEntry, parameter: str | None, detail: str) -> str:
+    """Name the argument and show what the schema expects, so the model can retry."""
+    name = entry.unit.name
+    properties = entry.input_schema.get("properties") or {}
+    required = entry.input_schema.get("required") or []
+    detail = detail.strip().rstrip(".")
+    if parameter and repr(parameter) not in detail and parameter not in detail.split():
+        detail = f"argument {parameter!r}: {detail}"
+    parts = [f"Invalid arguments for tool {name!r}: {detail}."]
+    expected = properties.get(parameter) if parameter else None
+    if expected is not None:
+        parts.append(f"Expected {parameter!r}: {to_json_text(expected)}.")
+    if required:
+        parts.append(f"Required arguments: {', '.join(map(str, required))}.")
+    return " ".join(parts)
+
+
+def _bytes_content(entry: ToolEntry, data: bytes, media_type: str | None) -> types.ContentBlock:
+    if not is_binary(media_type, data):
+        return types.TextContent(text=data.decode("utf-8", errors="replace"))
+    mime = (media_type or "application/octet-stream").split(";", 1)[0].strip()
+    encoded = base64.b64encode(data).decode("ascii")
+    if mime.startswith("image/"):
+        return types.ImageContent(data=encoded, mime_type=mime)
+    if mime.startswith("audio/"):
+        return types.AudioContent(data=encoded, mime_type=mime)
+    uri = f"naftiko://{entry.unit.adapter_namespace}/tools/{entry.unit.name}/result"
+    return types.EmbeddedResource(
+        resource=types.BlobResourceContents(uri=uri, mime_type=mime, blob=encoded)
+    )
