@@ -1,0 +1,207 @@
+"""HTTP plumbing shared by the REST, control and skill adapters.
+
+* :func:`request_id_of` — one request id per request: the caller's ``X-Request-Id`` when
+  it is sane (short, printable, no separators that could forge a log line), else a new
+  uuid4 hex. Stored in the scope so every layer sees the same id.
+* :func:`problem_response` — RFC 9457 ``application/problem+json`` responses. Bodies are
+  built only from :class:`Problem` fields or the fields given: never an exception text.
+* :class:`RequestObserverMiddleware` — the outermost layer of an adapter: stamps
+  ``X-Request-Id`` on *every* response (401s of the auth middleware, 404s, 413s
+  included) and calls ``Observer.request_finished`` exactly once per request. Handlers
+  tell it what they did through :func:`outcome_of`.
+* :func:`read_body` — reads a request body under a byte limit (Content-Length first,
+  then counting), so a huge upload is refused before it is buffered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from naftiko.engine.types import JSON_MEDIA_TYPE, PROBLEM_MEDIA_TYPE, Problem
+from naftiko.observability import get_observer
+
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "BodyTooLarge",
+    "Outcome",
+    "RequestObserverMiddleware",
+    "json_bytes",
+    "json_response",
+    "outcome_of",
+    "problem_fields",
+    "problem_response",
+    "read_body",
+    "request_id_of",
+]
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_REQUEST_ID_KEY = "naftiko.request_id"
+_OUTCOME_KEY = "naftiko.outcome"
+# Letters, digits and a few punctuation marks; no spaces, quotes or control characters,
+# so an echoed id can neither split a header nor forge a log line.
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+=/-]{0,127}", re.ASCII)
+
+
+def request_id_of(scope: Scope) -> str:
+    """The request's id: assigned once, then the same for every caller of this function."""
+    existing = scope.get(_REQUEST_ID_KEY)
+    if isinstance(existing, str):
+        return existing
+    request_id = None
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"x-request-id":
+            text = value.decode("latin-1").strip()
+            request_id = text if _SANE_REQUEST_ID.fullmatch(text) else None
+            break
+    request_id = request_id or uuid.uuid4().hex
+    scope[_REQUEST_ID_KEY] = request_id
+    return request_id
+
+
+def json_bytes(value: Any) -> bytes:
+    """Compact UTF-8 JSON (raises ``ValueError``/``TypeError`` for non-JSON values)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def json_response(
+    value: Any,
+    status: int = 200,
+    *,
+    media_type: str = JSON_MEDIA_TYPE,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    return Response(json_bytes(value), status_code=status, media_type=media_type, headers=headers)
+
+
+def problem_fields(status: int, title: str, detail: str, kind: str, **extra: Any) -> dict[str, Any]:
+    """A problem document for errors that are not engine :class:`Problem` s (404, 405...)."""
+    body: dict[str, Any] = {
+        "type": f"https://naftiko.dev/problems/{kind}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return body
+
+
+def problem_response(
+    problem_or_fields: Problem | Mapping[str, Any],
+    request_id: str | None,
+    *,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """``application/problem+json`` with the problem's status and the request id header."""
+    if isinstance(problem_or_fields, Problem):
+        body = problem_or_fields.as_json()
+        status = problem_or_fields.status
+    else:
+        body = dict(problem_or_fields)
+        status = int(body.get("status", 500))
+    all_headers = dict(headers or {})
+    if request_id:
+        all_headers[REQUEST_ID_HEADER] = request_id
+    return json_response(body, status, media_type=PROBLEM_MEDIA_TYPE, headers=all_headers)
+
+
+# --------------------------------------------------------------------------- observation
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a handler reports about its request; read by :class:`RequestObserverMiddleware`."""
+
+    unit: str = ""
+    is_error: bool | None = None  # None: decided from the status (>= 400)
+    upstream_status: int | None = None
+
+
+def outcome_of(scope: Scope) -> Outcome:
+    """The request's mutable outcome record (created on first use)."""
+    outcome = scope.get(_OUTCOME_KEY)
+    if not isinstance(outcome, Outcome):
+        outcome = Outcome()
+        scope[_OUTCOME_KEY] = outcome
+    return outcome
+
+
+class RequestObserverMiddleware:
+    """Outermost ASGI layer: request id on every response, one observer report per request.
+
+    Being outside the auth middleware is the point: refused requests are counted and
+    carry the id too. Non-HTTP scopes pass through untouched.
+    """
+
+    def __init__(self, app: ASGIApp, *, adapter_type: str, adapter: str) -> None:
+        self.app = app
+        self.adapter_type = adapter_type
+        self.adapter = adapter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = request_id_of(scope)
+        outcome = outcome_of(scope)
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                headers = MutableHeaders(scope=message)
+                if REQUEST_ID_HEADER not in headers:
+                    headers.append(REQUEST_ID_HEADER, request_id)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            get_observer().request_finished(
+                adapter_type=self.adapter_type,
+                adapter=self.adapter,
+                unit=outcome.unit,
+                status=status,
+                is_error=outcome.is_error if outcome.is_error is not None else status >= 400,
+                duration_s=time.perf_counter() - started,
+                request_id=request_id,
+                upstream_status=outcome.upstream_status,
+            )
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+class BodyTooLarge(Exception):
+    """The request body exceeds the adapter's limit (answer 413)."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refusing (``BodyTooLarge``) anything over ``limit`` bytes.
+
+    Content-Length is checked before reading; the count while reading catches chunked
+    uploads and lying lengths. ``ClientDisconnect`` propagates (nobody to answer).
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
