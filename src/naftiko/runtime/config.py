@@ -1,0 +1,230 @@
+"""Process configuration: command-line flags, then ``NAFTIKO_*`` environment, then the document.
+
+One place decides where each knob comes from, so the precedence rule (flags beat the
+environment, which beats what the capability documents declare, which beats our
+defaults) is written once and tested once. Nothing here touches the network or a file
+other than the container marker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from naftiko.adapters.settings import AdapterSettings
+from naftiko.engine.settings import EngineSettings
+
+LogFormat = Literal["text", "json"]
+LOG_FORMATS: tuple[str, ...] = ("text", "json")
+LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
+DEFAULT_GRACE_PERIOD_S = 20.0
+CONTAINER_MARKER = Path("/.dockerenv")
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+
+
+class ConfigError(ValueError):
+    """A flag or environment value that cannot be used; reported as one line, exit 2."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """Everything the process needs that is not in a capability document.
+
+    ``host`` is ``None`` when neither ``--host`` nor ``NAFTIKO_HOST`` was given: each
+    adapter then binds to its document ``address``, else to ``default_host``.
+    """
+
+    paths: tuple[str, ...]
+    host: str | None = None
+    default_host: str = "127.0.0.1"
+    ports: Mapping[str, int] = field(default_factory=dict)
+    base_uris: Mapping[str, str] = field(default_factory=dict)
+    control_port: int | None = None
+    log_format: LogFormat = "text"
+    log_level: str = "info"
+    timeout_s: float | None = None
+    max_body_bytes: int | None = None
+    mcp_stateful: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    grace_period_s: float = DEFAULT_GRACE_PERIOD_S
+    check: bool = False
+    reload: bool = False
+    reload_interval_s: float = 1.0
+
+    def bind_host(self, document_address: str | None) -> str:
+        """Flag/env host, else the document's ``address``, else the default."""
+        return self.host or document_address or self.default_host
+
+    def engine_settings(self) -> EngineSettings:
+        settings = EngineSettings(base_uri_overrides=dict(self.base_uris))
+        if self.timeout_s is not None:
+            settings = replace(
+                settings,
+                read_timeout_s=self.timeout_s,
+                connect_timeout_s=min(settings.connect_timeout_s, self.timeout_s),
+            )
+        return settings
+
+    def adapter_settings(self) -> AdapterSettings:
+        kwargs: dict[str, Any] = {"mcp_stateless": not self.mcp_stateful}
+        if self.max_body_bytes is not None:
+            kwargs["max_body_bytes"] = self.max_body_bytes
+        if self.allowed_hosts:
+            kwargs["allowed_hosts"] = self.allowed_hosts
+        return AdapterSettings(**kwargs)
+
+
+def in_container(env: Mapping[str, str], marker: Path = CONTAINER_MARKER) -> bool:
+    """``NAFTIKO_IN_CONTAINER=1`` (set by our Dockerfile) or Docker's ``/.dockerenv``."""
+    flag = env.get("NAFTIKO_IN_CONTAINER", "").strip().lower()
+    if flag in TRUE_WORDS:
+        return True
+    if flag and flag in FALSE_WORDS:
+        return False
+    return marker.exists()
+
+
+def default_host(env: Mapping[str, str], marker: Path = CONTAINER_MARKER) -> str:
+    """All interfaces inside a container (else nothing outside can reach it), loopback
+    elsewhere (a laptop should not expose upstream credentials to its network)."""
+    return "0.0.0.0" if in_container(env, marker) else "127.0.0.1"
+
+
+def parse_port(text: str, what: str) -> int:
+    try:
+        port = int(text.strip())
+    except ValueError:
+        raise ConfigError(f"{what}: {text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{what}: {port} is outside 0-65535")
+    return port
+
+
+def parse_pairs(items: Sequence[str], what: str) -> dict[str, str]:
+    """``["ns=value", ...]`` (or one comma-separated string split beforehand) to a dict."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigError(f"{what}: expected NAMESPACE=VALUE, got {item!r}")
+        pairs[name.strip()] = value.strip()
+    return pairs
+
+
+def _split_list(text: str) -> list[str]:
+    return [part for part in (p.strip() for p in text.split(",")) if part]
+
+
+def _port_map(items: Sequence[str], what: str) -> dict[str, int]:
+    return {ns: parse_port(v, f"{what} {ns}") for ns, v in parse_pairs(items, what).items()}
+
+
+def _uri_map(items: Sequence[str], what: str) -> dict[str, str]:
+    uris = parse_pairs(items, what)
+    for ns, uri in uris.items():
+        if not uri.startswith(("http://", "https://")):
+            raise ConfigError(f"{what} {ns}: {uri!r} is not an http(s) URL")
+    return uris
+
+
+def _bool(text: str, what: str) -> bool:
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigError(f"{what}: {text!r} is not a boolean (use 1/0, true/false)")
+
+
+def _positive_float(text: str, what: str, *, allow_zero: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{what}: {text!r} is not a number") from None
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{what}: must be {'>= 0' if allow_zero else '> 0'}, got {text}")
+    return value
+
+
+def _positive_int(text: str, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{what}: {text!r} is not an integer") from None
+    if value <= 0:
+        raise ConfigError(f"{what}: must be > 0, got {text}")
+    return value
+
+
+def _choice(text: str, choices: Sequence[str], what: str) -> str:
+    word = text.strip().lower()
+    if word not in choices:
+        raise ConfigError(f"{what}: {text!r} is not one of {', '.join(choices)}")
+    return word
+
+
+def resolve_config(
+    args: Any, env: Mapping[str, str], *, marker: Path = CONTAINER_MARKER
+) -> RuntimeConfig:
+    """Merge parsed flags (``None`` when not given) over ``NAFTIKO_*`` variables.
+
+    Maps (ports, base URIs) merge per namespace: a flag for one namespace does not
+    discard the environment's value for another.
+    """
+
+    def pick(flag: Any, name: str) -> Any:
+        if flag is not None:
+            return flag
+        value = env.get(name)
+        return value if value not in (None, "") else None
+
+    paths = tuple(args.paths or ())
+    if not paths and env.get("NAFTIKO_CAPABILITIES"):
+        paths = tuple(p for p in env["NAFTIKO_CAPABILITIES"].split(os.pathsep) if p)
+
+    ports = _port_map(_split_list(env.get("NAFTIKO_PORTS", "")), "NAFTIKO_PORTS")
+    ports.update(_port_map(args.port or [], "--port"))
+    base_uris = _uri_map(_split_list(env.get("NAFTIKO_BASE_URIS", "")), "NAFTIKO_BASE_URIS")
+    base_uris.update(_uri_map(args.base_uri or [], "--base-uri"))
+
+    control = pick(args.control_port, "NAFTIKO_CONTROL_PORT")
+    log_format = _choice(str(pick(args.log_format, "NAFTIKO_LOG_FORMAT") or "text"),
+                         LOG_FORMATS, "log format")
+    log_level = _choice(str(pick(args.log_level, "NAFTIKO_LOG_LEVEL") or "info"),
+                        LOG_LEVELS, "log level")
+    timeout = pick(args.timeout, "NAFTIKO_TIMEOUT")
+    max_body = pick(args.max_body_bytes, "NAFTIKO_MAX_BODY_BYTES")
+    grace = pick(args.grace_period, "NAFTIKO_GRACE_PERIOD")
+    allowed = list(args.allowed_host or []) or _split_list(env.get("NAFTIKO_ALLOWED_HOSTS", ""))
+
+    def flag_or_env_bool(flag: bool | None, name: str) -> bool:
+        if flag:
+            return True
+        return _bool(env[name], name) if env.get(name) else False
+
+    return RuntimeConfig(
+        paths=paths,
+        host=pick(args.host, "NAFTIKO_HOST"),
+        default_host=default_host(env, marker),
+        ports=ports,
+        base_uris=base_uris,
+        control_port=None if control is None else parse_port(str(control), "control port"),
+        log_format=log_format,  # type: ignore[arg-type]
+        log_level=log_level,
+        timeout_s=None if timeout is None else _positive_float(str(timeout), "timeout"),
+        max_body_bytes=None if max_body is None else _positive_int(str(max_body), "max body"),
+        mcp_stateful=flag_or_env_bool(args.mcp_stateful, "NAFTIKO_MCP_STATEFUL"),
+        allowed_hosts=tuple(allowed),
+        grace_period_s=DEFAULT_GRACE_PERIOD_S
+        if grace is None
+        else _positive_float(str(grace), "grace period", allow_zero=True),
+        check=flag_or_env_bool(args.check, "NAFTIKO_CHECK"),
+        reload=flag_or_env_bool(args.reload, "NAFTIKO_RELOAD"),
+    )

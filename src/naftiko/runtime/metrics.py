@@ -1,0 +1,161 @@
+"""The runtime's :class:`~naftiko.observability.Observer`: request log line + Prometheus.
+
+Adapters and the engine report through ``naftiko.observability`` without knowing who
+listens; this is who listens in ``naftiko-run``. Metrics live in a dedicated
+``CollectorRegistry`` (not the global one) so that several runtimes in one test
+process, or a library embedding us, never collide on metric names.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from naftiko import __version__
+
+REQUEST_LOGGER = logging.getLogger("naftiko.request")
+UPSTREAM_LOGGER = logging.getLogger("naftiko.upstream")
+METRICS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Latency of API calls proxied to SaaS upstreams: a few ms up to the read timeout.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    """The metric families, registered once per runtime."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        labels = ("adapter_type", "adapter", "unit")
+        self.requests = Counter(
+            "naftiko_requests_total",
+            "Requests served by exposed adapters, by final status.",
+            (*labels, "status"),
+            registry=self.registry,
+        )
+        self.request_errors = Counter(
+            "naftiko_request_errors_total",
+            "Requests that ended in an error result (upstream >= 400 or our problem).",
+            labels,
+            registry=self.registry,
+        )
+        self.request_duration = Histogram(
+            "naftiko_request_duration_seconds",
+            "Time to serve a request, from the adapter's point of view.",
+            labels,
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream_requests = Counter(
+            "naftiko_upstream_requests_total",
+            "Calls to consumed upstream APIs.",
+            ("namespace", "method", "status", "outcome"),
+            registry=self.registry,
+        )
+        self.upstream_duration = Histogram(
+            "naftiko_upstream_duration_seconds",
+            "Duration of calls to consumed upstream APIs.",
+            ("namespace", "method"),
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.info = Gauge(
+            "naftiko_build_info",
+            "Always 1; the labels say which naftiko runs.",
+            ("version",),
+            registry=self.registry,
+        )
+        self.info.labels(__version__).set(1)
+        self.capabilities = Gauge(
+            "naftiko_capabilities_loaded",
+            "Capability documents currently served.",
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "naftiko_reloads_total",
+            "Reload attempts of capability documents, by outcome.",
+            ("outcome",),
+            registry=self.registry,
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class RuntimeObserver:
+    """Writes one log line per request and updates the metrics; never raises."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def request_finished(
+        self,
+        *,
+        adapter_type: str,
+        adapter: str,
+        unit: str,
+        status: int,
+        is_error: bool,
+        duration_s: float,
+        request_id: str | None = None,
+        upstream_status: int | None = None,
+    ) -> None:
+        try:
+            m = self.metrics
+            m.requests.labels(adapter_type, adapter, unit, str(status)).inc()
+            m.request_duration.labels(adapter_type, adapter, unit).observe(duration_s)
+            if is_error:
+                m.request_errors.labels(adapter_type, adapter, unit).inc()
+            duration_ms = round(duration_s * 1000, 1)
+            upstream = "-" if upstream_status is None else str(upstream_status)
+            REQUEST_LOGGER.info(
+                "%s %s %s -> %s (upstream %s) %.1f ms [%s]",
+                adapter_type,
+                adapter,
+                unit or "-",
+                status,
+                upstream,
+                duration_ms,
+                request_id or "-",
+                extra={
+                    "event": "request",
+                    "request_id": request_id,
+                    "adapter_type": adapter_type,
+                    "adapter": adapter,
+                    "unit": unit,
+                    "status": status,
+                    "error": is_error,
+                    "upstream_status": upstream_status,
+                    "duration_ms": duration_ms,
+                },
+            )
+        except Exception:  # an observer must never break a request
+            REQUEST_LOGGER.exception("could not record a request")
+
+    def upstream_finished(
+        self,
+        *,
+        namespace: str,
+        method: str,
+        status: int | None,
+        outcome: str,
+        duration_s: float,
+    ) -> None:
+        try:
+            status_label = "none" if status is None else str(status)
+            self.metrics.upstream_requests.labels(namespace, method, status_label, outcome).inc()
+            self.metrics.upstream_duration.labels(namespace, method).observe(duration_s)
+            UPSTREAM_LOGGER.debug(
+                "upstream %s %s -> %s (%s) %.1f ms",
+                namespace,
+                method,
+                status_label,
+                outcome,
+                duration_s * 1000,
+                extra={"event": "upstream", "namespace": namespace, "method": method,
+                       "status": status, "outcome": outcome,
+                       "duration_ms": round(duration_s * 1000, 1)},
+            )
+        except Exception:
+            UPSTREAM_LOGGER.exception("could not record an upstream call")
