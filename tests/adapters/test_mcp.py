@@ -74,7 +74,7 @@ async def serve_capability(
     engine = Engine(compiled, engine_settings)
     await engine.start()
     try:
-        app = build_mcp_app(engine, plan, settings, binds=loaded.bindings)
+        app = build_mcp_app(engine, plan, settings, bindings=loaded.bindings)
         async with serve_asgi(app) as base:
             yield base
     finally:

@@ -33,6 +33,7 @@ from naftiko.engine.types import (
     Unit,
 )
 from naftiko.observability import NullObserver, set_observer
+from naftiko.spec.binds import Bindings
 from naftiko.spec.models import Authentication, McpPrompt
 from support.servers import serve_asgi
 
@@ -552,7 +553,8 @@ async def test_allowed_hosts(engine: EngineDouble) -> None:
 
 async def test_bearer_auth_guards_every_path(engine: EngineDouble) -> None:
     auth = Authentication.model_validate({"type": "bearer", "token": "{{MCP_TOKEN}}"})
-    app = build_mcp_app(engine, plan(*TOOLS, authentication=auth), binds={"MCP_TOKEN": "s3cret"})
+    bindings = Bindings([(None, "MCP_TOKEN", "s3cret")])
+    app = build_mcp_app(engine, plan(*TOOLS, authentication=auth), bindings=bindings)
     async with serve_asgi(app) as base:
         assert (await _post(base + "/mcp", "tools/list", {})).status_code == 401
         wrong = await _post(base + "/", "tools/list", {}, Authorization="Bearer nope")
@@ -570,7 +572,7 @@ async def test_oauth2_serves_protected_resource_metadata_without_auth(engine: En
             "scopes": ["tools:call"],
         }
     )
-    app = build_mcp_app(engine, plan(*TOOLS, authentication=auth), binds={})
+    app = build_mcp_app(engine, plan(*TOOLS, authentication=auth), bindings=Bindings.empty())
     async with serve_asgi(app) as base, httpx.AsyncClient() as http:
         metadata = await http.get(base + "/.well-known/oauth-protected-resource/mcp")
         refused = await _post(base + "/mcp", "tools/list", {})

@@ -12,6 +12,7 @@ import pytest
 
 from naftiko.adapters.skill import build_skill_app
 from naftiko.engine.types import AdapterPlan, SkillAdapterPlan
+from naftiko.spec.binds import Bindings
 from naftiko.spec.models import Authentication, ExposedSkill
 
 ORDER_SKILL = {
@@ -194,7 +195,8 @@ async def test_modes_default_to_the_engines_compiled_adapters(capability_dir: Pa
 async def test_inbound_auth_protects_every_route(capability_dir: Path) -> None:
     auth = Authentication(type="bearer", token="{{SKILL_TOKEN}}")
     app = build_skill_app(
-        object(), plan(capability_dir, auth), siblings=SIBLINGS, binds={"SKILL_TOKEN": "s3cret"}
+        object(), plan(capability_dir, auth), siblings=SIBLINGS,
+        bindings=Bindings([(None, "SKILL_TOKEN", "s3cret")]),
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s") as c:
         refused = await c.get("/skills")

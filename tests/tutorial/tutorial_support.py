@@ -208,11 +208,11 @@ async def serve_tutorial(path: Path, overrides: Mapping[str, str]) -> AsyncItera
         stack.push_async_callback(engine.aclose)
         for plan in compiled.adapters:
             if isinstance(plan, McpAdapterPlan):
-                app = build_mcp_app(engine, plan, binds=loaded.bindings)
+                app = build_mcp_app(engine, plan, bindings=loaded.bindings)
             elif isinstance(plan, RestAdapterPlan):
                 app = build_rest_app(engine, plan, bindings=loaded.bindings)
             elif isinstance(plan, SkillAdapterPlan):
-                app = build_skill_app(engine, plan, binds=loaded.bindings)
+                app = build_skill_app(engine, plan, bindings=loaded.bindings)
             else:
                 continue
             served.urls[plan.namespace] = await stack.enter_async_context(serve_asgi(app))

@@ -5,7 +5,7 @@ Public interface:
 * ``build_mcp_server(engine, plan) -> mcp.server.Server`` — the official SDK's low-level
   server with our handlers; tools, resources and prompts come from the plan, and the
   ``Tool`` list is built once here (nothing per request but the call itself).
-* ``build_mcp_app(engine, plan, settings=AdapterSettings(), *, binds=None) -> Starlette`` —
+* ``build_mcp_app(engine, plan, settings=AdapterSettings(), *, bindings=None) -> Starlette`` —
   streamable HTTP. Serves MCP on **every path** (``/mcp`` and ``/`` in particular; the
   reference engine does the same and its tutorials post to ``/``), so ``/mcp/`` never
   307-redirects. Stateless with JSON responses by default (``settings.mcp_stateless``,
@@ -374,7 +374,7 @@ def build_mcp_app(
     plan: McpAdapterPlan,
     settings: AdapterSettings = AdapterSettings(),  # noqa: B008  (frozen, safe to share)
     *,
-    binds: Bindings | Mapping[str, str] | None = None,
+    bindings: Bindings | None = None,
 ) -> Starlette:
     """The streamable-HTTP app for ``plan`` (see the module docstring).
 
@@ -388,11 +388,8 @@ def build_mcp_app(
         json_response=settings.mcp_json_response,
         security_settings=transport_security(settings.allowed_hosts),
     )
-    if isinstance(binds, Bindings):
-        flat: Mapping[str, str] = binds.as_scope()
-        namespaces: Mapping[str, Mapping[str, str]] = binds.namespaced()
-    else:
-        flat, namespaces = binds or {}, {}
+    binds = bindings or Bindings.empty()
+    flat, namespaces = binds.as_scope(), binds.namespaced()
 
     routes: list[BaseRoute] = []
     middleware: list[Middleware] = []

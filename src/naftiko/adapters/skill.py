@@ -175,7 +175,7 @@ def build_skill_app(
     plan: SkillAdapterPlan,
     settings: AdapterSettings | None = None,
     *,
-    binds: Bindings | Mapping[str, str] | None = None,
+    bindings: Bindings | None = None,
     siblings: Sequence[AdapterPlan] | None = None,
 ) -> Starlette:
     """The Starlette app serving ``plan`` (see the module docstring).
@@ -271,12 +271,8 @@ def build_skill_app(
         Middleware(RequestObserverMiddleware, adapter_type="skill", adapter=plan.namespace)
     ]
     if plan.authentication is not None:
-        if isinstance(binds, Bindings):
-            flat: Mapping[str, str] = binds.as_scope()
-            namespaces: Mapping[str, Mapping[str, str]] = binds.namespaced()
-        else:
-            flat, namespaces = binds or {}, {}
-        auth = build_inbound_auth(plan.authentication, flat, namespaces)
+        binds = bindings or Bindings.empty()
+        auth = build_inbound_auth(plan.authentication, binds.as_scope(), binds.namespaced())
         if auth is not None:
             middleware.append(Middleware(InboundAuthMiddleware, auth=auth))
     app = Starlette(routes=routes, middleware=middleware)

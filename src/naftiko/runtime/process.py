@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import importlib.util
-import inspect
 import logging
 import os
 import platform
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +29,12 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from naftiko import __version__
-from naftiko.engine.types import ControlAdapterPlan, McpAdapterPlan, RestAdapterPlan
+from naftiko.engine.types import (
+    ControlAdapterPlan,
+    McpAdapterPlan,
+    RestAdapterPlan,
+    SkillAdapterPlan,
+)
 from naftiko.runtime.config import RuntimeConfig
 from naftiko.runtime.logs import Redactor
 from naftiko.runtime.metrics import METRICS_CONTENT_TYPE, Metrics
@@ -122,24 +124,6 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _call_builder(builder: Callable[..., Any], *args: Any, **optional: Any) -> Any:
-    """Call an adapter builder with the keyword arguments it declares.
-
-    Builders grew their extras independently (``bindings=``, ``binds=``, ``info=``);
-    passing only what each accepts keeps the runtime the one place that knows them all.
-    """
-    accepted = inspect.signature(builder).parameters
-    return builder(*args, **{k: v for k, v in optional.items() if k in accepted})
-
-
-def skill_builder() -> Callable[..., Any] | None:
-    """``naftiko.adapters.skill.build_skill_app`` when that adapter exists."""
-    if importlib.util.find_spec("naftiko.adapters.skill") is None:
-        return None
-    module = importlib.import_module("naftiko.adapters.skill")
-    return getattr(module, "build_skill_app", None)
-
-
 def _iso_duration(seconds: float) -> str:
     return f"PT{seconds:.3f}S"
 
@@ -225,18 +209,15 @@ class Runtime:
         if isinstance(plan, RestAdapterPlan):
             from naftiko.adapters.rest import build_rest_app
 
-            return _call_builder(build_rest_app, engine, plan, settings,
-                                 bindings=bindings, info=info)
+            return build_rest_app(engine, plan, settings, bindings=bindings, info=info)
         if isinstance(plan, McpAdapterPlan):
             from naftiko.adapters.mcp import build_mcp_app
 
-            return _call_builder(build_mcp_app, engine, plan, settings,
-                                 binds=bindings, bindings=bindings, info=info)
-        if plan.type == "skill":
-            builder = skill_builder()
-            if builder is None:
-                return None
-            return _call_builder(builder, engine, plan, settings, bindings=bindings, info=info)
+            return build_mcp_app(engine, plan, settings, bindings=bindings)
+        if isinstance(plan, SkillAdapterPlan):
+            from naftiko.adapters.skill import build_skill_app
+
+            return build_skill_app(engine, plan, settings, bindings=bindings)
         return None
 
     def prepare(self) -> None:
