@@ -21,6 +21,7 @@ from mcp.types import INVALID_PARAMS
 
 import naftiko
 from naftiko.adapters.mcp import build_mcp_app, build_mcp_server
+from naftiko.adapters.mcp_results import build_tool, failure_text
 from naftiko.adapters.settings import AdapterSettings
 from naftiko.engine.types import (
     DynamicResourcePlan,
@@ -225,6 +226,19 @@ async def test_upstream_error_keeps_status_and_body(server: Any, mode: str) -> N
         text = result.content[0].text
         assert text.startswith("HTTP 400 from upstream: ")
         assert json.loads(text.removeprefix("HTTP 400 from upstream: ")) == TIKTOK_ERROR
+
+
+def test_a_failed_step_is_named_before_the_upstream_answer() -> None:
+    problem = Problem(ErrorKind.UPSTREAM, "Upstream error", "d", 404, step="get-ship")
+    failed = Result(
+        status=404, body={"error": "not_found"}, is_error=True, problem=problem, upstream_status=404
+    )
+    plain = Result(status=404, body={"error": "not_found"}, is_error=True, upstream_status=404)
+    entry = build_tool(unit("ship"))
+    assert failure_text(entry, failed) == (
+        'Step \'get-ship\' failed: HTTP 404 from upstream: {"error":"not_found"}'
+    )
+    assert failure_text(entry, plain) == 'HTTP 404 from upstream: {"error":"not_found"}'
 
 
 async def test_our_failures_are_tool_errors_with_the_reason(server: Any, mode: str) -> None:

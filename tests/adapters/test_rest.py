@@ -16,8 +16,9 @@ import pytest
 
 from naftiko.adapters.http_common import request_id_of
 from naftiko.adapters.inbound_auth import InboundAuthConfigError
-from naftiko.adapters.rest import build_rest_app, route_pattern
+from naftiko.adapters.rest import build_rest_app
 from naftiko.adapters.settings import AdapterSettings
+from naftiko.engine.routes import route_pattern
 from naftiko.engine.types import (
     PROBLEM_MEDIA_TYPE,
     ErrorKind,
@@ -371,6 +372,48 @@ async def test_upstream_error_keeps_status_and_body() -> None:
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/json"
     assert response.content == json.dumps(body, separators=(",", ":")).encode()
+
+
+def step_failure(body: Any) -> Result:
+    """What orchestration answers when its step ``get-ship`` meets an upstream 404."""
+    problem = Problem(
+        ErrorKind.UPSTREAM,
+        "Upstream error",
+        "step 'get-ship' (registry.get-ship): the upstream answered 404",
+        404,
+        step="get-ship",
+    )
+    return Result(
+        status=404,
+        body=body,
+        headers={"retry-after": "5"},
+        is_error=True,
+        problem=problem,
+        upstream_status=404,
+    )
+
+
+@pytest.mark.parametrize(
+    ("upstream", "embedded"),
+    [({"error": "not_found"}, {"error": "not_found"}), (b"no such ship", "no such ship")],
+)
+async def test_failed_step_is_a_problem_naming_it_with_the_upstream_body(
+    upstream: Any, embedded: Any
+) -> None:
+    engine = FakeEngine(lambda i: step_failure(upstream))
+    async with client(engine) as c:
+        response = await c.post("/v1/v2/oauth/token", json={})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+    assert response.headers["retry-after"] == "5"
+    assert response.json() == {
+        "type": "https://naftiko.dev/problems/upstream",
+        "title": "Upstream error",
+        "status": 404,
+        "detail": "step 'get-ship' (registry.get-ship): the upstream answered 404",
+        "step": "get-ship",
+        "upstream": embedded,
+    }
 
 
 async def test_none_body_keeps_204_empty() -> None:

@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 import yaml
 
-from naftiko.engine.compile import (
+from naftiko.engine.compile import compile_capability
+from naftiko.engine.plans import (
     CallPlan,
     CompiledCapability,
     MockPlan,
     NotImplementedPlan,
     RefPlan,
     StepsPlan,
-    compile_capability,
 )
 from naftiko.engine.types import (
     ControlAdapterPlan,
@@ -329,3 +329,111 @@ def test_unusable_outbound_auth_is_a_load_error(tmp_path: Path) -> None:
     consumes = {**CONSUMES, "authentication": {"type": "kerberos"}}
     with pytest.raises(LoadError, match="kerberos"):
         compile_doc(tmp_path, {"consumes": [consumes], "exposes": []})
+
+
+# --------------------------------------------------------------------------- load checks
+
+
+def mcp_with(**fields: Any) -> dict[str, Any]:
+    return {"consumes": [CONSUMES], "exposes": [{"type": "mcp", "namespace": "mcp", **fields}]}
+
+
+def load_errors(tmp_path: Path, capability: dict[str, Any]) -> list[Any]:
+    with pytest.raises(LoadError) as caught:
+        compile_doc(tmp_path, capability)
+    return [d for d in caught.value.diagnostics if d.severity == "error"]
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [("file://prompts/absent.md", "no such file"), ("file://../outside.md", "escapes")],
+)
+def test_prompt_file_must_exist_inside_the_capability_directory(
+    tmp_path: Path, location: str, message: str
+) -> None:
+    prompts = [{"name": "review", "location": location}]
+    [error] = load_errors(tmp_path, mcp_with(prompts=prompts))
+    assert message in error.message and "prompt 'review'" in error.message
+    assert error.path == "capability.exposes[0].prompts[0].location" and error.line is not None
+
+
+def test_prompt_file_that_exists_compiles(tmp_path: Path) -> None:
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "review.md").write_text("Review {{topic}}.")
+    prompts = [{"name": "review", "location": "file://prompts/review.md"}]
+    compiled = compile_doc(tmp_path, mcp_with(prompts=prompts))
+    assert [p.name for p in compiled.adapters[0].prompts] == ["review"]  # type: ignore[attr-defined]
+
+
+def rest_on(path: str) -> dict[str, Any]:
+    operation = {
+        "method": "GET",
+        "name": "doc",
+        "outputParameters": [{"type": "string", "value": "x"}],
+    }
+    resource = {"name": "r", "path": path, "operations": [operation]}
+    return {"exposes": [{"type": "rest", "namespace": "api", "resources": [resource]}]}
+
+
+@pytest.mark.parametrize("path", ["/.well-known/openapi.json", "/.well-known/openapi.json/"])
+def test_rest_resource_on_the_reserved_openapi_path_is_a_load_error(
+    tmp_path: Path, path: str
+) -> None:
+    [error] = load_errors(tmp_path, rest_on(path))
+    assert "is reserved" in error.message and "OpenAPI" in error.message
+    assert error.path == "capability.exposes[0].resources[0].path"
+
+
+def test_rest_resource_whose_variables_match_the_reserved_path_is_a_warning(
+    tmp_path: Path,
+) -> None:
+    compiled = compile_doc(tmp_path, rest_on("/{section}/{file}"))
+    assert any("also matches /.well-known/openapi.json" in w.message for w in compiled.warnings)
+    assert not compile_doc(tmp_path, rest_on("/ships/{imo}")).warnings
+
+
+def test_step_compile_errors_point_at_the_mapping(tmp_path: Path) -> None:
+    tool = {
+        "name": "t",
+        "steps": [{"type": "call", "name": "s", "call": "up.create"}],
+        "mappings": [{"targetName": "bad", "value": "$.s[?(@.x ==]"}],
+    }
+    [error] = load_errors(tmp_path, mcp_with(tools=[tool]))
+    assert "invalid JSONPath" in error.message
+    assert error.path == "capability.exposes[0].tools[0].mappings[0]"
+
+
+def test_steps_are_compiled_at_load(tmp_path: Path) -> None:
+    tool = {"name": "t", "steps": [{"type": "call", "name": "s", "call": "up.create"}]}
+    plan = compile_doc(tmp_path, mcp_with(tools=[tool])).units["mcp.t"].plan
+    assert isinstance(plan, StepsPlan) and plan.steps.operations == ("up.create",)
+
+
+def test_inputs_of_step_with_and_of_a_ref_function_steps_are_derived(tmp_path: Path) -> None:
+    step = {
+        "type": "call",
+        "name": "s",
+        "call": "up.update",
+        "with": {"itemId": "fleet.itemId", "limit": "{{fleet.limit}}"},
+    }
+    aggregates = [{"namespace": "fleet", "functions": [{"name": "f", "steps": [step]}]}]
+    tools = [{"name": "t", "ref": "fleet.f"}]
+    compiled = compile_doc(tmp_path, {**mcp_with(tools=tools), "aggregates": aggregates})
+    schema = compiled.units["mcp.t"].input_schema
+    assert schema["properties"] == {
+        "itemId": {"type": "string"},
+        "limit": {"type": "integer", "description": "Max"},
+    }
+    assert schema["required"] == ["itemId"]  # feeds a path parameter
+
+
+async def test_unknown_aggregate_ref_answers_501_naming_the_function(tmp_path: Path) -> None:
+    from naftiko.engine.invoke import Engine
+    from naftiko.engine.types import ErrorKind, Inputs
+
+    compiled = compile_doc(tmp_path, mcp_with(tools=[{"name": "t", "ref": "fleet.nope"}]))
+    async with Engine(compiled) as engine:
+        result = await engine.invoke(compiled.units["mcp.t"], Inputs())
+    assert result.is_error and result.status == 501
+    assert result.problem is not None and result.problem.kind is ErrorKind.NOT_IMPLEMENTED
+    assert result.problem.detail == "'mcp.t' refers to the unknown function 'fleet.nope'"

@@ -396,17 +396,41 @@ capability:
 """
 
 
-async def test_engine_refuses_a_script_step_without_running_any_step(tmp_path: Any) -> None:
-    """Until the compiler reports ``check_steps`` problems, the refusal comes at call time."""
+def test_the_compiler_refuses_a_script_step_with_its_position(tmp_path: Any) -> None:
+    """A script step fails the load, so no plan that could answer 501 is ever built."""
     from naftiko.engine.compile import compile_capability
-    from naftiko.engine.invoke import Engine
-    from naftiko.engine.types import Inputs
+    from naftiko.spec.diagnostics import LoadError
     from naftiko.spec.loader import load_capability
 
     path = tmp_path / "script.yml"
     path.write_text(SCRIPT_CAPABILITY)
-    compiled = compile_capability(load_capability(path))
-    async with Engine(compiled) as engine:
-        result = await engine.invoke(compiled.units["reporting.active-members"], Inputs())
-    assert result.is_error and result.status == 501
-    assert SCRIPT_REFUSAL in result.body["detail"]
+    with pytest.raises(LoadError) as info:
+        compile_capability(load_capability(path))
+    (error,) = [d for d in info.value.diagnostics if d.severity == "error"]
+    assert error.message == f"step 'filter-active': {SCRIPT_REFUSAL}"
+    assert (error.file, error.line) == (str(path), 20)
+    assert error.path == "capability.exposes[0].tools[0].steps[1]"
+
+
+def test_a_function_with_a_script_step_is_refused_too(tmp_path: Any) -> None:
+    from naftiko.engine.compile import compile_capability
+    from naftiko.spec.diagnostics import LoadError
+    from naftiko.spec.loader import load_capability
+
+    document = SCRIPT_CAPABILITY.replace(
+        "  exposes:\n",
+        "  aggregates:\n"
+        "    - namespace: fleet\n"
+        "      functions:\n"
+        "        - name: bad\n"
+        "          description: d\n"
+        "          steps:\n"
+        "            - {type: script, name: s, language: python, file: s.py}\n"
+        "  exposes:\n",
+    )
+    path = tmp_path / "script.yml"
+    path.write_text(document)
+    with pytest.raises(LoadError) as info:
+        compile_capability(load_capability(path))
+    paths = [d.path for d in info.value.diagnostics if d.severity == "error"]
+    assert "capability.aggregates[0].functions[0].steps[0]" in paths

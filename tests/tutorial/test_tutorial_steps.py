@@ -247,9 +247,12 @@ async def test_step_7_failing_step_stops_the_chain_and_is_named(tutorial_dir: Pa
             rest = await http.get("/ships/IMO-0000000/crew")
     assert result.is_error
     assert "404" in result.content[0].text
+    assert result.content[0].text.startswith("Step 'get-ship' failed: HTTP 404 from upstream:")
     assert [c.path.rsplit("/", 1)[-1] for c in calls] == ["IMO-0000000"]  # no /crew call
     assert rest.status_code == 404
-    assert rest.json()["error"] == "not_found"  # the upstream body, kept
+    assert rest.headers["content-type"] == "application/problem+json"
+    assert rest.json()["step"] == "get-ship"
+    assert rest.json()["upstream"]["error"] == "not_found"  # the upstream body, kept
 
 
 # --------------------------------------------------------------------------- part 2
@@ -371,6 +374,57 @@ async def test_step_11_fleet_manifest_over_mcp_rest_and_skills(tutorial_dir: Pat
     }
     assert [t["name"] for t in ops["tools"]] == ["create-voyage", "get-voyage-manifest"]
     assert registry.requests[-1].headers["authorization"] == "Bearer REGISTRY_TOKEN"
+
+
+_DECLARED_VOYAGE = """\
+          inputParameters:
+            - name: voyageId
+              type: string
+              required: true
+              description: "Voyage ID to build the manifest for"
+          steps:
+            - name: get-voyage
+              type: call
+              call: registry.get-voyage
+              with:
+                voyageId: "{{voyageId}}"
+"""
+_STEP_WITH_ONLY = """\
+          steps:
+            - name: get-voyage
+              type: call
+              call: registry.get-voyage
+              with:
+                voyageId: shipyard-tools.voyageId
+"""
+
+
+async def test_step_11_input_read_only_by_a_step_with_is_derived(
+    tutorial_dir: Path, tmp_path: Path
+) -> None:
+    """``shipyard-tools.voyageId`` appears only in a step's ``with``: it is still the
+    tool's input, required because it feeds the consumed path parameter ``voyageId``."""
+    text = step(tutorial_dir, 11).read_text(encoding="utf-8")
+    assert text.count(_DECLARED_VOYAGE) == 1
+    variant = tmp_path / "step-11-undeclared.yml"
+    variant.write_text(text.replace(_DECLARED_VOYAGE, _STEP_WITH_ONLY), encoding="utf-8")
+    (tmp_path / "shared").symlink_to(tutorial_dir / "shared")
+    registry = TutorialRegistry()
+    registry.tokens.add("REGISTRY_TOKEN")
+    registry.versions.add("REGISTRY_VERSION")
+    async with (
+        running_shipyard(registry) as shipyard,
+        serve_tutorial(variant, shipyard.overrides) as served,
+        mcp_client(served.url("mcp")) as client,
+    ):
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        refused = await client.call_tool("get-voyage-manifest", {})
+        manifest = await call_tool(client, "get-voyage-manifest", {"voyageId": VOYAGE})
+    schema = tools["get-voyage-manifest"].input_schema
+    assert schema["properties"] == {"voyageId": {}}
+    assert schema["required"] == ["voyageId"]
+    assert refused.is_error and "'voyageId' is required" in refused.content[0].text
+    assert manifest == MANIFEST
 
 
 def test_tutorial_documents_are_unchanged_inputs(tutorial_dir: Path) -> None:

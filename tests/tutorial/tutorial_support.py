@@ -27,8 +27,9 @@ from fakes.shipyard import MCP_SERVER_TOKEN, NORTHERN_STAR, Dockyard, Registry
 from naftiko.adapters.mcp import build_mcp_app
 from naftiko.adapters.rest import build_rest_app
 from naftiko.adapters.skill import build_skill_app
-from naftiko.engine.compile import CompiledCapability, compile_capability
+from naftiko.engine.compile import compile_capability
 from naftiko.engine.invoke import Engine
+from naftiko.engine.plans import CompiledCapability
 from naftiko.engine.settings import EngineSettings
 from naftiko.engine.types import McpAdapterPlan, RestAdapterPlan, SkillAdapterPlan
 from naftiko.spec.loader import LoadedCapability, load_capability

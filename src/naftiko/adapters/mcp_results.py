@@ -164,11 +164,13 @@ def call_tool_result(entry: ToolEntry, result: Result) -> types.CallToolResult:
 
 
 def failure_text(entry: ToolEntry, result: Result) -> str:
-    """What went wrong, in words an agent can act on."""
+    """What went wrong, in words an agent can act on; a failed orchestration step is
+    named (``Step 'get-ship' failed: HTTP 404 from upstream: {...}``)."""
     problem = result.problem
     if problem is None or problem.kind is ErrorKind.UPSTREAM:
         status = result.upstream_status or result.status
-        return f"HTTP {status} from upstream: {body_text(result.body)}"
+        text = f"HTTP {status} from upstream: {body_text(result.body)}"
+        return f"Step {problem.step!r} failed: {text}" if problem and problem.step else text
     if problem.kind is ErrorKind.VALIDATION:
         return validation_text(entry, problem.parameter, problem.detail)
     where = f" (step {problem.step!r})" if problem.step else ""

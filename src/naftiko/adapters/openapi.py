@@ -21,6 +21,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from naftiko.engine.routes import OPENAPI_PATH, PATH_VARIABLE
 from naftiko.engine.types import (
     JSON_MEDIA_TYPE,
     PROBLEM_MEDIA_TYPE,
@@ -33,12 +34,10 @@ from naftiko.spec.models import Authentication, Info
 
 __all__ = ["OPENAPI_PATH", "build_openapi", "is_whole_body", "openapi_info", "openapi_path"]
 
-OPENAPI_PATH = "/.well-known/openapi.json"
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 SECURITY_SCHEME = "inbound"
 FORWARD_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_VARIABLE = re.compile(r"\{\{?\s*([^{}\s]+?)\s*\}?\}")
 _PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -71,7 +70,7 @@ def openapi_info(plan: RestAdapterPlan, info: Info | None) -> tuple[str, str, st
 
 def openapi_path(path: str) -> str:
     """The OpenAPI path key: ``{{x}}`` normalised to ``{x}``, leading slash ensured."""
-    normalised = _VARIABLE.sub(lambda m: "{" + m.group(1) + "}", path)
+    normalised = PATH_VARIABLE.sub(lambda m: "{" + m.group(1) + "}", path)
     return normalised if normalised.startswith("/") else "/" + normalised
 
 
@@ -139,7 +138,7 @@ def _path_parameters(path: str, declared: set[str]) -> list[dict[str, Any]]:
     """Template variables the unit does not declare: still required strings in OpenAPI."""
     return [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-        for name in dict.fromkeys(m.group(1) for m in _VARIABLE.finditer(path))
+        for name in dict.fromkeys(m.group(1) for m in PATH_VARIABLE.finditer(path))
         if name not in declared
     ]
 

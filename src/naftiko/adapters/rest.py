@@ -26,10 +26,20 @@ for GET operations without a body; a known path with another method gets 405 wit
 ``Allow`` unless the resource ``forward`` s; unknown paths get 404. Every error of ours is
 ``application/problem+json`` and every response carries ``X-Request-Id``.
 
+Results: a success or a ``call`` unit's upstream error answers with the upstream's status
+and body, unchanged. A failed orchestration step answers ``application/problem+json``
+with the upstream's status, naming the step, the upstream body embedded (parsed JSON, or
+text) under ``upstream``::
+
+    {"type": "https://naftiko.dev/problems/upstream", "title": "Upstream error",
+     "status": 404, "detail": "step 'get-ship' (registry.get-ship): the upstream
+     answered 404", "step": "get-ship", "upstream": {"error": "not_found"}}
+
 ``GET /.well-known/openapi.json`` serves the adapter's OpenAPI 3.1 document. The path is
-reserved (a resource that would match it is shadowed, with a warning at build time) and
-is behind the same inbound authentication as every other path: the API description is
-not public when the API is not.
+reserved: a resource declaring exactly it is a load error, one whose variables also match
+it is shadowed there (a load warning; see ``naftiko.engine.routes``). It is behind the
+same inbound authentication as every other path: the API description is not public when
+the API is not.
 """
 
 from __future__ import annotations
@@ -65,6 +75,7 @@ from naftiko.adapters.inbound_auth import InboundAuthMiddleware, build_inbound_a
 from naftiko.adapters.openapi import OPENAPI_PATH, build_openapi, is_whole_body, openapi_info
 from naftiko.adapters.settings import AdapterSettings
 from naftiko.engine.coerce import coerce_text
+from naftiko.engine.routes import route_pattern
 from naftiko.engine.types import (
     JSON_MEDIA_TYPE,
     ErrorKind,
@@ -79,15 +90,12 @@ from naftiko.engine.types import (
 from naftiko.spec.binds import Bindings
 from naftiko.spec.models import Info
 
-__all__ = ["OPENAPI_PATH", "RestEngine", "build_rest_app", "route_pattern"]
+__all__ = ["OPENAPI_PATH", "RestEngine", "build_rest_app"]
 
 log = logging.getLogger(__name__)
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 MULTIPART_MEDIA_TYPE = "multipart/form-data"
-_VARIABLE = re.compile(r"\{\{?\s*([^{}\s]+?)\s*\}?\}")
-# Characters that may appear unencoded in a path segment (RFC 3986 pchar minus "%").
-_PCHAR_SAFE = "/:@!$&'()*+,;=-._~"
 # Upstream headers that describe the upstream's own framing, never ours.
 _DROPPED_RESULT_HEADERS = frozenset(
     {
@@ -111,41 +119,6 @@ class RestEngine(Protocol):
 
 
 # --------------------------------------------------------------------------- routing
-
-
-def route_pattern(path: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
-    """A regex over the *raw* (percent-encoded) request path, and its variable names.
-
-    Groups are positional (``v0``, ``v1``...) because variable names need not be valid
-    group names. A final ``/{path}`` also matches the bare prefix (empty remainder) and
-    keeps a trailing slash as part of the remainder; any other path accepts one optional
-    trailing slash.
-    """
-    template = path if path.startswith("/") else "/" + path
-    names: list[str] = []
-    regex: list[str] = []
-    pos = 0
-    matches = list(_VARIABLE.finditer(template))
-    rest_tail = False
-    for index, match in enumerate(matches):
-        literal = template[pos : match.start()]
-        name = match.group(1)
-        group = f"v{len(names)}"
-        names.append(name)
-        is_last = index == len(matches) - 1 and match.end() == len(template)
-        if name == "path" and is_last and literal.endswith("/"):
-            regex.append(re.escape(quote(literal[:-1], safe=_PCHAR_SAFE)))
-            regex.append(f"(?:/(?P<{group}>.*))?")
-            rest_tail = True
-        else:
-            regex.append(re.escape(quote(literal, safe=_PCHAR_SAFE)))
-            regex.append(f"(?P<{group}>.*)" if name == "path" else f"(?P<{group}>[^/]+)")
-        pos = match.end()
-    if not rest_tail:
-        tail = template[pos:].rstrip("/")
-        regex.append(re.escape(quote(tail, safe=_PCHAR_SAFE)))
-        regex.append("/?")
-    return re.compile("".join(regex)), tuple(names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +360,8 @@ def _result_response(result: Result, request_id: str) -> Response:
     if problem is not None and problem.kind != ErrorKind.UPSTREAM:
         return problem_response(problem, request_id)
     headers = {k: v for k, v in result.headers.items() if k.lower() not in _DROPPED_RESULT_HEADERS}
+    if problem is not None and problem.step is not None:
+        return _step_failure(problem, result.body, request_id, headers)
     body = result.body
     status = result.status
     if body is None or status in (204, 304) or status < 200:
@@ -409,6 +384,21 @@ def _result_response(result: Result, request_id: str) -> Response:
     media_type = result.media_type if "json" in (result.media_type or "") else JSON_MEDIA_TYPE
     headers["content-type"] = media_type
     return Response(content, status_code=status, headers=headers)
+
+
+def _step_failure(
+    problem: Problem, upstream: Any, request_id: str, headers: dict[str, str]
+) -> Response:
+    """A failed orchestration step: the problem naming it, the upstream body embedded."""
+    fields = problem.as_json()
+    if isinstance(upstream, bytes | bytearray):
+        upstream = bytes(upstream).decode("utf-8", errors="replace")
+    if upstream is not None:
+        fields["upstream"] = upstream
+    try:
+        return problem_response(fields, request_id, headers=headers)
+    except ValueError:  # NaN/Infinity parsed from the upstream body: the problem alone
+        return problem_response(problem, request_id, headers=headers)
 
 
 def _without_body(response: Response) -> Response:
@@ -563,15 +553,6 @@ def build_rest_app(
     document = build_openapi(
         plan, title=title, version=version, description=description, server_url="/"
     )
-    for route in plan.routes:
-        if _Route.of(route).match(OPENAPI_PATH) is not None:
-            log.warning(
-                "REST adapter %s: resource %s also matches %s, which serves the OpenAPI "
-                "document instead",
-                plan.namespace,
-                route.path,
-                OPENAPI_PATH,
-            )
     endpoint = _RestEndpoint(engine, plan, settings or AdapterSettings(), document)
     middleware = [Middleware(_Observe, adapter_type="rest", adapter=plan.namespace)]
     if auth is not None:

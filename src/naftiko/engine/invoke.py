@@ -18,7 +18,9 @@ from typing import Any
 from jsonschema import ValidationError
 
 from naftiko.engine.client import UpstreamClients, UpstreamResponse, send
-from naftiko.engine.compile import (
+from naftiko.engine.formats import FormatError, parse_body
+from naftiko.engine.orchestration import StepResponse
+from naftiko.engine.plans import (
     CallPlan,
     CompiledCapability,
     MockPlan,
@@ -65,6 +67,17 @@ def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 def _problem(kind: ErrorKind, title: str, detail: str, **extra: Any) -> Problem:
     return Problem(kind=kind, title=title, detail=detail, status=STATUS[kind], **extra)
+
+
+def _internal_failure(doing: str) -> Result:
+    """A defect of ours (already logged with its traceback): no detail for the caller."""
+    return Result.failure(
+        _problem(
+            ErrorKind.INTERNAL,
+            "Internal error",
+            f"the runtime failed while {doing}; see the server log",
+        )
+    )
 
 
 def _is_json(media_type: str | None) -> bool:
@@ -174,13 +187,7 @@ class Engine:
             return await self._invoke(unit, inputs)
         except Exception:
             log.exception("internal error while running %s", unit.id)
-            return Result.failure(
-                _problem(
-                    ErrorKind.INTERNAL,
-                    "Internal error",
-                    f"the runtime failed while running '{unit.id}'; see the server log",
-                )
-            )
+            return _internal_failure(f"running '{unit.id}'")
 
     async def _invoke(self, unit: Unit, inputs: Inputs) -> Result:
         plan = unit.plan
@@ -331,16 +338,9 @@ class Engine:
             return Result(
                 status=status, body=body, media_type=media, headers=headers, upstream_status=status
             )
-        from naftiko.engine.formats import FormatError, parse_body
-
         fmt = operation.output_raw_format if operation is not None else None
         try:
-            document = parse_body(
-                response.content,
-                fmt,
-                schema=operation.output_schema if operation is not None else None,
-                base_dir=self._base_dir,
-            )
+            document = self._parse(response, operation)
         except FormatError as exc:
             where = f"'{operation.namespace}' ({operation.label})" if operation else "upstream"
             reason = str(exc)[:200]
@@ -358,6 +358,38 @@ class Engine:
             upstream_status=status,
         )
 
+    def _parse(self, response: UpstreamResponse, operation: OperationPlan | None) -> Any:
+        """The body as JSON per the operation's ``outputRawFormat``; raises FormatError."""
+        return parse_body(
+            response.content,
+            operation.output_raw_format if operation is not None else None,
+            schema=operation.output_schema if operation is not None else None,
+            base_dir=self._base_dir,
+        )
+
+    async def call_step(
+        self, operation: OperationPlan, scope: Scope, inputs: Inputs
+    ) -> StepResponse | Problem:
+        """One orchestration call step: the upstream answer as the chain needs it.
+
+        An error keeps the upstream body as a caller would see it (JSON parsed, else
+        bytes); a success holds the JSON document, or MISSING when there is none or it
+        cannot be read (then the step stores nothing).
+        """
+        outcome = await self.call_operation(operation, scope, inputs)
+        if isinstance(outcome, Problem):
+            return outcome
+        response = outcome[0]
+        if response.status >= 400:
+            body, media = _passthrough_body(response)
+            return StepResponse(response.status, MISSING, body, media)
+        if response.status in (204, 205, 304) or not response.content:
+            return StepResponse(response.status)
+        try:
+            return StepResponse(response.status, self._parse(response, operation))
+        except FormatError:
+            return StepResponse(response.status)
+
     # ------------------------------------------------------------------ forward
 
     async def forward(self, route: RestRoute, inputs: Inputs) -> Result:
@@ -366,13 +398,7 @@ class Engine:
             return await self._forward(route, inputs)
         except Exception:
             log.exception("internal error while forwarding %s", route.path)
-            return Result.failure(
-                _problem(
-                    ErrorKind.INTERNAL,
-                    "Internal error",
-                    f"the runtime failed while forwarding '{route.path}'; see the server log",
-                )
-            )
+            return _internal_failure(f"forwarding '{route.path}'")
 
     async def _forward(self, route: RestRoute, inputs: Inputs) -> Result:
         forward = route.forward

@@ -24,13 +24,12 @@ Semantics (reference-semantics §7, with our decisions):
   last call step's document goes through the unit's ``outputParameters`` instead.
 * ``script`` steps are refused, never run: running author code needs a sandbox with hard
   CPU, memory, time and I/O limits, which this runtime does not ship (and ``eval`` is no
-  sandbox). :func:`check_steps` reports them so the compiler can fail the load with a
-  position; a plan that still reaches :func:`run_steps` answers 501 with the same text.
+  sandbox). :func:`step_problems` reports them so the compiler fails the load with a
+  position; no plan with one is ever built.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -63,10 +62,10 @@ __all__ = [
     "StepsError",
     "check_steps",
     "compile_steps",
-    "compiled_steps_for",
     "execute_steps",
     "run_steps",
     "step_call_targets",
+    "step_problems",
 ]
 
 log = logging.getLogger("naftiko.engine.orchestration")
@@ -82,11 +81,16 @@ SCRIPT_REFUSAL: Final = (
 
 
 class StepsError(ValueError):
-    """Steps that cannot run; ``problems`` are the messages of :func:`check_steps`."""
+    """Steps that cannot run; ``problems`` are the messages of :func:`check_steps`.
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    ``at`` is where in the unit the first problem is (``("steps", 1)``,
+    ``("mappings", 0)``), so that the compiler can report it with a line number.
+    """
+
+    def __init__(self, problems: Sequence[str], at: tuple[str | int, ...] = ()) -> None:
         super().__init__("; ".join(problems))
         self.problems = tuple(problems)
+        self.at = at
 
 
 # --------------------------------------------------------------------------- the seam
@@ -163,6 +167,12 @@ class CompiledSteps:
         """Every consumed operation a call step targets (for load-time checks)."""
         return tuple(s.operation for s in self.steps if isinstance(s, CallStepPlan))
 
+    @property
+    def templates(self) -> tuple[ValueExpr, ...]:
+        """The lookup values and mappings that read the scope (input derivation)."""
+        sources = [*self.steps, *self.mappings]
+        return tuple(s.template for s in sources if not isinstance(s, CallStepPlan) and s.template)
+
 
 # --------------------------------------------------------------------------- checks
 
@@ -180,40 +190,51 @@ def step_call_targets(steps: Sequence[Step]) -> list[str]:
 
 
 def check_steps(steps: Sequence[Step]) -> list[str]:
-    """Problems that make ``steps`` unrunnable, each naming its step; [] when fine.
+    """Problems that make ``steps`` unrunnable, each naming its step; [] when fine."""
+    return [message for _, message in step_problems(steps)]
+
+
+def step_problems(steps: Sequence[Step]) -> list[tuple[int, str]]:
+    """``(step index, problem)`` pairs; [] when the steps can run.
 
     Pure and cheap: the compiler calls it to report load errors with positions.
     """
-    problems: list[str] = []
+    problems: list[tuple[int, str]] = []
     seen: set[str] = set()
     for position, step in enumerate(steps):
-        label = f"step {step.name!r}" if step.name else f"step #{position + 1}"
-        kind = (step.type or "call").strip().lower()
-        if not step.name:
-            problems.append(f"{label}: a step needs a 'name' (later steps refer to it)")
-        elif step.name in seen:
-            problems.append(f"{label}: the name is used by an earlier step")
-        if kind not in STEP_TYPES:
-            problems.append(f"{label}: unknown step type {step.type!r} (call, lookup or script)")
-        elif kind == "script":
-            problems.append(f"{label}: {SCRIPT_REFUSAL}")
-        elif kind == "call":
-            target = _call_target(step)
-            if not target:
-                problems.append(f"{label}: a call step needs 'call: <namespace>.<operation>'")
-            elif target.count(".") < 1 or not all(target.split(".", 1)):
-                problems.append(f"{label}: invalid call {target!r} (expected namespace.operation)")
-        else:
-            if not step.index:
-                problems.append(f"{label}: a lookup step needs 'index' (an earlier step)")
-            elif step.index not in seen:
-                problems.append(f"{label}: lookup index {step.index!r} is not an earlier step")
-            if not step.match:
-                problems.append(f"{label}: a lookup step needs 'match' (a field of the index)")
-            if not step.lookup_value:
-                problems.append(f"{label}: a lookup step needs 'lookupValue'")
+        problems += [(position, message) for message in _step_problems(step, position, seen)]
         if step.name:
             seen.add(step.name)
+    return problems
+
+
+def _step_problems(step: Step, position: int, seen: Collection[str]) -> list[str]:
+    label = f"step {step.name!r}" if step.name else f"step #{position + 1}"
+    kind = (step.type or "call").strip().lower()
+    problems: list[str] = []
+    if not step.name:
+        problems.append(f"{label}: a step needs a 'name' (later steps refer to it)")
+    elif step.name in seen:
+        problems.append(f"{label}: the name is used by an earlier step")
+    if kind not in STEP_TYPES:
+        problems.append(f"{label}: unknown step type {step.type!r} (call, lookup or script)")
+    elif kind == "script":
+        problems.append(f"{label}: {SCRIPT_REFUSAL}")
+    elif kind == "call":
+        target = _call_target(step)
+        if not target:
+            problems.append(f"{label}: a call step needs 'call: <namespace>.<operation>'")
+        elif target.count(".") < 1 or not all(target.split(".", 1)):
+            problems.append(f"{label}: invalid call {target!r} (expected namespace.operation)")
+    else:
+        if not step.index:
+            problems.append(f"{label}: a lookup step needs 'index' (an earlier step)")
+        elif step.index not in seen:
+            problems.append(f"{label}: lookup index {step.index!r} is not an earlier step")
+        if not step.match:
+            problems.append(f"{label}: a lookup step needs 'match' (a field of the index)")
+        if not step.lookup_value:
+            problems.append(f"{label}: a lookup step needs 'lookupValue'")
     return problems
 
 
@@ -225,7 +246,7 @@ def _is_path(value: str) -> bool:
 
 
 def _compile_source(
-    raw: str, where: str, namespaces: Collection[str]
+    raw: str, where: str, namespaces: Collection[str], at: tuple[str | int, ...]
 ) -> tuple[Callable[[Any], Any] | None, ValueExpr | None]:
     """A ``$.step.field`` path over the step outputs, or a template/input reference."""
     text = raw.strip()
@@ -234,7 +255,7 @@ def _compile_source(
             return compile_jsonpath(text), None
         return None, compile_value(raw, namespaces)
     except (MappingError, TemplateError) as exc:
-        raise StepsError([f"{where}: {exc}"]) from None
+        raise StepsError([f"{where}: {exc}"], at) from None
 
 
 def _compile_call(
@@ -242,6 +263,7 @@ def _compile_call(
     operation: str,
     outputs: Sequence[OutputParameter],
     namespaces: Collection[str],
+    at: tuple[str | int, ...],
 ) -> CallStepPlan:
     raw_with = dict(step.with_)
     if isinstance(step.call, CallSpec):
@@ -251,7 +273,8 @@ def _compile_call(
         try:
             with_values.append((str(key), compile_value(raw, namespaces)))
         except TemplateError as exc:
-            raise StepsError([f"step {step.name!r}: with.{key}: {exc}"]) from None
+            message = f"step {step.name!r}: with.{key}: {exc}"
+            raise StepsError([message], (*at, "with", key)) from None
     named: list[tuple[str, OutputMapper]] = []
     unnamed: OutputMapper | None = None
     try:
@@ -261,7 +284,7 @@ def _compile_call(
             elif unnamed is None:
                 unnamed = compile_outputs([param])
     except MappingError as exc:
-        raise StepsError([f"step {step.name!r}: consumed {operation}: {exc}"]) from None
+        raise StepsError([f"step {step.name!r}: consumed {operation}: {exc}"], at) from None
     return CallStepPlan(step.name, operation, tuple(with_values), tuple(named), unnamed)
 
 
@@ -292,19 +315,23 @@ def compile_steps(
     adapter's, or the aggregate's inside a function); ``fallback`` is the unit's
     compiled output mapper when the caller has one already.
     """
-    problems = check_steps(steps)
+    problems = step_problems(steps)
     if problems:
-        raise StepsError(problems)
+        raise StepsError([message for _, message in problems], ("steps", problems[0][0]))
     namespaces = frozenset(input_namespaces)
     projections = consumed_outputs or {}
     plans: list[StepPlan] = []
-    for step in steps:
+    for index, step in enumerate(steps):
+        at = ("steps", index)
         if (step.type or "call").strip().lower() == "call":
             operation = _call_target(step) or ""
-            plans.append(_compile_call(step, operation, projections.get(operation, ()), namespaces))
+            outputs_of = projections.get(operation, ())
+            plans.append(_compile_call(step, operation, outputs_of, namespaces, at))
             continue
         where = f"step {step.name!r}: lookupValue"
-        path, template = _compile_source(step.lookup_value or "", where, namespaces)
+        path, template = _compile_source(
+            step.lookup_value or "", where, namespaces, (*at, "lookupValue")
+        )
         plans.append(
             LookupStepPlan(
                 name=step.name,
@@ -324,16 +351,16 @@ def compile_steps(
     for index, mapping in enumerate(mappings):
         target = tuple(part for part in mapping.target_name.split(".") if part)
         if not target:
-            raise StepsError([f"mappings[{index}]: empty targetName"])
+            raise StepsError([f"mappings[{index}]: empty targetName"], ("mappings", index))
         where = f"mappings[{index}] ({mapping.target_name})"
-        path, template = _compile_source(mapping.value, where, namespaces)
+        path, template = _compile_source(mapping.value, where, namespaces, ("mappings", index))
         type_ = scalar_types.get(mapping.target_name) if len(target) == 1 else None
         compiled_mappings.append(_MappingPlan(target, path, template, type_))
     if fallback is None and outputs:
         try:
             fallback = compile_outputs(outputs)
         except MappingError as exc:
-            raise StepsError([f"outputParameters: {exc}"]) from None
+            raise StepsError([f"outputParameters: {exc}"], ("outputParameters",)) from None
     if fallback is not None and not fallback.has_outputs:
         fallback = None
     return CompiledSteps(tuple(plans), tuple(compiled_mappings), fallback)
@@ -450,10 +477,9 @@ def _upstream_failure(step: str, operation: str, response: StepResponse) -> Resu
         status=response.status,
         step=step,
     )
-    body = response.body if response.body is not None else None
     return Result(
         status=response.status,
-        body=body,
+        body=response.body,
         media_type=response.media_type or JSON_MEDIA_TYPE,
         is_error=True,
         problem=problem,
@@ -507,123 +533,16 @@ async def execute_steps(plan: CompiledSteps, scope: Scope, call: StepCaller) -> 
 
 # --------------------------------------------------------------------------- engine seam
 
-# Compiled orchestration per StepsPlan (frozen, slotted: no attribute to cache it on).
-# Keyed by id() with the plan kept alive in the entry, so an id is never reused while
-# cached; bounded so that reloads cannot grow it forever.
-_CACHE: dict[int, tuple[Any, CompiledSteps | StepsError]] = {}
-_CACHE_LIMIT: Final = 4096
-
-
-def _consumed_outputs(engine: Any) -> dict[str, tuple[OutputParameter, ...]]:
-    """``"ns.op"`` -> the consumed operation's ``outputParameters`` (imports resolved)."""
-    loaded = getattr(engine.compiled, "loaded", None)
-    document = getattr(loaded, "document", None)
-    found: dict[str, tuple[OutputParameter, ...]] = {}
-    if document is None:
-        return found
-    for consumes in document.consumed():
-        for resource in consumes.resources:
-            for operation in resource.operations:
-                if operation.output_parameters:
-                    key = f"{consumes.namespace}.{operation.name}"
-                    found[key] = operation.output_parameters
-    return found
-
-
-def compiled_steps_for(engine: Any, plan: Any) -> CompiledSteps:
-    """The :class:`CompiledSteps` of an engine ``StepsPlan``, compiled on first use.
-
-    Raises :class:`StepsError` (also on later calls) when the steps cannot run.
-    """
-    entry = _CACHE.get(id(plan))
-    if entry is not None and entry[0] is plan:
-        compiled = entry[1]
-    else:
-        spec = getattr(plan, "spec", None)
-        namespaces = set(plan.scope.input_namespaces)
-        if getattr(plan, "namespace", None):
-            namespaces.add(plan.namespace)
-        try:
-            compiled = compile_steps(
-                plan.steps,
-                plan.mappings,
-                consumed_outputs=_consumed_outputs(engine),
-                outputs=tuple(getattr(spec, "output_parameters", ()) or ()),
-                input_namespaces=namespaces,
-                fallback=plan.outputs,
-            )
-        except StepsError as exc:
-            compiled = exc
-        if len(_CACHE) >= _CACHE_LIMIT:
-            _CACHE.clear()
-        _CACHE[id(plan)] = (plan, compiled)
-    if isinstance(compiled, StepsError):
-        raise compiled
-    return compiled
-
-
-def _document(engine: Any, operation: Any, response: Any) -> Any:
-    """The JSON document of a successful answer, or MISSING (no content, unreadable)."""
-    from naftiko.engine.formats import FormatError, parse_body
-
-    if response.status in (204, 205, 304) or not response.content:
-        return MISSING
-    base_dir = str(getattr(engine.compiled.loaded, "base_dir", ".") or ".")
-    try:
-        return parse_body(
-            response.content,
-            operation.output_raw_format,
-            schema=operation.output_schema,
-            base_dir=base_dir,
-        )
-    except FormatError:
-        return MISSING
-
-
-def _error_body(response: Any) -> tuple[Any, str | None]:
-    """An upstream error body as the caller should see it: JSON parsed, else bytes."""
-    media = response.content_type
-    if not response.content:
-        return None, media
-    if "json" in (response.media_type or ""):
-        try:
-            return json.loads(response.content), JSON_MEDIA_TYPE
-        except ValueError:
-            pass
-    return response.content, media
-
-
-def _operation(compiled: Any, target: str) -> Any:
-    """The consumed operation ``ns.op``; namespaces may hold dots (longest one wins)."""
-    found = compiled.operations.get(target)
-    if found is not None:
-        return found
-    for namespace in sorted(compiled.consumes, key=len, reverse=True):
-        if target.startswith(namespace + "."):
-            return compiled.consumes[namespace].operations.get(target[len(namespace) + 1 :])
-    return None
-
 
 async def run_steps(*, engine: Any, unit: Any, plan: Any, scope: Scope, inputs: Any) -> Result:
     """The engine's seam (``Engine._steps``): run a ``StepsPlan``. Never raises.
 
-    Call steps go through ``engine.call_operation`` (request building, auth, transport)
-    with the step's scope; bodies are converted per the operation's ``outputRawFormat``.
+    ``plan.steps`` was compiled at load. Call steps go through ``engine.call_step``
+    (request building, auth, transport, ``outputRawFormat``) with the step's scope.
     """
-    try:
-        compiled = compiled_steps_for(engine, plan)
-    except StepsError as exc:
-        return Result.failure(
-            Problem(
-                ErrorKind.NOT_IMPLEMENTED,
-                "Not implemented",
-                f"'{unit.id}' cannot run its steps: {exc}",
-                501,
-            )
-        )
 
     async def call(target: str, step_scope: Scope) -> StepResponse | Problem:
-        operation = _operation(engine.compiled, target)
+        operation = engine.compiled.operation(target)
         if operation is None:
             return Problem(
                 ErrorKind.NOT_IMPLEMENTED,
@@ -631,13 +550,6 @@ async def run_steps(*, engine: Any, unit: Any, plan: Any, scope: Scope, inputs: 
                 f"'{unit.id}' calls '{target}', which no consumed API declares",
                 501,
             )
-        outcome = await engine.call_operation(operation, step_scope, inputs)
-        if isinstance(outcome, Problem):
-            return outcome
-        response = outcome[0]
-        if response.status >= 400:
-            body, media = _error_body(response)
-            return StepResponse(response.status, MISSING, body, media)
-        return StepResponse(response.status, _document(engine, operation, response))
+        return await engine.call_step(operation, step_scope, inputs)
 
-    return await execute_steps(compiled, scope, call)
+    return await execute_steps(plan.steps, scope, call)

@@ -21,15 +21,9 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from naftiko.engine.compile import (
-    BodyPlan,
-    ConsumesPlan,
-    OperationPlan,
-    ParamPlan,
-    PathTemplate,
-    render_or_none,
-)
+from naftiko.engine.consumes import render_or_none
 from naftiko.engine.outbound_auth import OAuth2TokenCache, build_outbound_auth
+from naftiko.engine.plans import BodyPlan, ConsumesPlan, OperationPlan, ParamPlan, PathTemplate
 from naftiko.engine.settings import EngineSettings
 from naftiko.engine.templating import MISSING, Scope, Template, format_value
 from naftiko.engine.types import STATUS, ErrorKind, Inputs, Problem

@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import TextIO
 
 from naftiko.spec.diagnostics import Diagnostic, LoadError
-from naftiko.spec.loader import discover, is_capability_document, load_source
+from naftiko.spec.loader import (
+    LoadedCapability,
+    discover,
+    is_capability_document,
+    load_source,
+)
 from naftiko.spec.source import SourceError, read_source
 
 
@@ -59,12 +64,22 @@ def validate_file(path: Path, *, strict: bool = False) -> tuple[str, tuple[Diagn
         return "skipped", ()
     try:
         loaded = load_source(path, source, strict=strict, require_binds=False)
+        _compile(loaded)
     except LoadError as exc:
         return "failed", exc.diagnostics
     except Exception as exc:  # a defect of ours must not hide the other files' results
         message = f"internal error while loading ({type(exc).__name__}); please report it"
         return "failed", (Diagnostic("error", name, message),)
     return ("warnings" if loaded.diagnostics else "ok"), loaded.diagnostics
+
+
+def _compile(loaded: LoadedCapability) -> None:
+    """Run the engine's load-time compilation, which ``naftiko run`` also does: what it
+    refuses (a ``script`` step, a template or JSONPath that does not parse, a missing
+    prompt file) must fail here too. Imported late: ``spec`` does not need the engine."""
+    from naftiko.engine.compile import compile_capability
+
+    compile_capability(loaded)
 
 
 def _order(diagnostic: Diagnostic) -> tuple[str, int, int]:

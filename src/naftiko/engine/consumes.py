@@ -1,0 +1,259 @@
+"""Consumed APIs compiled into request-ready plans (``consumes:`` -> :class:`ConsumesPlan`).
+
+Base URIs are rendered from binds once; a base URI that needs something unbound keeps
+``None`` and its operations answer 501 (inputs never choose the scheme or host).
+Outbound authentication is built once when every credential field is a bind or a
+literal; otherwise it is built per request from the written-back consumed parameters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from naftiko.engine.context import CompileContext, PathT
+from naftiko.engine.inputs import json_type
+from naftiko.engine.outbound_auth import (
+    OutboundAuthConfigError,
+    build_outbound_auth,
+    check_outbound_auth,
+)
+from naftiko.engine.plans import (
+    BodyPlan,
+    ConsumesPlan,
+    OperationPlan,
+    ParamPlan,
+    PartPlan,
+    PathTemplate,
+)
+from naftiko.engine.templating import MISSING, Scope, TemplateError, compile_template
+from naftiko.spec.models import Authentication, ConsumesHttp, InputParameter, RequestBody
+
+__all__ = [
+    "compile_consumes",
+    "compile_path",
+    "compile_tree",
+    "render_or_none",
+]
+
+_VAR = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}|\{([^{}/]+)\}")
+_BODY_KINDS = {
+    "json": "json",
+    "text": "text",
+    "xml": "xml",
+    "sparql": "sparql",
+    "formurlencoded": "form",
+    "form": "form",
+    "multipartform": "multipart",
+    "multipart": "multipart",
+}
+
+
+def compile_path(text: str) -> PathTemplate:
+    """Split a path into literal text and variables (``{x}`` and ``{{x}}``)."""
+    parts: list[str | tuple[str]] = []
+    last = 0
+    for match in _VAR.finditer(text):
+        if match.start() > last:
+            parts.append(text[last : match.start()])
+        parts.append(((match.group(1) or match.group(2)).strip(),))
+        last = match.end()
+    if last < len(text):
+        parts.append(text[last:])
+    return PathTemplate(text=text, parts=tuple(parts))
+
+
+def compile_tree(raw: Any) -> Any:
+    """Data with template leaves: strings holding ``{{`` become :class:`Template`."""
+    if isinstance(raw, str):
+        if "{{" in raw:
+            template = compile_template(raw)
+            return raw if template.is_constant else template
+        return raw
+    if isinstance(raw, Mapping):
+        return {key: compile_tree(value) for key, value in raw.items()}
+    if isinstance(raw, (list, tuple)):
+        return [compile_tree(value) for value in raw]
+    return raw
+
+
+def render_or_none(text: str | None, scope: Scope) -> str | None:
+    """A credential field rendered, or None when it references something unresolved."""
+    if text is None:
+        return None
+    template = compile_template(text)
+    for ref in template.references:
+        value = scope.lookup(ref)
+        if value is MISSING or value is None or value == "":
+            return None
+    return template.render(scope)
+
+
+def compile_consumes(
+    ctx: CompileContext, entries: Sequence[Any]
+) -> tuple[dict[str, ConsumesPlan], dict[str, OperationPlan]]:
+    """Plans by namespace, and every operation by ``ns.op`` (the first of a name wins)."""
+    consumes: dict[str, ConsumesPlan] = {}
+    operations: dict[str, OperationPlan] = {}
+    for index, spec in enumerate(entries):
+        if isinstance(spec, ConsumesHttp):
+            plan = _consumes(ctx, spec, ("capability", "consumes", index))
+            consumes[plan.namespace] = plan
+            operations.update((op.id, op) for op in plan.operations.values())
+    return consumes, operations
+
+
+def _consumes(ctx: CompileContext, spec: ConsumesHttp, path: PathT) -> ConsumesPlan:
+    ns = spec.namespace
+    base_uri = _base_uri(ctx, spec, (*path, "baseUri"))
+    static_auth, auth_is_static = None, False
+    if spec.authentication is not None:
+        static_auth, auth_is_static = _auth(ctx, spec.authentication, (*path, "authentication"))
+    common = _params(ctx, spec.input_parameters, (*path, "inputParameters"))
+    operations: dict[str, OperationPlan] = {}
+    for r_index, resource in enumerate(spec.resources):
+        r_path = (*path, "resources", r_index)
+        resource_params = _params(ctx, resource.input_parameters, (*r_path, "inputParameters"))
+        for o_index, op in enumerate(resource.operations):
+            o_path = (*r_path, "operations", o_index)
+            if op.name in operations:
+                ctx.warning(o_path, f"duplicate operation '{op.name}' in '{ns}': the first wins")
+                continue
+            own = _params(ctx, op.input_parameters, (*o_path, "inputParameters"))
+            operations[op.name] = OperationPlan(
+                namespace=ns,
+                name=op.name,
+                method=(op.method or "GET").upper(),
+                path=compile_path(op.path if op.path is not None else resource.path),
+                params=tuple(common + resource_params + own),
+                body=_body(ctx, op.body, (*o_path, "body")),
+                output_raw_format=op.output_raw_format,
+                output_schema=op.output_schema,
+                base_dir=ctx.base_dir,
+            )
+    return ConsumesPlan(
+        namespace=ns,
+        base_uri=base_uri,
+        params=tuple(common),
+        authentication=spec.authentication,
+        static_auth=static_auth,
+        auth_is_static=auth_is_static,
+        operations=operations,
+    )
+
+
+def _base_uri(ctx: CompileContext, spec: ConsumesHttp, path: PathT) -> str | None:
+    ns = spec.namespace
+    raw = ctx.settings.base_uri_overrides.get(ns, spec.base_uri)
+    if "{{" not in raw:
+        return raw
+    template = ctx.template(raw, path)
+    if template is None:
+        return raw
+    missing = [r for r in template.references if not ctx.is_bound(r)]
+    if missing:
+        ctx.warning(
+            path,
+            f"baseUri of '{ns}' references {', '.join(sorted(missing))}, which is not "
+            "bound: its operations will answer 501 (inputs never reach the scheme or host)",
+        )
+        return None
+    return template.render(ctx.bind_scope)
+
+
+def _params(ctx: CompileContext, params: Sequence[InputParameter], path: PathT) -> list[ParamPlan]:
+    plans = []
+    for index, param in enumerate(params):
+        raw = param.value if param.value is not None else param.template
+        expr = None
+        if raw is not None:
+            expr = ctx.value(raw, (), (*path, index, "value"))
+        location = (param.in_ or "query").strip().lower()
+        plans.append(
+            ParamPlan(
+                name=param.name,
+                location=location,
+                value=expr,
+                type=json_type(param.type),
+                required=bool(param.required) or location == "path",
+                description=param.description,
+            )
+        )
+    return plans
+
+
+def _auth(ctx: CompileContext, spec: Authentication, path: PathT) -> tuple[httpx.Auth | None, bool]:
+    try:
+        check_outbound_auth(spec)
+    except OutboundAuthConfigError as exc:
+        ctx.error(path, str(exc))
+        return None, False
+    fields = [
+        spec.username, spec.password, spec.token, spec.key, spec.value,
+        spec.token_endpoint, spec.client_id, spec.client_secret, spec.audience,
+        spec.resource, *spec.scopes,
+    ]  # fmt: skip
+    references: set[str] = set()
+    for text in fields:
+        if isinstance(text, str):
+            template = ctx.template(text, path)
+            if template is None:
+                return None, False
+            references |= template.references
+    if not all(ctx.is_bound(ref) for ref in references):
+        return None, False  # fed by request values (written-back consumed params)
+    try:
+        auth = build_outbound_auth(
+            spec, lambda text: render_or_none(text, ctx.bind_scope), token_cache=ctx.token_cache
+        )
+    except OutboundAuthConfigError as exc:
+        ctx.error(path, str(exc))
+        return None, False
+    return auth, True
+
+
+def _tree(ctx: CompileContext, raw: Any, path: PathT) -> Any:
+    try:
+        return compile_tree(raw)
+    except TemplateError as exc:
+        ctx.error(path, str(exc))
+        return None
+
+
+def _body(ctx: CompileContext, body: RequestBody | str | None, path: PathT) -> BodyPlan | None:
+    if body is None:
+        return None
+    if isinstance(body, str):
+        template = ctx.template(body, path)
+        return BodyPlan(kind="raw", data=template if template is not None else body)
+    kind = _BODY_KINDS.get(body.type.replace("_", "").replace("-", "").lower())
+    if kind is None:
+        ctx.warning((*path, "type"), f"unknown body type {body.type!r}: sent as json")
+        kind = "json"
+    if kind == "multipart":
+        return BodyPlan(kind=kind, data=None, parts=_parts(ctx, body.data, path))
+    return BodyPlan(kind=kind, data=_tree(ctx, body.data, (*path, "data")))
+
+
+def _parts(ctx: CompileContext, data: Any, path: PathT) -> tuple[PartPlan, ...]:
+    raw_parts: list[Mapping[str, Any]] = []
+    if isinstance(data, Mapping):
+        raw_parts = [{"name": k, "value": v} for k, v in data.items()]
+    elif isinstance(data, (list, tuple)):
+        raw_parts = [p for p in data if isinstance(p, Mapping)]
+    parts = []
+    for index, part in enumerate(raw_parts):
+        filename = part.get("filename")
+        content_type = part.get("contentType") or part.get("content_type")
+        parts.append(
+            PartPlan(
+                name=str(part.get("name", "")),
+                value=_tree(ctx, part.get("value"), (*path, "data", index, "value")),
+                filename=ctx.template(str(filename), path) if filename else None,
+                content_type=str(content_type) if content_type else None,
+            )
+        )
+    return tuple(parts)
