@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -189,6 +188,11 @@ async def test_tiktok_over_stdio(
 async def test_stdio_speaks_only_protocol_on_stdout_and_exits_when_stdin_closes(
     fake_tiktok: LiveFake[FakeTikTok], tiktok_capability_path: Path
 ) -> None:
+    """stdin closes only once both answers are read, as an MCP client does.
+
+    On EOF the SDK cancels requests still in flight (the client has left), so piping the
+    requests together with EOF raced ``tools/list`` against the shutdown.
+    """
     params = stdio_params(tiktok_capability_path, {TIKTOK_NS: fake_tiktok.url}, TIKTOK_ENV)
     requests = [
         {
@@ -204,22 +208,37 @@ async def test_stdio_speaks_only_protocol_on_stdout_and_exits_when_stdin_closes(
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": "two", "method": "tools/list"},
     ]
-    stdin = "".join(json.dumps(r) + "\n" for r in requests)
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [params.command, *params.args],
-        input=stdin,
+    process = await asyncio.create_subprocess_exec(
+        params.command,
+        *params.args,
         env=params.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    assert done.returncode == 0, done.stderr
-    lines = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [line["id"] for line in lines] == [1, "two"]
-    assert lines[0]["result"]["serverInfo"]["name"] == "tiktok-login-kit-oauth-mcp"
-    assert len(lines[1]["result"]["tools"]) == 3
-    assert "MCP server started on stdio" in done.stderr
+    assert process.stdin and process.stdout and process.stderr
+    stderr = asyncio.create_task(process.stderr.read())  # drained so the child never blocks
+    try:
+        process.stdin.write("".join(json.dumps(r) + "\n" for r in requests).encode())
+        await process.stdin.drain()
+        answers = [
+            json.loads(await asyncio.wait_for(process.stdout.readline(), 60)) for _ in range(2)
+        ]
+        process.stdin.close()
+        rest = await asyncio.wait_for(process.stdout.read(), 60)
+        returncode = await asyncio.wait_for(process.wait(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    logs = (await stderr).decode()
+    assert returncode == 0, logs
+    assert rest == b""  # nothing but the two answers ever reached stdout
+    assert [answer["id"] for answer in answers] == [1, "two"]
+    assert answers[0]["result"]["serverInfo"]["name"] == "tiktok-login-kit-oauth-mcp"
+    assert len(answers[1]["result"]["tools"]) == 3
+    assert "MCP server started on stdio" in logs
+    assert "MCP server on stdio stopped" in logs
 
 
 async def test_tiktok_raw_post_to_root(

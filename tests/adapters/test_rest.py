@@ -158,6 +158,23 @@ async def test_unknown_path_is_404_problem() -> None:
     assert response.json()["status"] == 404
 
 
+@pytest.mark.parametrize("path", ["/nope%0Ax", "/items/1/%0A/x", "/%0D%0A"])
+async def test_unknown_path_with_encoded_newline_is_our_404_problem(path: str) -> None:
+    async with client(FakeEngine()) as c:
+        response = await c.get(httpx.URL("http://t" + path))
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+    assert "x-request-id" in response.headers
+
+
+async def test_segment_with_encoded_newline_reaches_the_route() -> None:
+    engine = FakeEngine()
+    async with client(engine, RestRoute("/notes/{key}", "note", None, {"GET": unit("n")})) as c:
+        response = await c.get(httpx.URL("http://t/notes/a%0Ab"))
+    assert response.status_code == 200
+    assert engine.last.values["key"] == "a\nb"
+
+
 async def test_unknown_method_is_405_with_allow() -> None:
     engine = FakeEngine()
     async with client(engine) as c:
@@ -256,6 +273,29 @@ async def test_multipart_fields_and_files() -> None:
     async with client(engine) as c:
         await c.post("/items", data={"name": "n"}, files={"doc": ("a.bin", b"\x00\x01")})
     assert engine.last.body == {"name": "n", "doc": b"\x00\x01"}
+
+
+@pytest.mark.parametrize(
+    ("content_type", "payload"),
+    [
+        (
+            "multipart/form-data; boundary=b",
+            b"--b\r\nContent-Disposition: form-data\r\n\r\nv\r\n--b--",
+        ),
+        ("multipart/form-data", b"name=n"),
+        ("multipart/form-data; boundary=b", b"--b\r\nno header end"),
+        ("multipart/form-data; boundary=b", b"garbage without any boundary"),
+    ],
+    ids=["part-without-name", "no-boundary", "truncated", "garbage"],
+)
+async def test_malformed_multipart_is_400_problem(content_type: str, payload: bytes) -> None:
+    engine = FakeEngine()
+    async with client(engine) as c:
+        response = await c.post("/items", content=payload, headers={"content-type": content_type})
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+    assert response.json()["title"] == "Malformed multipart body"
+    assert engine.calls == []
 
 
 @pytest.mark.parametrize(

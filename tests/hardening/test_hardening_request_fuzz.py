@@ -142,8 +142,6 @@ PATHS = st.sampled_from(
         "/.well-known/openapi.json",
     ]
 )
-# Multipart is left out here until test_malformed_multipart_is_400 passes: hypothesis
-# finds that defect in about one run out of three, which would make this test flaky.
 CONTENT_TYPES = st.sampled_from(
     [
         None,
@@ -154,6 +152,8 @@ CONTENT_TYPES = st.sampled_from(
         "text/plain; charset=nope",
         "application/xml",
         "garbage",
+        "multipart/form-data; boundary=b",
+        "multipart/form-data",
     ]
 )
 BODIES = st.one_of(
@@ -162,6 +162,38 @@ BODIES = st.one_of(
     st.binary(max_size=200),
     st.sampled_from([b"\xff\xfe\x00", b'{"name": "\xc3\x28"}', b"name=%FF&size=1", b"{", b"[]"]),
 )
+
+
+MULTIPART_HEADERS = st.sampled_from(
+    [
+        b'Content-Disposition: form-data; name="name"',
+        b'Content-Disposition: form-data; name="size"',
+        b'Content-Disposition: form-data; name="doc"; filename="a.bin"',
+        b"Content-Disposition: form-data",  # no name
+        b'Content-Disposition: form-data; name="\xff"',
+        b"Content-Type: text/plain",
+        b"Content-Disposition",  # no colon
+        b"",
+    ]
+)
+
+
+@st.composite
+def multipart_bodies(draw: Any) -> bytes:
+    """Parts of boundary ``b`` with odd headers and values, maybe truncated or unclosed."""
+    parts = draw(
+        st.lists(
+            st.tuples(st.lists(MULTIPART_HEADERS, max_size=2), st.binary(max_size=20)),
+            max_size=3,
+        )
+    )
+    body = b"".join(
+        b"--b\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + value + b"\r\n"
+        for headers, value in parts
+    )
+    body += draw(st.sampled_from([b"--b--\r\n", b"--b--", b"--b", b"", b"--c--\r\n"]))
+    cut = draw(st.integers(min_value=0, max_value=len(body)))
+    return body[:cut] if draw(st.booleans()) else body
 
 
 @st.composite
@@ -177,12 +209,13 @@ def rest_requests(draw: Any) -> dict[str, Any]:
     content_type = draw(CONTENT_TYPES)
     if content_type is not None:
         headers["Content-Type"] = content_type
+    multipart = content_type is not None and content_type.startswith("multipart/")
     return {
         "method": draw(METHODS),
         "url": draw(PATHS),
         "params": query,
         "headers": headers,
-        "content": draw(BODIES),
+        "content": draw(multipart_bodies() if multipart else BODIES),
     }
 
 
@@ -194,6 +227,17 @@ def test_fuzzed_rest_requests_are_never_5xx(target: Target) -> None:
     @given(request=rest_requests())
     def check(request: dict[str, Any]) -> None:
         assert_not_5xx(target.rest.request(**request))
+
+    check()
+    target.assert_healthy()
+
+
+def test_fuzzed_multipart_bodies_are_never_5xx(target: Target) -> None:
+    @settings(FUZZ, max_examples=max(10, EXAMPLES // 2))
+    @given(body=multipart_bodies(), url=st.sampled_from(["/things/7", "/notes"]))
+    def check(body: bytes, url: str) -> None:
+        headers = {"Content-Type": "multipart/form-data; boundary=b"}
+        assert_not_5xx(target.rest.post(url, content=body, headers=headers))
 
     check()
     target.assert_healthy()
@@ -251,11 +295,6 @@ def test_invalid_utf8_bodies_are_never_5xx(target: Target, ctype: str, body: byt
     target.assert_healthy()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adapters/rest.py _parse_multipart catches only MultiPartException/ValueError; "
-    "Starlette raises KeyError for a part without a name and for a missing boundary -> 500",
-)
 @pytest.mark.parametrize(
     ("ctype", "body"),
     [

@@ -176,3 +176,84 @@ def test_parse_source_raises_source_error() -> None:
     with pytest.raises(SourceError) as exc:
         parse_source("a: [1,\n", "f.yaml")
     assert exc.value.line == 2
+
+
+# --------------------------------------------------------------------------- YAML aliases
+
+BASE_TEXT = "naftiko: 1.0.0-alpha2\ninfo: {label: x}\ncapability: {}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (BASE_TEXT + "x: &x\n  - *x\n", 4),
+        (BASE_TEXT + "x: &x {a: [1, {b: *x}]}\n", 4),
+        (BASE_TEXT + "x: &x {*x : 1}\n", 4),
+    ],
+    ids=["sequence", "nested-mapping", "key"],
+)
+def test_self_referencing_alias_is_one_positioned_error(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    path = write(tmp_path, text)
+    (error,) = errors(path, require_binds=False)
+    assert "alias refers to a node that contains it" in error.message
+    assert error.line == line
+    assert error.format().startswith(f"{path}:{line}:")
+
+
+def alias_bomb(levels: int) -> str:
+    lines = [f"l{i}: &a{i} [*a{i - 1}, *a{i - 1}]" for i in range(1, levels)]
+    return BASE_TEXT + "l0: &a0 [x, x]\n" + "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("levels", [17, 40, 900])
+def test_alias_bomb_is_refused_at_the_anchor_past_the_limit(tmp_path: Path, levels: int) -> None:
+    (error,) = errors(write(tmp_path, alias_bomb(levels)), require_binds=False)
+    assert "aliases expand to more than 100000 nodes" in error.message
+    assert error.line == 4 + 15  # l15 expands to 2**17 nodes: the first anchor past the limit
+
+
+def test_aliases_below_the_limit_are_expanded(tmp_path: Path) -> None:
+    data, _ = parse_source(alias_bomb(14), "f.yaml")  # about 2**16 nodes once expanded
+    assert len(data["l13"]) == 2 and data["l13"][0] is data["l13"][1]
+    shared = (
+        "op: &op {name: list-items, method: GET}\n"
+        "m:\n  <<: *op\n  name: other\n"
+        "list: [*op, *op, *op]\n"
+    )
+    data, _ = parse_source(shared, "f.yaml")
+    assert data["m"] == {"name": "other", "method": "GET"}
+    assert data["list"] == [data["op"]] * 3
+
+
+def test_shared_objects_are_normalised_once(tmp_path: Path) -> None:
+    text = BASE_TEXT.replace("capability: {}\n", "") + (
+        "capability:\n"
+        "  consumes:\n"
+        "    - type: http\n      namespace: api\n      baseUri: https://api.example.com\n"
+        "      resources:\n"
+        "        - name: items\n          path: /items\n"
+        "          operations:\n"
+        "            - &op {name: list-items, method: get}\n"
+        "        - name: more\n          path: /more\n"
+        "          operations: [*op]\n"
+    )
+    loaded = load_capability(write(tmp_path, text), env={})
+    methods = [d for d in loaded.diagnostics if "upper case" in d.message]
+    assert len(methods) == 1 and methods[0].line == 12
+    (consumes,) = loaded.document.capability.consumes
+    assert [r.operations[0].method for r in consumes.resources] == ["GET", "GET"]
+
+
+def test_nesting_at_the_parser_limit_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    depth = 995  # libyaml refuses 1000 levels; normalising walks this deep without recursion
+    path = write(
+        tmp_path,
+        BASE_TEXT.replace("capability: {}\n", "capability:\n  exposes: ")
+        + "[" * depth
+        + "]" * depth
+        + "\n",
+    )
+    for strict in (False, True):
+        assert errors(path, strict=strict)

@@ -58,7 +58,6 @@ from starlette.formparsers import MultiPartException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from naftiko.adapters.http_common import (
@@ -252,8 +251,11 @@ async def _parse_multipart(scope: Scope, raw: bytes) -> dict[str, Any]:
         sent = True
         return {"type": "http.request", "body": raw, "more_body": False}
 
+    # Without "app" in the scope Starlette raises its MultiPartException (which also wraps
+    # python-multipart's errors) instead of an HTTPException that would escape as a 500.
+    form_scope = {key: value for key, value in scope.items() if key != "app"}
     try:
-        form = await Request(scope, replay).form()
+        form = await Request(form_scope, replay).form()
     except (MultiPartException, ValueError):
         detail = "The multipart body cannot be parsed."
         raise _bad_request("Malformed multipart body", detail) from None
@@ -557,6 +559,9 @@ def build_rest_app(
     middleware = [Middleware(_Observe, adapter_type="rest", adapter=plan.namespace)]
     if auth is not None:
         middleware.append(Middleware(InboundAuthMiddleware, auth=auth))
-    app = Starlette(routes=[Route("/{_:path}", endpoint)], middleware=middleware)
+    app = Starlette(middleware=middleware)
+    # No Starlette route: a path regex (``.*``) misses decoded newlines and would answer a
+    # plain-text 404 first. As the router's default, every path reaches our own routing.
     app.router.redirect_slashes = False
+    app.router.default = endpoint
     return app

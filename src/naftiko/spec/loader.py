@@ -112,6 +112,23 @@ def load_source(
     require_binds: bool = True,
 ) -> LoadedCapability:
     """Load an already parsed file (``naftiko validate`` parses once to sort files)."""
+    try:
+        return _load_source(path, source, env, strict, require_binds)
+    except RecursionError:
+        # The parser bounds nesting (1000 levels) and refuses cyclic aliases, but a layer
+        # walking the data recursively may still run out of stack: one diagnostic, never
+        # a traceback.
+        message = "the document is nested too deeply to be checked"
+        raise LoadError([source.source_map.diagnostic_at((), "error", message)]) from None
+
+
+def _load_source(
+    path: Path,
+    source: SourceFile,
+    env: Mapping[str, str] | None,
+    strict: bool,
+    require_binds: bool,
+) -> LoadedCapability:
     sink: list[Diagnostic] = []
     report = Reporter(source.source_map, sink)
     data = source.data

@@ -132,23 +132,42 @@ def _scalar_text(value: Any, default: Any) -> str:
 
 
 def _walk(
-    node: Any,
-    path: PathT,
+    root: Any,
+    root_path: PathT,
     report: Report,
     report_once: Callable[[str, PathT, str], None],
 ) -> None:
-    if isinstance(node, list):
-        for i, item in enumerate(node):
-            _walk(item, (*path, i), report, report_once)
-        return
-    if not isinstance(node, dict):
-        return
-    _object(node, path, report, report_once)
-    for key, value in node.items():
-        if key == "with" and isinstance(value, dict):
-            _string_keys(value, (*path, key), report)
-        elif isinstance(value, dict | list) and key not in _OPAQUE:
-            _walk(value, (*path, key), report, report_once)
+    """Rewrite every object under ``root``, parents first, in document order.
+
+    Iterative because libyaml allows 1000 levels of nesting, more than Python's recursion
+    limit; a node shared through a YAML alias is rewritten (and reported) once.
+    """
+    stack: list[tuple[bool, Any, PathT]] = [(False, root, root_path)]  # (is 'with', node, path)
+    seen: set[int] = set()
+    while stack:
+        is_with, node, path = stack.pop()
+        if is_with:
+            _string_keys(node, path, report)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, list):
+            items = [
+                (False, v, (*path, i)) for i, v in enumerate(node) if isinstance(v, dict | list)
+            ]
+            stack.extend(reversed(items))
+            continue
+        if not isinstance(node, dict):
+            continue
+        _object(node, path, report, report_once)
+        children: list[tuple[bool, Any, PathT]] = []
+        for key, value in node.items():
+            if key == "with" and isinstance(value, dict):
+                children.append((True, value, (*path, key)))
+            elif isinstance(value, dict | list) and key not in _OPAQUE:
+                children.append((False, value, (*path, key)))
+        stack.extend(reversed(children))
 
 
 def _object(

@@ -8,6 +8,9 @@ composed as YAML only if a position is needed.
 Scalars follow YAML 1.2 rather than 1.1: ``on``/``yes``/``no`` stay strings (``on:``
 as a ``with`` key, country code ``NO``) and dates stay strings (``created: 2026-05-01``),
 because that is what the documents mean.
+
+Aliases are checked on the composed graph before construction: one that contains itself,
+or aliases expanding past ``MAX_ALIAS_EXPANSION`` nodes, are a :class:`SourceError`.
 """
 
 from __future__ import annotations
@@ -134,6 +137,69 @@ def _walk(node: yaml.Node, prefix: PathT) -> Iterator[tuple[PathT, yaml.Mark]]:
                 stack.append((item, child))
 
 
+MAX_ALIAS_EXPANSION = 100_000
+"""Nodes that aliases may add to a document once expanded as a tree.
+
+libyaml shares an aliased node instead of copying it, but everything after the parser
+(normalisation, the models, the JSON schema) walks the data as a tree: 20 nested
+aliases in 400 bytes are 2**20 nodes, 30 would take minutes. Sharing a schema a few
+hundred times stays far below this.
+"""
+
+
+def _check_aliases(root: yaml.Node) -> None:
+    """Refuse an alias that contains itself, or aliases expanding past the limit.
+
+    One iterative depth-first pass over the composed graph's collections (an aliased one
+    is entered once): a collection's expanded size is itself, its scalars and its child
+    collections expanded; what exceeds the unique nodes seen so far came from aliases.
+    Raises :class:`SourceError` at the anchored node at fault.
+    """
+    sizes: dict[int, int] = {}  # id(collection) -> nodes in its expanded tree
+    active: set[int] = set()  # collections whose children are still being sized
+    unique = 0  # nodes of the collections sized so far, each counted once
+    stack: list[tuple[yaml.Node, list[yaml.Node] | None]] = [(root, None)]
+    while stack:
+        node, nested = stack.pop()
+        key = id(node)
+        if nested is not None:  # leaving: every nested collection is sized
+            active.discard(key)
+            own = 1 + _width(node) - len(nested)
+            size = own + sum(sizes[id(child)] for child in nested)
+            sizes[key] = size
+            unique += own
+            if size - unique > MAX_ALIAS_EXPANSION:
+                raise SourceError(
+                    f"YAML aliases expand to more than {MAX_ALIAS_EXPANSION} nodes "
+                    "(an alias bomb?): refused",
+                    *_position(node),
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in active:  # reached again from below itself
+            raise SourceError("YAML alias refers to a node that contains it", *_position(node))
+        if isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            continue
+        active.add(key)
+        nested = [child for child in children if not isinstance(child, yaml.ScalarNode)]
+        stack.append((node, nested))
+        stack.extend((child, None) for child in nested)
+
+
+def _width(node: yaml.Node) -> int:
+    """Direct children of a collection (keys and values of a mapping)."""
+    return 2 * len(node.value) if isinstance(node, yaml.MappingNode) else len(node.value)
+
+
+def _position(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
 def parse_source(text: str, file: str, *, json_syntax: bool = False) -> tuple[Any, SourceMap]:
     """Parse YAML (or JSON when ``json_syntax``) into plain data and its :class:`SourceMap`.
 
@@ -149,6 +215,8 @@ def parse_source(text: str, file: str, *, json_syntax: bool = False) -> tuple[An
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
+        if node is not None and "*" in text and "&" in text:  # no alias without both
+            _check_aliases(node)
         data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
