@@ -157,12 +157,44 @@ async def test_204_is_a_success_without_body(
     assert (result.status, result.body, result.is_error) == (204, None, False)
 
 
-async def test_redirects_are_not_followed_by_default(
+@pytest.mark.parametrize("code", [300, 301, 302, 303, 307, 308])
+async def test_an_unfollowed_redirect_is_a_bad_upstream_response(
+    run: Run, fault_upstream: LiveFake[FaultState], code: int
+) -> None:
+    result = await run(fault_upstream.url, f"/redirect?status={code}")
+    assert_safe(result, ErrorKind.BAD_UPSTREAM_RESPONSE, 502)
+    assert "redirected (redirects are not followed)" in result.problem.detail  # type: ignore[union-attr]
+    assert "localhost" not in str(result.body) and not result.headers  # no Location echoed
+    assert len(fault_upstream.state.requests) == 1
+
+
+async def test_not_modified_is_not_a_redirect(
     run: Run, fault_upstream: LiveFake[FaultState]
 ) -> None:
-    result = await run(fault_upstream.url, "/redirect")
-    assert result.status == 302
-    assert len(fault_upstream.state.requests) == 1
+    result = await run(fault_upstream.url, "/redirect?status=304")
+    assert (result.status, result.body, result.is_error) == (304, None, False)
+
+
+async def test_redirects_are_followed_when_asked(
+    run: Run, fault_upstream: LiveFake[FaultState]
+) -> None:
+    result = await run(fault_upstream.url, "/redirect", follow_redirects=True)
+    assert (result.status, result.is_error) == (200, False)
+    assert [r.path for r in fault_upstream.state.requests] == ["/redirect", "/echo"]
+
+
+async def test_a_body_dripping_under_the_read_timeout_hits_the_total_deadline(
+    run: Run, fault_upstream: LiveFake[FaultState]
+) -> None:
+    """Each chunk arrives well within the read timeout; the whole never completes in time."""
+    result = await run(
+        fault_upstream.url,
+        "/slow-body?chunks=50&interval=0.1",
+        read_timeout_s=5,
+        total_timeout_s=0.5,
+    )
+    assert_safe(result, ErrorKind.TIMEOUT, 504)
+    assert "no complete response within 0.5s" in result.problem.detail  # type: ignore[union-attr]
 
 
 async def test_mapping_applies_on_success(run: Run, fault_upstream: LiveFake[FaultState]) -> None:

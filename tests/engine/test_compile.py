@@ -310,7 +310,7 @@ def test_document_errors_are_load_errors_with_lines(
     assert error.line is not None and error.file.endswith("cap.yaml")
 
 
-def test_unknown_format_is_an_error_only_when_mapped(tmp_path: Path) -> None:
+def test_unknown_format_makes_mapping_units_501_and_fails_only_strict(tmp_path: Path) -> None:
     consumes = yaml.safe_load(yaml.safe_dump(CONSUMES))
     consumes["resources"][1]["operations"][0]["outputRawFormat"] = "INI"
     mapped = [{"type": "object", "properties": {"a": {"type": "string", "mapping": "$.a"}}}]
@@ -320,15 +320,20 @@ def test_unknown_format_is_an_error_only_when_mapped(tmp_path: Path) -> None:
         return [{"type": "mcp", "namespace": "mcp", "tools": [tool]}]
 
     compiled = compile_doc(tmp_path, {"consumes": [consumes], "exposes": exposes([])})
-    assert any("INI" in w.message for w in compiled.warnings)
+    assert any("INI" in w.message and "passes through" in w.message for w in compiled.warnings)
+    compiled = compile_doc(tmp_path, {"consumes": [consumes], "exposes": exposes(mapped)})
+    assert any("INI" in w.message and "answer 501" in w.message for w in compiled.warnings)
     with pytest.raises(LoadError, match="INI"):
-        compile_doc(tmp_path, {"consumes": [consumes], "exposes": exposes(mapped)})
+        compile_capability(load_capability(tmp_path / "cap.yaml", env={}), strict=True)
 
 
-def test_unusable_outbound_auth_is_a_load_error(tmp_path: Path) -> None:
+def test_unusable_outbound_auth_is_a_warning_or_a_strict_error(tmp_path: Path) -> None:
     consumes = {**CONSUMES, "authentication": {"type": "kerberos"}}
+    compiled = compile_doc(tmp_path, {"consumes": [consumes], "exposes": []})
+    assert compiled.consumes["up"].unavailable is not None
+    assert any("kerberos" in w.message for w in compiled.warnings)
     with pytest.raises(LoadError, match="kerberos"):
-        compile_doc(tmp_path, {"consumes": [consumes], "exposes": []})
+        compile_capability(load_capability(tmp_path / "cap.yaml", env={}), strict=True)
 
 
 # --------------------------------------------------------------------------- load checks

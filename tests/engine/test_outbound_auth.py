@@ -161,11 +161,38 @@ async def test_unresolved_field_sends_no_credential(spec: Authentication) -> Non
     assert not token.called
 
 
-def test_config_errors() -> None:
-    with pytest.raises(OutboundAuthConfigError, match="unsupported authentication type"):
-        build_outbound_auth(auth(type="kerberos"), RENDER)
-    with pytest.raises(OutboundAuthConfigError, match="placement"):
-        build_outbound_auth(auth(type="apikey", key="k", value="v", placement="cookie"), RENDER)
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (auth(type="kerberos"), "authentication type 'kerberos' is not supported"),
+        (auth(type="apikey", key="k", value="v", placement="body"), "placement 'body'"),
+        (auth(type="apikey", key="k", value="v", placement="path"), "placement 'path'"),
+        (
+            auth(
+                type="oauth2", tokenEndpoint=TOKEN_URL, clientId="c", tokenEndpointAuthMethod="jwt"
+            ),
+            "tokenEndpointAuthMethod 'jwt'",
+        ),
+    ],
+)
+def test_config_errors(spec: Authentication, message: str) -> None:
+    with pytest.raises(OutboundAuthConfigError, match=message):
+        build_outbound_auth(spec, RENDER)
+
+
+@respx.mock
+async def test_apikey_cookie_joins_the_cookie_header() -> None:
+    route = respx.get(UPSTREAM).respond(200)
+    spec = auth(type="apikey", key="session", value="{{KEY}}", placement="cookie")
+    built = build_outbound_auth(spec, RENDER)
+    async with httpx.AsyncClient() as client:
+        headers = {"Cookie": "theme=dark; session=stale"}
+        await client.get(UPSTREAM, headers=headers, auth=built)
+    cookie = route.calls.last.request.headers["Cookie"]
+    # "a&b c=d/é": space and non-ASCII encoded, cookie-octets kept; the stale one replaced
+    assert cookie == "theme=dark; session=a&b%20c=d/%C3%A9"
+    assert route.calls.last.request.url.query == b""
+    assert "Authorization" not in route.calls.last.request.headers
 
 
 def test_reprs_hide_secrets() -> None:

@@ -179,12 +179,6 @@ async def test_rest_path_segment_is_one_segment_or_refused() -> None:
         assert r.recorder.requests == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adapters/rest.py build_rest_app routes through Route('/{_:path}'), whose regex "
-    "does not match a decoded path holding a newline: Starlette's plain-text 404 answers "
-    "instead of the adapter (no problem+json, the raw-path route is never tried)",
-)
 async def test_rest_segment_with_an_encoded_newline_is_routed_by_the_adapter() -> None:
     async with rig() as r:
         response = await r.rest.get(httpx.URL(r.rest_url + "/items/a%0Ab"))
@@ -299,11 +293,6 @@ async def test_plain_header_value_arrives_intact() -> None:
     assert seen.header("x-injected") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine/request.py build_request: a non-ASCII header value makes httpx raise "
-    "UnicodeEncodeError, which is not a RequestError, so the caller gets 500 internal",
-)
 @pytest.mark.parametrize("value", ["café", "\u2028"])
 async def test_non_ascii_header_value_is_a_validation_error_not_a_500(value: str) -> None:
     async with rig() as r:

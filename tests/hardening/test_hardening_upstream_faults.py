@@ -20,7 +20,7 @@ import httpx
 import pytest
 from hardening_kit import CAPABILITIES, CLIENT_TIMEOUT, mcp_call, serve_capability
 
-from fakes.faults import FaultState
+from fakes.faults import INVALID_JSON, FaultState
 from naftiko.engine.settings import EngineSettings
 from naftiko.engine.types import PROBLEM_MEDIA_TYPE
 from support.servers import LiveFake, closed_port
@@ -178,6 +178,32 @@ async def test_slow_body_within_the_timeout_completes(
     assert response.json() == [0, 1, 2, 3]
 
 
+async def test_a_body_dripping_under_the_read_timeout_is_cut_by_the_total_deadline(
+    fault_upstream: LiveFake[FaultState],
+) -> None:
+    """Each chunk comes well within the read timeout; the whole exchange never ends in
+    time: 504 on both adapters, and the process goes on serving."""
+    drip = {"chunks": "200", "interval": str(READ_TIMEOUT_S / 5)}
+    async with gateway(fault_upstream.url, total_timeout_s=2 * READ_TIMEOUT_S) as gw:
+        response = await gw.rest.get("/raw/slow-body", params=drip)
+        reply = await mcp_call(gw.http, gw.mcp_url, "raw", {"mode": "slow-body", **drip})
+        await assert_still_serving(gw)
+    assert_problem(response, 504, "timeout")
+    assert "no complete response within 1s" in response.json()["detail"]
+    assert reply.is_error and "[504]" in reply.error_text
+
+
+async def test_invalid_json_passes_through_unmapped_byte_for_byte(
+    fault_upstream: LiveFake[FaultState],
+) -> None:
+    """Nothing maps it, so it is not ours to judge: same bytes, same media type."""
+    async with gateway(fault_upstream.url) as gw:
+        response = await gw.rest.get("/raw/invalid-json")
+    assert response.status_code == 200, response.text
+    assert response.content == INVALID_JSON
+    assert response.headers["content-type"] == "application/json"
+
+
 async def test_redirect_to_another_host_is_not_followed(
     fault_upstream: LiveFake[FaultState],
 ) -> None:
@@ -190,11 +216,6 @@ async def test_redirect_to_another_host_is_not_followed(
     assert paths.count("/echo") == 2  # only assert_still_serving's own calls
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Engine.read_response (engine/invoke.py) treats an unfollowed 3xx as success: "
-    "REST answers a bare 302 without Location or body, MCP a successful empty result",
-)
 @pytest.mark.parametrize("kind", ["raw", "mapped"])
 async def test_redirect_is_a_502_bad_upstream_response(
     fault_upstream: LiveFake[FaultState], kind: str

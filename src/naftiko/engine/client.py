@@ -1,13 +1,17 @@
 """Transport to consumed APIs: pooled clients, timeouts, a size limit, failure classes.
 
 One ``httpx.AsyncClient`` per consumes namespace keeps connection pools (and their limits)
-apart, so one slow upstream cannot starve another. Every failure becomes a
-:class:`~naftiko.engine.types.Problem` whose text we write ourselves: httpx exception
-messages can hold the full URL, and URLs can hold API keys.
+apart, so one slow upstream cannot starve another. Besides httpx's per-phase timeouts,
+``EngineSettings.total_timeout_s`` bounds the whole exchange. An unfollowed redirect is
+a bad upstream response: its body is never read and its ``Location`` never shown.
+
+Every failure becomes a :class:`~naftiko.engine.types.Problem` whose text we write
+ourselves: httpx exception messages can hold the full URL, and URLs can hold API keys.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -150,7 +154,8 @@ async def send(
 
     ``operation`` names the call in messages (``"POST /v2/oauth/token/"`` with the *path
     template*, not the rendered URL). The body is streamed and cut at
-    ``settings.max_response_bytes``. Each call is reported to the observer.
+    ``settings.max_response_bytes``; the whole exchange is cut at
+    ``settings.total_timeout_s``. Each call is reported to the observer.
     """
     started = time.perf_counter()
     method = request.method
@@ -168,21 +173,40 @@ async def send(
     limit = settings.max_response_bytes
     status: int | None = None
     try:
-        response = await client.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT, stream=True)
-        try:
-            status = response.status_code
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > limit:
-                raise _TooLarge
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > limit:
+        async with asyncio.timeout(settings.total_timeout_s):
+            response = await client.send(
+                request, auth=auth or httpx.USE_CLIENT_DEFAULT, stream=True
+            )
+            try:
+                status = response.status_code
+                if _is_unfollowed_redirect(status, settings):
+                    raise _Redirected
+                declared = response.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > limit:
                     raise _TooLarge
-                chunks.append(chunk)
-        finally:
-            await response.aclose()
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _TooLarge
+                    chunks.append(chunk)
+            finally:
+                await response.aclose()
+    except _Redirected:
+        report(status, ErrorKind.BAD_UPSTREAM_RESPONSE.value)
+        return _problem(
+            ErrorKind.BAD_UPSTREAM_RESPONSE,
+            _TITLES[ErrorKind.BAD_UPSTREAM_RESPONSE],
+            f"upstream {where} redirected (redirects are not followed)",
+        )
+    except TimeoutError:
+        report(status, ErrorKind.TIMEOUT.value)
+        return _problem(
+            ErrorKind.TIMEOUT,
+            _TITLES[ErrorKind.TIMEOUT],
+            f"upstream {where}: no complete response within {settings.total_timeout_s:g}s",
+        )
     except _TooLarge:
         report(status, ErrorKind.BAD_UPSTREAM_RESPONSE.value)
         return _problem(
@@ -204,5 +228,18 @@ async def send(
     return UpstreamResponse(status=status, headers=response.headers, content=b"".join(chunks))
 
 
+def _is_unfollowed_redirect(status: int, settings: EngineSettings) -> bool:
+    """A 3xx other than 304 that we did not follow: its meaning is somewhere else.
+
+    With ``follow_redirects`` httpx has followed every redirect it could; a 3xx left
+    over (no ``Location``) is then passed on as the upstream's answer.
+    """
+    return 300 <= status < 400 and status != 304 and not settings.follow_redirects
+
+
 class _TooLarge(Exception):
     """Internal signal: the body crossed the size limit."""
+
+
+class _Redirected(Exception):
+    """Internal signal: the upstream answered with a redirect we do not follow."""

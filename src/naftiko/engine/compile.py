@@ -2,11 +2,15 @@
 
 Everything a request needs is prepared here, once: templates, ``with`` values, URL
 templates, output mappers, orchestration steps, input JSON Schemas and their validators.
-A document error (template syntax, JSONPath, unknown format, unusable auth, a ``script``
-step, a prompt file that is missing or outside the capability directory, a REST
-resource on a reserved path) is a :class:`LoadError` with file:line diagnostics; a unit
-whose ``call`` or ``ref`` target does not exist still compiles, to a plan that answers
-501 at request time (the loader already warned about it).
+A document error (template syntax, JSONPath, a ``script`` step, a prompt file that is
+missing or outside the capability directory, a REST resource on a reserved path) is a
+:class:`LoadError` with file:line diagnostics.
+
+A problem confined to some units does not stop the others (lenient mode): a ``call`` or
+``ref`` that matches nothing, an unsupported consumed authentication, unknown step types
+or malformed steps, an ``outputRawFormat`` that cannot be read where the body is mapped.
+Those units compile to plans that answer 501 with the reason, after a load warning
+saying so (``CompileContext.confined``); in strict mode each is an error.
 
 The stages: consumed APIs (``naftiko.engine.consumes``), aggregate functions, then the
 exposed adapters; each unit's inputs are gathered by ``naftiko.engine.inputs``.
@@ -22,9 +26,14 @@ from jsonschema.exceptions import SchemaError
 
 from naftiko.engine.consumes import compile_consumes, compile_path
 from naftiko.engine.context import CompileContext, PathT
-from naftiko.engine.formats import FormatError, check_format
 from naftiko.engine.inputs import InputSet, declared_inputs, input_schema, merge_declared
-from naftiko.engine.orchestration import CompiledSteps, StepsError, compile_steps, step_problems
+from naftiko.engine.orchestration import (
+    CompiledSteps,
+    StepsError,
+    compile_steps,
+    is_script_step,
+    step_problems,
+)
 from naftiko.engine.plans import (
     CallPlan,
     CompiledCapability,
@@ -55,6 +64,7 @@ from naftiko.engine.types import (
     Unit,
 )
 from naftiko.spec.diagnostics import LoadError
+from naftiko.spec.loader import LoadedCapability
 from naftiko.spec.models import (
     AggregateFunction,
     CallSpec,
@@ -202,7 +212,11 @@ class _Compiler:
         operation = self.find_operation(call_target) if call_target else None
         ref = getattr(spec, "ref", None)
         function = self.functions.get(ref) if ref else None
-        steps = self._steps(spec, namespaces, outputs, path)
+        steps, broken = self._steps(spec, namespaces, outputs, path, unit_id, kind)
+        if steps is not None:
+            for target in steps.operations:
+                if (step_op := self.find_operation(target)) is not None:
+                    self.mapped_operations.add(step_op.id)  # a step reads its body
 
         fields = InputSet(declared, route_vars=route_vars, rest=rest)
         if operation is not None:
@@ -227,7 +241,9 @@ class _Compiler:
             "defaults": {f.name: f.schema["default"] for f in inputs if "default" in f.schema},
         }
         plan: UnitPlan
-        if ref:
+        if broken is not None:
+            plan = NotImplementedPlan(**common, reason=f"'{unit_id}' cannot run: {broken}")
+        elif ref:
             if function is None:
                 reason = f"'{unit_id}' refers to the unknown function '{ref}'"
                 plan = NotImplementedPlan(**common, reason=reason)
@@ -269,23 +285,39 @@ class _Compiler:
         )
 
     def _steps(
-        self, spec: Any, namespaces: frozenset[str], outputs: Any, path: PathT
-    ) -> CompiledSteps | None:
-        """The unit's orchestration compiled now; None (and errors) when it cannot run.
+        self,
+        spec: Any,
+        namespaces: frozenset[str],
+        outputs: Any,
+        path: PathT,
+        unit_id: str,
+        kind: str,
+    ) -> tuple[CompiledSteps | None, str | None]:
+        """``(compiled steps, why the unit cannot run)``; both None without steps.
 
         Only a unit without ``call`` or ``ref`` runs its steps, but the steps are checked
-        whenever they are written: a ``script`` step must never load silently.
+        whenever they are written. A ``script`` step is a load error (never loads
+        silently); other structural problems (unknown step type, a call that is no
+        ``namespace.operation``...) make the unit answer 501. Templates and JSONPaths
+        that do not parse are load errors, as everywhere else.
         """
         steps = tuple(getattr(spec, "steps", ()) or ())
         if not steps:
-            return None
+            return None, None
         problems = step_problems(steps)
-        for index, message in problems:
-            self.ctx.error((*path, "steps", index), message)
+        if any(is_script_step(steps[index]) for index, _ in problems):
+            for index, message in problems:
+                self.ctx.error((*path, "steps", index), message)
+            return None, None
         if problems:
-            return None
+            who = f"'{unit_id}' answers"
+            if kind == "function":
+                who = f"function '{unit_id}' and the units that use it answer"
+            for index, message in problems:
+                self.ctx.confined((*path, "steps", index), f"{who} 501: {message}")
+            return None, "; ".join(message for _, message in problems)
         try:
-            return compile_steps(
+            steps_plan = compile_steps(
                 steps,
                 tuple(getattr(spec, "mappings", ()) or ()),
                 consumed_outputs=self.consumed_outputs,
@@ -296,7 +328,8 @@ class _Compiler:
         except StepsError as exc:
             for message in exc.problems:
                 self.ctx.error((*path, *exc.at), message)
-            return None
+            return None, None
+        return steps_plan, None
 
     def _validator(self, schema: Mapping[str, Any], path: PathT) -> Draft202012Validator:
         try:
@@ -626,23 +659,40 @@ class _Compiler:
     # ------------------------------------------------------------------ formats
 
     def check_formats(self) -> None:
+        """An unreadable ``outputRawFormat`` only matters where the body is read: units
+        that map it (or call it in a step) answer 501; passthrough units forward it."""
         for op_id, op in self.operations.items():
-            try:
-                check_format(op.output_raw_format, op.output_schema, self.ctx.base_dir)
-            except FormatError as exc:
-                message = f"operation '{op_id}': {exc}"
-                if op_id in self.mapped_operations:
-                    self.ctx.error(("capability", "consumes"), message)
-                else:
-                    self.ctx.warning(("capability", "consumes"), message + " (body passes through)")
+            if op.format_problem is None:
+                continue
+            where = (*op.where, "outputRawFormat")
+            if op_id in self.mapped_operations:
+                self.ctx.confined(
+                    where,
+                    f"units that read the body of '{op_id}' answer 501: {op.format_problem}",
+                )
+            else:
+                self.ctx.warning(
+                    where, f"operation '{op_id}': {op.format_problem} (body passes through)"
+                )
 
 
 # --------------------------------------------------------------------------- entry point
 
 
-def compile_capability(loaded: Any, settings: EngineSettings | None = None) -> CompiledCapability:
-    """Compile a loaded capability; raises :class:`LoadError` listing every error."""
-    ctx = CompileContext(loaded, settings or EngineSettings())
+def compile_capability(
+    loaded: LoadedCapability,
+    settings: EngineSettings | None = None,
+    *,
+    strict: bool | None = None,
+) -> CompiledCapability:
+    """Compile a loaded capability; raises :class:`LoadError` listing every error.
+
+    ``strict`` turns problems confined to some units into errors; None follows the
+    loaded document (a ``strict`` attribute, set when it was loaded strictly).
+    """
+    if strict is None:
+        strict = loaded.strict
+    ctx = CompileContext(loaded, settings or EngineSettings(), strict=strict)
     document = loaded.document
     body = document.capability
     consumed = (

@@ -4,6 +4,10 @@ Base URIs are rendered from binds once; a base URI that needs something unbound 
 ``None`` and its operations answer 501 (inputs never choose the scheme or host).
 Outbound authentication is built once when every credential field is a bind or a
 literal; otherwise it is built per request from the written-back consumed parameters.
+An authentication block no request could use (``oauth1``, an apikey in the body...)
+makes the whole namespace unavailable: its operations answer 501 and never go out
+unauthenticated (a load error in strict mode). An ``outputRawFormat`` that cannot be
+read is recorded on the operation; the compiler decides what it affects.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 import httpx
 
 from naftiko.engine.context import CompileContext, PathT
+from naftiko.engine.formats import FormatError, check_format
 from naftiko.engine.inputs import json_type
 from naftiko.engine.outbound_auth import (
     OutboundAuthConfigError,
@@ -109,9 +114,14 @@ def compile_consumes(
 def _consumes(ctx: CompileContext, spec: ConsumesHttp, path: PathT) -> ConsumesPlan:
     ns = spec.namespace
     base_uri = _base_uri(ctx, spec, (*path, "baseUri"))
-    static_auth, auth_is_static = None, False
+    static_auth, auth_is_static, unavailable = None, False, None
     if spec.authentication is not None:
-        static_auth, auth_is_static = _auth(ctx, spec.authentication, (*path, "authentication"))
+        a_path = (*path, "authentication")
+        try:
+            static_auth, auth_is_static = _auth(ctx, spec.authentication, a_path)
+        except OutboundAuthConfigError as exc:
+            unavailable = f"'{ns}' cannot be called: {exc}"
+            ctx.confined(a_path, f"operations of namespace '{ns}' answer 501: {exc}")
     common = _params(ctx, spec.input_parameters, (*path, "inputParameters"))
     operations: dict[str, OperationPlan] = {}
     for r_index, resource in enumerate(spec.resources):
@@ -133,6 +143,8 @@ def _consumes(ctx: CompileContext, spec: ConsumesHttp, path: PathT) -> ConsumesP
                 output_raw_format=op.output_raw_format,
                 output_schema=op.output_schema,
                 base_dir=ctx.base_dir,
+                format_problem=_format_problem(ctx, op.output_raw_format, op.output_schema),
+                where=o_path,
             )
     return ConsumesPlan(
         namespace=ns,
@@ -142,7 +154,16 @@ def _consumes(ctx: CompileContext, spec: ConsumesHttp, path: PathT) -> ConsumesP
         static_auth=static_auth,
         auth_is_static=auth_is_static,
         operations=operations,
+        unavailable=unavailable,
     )
+
+
+def _format_problem(ctx: CompileContext, fmt: str | None, schema: str | None) -> str | None:
+    try:
+        check_format(fmt, schema, ctx.base_dir)
+    except FormatError as exc:
+        return str(exc)
+    return None
 
 
 def _base_uri(ctx: CompileContext, spec: ConsumesHttp, path: PathT) -> str | None:
@@ -186,11 +207,8 @@ def _params(ctx: CompileContext, params: Sequence[InputParameter], path: PathT) 
 
 
 def _auth(ctx: CompileContext, spec: Authentication, path: PathT) -> tuple[httpx.Auth | None, bool]:
-    try:
-        check_outbound_auth(spec)
-    except OutboundAuthConfigError as exc:
-        ctx.error(path, str(exc))
-        return None, False
+    """``(auth built once, whether it is)``; raises :class:`OutboundAuthConfigError`."""
+    check_outbound_auth(spec)
     fields = [
         spec.username, spec.password, spec.token, spec.key, spec.value,
         spec.token_endpoint, spec.client_id, spec.client_secret, spec.audience,
@@ -205,13 +223,9 @@ def _auth(ctx: CompileContext, spec: Authentication, path: PathT) -> tuple[httpx
             references |= template.references
     if not all(ctx.is_bound(ref) for ref in references):
         return None, False  # fed by request values (written-back consumed params)
-    try:
-        auth = build_outbound_auth(
-            spec, lambda text: render_or_none(text, ctx.bind_scope), token_cache=ctx.token_cache
-        )
-    except OutboundAuthConfigError as exc:
-        ctx.error(path, str(exc))
-        return None, False
+    auth = build_outbound_auth(
+        spec, lambda text: render_or_none(text, ctx.bind_scope), token_cache=ctx.token_cache
+    )
     return auth, True
 
 

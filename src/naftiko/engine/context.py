@@ -4,6 +4,11 @@ The compiler reports every document error it finds instead of stopping at the fi
 the stages (consumed APIs, units, adapters) append to one :class:`CompileContext` and
 ``compile_capability`` raises a single :class:`~naftiko.spec.diagnostics.LoadError` at
 the end. Positions come from the loader's source map.
+
+One rule for problems confined to some units (an unsupported authentication type, an
+unknown step type, an unreadable ``outputRawFormat``...): :meth:`CompileContext.confined`
+makes them a warning in lenient mode, saying that those units answer 501, and an error
+in strict mode. The stage that reports one also builds a plan that answers 501.
 """
 
 from __future__ import annotations
@@ -35,9 +40,10 @@ PathT = tuple[str | int, ...]
 class CompileContext:
     """One capability's compilation state: binds, base directory, errors and warnings."""
 
-    def __init__(self, loaded: Any, settings: EngineSettings) -> None:
+    def __init__(self, loaded: Any, settings: EngineSettings, *, strict: bool = False) -> None:
         self.loaded = loaded
         self.settings = settings
+        self.strict = strict
         self.source_map = getattr(loaded, "source_map", None)
         self.file = str(getattr(loaded, "path", "") or "")
         self.base_dir = str(getattr(loaded, "base_dir", ".") or ".")
@@ -75,6 +81,14 @@ class CompileContext:
 
     def warning(self, path: PathT, message: str) -> None:
         self.warnings.append(self._diag(path, message, "warning"))
+
+    def confined(self, path: PathT, message: str) -> None:
+        """A problem that only some units have (``message`` says which answer 501):
+        a warning when lenient, so the rest of the document serves; an error when strict."""
+        if self.strict:
+            self.error(path, message)
+        else:
+            self.warning(path, message)
 
     # ------------------------------------------------------------------ compile or report
 

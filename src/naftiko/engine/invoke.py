@@ -224,6 +224,8 @@ class Engine:
         return Result.failure(_problem(ErrorKind.NOT_IMPLEMENTED, "Not implemented", reason))
 
     async def _call(self, plan: CallPlan, scope: Scope, inputs: Inputs) -> Result:
+        if not plan.passthrough and plan.operation.format_problem is not None:
+            return Result.failure(_unreadable(plan.operation))
         outcome = await self.call_operation(plan.operation, scope, inputs)
         if isinstance(outcome, Problem):
             return Result.failure(outcome)
@@ -285,6 +287,8 @@ class Engine:
         Returns the response and the scope with the consumed parameters written back.
         """
         consumes = self.compiled.consumes[operation.namespace]
+        if consumes.unavailable is not None:
+            return _problem(ErrorKind.NOT_IMPLEMENTED, "Not implemented", consumes.unavailable)
         if consumes.base_uri is None:
             return _problem(
                 ErrorKind.NOT_IMPLEMENTED,
@@ -376,6 +380,8 @@ class Engine:
         bytes); a success holds the JSON document, or MISSING when there is none or it
         cannot be read (then the step stores nothing).
         """
+        if operation.format_problem is not None:
+            return _unreadable(operation)
         outcome = await self.call_operation(operation, scope, inputs)
         if isinstance(outcome, Problem):
             return outcome
@@ -403,6 +409,10 @@ class Engine:
     async def _forward(self, route: RestRoute, inputs: Inputs) -> Result:
         forward = route.forward
         consumes = self.compiled.consumes.get(forward.target_namespace) if forward else None
+        if consumes is not None and consumes.unavailable is not None:
+            return Result.failure(
+                _problem(ErrorKind.NOT_IMPLEMENTED, "Not implemented", consumes.unavailable)
+            )
         if forward is None or consumes is None or consumes.base_uri is None:
             target = forward.target_namespace if forward else "none"
             return Result.failure(
@@ -440,6 +450,12 @@ class Engine:
         if isinstance(response, Problem):
             return Result.failure(response)
         return self.read_response(response, None, None, built.scope)
+
+
+def _unreadable(operation: OperationPlan) -> Problem:
+    """501 before sending: the body of ``operation`` could not be read (load warning)."""
+    detail = f"the body of '{operation.id}' cannot be read: {operation.format_problem}"
+    return _problem(ErrorKind.NOT_IMPLEMENTED, "Not implemented", detail)
 
 
 def _passthrough_body(response: UpstreamResponse) -> tuple[Any, str]:

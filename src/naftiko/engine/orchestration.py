@@ -63,6 +63,7 @@ __all__ = [
     "check_steps",
     "compile_steps",
     "execute_steps",
+    "is_script_step",
     "run_steps",
     "step_call_targets",
     "step_problems",
@@ -182,6 +183,11 @@ def _call_target(step: Step) -> str | None:
     if isinstance(call, CallSpec):
         return call.operation or None
     return call or None
+
+
+def is_script_step(step: Step) -> bool:
+    """A ``script`` step: refused at load in every mode (see the module docstring)."""
+    return (step.type or "").strip().lower() == "script"
 
 
 def step_call_targets(steps: Sequence[Step]) -> list[str]:

@@ -44,6 +44,10 @@ EARLY_REFRESH = 30.0  # seconds before ``expires_in`` at which a cached token is
 DEFAULT_TOKEN_TTL = 300.0  # cache time of a token whose response has no ``expires_in``
 TOKEN_FETCH_TIMEOUT = 10.0
 SUPPORTED_TYPES = ("basic", "bearer", "apikey", "digest", "oauth2")
+APIKEY_PLACEMENTS = ("header", "query", "cookie")
+TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+# RFC 6265 cookie-octets besides letters and digits: sent as they are, the rest encoded.
+_COOKIE_SAFE = "!#$%&'()*+-./:<=>?@[]^_`{|}~"
 _OAUTH_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
@@ -67,31 +71,46 @@ class OutboundAuthError(Exception):
 def check_outbound_auth(spec: Authentication) -> None:
     """Raise :class:`OutboundAuthConfigError` for a block no request could ever use.
 
-    Lets the compiler reject a document at load instead of failing every request.
+    Lets the compiler find it at load (the namespace then answers 501, or the load fails
+    in strict mode) instead of failing, or going out unauthenticated, on every request.
     """
     kind = spec.type.strip().lower()
     if kind not in SUPPORTED_TYPES:
         raise OutboundAuthConfigError(
-            f"unsupported authentication type {spec.type!r} "
-            f"(expected one of {', '.join(SUPPORTED_TYPES)})"
+            f"authentication type {spec.type!r} is not supported "
+            f"(supported: {', '.join(SUPPORTED_TYPES)})"
         )
     if kind == "apikey":
         _apikey_placement(spec)
-    if kind == "oauth2" and not spec.token_endpoint:
-        raise OutboundAuthConfigError("oauth2 authentication of a consumed API needs tokenEndpoint")
-    if kind == "oauth2" and not spec.client_id:
-        raise OutboundAuthConfigError("oauth2 authentication of a consumed API needs clientId")
+    if kind == "oauth2":
+        if not spec.token_endpoint:
+            raise OutboundAuthConfigError("oauth2 authentication needs tokenEndpoint")
+        if not spec.client_id:
+            raise OutboundAuthConfigError("oauth2 authentication needs clientId")
+        _token_auth_method(spec)
 
 
 def _apikey_placement(spec: Authentication) -> str:
     # A missing placement means "header": it is the common case and the schema's example;
     # the Java reference refuses it, which only turns a plain document into an error.
     placement = (spec.placement or "header").strip().lower()
-    if placement not in ("header", "query"):
+    if placement not in APIKEY_PLACEMENTS:
         raise OutboundAuthConfigError(
-            f"unsupported apikey placement {spec.placement!r} (expected header or query)"
+            f"apikey placement {spec.placement!r} is not supported "
+            f"(supported: {', '.join(APIKEY_PLACEMENTS)})"
         )
     return placement
+
+
+def _token_auth_method(spec: Authentication) -> str:
+    extras = spec.model_extra or {}
+    method = str(extras.get("tokenEndpointAuthMethod") or "client_secret_basic").lower()
+    if method not in TOKEN_AUTH_METHODS:
+        raise OutboundAuthConfigError(
+            f"oauth2 tokenEndpointAuthMethod {method!r} is not supported "
+            f"(supported: {', '.join(TOKEN_AUTH_METHODS)})"
+        )
+    return method
 
 
 def _value(render: Render, template: str | None) -> str | None:
@@ -135,20 +154,14 @@ def build_outbound_auth(
         key, value = _value(render, spec.key), _value(render, spec.value)
         if key is None or value is None:
             return None
-        return ApiKeyOutboundAuth(key, value, in_query=placement == "query")
+        return ApiKeyOutboundAuth(key, value, placement=placement)
     # oauth2
     endpoint = _value(render, spec.token_endpoint)
     client_id = _value(render, spec.client_id)
     secret = None if spec.client_secret is None else _value(render, spec.client_secret)
     if endpoint is None or client_id is None or (spec.client_secret and secret is None):
         return None
-    extras = spec.model_extra or {}
-    method = str(extras.get("tokenEndpointAuthMethod") or "client_secret_basic").lower()
-    if method not in ("client_secret_basic", "client_secret_post"):
-        raise OutboundAuthConfigError(
-            f"unsupported tokenEndpointAuthMethod {method!r} "
-            "(expected client_secret_basic or client_secret_post)"
-        )
+    method = _token_auth_method(spec)
     scopes = tuple(s for s in (_value(render, t) for t in spec.scopes) if s)
     client = OAuth2ClientCredentials(
         token_endpoint=endpoint,
@@ -200,27 +213,44 @@ class BearerOutboundAuth(httpx.Auth):
 
 
 class ApiKeyOutboundAuth(httpx.Auth):
-    """An API key as a header (any name, ``Authorization`` included) or a query parameter.
+    """An API key as a header (any name, ``Authorization`` included), a query parameter
+    or a cookie.
 
     The query form merges into the URL's parameters, so the value is percent-encoded and
-    an existing parameter of the same name is replaced rather than duplicated.
+    an existing parameter of the same name is replaced rather than duplicated. The cookie
+    form joins the request's ``Cookie`` header (replacing a cookie of the same name);
+    characters that are not cookie-octets are percent-encoded.
     """
 
-    def __init__(self, key: str, value: str, *, in_query: bool) -> None:
+    def __init__(self, key: str, value: str, *, placement: str = "header") -> None:
         self._key = key
         self._value = value
-        self._in_query = in_query
+        self._placement = placement
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self._in_query:
+        if self._placement == "query":
             request.url = request.url.copy_merge_params({self._key: self._value})
+        elif self._placement == "cookie":
+            request.headers["Cookie"] = self._cookie_header(request.headers.get("Cookie"))
         else:
             request.headers[self._key] = self._value
         yield request
 
+    def _cookie_header(self, existing: str | None) -> str:
+        name = quote(self._key, safe=_COOKIE_SAFE.replace("=", ""))
+        pairs = [
+            pair.strip()
+            for pair in (existing or "").split(";")
+            if pair.strip() and pair.split("=", 1)[0].strip() != name
+        ]
+        pairs.append(f"{name}={quote(self._value, safe=_COOKIE_SAFE)}")
+        return "; ".join(pairs)
+
     def __repr__(self) -> str:
-        where = "query" if self._in_query else "header"
-        return f"ApiKeyOutboundAuth(key={self._key!r}, placement={where!r}, value=<redacted>)"
+        return (
+            f"ApiKeyOutboundAuth(key={self._key!r}, placement={self._placement!r}, "
+            "value=<redacted>)"
+        )
 
 
 class DigestOutboundAuth(httpx.DigestAuth):

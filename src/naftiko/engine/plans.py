@@ -117,6 +117,10 @@ class OperationPlan:
     output_raw_format: str | None
     output_schema: str | None
     base_dir: str
+    # Why its body cannot be read (protobuf, avro without schema...): units that map it
+    # answer 501, passthrough units still forward the bytes.
+    format_problem: str | None = None
+    where: tuple[str | int, ...] = ()  # its position in the document, for diagnostics
 
     @property
     def id(self) -> str:
@@ -139,6 +143,9 @@ class ConsumesPlan:
     static_auth: httpx.Auth | None  # built once when every field is bind-only or literal
     auth_is_static: bool
     operations: Mapping[str, OperationPlan]
+    # Why no request may be sent (unsupported authentication...): every operation of the
+    # namespace answers 501 with it rather than going out without credentials.
+    unavailable: str | None = None
 
 
 def find_operation(

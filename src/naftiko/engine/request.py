@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "join_url",
 ]
 
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
@@ -121,9 +123,20 @@ def join_url(base: str, path: str) -> str:
 
 
 def _check_header(name: str, value: str) -> str:
+    """``value`` when it can be sent as is: visible ASCII, spaces and tabs only.
+
+    httpx encodes header values as ASCII, so anything else would fail while sending (a
+    500); line breaks and NUL would split or cut the header. The caller gets a 400.
+    """
     if "\r" in value or "\n" in value or "\x00" in value:
         raise RequestError(
             f"header parameter '{name}' contains a line break or NUL", parameter=name
+        )
+    if not _HEADER_VALUE.fullmatch(value):
+        raise RequestError(
+            f"header parameter '{name}' contains a control or non-ASCII character, which "
+            "cannot be sent in an HTTP header",
+            parameter=name,
         )
     return value
 

@@ -12,6 +12,9 @@ from naftiko import __version__
 class EngineSettings:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0
+    # Deadline on one whole upstream exchange (auth, send, headers, body): a body that
+    # drips just under ``read_timeout_s`` per chunk must not hold a request forever.
+    total_timeout_s: float = 60.0
     max_response_bytes: int = 10 * 1024 * 1024
     follow_redirects: bool = False
     max_connections: int = 100

@@ -66,6 +66,8 @@ class RuntimeConfig:
                 settings,
                 read_timeout_s=self.timeout_s,
                 connect_timeout_s=min(settings.connect_timeout_s, self.timeout_s),
+                # a longer read timeout must not be cut short by the total deadline
+                total_timeout_s=max(settings.total_timeout_s, 2 * self.timeout_s),
             )
         return settings
 

@@ -60,7 +60,9 @@ class Capability:
 
     @property
     def warnings(self) -> tuple[Diagnostic, ...]:
-        return tuple(d for d in self.loaded.diagnostics if d.severity == "warning")
+        """The loader's and the compiler's (units that answer 501 and why)."""
+        compiled = tuple(getattr(self.compiled, "warnings", ()))
+        return tuple(d for d in (*self.loaded.diagnostics, *compiled) if d.severity == "warning")
 
 
 @dataclass

@@ -35,6 +35,7 @@ from naftiko.engine.types import (
     RestAdapterPlan,
     SkillAdapterPlan,
 )
+from naftiko.runtime import heap
 from naftiko.runtime.config import RuntimeConfig
 from naftiko.runtime.logs import Redactor
 from naftiko.runtime.metrics import METRICS_CONTENT_TYPE, Metrics
@@ -413,6 +414,7 @@ class Runtime:
                 self.log_summary(warnings)
                 text, adapters = self.ready_line()
                 log.info("%s", text, extra={"event": "ready", "adapters": adapters})
+                heap.after_startup()  # GC back on; start-up objects frozen (no-op unless CLI)
                 if self.config.reload:
                     self._spawn(self._watch_files(), "file watcher")
             await self._stop.wait()
@@ -557,3 +559,5 @@ class Runtime:
                     await generation.stop()
             with contextlib.suppress(Exception):
                 await engine.aclose()
+            del generations, engine
+            heap.after_reload()  # the old model's cycles were frozen with it

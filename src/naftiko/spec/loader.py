@@ -45,6 +45,7 @@ class LoadedCapability:
     bindings: Bindings
     diagnostics: tuple[Diagnostic, ...]
     source_map: SourceMap
+    strict: bool = False  # loaded with --strict: later layers turn their warnings into errors
 
     def diagnostic_at(self, path: PathT, severity: Severity, message: str) -> Diagnostic:
         """A diagnostic positioned in this document (for compile errors of later layers)."""
@@ -175,6 +176,7 @@ def _load_source(
         bindings=bindings,
         diagnostics=tuple(sink),
         source_map=source.source_map,
+        strict=strict,
     )
 
 

@@ -3,7 +3,9 @@
 One line per problem (``FILE:LINE:COL: severity: message (at path)``), then a summary.
 Exit 0 when every capability document loads, 2 when one does not. Shared consumes
 files and other YAML/JSON that is not a capability are skipped, not failed. Validation
-never needs the bind values: missing ones are warnings here.
+never needs the bind values: missing ones are warnings here. The engine's compilation
+runs too, with its warnings (units that will answer 501, and why); ``--strict`` makes
+those errors.
 """
 
 from __future__ import annotations
@@ -64,22 +66,24 @@ def validate_file(path: Path, *, strict: bool = False) -> tuple[str, tuple[Diagn
         return "skipped", ()
     try:
         loaded = load_source(path, source, strict=strict, require_binds=False)
-        _compile(loaded)
+        warnings = _compile(loaded, strict=strict)
     except LoadError as exc:
         return "failed", exc.diagnostics
     except Exception as exc:  # a defect of ours must not hide the other files' results
         message = f"internal error while loading ({type(exc).__name__}); please report it"
         return "failed", (Diagnostic("error", name, message),)
-    return ("warnings" if loaded.diagnostics else "ok"), loaded.diagnostics
+    diagnostics = (*loaded.diagnostics, *warnings)
+    return ("warnings" if diagnostics else "ok"), diagnostics
 
 
-def _compile(loaded: LoadedCapability) -> None:
+def _compile(loaded: LoadedCapability, *, strict: bool) -> tuple[Diagnostic, ...]:
     """Run the engine's load-time compilation, which ``naftiko run`` also does: what it
     refuses (a ``script`` step, a template or JSONPath that does not parse, a missing
-    prompt file) must fail here too. Imported late: ``spec`` does not need the engine."""
+    prompt file) must fail here too; what it confines to some units is a warning.
+    Imported late: ``spec`` does not need the engine."""
     from naftiko.engine.compile import compile_capability
 
-    compile_capability(loaded)
+    return compile_capability(loaded, strict=strict).warnings
 
 
 def _order(diagnostic: Diagnostic) -> tuple[str, int, int]:
