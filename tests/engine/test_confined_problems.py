@@ -112,7 +112,7 @@ def assert_501(result: Result, *words: str) -> None:
     ],
     ids=["oauth1", "aws-sig-v4", "apikey-body", "oauth2-no-endpoint"],
 )
-@respx.mock(assert_all_called=False)
+@respx.mock(assert_all_called=False, using="httpx")
 async def test_unusable_authentication_makes_its_namespace_answer_501(
     respx_mock: respx.MockRouter, tmp_path: Path, auth: dict[str, Any], reason: str
 ) -> None:
@@ -174,7 +174,7 @@ async def test_broken_steps_make_their_unit_answer_501(
     plan = compiled.units["mcp.broken"].plan
     assert isinstance(plan, NotImplementedPlan)
 
-    with respx.mock(assert_all_called=False) as upstream:
+    with respx.mock(assert_all_called=False, using="httpx") as upstream:
         sent = upstream.get(f"{OPEN}/r").respond(200, json={"a": "ok"})
         results = await invoke_all(compiled, "broken", "via-ref", "healthy")
     assert_501(results["broken"], "'mcp.broken' cannot run", reason)
@@ -226,7 +226,7 @@ async def test_an_unreadable_format_makes_only_the_units_reading_it_answer_501(
     assert warning.path is not None and warning.path.endswith("outputRawFormat")
     assert warning.line is not None
 
-    with respx.mock(assert_all_called=False) as upstream:
+    with respx.mock(assert_all_called=False, using="httpx") as upstream:
         sent = upstream.get(f"{OPEN}/r").respond(
             200, content=b"\x08\x96\x01", headers={"Content-Type": "application/x-protobuf"}
         )

@@ -127,7 +127,7 @@ async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
 
 @pytest.fixture
 def upstream() -> respx.MockRouter:
-    with respx.mock(assert_all_called=False) as router:
+    with respx.mock(assert_all_called=False, using="httpx") as router:
         router.get(f"{BASE}/items").mock(
             return_value=httpx.Response(200, json={"items": [{"name": "a"}, {"name": "b"}]})
         )
@@ -236,7 +236,7 @@ async def test_unexpected_exception_is_a_generic_500(
 async def test_forward_keeps_query_and_only_trusted_headers(engine: Engine) -> None:
     [plan] = [a for a in engine.adapters if isinstance(a, RestAdapterPlan)]
     [route] = plan.routes
-    with respx.mock as router:
+    with respx.mock(using="httpx") as router:
         target = router.post(f"{BASE}/a/b%20c").mock(
             return_value=httpx.Response(201, json={"ok": 1}, headers={"set-cookie": "s=1"})
         )
@@ -266,7 +266,7 @@ async def test_forward_keeps_query_and_only_trusted_headers(engine: Engine) -> N
 @pytest.mark.parametrize("path", ["../admin", "a/../../b", "."])
 async def test_forward_refuses_dot_segments(engine: Engine, path: str) -> None:
     [plan] = [a for a in engine.adapters if isinstance(a, RestAdapterPlan)]
-    with respx.mock as router:
+    with respx.mock(using="httpx") as router:
         result = await engine.forward(plan.routes[0], Inputs(method="GET", path=path))
         assert not router.calls
     assert result.problem is not None and result.problem.kind == ErrorKind.VALIDATION

@@ -89,7 +89,8 @@ def tool(**fields: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def upstream() -> respx.MockRouter:
-    with respx.mock(assert_all_called=False) as router:
+    # using="httpx": the engine's transport is its own, not httpcore (respx's default).
+    with respx.mock(assert_all_called=False, using="httpx") as router:
         router.route().mock(return_value=httpx.Response(200, json={"ok": True}))
         yield router
 

@@ -96,11 +96,55 @@ def declared_schema(param: InputParameter) -> dict[str, Any]:
     if kind == "object" and isinstance(param.properties, dict):
         schema["properties"] = _clean_properties(param.properties)
     try:
-        Draft202012Validator.check_schema(schema)
+        if not plainly_valid(schema):
+            Draft202012Validator.check_schema(schema)
     except SchemaError:
         schema.pop("items", None)
         schema.pop("properties", None)
     return schema
+
+
+_SIMPLE_TYPES = frozenset({"array", "boolean", "integer", "null", "number", "object", "string"})
+_STRING_KEYWORDS = frozenset({"description", "format", "title"})
+
+
+def plainly_valid(schema: Any) -> bool:
+    """True when ``schema`` uses only keywords this module writes, each well-formed.
+
+    ``check_schema`` against the 2020-12 metaschema costs ~0.6 ms a call (it was most of
+    the compile time of a large document); the schemas we generate almost always pass
+    this check, which costs microseconds. False only means "ask the metaschema": anything
+    unusual (other keywords, odd values) still gets the full check and its message.
+    """
+    if not isinstance(schema, dict):
+        return isinstance(schema, bool)
+    for key, value in schema.items():
+        if key == "type":
+            types = value if isinstance(value, list) else [value]
+            if not types or not all(isinstance(t, str) and t in _SIMPLE_TYPES for t in types):
+                return False
+            if len(set(types)) != len(types):
+                return False
+        elif key in _STRING_KEYWORDS:
+            if not isinstance(value, str):
+                return False
+        elif key == "enum":
+            if not isinstance(value, list):
+                return False
+        elif key == "required":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                return False
+            if len(set(value)) != len(value):
+                return False
+        elif key == "properties":
+            if not isinstance(value, dict) or not all(map(plainly_valid, value.values())):
+                return False
+        elif key == "items":
+            if not plainly_valid(value):
+                return False
+        elif key != "default":  # any value is a valid default
+            return False
+    return True
 
 
 def _clean_properties(raw: Mapping[str, Any]) -> dict[str, Any]:

@@ -131,6 +131,8 @@ def _describe(error: ValidationError, schema: Mapping[str, Any]) -> tuple[str | 
 
 def validation_problem(plan: UnitPlan, values: Mapping[str, Any]) -> Problem | None:
     """The first schema violations of ``values`` as one VALIDATION problem, or None."""
+    if plan.quick_valid is not None and plan.quick_valid(values):
+        return None
     errors = sorted(plan.validator.iter_errors(values), key=lambda e: list(e.absolute_path))
     if not errors:
         return None

@@ -8,7 +8,7 @@ Everything here is built once by ``naftiko.engine.compile`` and never mutated.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,6 +174,9 @@ class UnitPlan:
     with_: Mapping[str, ValueExpr]
     outputs: OutputMapper | None  # None: no outputParameters
     defaults: Mapping[str, Any]  # input name -> schema default
+    # True only when ``validator`` would find no error (then it is not run); see
+    # ``compile.quick_check``. None: always ask the validator.
+    quick_valid: Callable[[Mapping[str, Any]], bool] | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -122,6 +122,20 @@ def join_url(base: str, path: str) -> str:
     return base.rstrip("/") + "/" + path.lstrip("/")
 
 
+def _with_query(target: str, query: list[tuple[str, str]]) -> httpx.URL:
+    """``target`` with ``query`` merged into its query string, parsed once.
+
+    Same result as ``URL(target).copy_merge_params(query)``, which parses the URL twice
+    more (a third of the cost of building a request); that is still the way when
+    ``target`` has its own query or a fragment to merge around.
+    """
+    if not query:
+        return httpx.URL(target)
+    if "?" in target or "#" in target:
+        return httpx.URL(target).copy_merge_params(query)
+    return httpx.URL(f"{target}?{httpx.QueryParams(query)}")
+
+
 def _check_header(name: str, value: str) -> str:
     """``value`` when it can be sent as is: visible ASCII, spaces and tabs only.
 
@@ -371,7 +385,7 @@ def build_request(
     scope = scope.with_child(with_values={**scope.with_values, **resolved})
 
     base = consumes.base_uri or ""
-    url = httpx.URL(join_url(base, render_path(operation.path, scope)))
+    target = join_url(base, render_path(operation.path, scope))
     query: list[tuple[str, str]] = []
     headers: dict[str, str] = {}
     cookies: list[str] = []
@@ -390,8 +404,7 @@ def build_request(
                 whole = value
             else:
                 fields.append((name, value))
-    if query:
-        url = url.copy_merge_params(query)
+    url = _with_query(target, query)
     if cookies:
         headers["Cookie"] = _check_header("Cookie", "; ".join(cookies))
     lower = {k.lower(): k for k in headers}

@@ -1,0 +1,254 @@
+"""The engine's HTTP/1.1 transport against scripted upstreams on real sockets.
+
+Each upstream is a tiny asyncio server answering every request with scripted bytes, so
+framing (content-length, chunked, end of stream), keep-alive reuse and every failure
+class are exercised exactly as they appear on the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+
+from naftiko.engine.transport import Http11Transport
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}"
+
+Reply = Callable[[bytes], bytes | None]  # request bytes -> answer (None: close, no answer)
+
+
+class Upstream:
+    """Counts connections and records requests; answers with ``reply``."""
+
+    def __init__(self, reply: Reply, *, close_after: bool = False, delay: float = 0) -> None:
+        self.reply = reply
+        self.close_after = close_after
+        self.delay = delay
+        self.connections = 0
+        self.requests: list[bytes] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                body = b""
+                lowered = head.lower()
+                if b"content-length:" in lowered:
+                    length = int(lowered.split(b"content-length:")[1].split(b"\r\n")[0])
+                    body = await reader.readexactly(length)
+                elif b"transfer-encoding: chunked" in lowered:
+                    body = await reader.readuntil(b"0\r\n\r\n")
+                self.requests.append(head + body)
+                await asyncio.sleep(self.delay)
+                answer = self.reply(head + body)
+                if answer is None:
+                    break
+                writer.write(answer)
+                await writer.drain()
+                if self.close_after:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@asynccontextmanager
+async def serve(upstream: Upstream, **transport: float) -> AsyncIterator[httpx.AsyncClient]:
+    server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}",
+        transport=Http11Transport(**transport),  # type: ignore[arg-type]
+        timeout=httpx.Timeout(2.0),
+    )
+    try:
+        yield client
+    finally:
+        await client.aclose()
+        server.close()
+        await server.wait_closed()
+
+
+def always(answer: bytes | None) -> Reply:
+    return lambda _: answer
+
+
+async def test_keep_alive_reuses_one_connection() -> None:
+    upstream = Upstream(always(OK))
+    async with serve(upstream) as client:
+        for _ in range(3):
+            response = await client.post("/x", json={"a": 1})
+            assert (response.status_code, response.json()) == (200, {})
+    assert upstream.connections == 1
+    assert upstream.requests[0].startswith(b"POST /x HTTP/1.1\r\n")
+    assert upstream.requests[0].endswith(b'{"a":1}')
+
+
+async def test_concurrent_requests_open_parallel_connections_then_reuse_them() -> None:
+    upstream = Upstream(always(OK), delay=0.05)
+    async with serve(upstream) as client:
+        for _ in range(2):
+            responses = await asyncio.gather(*(client.get("/x") for _ in range(4)))
+            assert [r.status_code for r in responses] == [200] * 4
+    assert upstream.connections == 4
+
+
+async def test_query_string_is_sent() -> None:
+    upstream = Upstream(always(OK))
+    async with serve(upstream) as client:
+        await client.get("/v1/items", params={"q": "a b", "n": 2})
+    assert upstream.requests[0].startswith(b"GET /v1/items?q=a+b&n=2 HTTP/1.1\r\n")
+
+
+async def test_chunked_response() -> None:
+    body = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    upstream = Upstream(always(body))
+    async with serve(upstream) as client:
+        assert (await client.get("/")).content == b"abcde"
+        assert (await client.get("/")).content == b"abcde"
+    assert upstream.connections == 1
+
+
+async def test_body_framed_by_the_end_of_the_stream() -> None:
+    upstream = Upstream(always(b"HTTP/1.0 200 OK\r\n\r\nuntil the end"), close_after=True)
+    async with serve(upstream) as client:
+        assert (await client.get("/")).content == b"until the end"
+        assert (await client.get("/")).content == b"until the end"
+    assert upstream.connections == 2
+
+
+async def test_connection_close_is_not_reused() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx"
+    upstream = Upstream(always(answer), close_after=True)
+    async with serve(upstream) as client:
+        for _ in range(2):
+            assert (await client.get("/")).content == b"x"
+    assert upstream.connections == 2
+
+
+async def test_head_and_204_have_no_body() -> None:
+    def reply(request: bytes) -> bytes:
+        if request.startswith(b"HEAD"):
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
+        return b"HTTP/1.1 204 No Content\r\n\r\n"
+
+    upstream = Upstream(reply)
+    async with serve(upstream) as client:
+        head = await client.head("/")
+        assert (head.status_code, head.content, head.headers["content-length"]) == (200, b"", "10")
+        for _ in range(2):
+            no_content = await client.delete("/")
+            assert (no_content.status_code, no_content.content) == (204, b"")
+
+
+async def test_interim_responses_are_skipped() -> None:
+    answer = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + OK
+    async with serve(Upstream(always(answer))) as client:
+        response = await client.get("/")
+    assert (response.status_code, response.content) == (200, b"{}")
+    assert "link" not in response.headers
+
+
+async def test_large_body_is_read_whole() -> None:
+    size = 3 * 1024 * 1024
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % size + b"x" * size
+    async with serve(Upstream(always(answer))) as client:
+        assert len((await client.get("/")).content) == size
+
+
+async def test_streamed_request_body_is_sent_chunked() -> None:
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"ab"
+        yield b"cd"
+
+    upstream = Upstream(always(OK))
+    async with serve(upstream) as client:
+        assert (await client.post("/", content=parts())).status_code == 200
+    assert upstream.requests[0].endswith(b"\r\n\r\n4\r\nabcd\r\n0\r\n\r\n")
+
+
+async def test_disconnect_without_answer_is_a_protocol_error() -> None:
+    async with serve(Upstream(always(None))) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get("/")
+
+
+async def test_truncated_body_is_a_protocol_error() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"
+    async with serve(Upstream(always(answer), close_after=True)) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get("/")
+
+
+async def test_malformed_response_is_a_protocol_error() -> None:
+    async with serve(Upstream(always(b"NOT HTTP AT ALL\r\n\r\n"))) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.get("/")
+
+
+async def test_slow_answer_is_a_read_timeout() -> None:
+    async with serve(Upstream(always(OK), delay=1.0)) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get("/", timeout=httpx.Timeout(2.0, read=0.05))
+
+
+async def test_busy_pool_is_a_pool_timeout_and_frees_its_slot() -> None:
+    async with serve(Upstream(always(OK)), max_connections=1) as client:
+        held = await client.send(client.build_request("GET", "/"), stream=True)
+        with pytest.raises(httpx.PoolTimeout):
+            await client.get("/", timeout=httpx.Timeout(2.0, pool=0.05))
+        await held.aclose()
+        assert (await client.get("/")).status_code == 200
+
+
+async def test_cancelled_exchange_closes_its_connection() -> None:
+    upstream = Upstream(always(OK), delay=0.5)
+    async with serve(upstream, max_connections=1) as client:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await client.get("/")
+        upstream.delay = 0
+        assert (await client.get("/")).status_code == 200
+    assert upstream.connections == 2
+
+
+async def test_refused_connection_is_a_connect_error() -> None:
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    server.close()
+    await server.wait_closed()
+    async with httpx.AsyncClient(transport=Http11Transport()) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{port}/")
+
+
+@pytest.mark.parametrize("value", ["a\r\nInjected: 1", "a\nb", "a\x00b"])
+async def test_line_breaks_in_headers_are_refused(value: str) -> None:
+    upstream = Upstream(always(OK))
+    async with serve(upstream) as client:
+        with pytest.raises(httpx.LocalProtocolError):
+            await client.get("/", headers={"X-Value": value})
+    assert upstream.requests == []
+
+
+async def test_unsupported_scheme() -> None:
+    async with httpx.AsyncClient(transport=Http11Transport()) as client:
+        with pytest.raises(httpx.UnsupportedProtocol):
+            await client.get("ftp://example.com/")
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None:
+    """A server's keep-alive timeout closes idle connections without warning (uvicorn after
+    5 s, nginx after 75 s): the next request must take a fresh connection, not fail."""
+    upstream = Upstream(always(OK), close_after=True)  # keep-alive promised, then closed
+    async with serve(upstream) as client:
+        assert (await client.get("/")).status_code == 200
+        await asyncio.sleep(0.05)  # the FIN arrives while the connection sits idle
+        assert (await client.get("/")).status_code == 200
+    assert upstream.connections == 2
