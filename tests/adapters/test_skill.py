@@ -195,7 +195,9 @@ async def test_modes_default_to_the_engines_compiled_adapters(capability_dir: Pa
 async def test_inbound_auth_protects_every_route(capability_dir: Path) -> None:
     auth = Authentication(type="bearer", token="{{SKILL_TOKEN}}")
     app = build_skill_app(
-        object(), plan(capability_dir, auth), siblings=SIBLINGS,
+        object(),
+        plan(capability_dir, auth),
+        siblings=SIBLINGS,
         bindings=Bindings([(None, "SKILL_TOKEN", "s3cret")]),
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://s") as c:

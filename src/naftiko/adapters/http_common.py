@@ -23,8 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.datastructures import MutableHeaders
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,12 +40,15 @@ __all__ = [
     "outcome_of",
     "problem_fields",
     "problem_response",
+    "read_asgi_body",
     "read_body",
     "request_id_of",
+    "sane_request_id",
 ]
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID_KEY = "naftiko.request_id"
+_REQUEST_ID_BYTES = REQUEST_ID_HEADER.lower().encode()
 _OUTCOME_KEY = "naftiko.outcome"
 # Letters, digits and a few punctuation marks; no spaces, quotes or control characters,
 # so an echoed id can neither split a header nor forge a log line.
@@ -61,12 +63,19 @@ def request_id_of(scope: Scope) -> str:
     request_id = None
     for name, value in scope.get("headers", ()):
         if name.lower() == b"x-request-id":
-            text = value.decode("latin-1").strip()
-            request_id = text if _SANE_REQUEST_ID.fullmatch(text) else None
+            request_id = sane_request_id(value.decode("latin-1"))
             break
     request_id = request_id or uuid.uuid4().hex
     scope[_REQUEST_ID_KEY] = request_id
     return request_id
+
+
+def sane_request_id(text: str | None) -> str | None:
+    """A caller's request id when it is safe to echo, log and forward; else ``None``."""
+    if text is None:
+        return None
+    text = text.strip()
+    return text if _SANE_REQUEST_ID.fullmatch(text) else None
 
 
 def json_bytes(value: Any) -> bytes:
@@ -154,6 +163,7 @@ class RequestObserverMiddleware:
             return
         started = time.perf_counter()
         request_id = request_id_of(scope)
+        id_bytes = request_id.encode("latin-1")
         outcome = outcome_of(scope)
         status = 500
 
@@ -161,9 +171,9 @@ class RequestObserverMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                headers = MutableHeaders(scope=message)
-                if REQUEST_ID_HEADER not in headers:
-                    headers.append(REQUEST_ID_HEADER, request_id)
+                headers = message.get("headers") or []
+                if not any(name.lower() == _REQUEST_ID_BYTES for name, _ in headers):
+                    message = {**message, "headers": [*headers, (_REQUEST_ID_BYTES, id_bytes)]}
             await send(message)
 
         try:
@@ -194,14 +204,26 @@ async def read_body(request: Request, limit: int) -> bytes:
     Content-Length is checked before reading; the count while reading catches chunked
     uploads and lying lengths. ``ClientDisconnect`` propagates (nobody to answer).
     """
-    declared = request.headers.get("content-length")
+    return await read_asgi_body(request.receive, request.headers.get("content-length"), limit)
+
+
+async def read_asgi_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """:func:`read_body` on the raw ASGI ``receive`` (no ``Request`` to build)."""
     if declared is not None and declared.strip().isdigit() and int(declared) > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        kind = message["type"]
+        if kind == "http.request":
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        elif kind == "http.disconnect":
+            raise ClientDisconnect

@@ -24,14 +24,21 @@ SDK 2.x turns a handler exception into a JSON-RPC internal error, which an agent
 act on, so tool failures are ``isError`` results and resource/prompt failures are MCP
 errors with a clear message.
 
-Fast path (open for later): :meth:`McpHandlers.call_tool` is transport-free, so a
-stateless-JSON ``tools/call`` shortcut can call it without the SDK's per-request session.
+Fast path: the SDK spends more CPU on its per-request transport (a task, memory streams,
+a dispatcher, a session, pydantic envelopes) than we spend on a whole upstream call, so
+:class:`ToolCallFastPath` answers the common request itself: a stateless JSON server, one
+JSON-RPC ``tools/call`` request POSTed as ``application/json`` that passes every check the
+SDK would make, in either protocol era. It reuses the SDK's own validators, classifier
+and result serialiser, so the answer is the SDK's, byte for byte
+(``tests/adapters/test_mcp_fast_path.py`` proves it). Anything else, or anything it is
+unsure of, is replayed to the SDK untouched, before the tool runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -39,20 +46,43 @@ from typing import Any
 
 import anyio.to_thread
 import mcp.types as types
+import pydantic_core
 from mcp.server import Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    MCP_METHOD_HEADER,
+    MCP_NAME_HEADER,
+    MCP_PARAM_HEADER_PREFIX,
+    MCP_PROTOCOL_VERSION_HEADER,
+    X_MCP_HEADER_KEY,
+    InboundLadderRejection,
+    classify_inbound_request,
+)
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
+from mcp_types import (
+    DEFAULT_NEGOTIATED_VERSION,
+    SERVER_INFO_META_KEY,
+    JSONRPCError,
+    JSONRPCResponse,
+)
+from mcp_types import methods as _methods
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, get_tracer_provider
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from naftiko import __version__
 from naftiko.adapters import mcp_resources as res
+from naftiko.adapters.http_common import sane_request_id
 from naftiko.adapters.inbound_auth import (
     InboundAuthMiddleware,
     build_inbound_auth,
@@ -318,15 +348,258 @@ async def _in_thread(fn: Any, *args: Any) -> Any:
 
 
 def _request_id(ctx: Any) -> str | None:
-    """The caller's ``X-Request-Id`` when the request came over HTTP."""
+    """The caller's ``X-Request-Id`` when the request came over HTTP and it is sane (it is
+    logged and forwarded upstream, so the REST adapter's rule applies)."""
     request = getattr(ctx, "request", None)
     headers = getattr(request, "headers", None)
     if headers is None:
         return None
     try:
-        return headers.get("x-request-id")
+        return sane_request_id(headers.get("x-request-id"))
     except Exception:  # a transport object of unexpected shape: no id rather than a failure
         return None
+
+
+# ---------------------------------------------------------------------- fast path
+
+_ACCEPT = b"accept"
+_CONTENT_TYPE = b"content-type"
+_CONTENT_LENGTH = b"content-length"
+_REQUEST_ID = b"x-request-id"
+_VERSION = MCP_PROTOCOL_VERSION_HEADER.encode()
+_ROUTING = frozenset({_VERSION, MCP_METHOD_HEADER.encode(), MCP_NAME_HEADER.encode()})
+_PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower().encode()
+_ENVELOPE_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
+_JSON_HEADERS = (b"content-type", b"application/json")
+_TOOLS_CALL = "tools/call"
+
+
+def _accepts_json(accept: bytes) -> bool:
+    """``check_accept_headers``' JSON half (RFC 7231 wildcards), on the raw header."""
+    types_ = {t.split(b";")[0].strip().lower() for t in accept.split(b",")}
+    return bool(types_ & {b"*/*", b"application/json", b"application/*"})
+
+
+def _tracing() -> bool:
+    """True when an OpenTelemetry SDK is installed: the SDK path then records the spans."""
+    return not isinstance(get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
+
+
+class _Replay:
+    """A ``receive`` that hands back what the fast path already read, then the rest."""
+
+    __slots__ = ("messages", "receive")
+
+    def __init__(self, messages: list[Message], receive: Receive) -> None:
+        self.messages = messages
+        self.receive = receive
+
+    async def __call__(self) -> Message:
+        if self.messages:
+            return self.messages.pop(0)
+        return await self.receive()
+
+
+class ToolCallFastPath:
+    """Answers stateless-JSON ``tools/call`` POSTs without the SDK's transport (see module doc).
+
+    Before the tool runs, every check is the SDK's own or stricter: any doubt
+    (another method, a batch, a notification, a header or envelope the SDK would
+    reject, ``Mcp-Param-*`` headers, an active OpenTelemetry SDK, a changed server) hands
+    the untouched request to ``sdk``. After the tool ran, the result goes through the
+    SDK's serialiser, and the SDK's ``INTERNAL_ERROR`` if that rejects it.
+    """
+
+    def __init__(
+        self, sdk: ASGIApp, server: Server[Any], handlers: McpHandlers, max_body: int
+    ) -> None:
+        self.sdk = sdk
+        self.server = server
+        self.handlers = handlers
+        self.max_body = max_body
+        self.entry = server.get_request_handler(_TOOLS_CALL)
+        self.middleware = tuple(server.middleware)
+        # The SDK validates Mcp-Param-* headers for tools whose schema declares them.
+        self.sdk_tools = frozenset(
+            name
+            for name, e in handlers.tools.items()
+            if X_MCP_HEADER_KEY in json.dumps(e.input_schema)
+        )
+        self.server_info = server.server_info_stamp
+        self.accept_cache: dict[bytes, bool] = {}
+
+    def _server_unchanged(self) -> bool:
+        """Still the server we built: our handler, the SDK's default middleware, no hints."""
+        server = self.server
+        return (
+            server.get_request_handler(_TOOLS_CALL) is self.entry
+            and len(server.middleware) == len(self.middleware)
+            and all(a is b for a, b in zip(server.middleware, self.middleware, strict=True))
+            and _TOOLS_CALL not in server.cache_hints
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.sdk(scope, receive, send)
+            return
+        # One pass over the headers; the first value wins, as in Starlette's ``Headers.get``.
+        accept = content_type = length = request_id = None
+        routing: dict[str, str] = {}
+        eligible = True
+        for key, value in scope["headers"]:
+            if key in _ROUTING:
+                name = key.decode("latin-1")
+                if name in routing:  # the SDK rejects a duplicated routing header
+                    eligible = False
+                routing[name] = value.decode("latin-1")
+            elif key == _ACCEPT:
+                accept = value if accept is None else accept
+            elif key == _CONTENT_TYPE:
+                content_type = value if content_type is None else content_type
+            elif key == _CONTENT_LENGTH:
+                length = value if length is None else length
+            elif key == _REQUEST_ID:
+                request_id = value if request_id is None else request_id
+            elif key.startswith(_PARAM_PREFIX):
+                eligible = False
+        if (
+            not eligible
+            # The SDK's Content-Type checks: a prefix test, then an exact, case-sensitive one.
+            or content_type is None
+            or content_type.split(b";", 1)[0].strip() != b"application/json"
+            or accept is None
+            or not self._accepts_json(accept)
+            or self._declared_too_large(length)
+        ):
+            await self.sdk(scope, receive, send)
+            return
+        read = await self._read_body(receive)
+        if isinstance(read, list):  # too large, or not a plain body: the SDK decides
+            await self.sdk(scope, _Replay(read, receive), send)
+            return
+        answer = await self._answer(read, routing, request_id)
+        if answer is None:
+            replay = [{"type": "http.request", "body": read, "more_body": False}]
+            await self.sdk(scope, _Replay(replay, receive), send)
+            return
+        status, body = answer
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-length", str(len(body)).encode()), _JSON_HEADERS],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def _declared_too_large(self, length: bytes | None) -> bool:
+        """The SDK's body-limit test on Content-Length (it answers 413 without reading)."""
+        try:
+            return length is not None and int(length) > self.max_body
+        except ValueError:
+            return False
+
+    def _accepts_json(self, accept: bytes) -> bool:
+        known = self.accept_cache.get(accept)
+        if known is None:
+            known = _accepts_json(accept)
+            if len(self.accept_cache) < 64:  # clients send a handful of distinct values
+                self.accept_cache[accept] = known
+        return known
+
+    async def _read_body(self, receive: Receive) -> bytes | list[Message]:
+        """The whole body, or the messages read so far when the SDK must answer."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": True}]
+                return [*replay, message] if chunks else [message]
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+            if size > self.max_body:
+                return [{"type": "http.request", "body": b"".join(chunks), "more_body": more}]
+            if not more:
+                return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+    async def _answer(
+        self, body: bytes, routing: dict[str, str], request_id: bytes | None
+    ) -> tuple[int, bytes] | None:
+        """``(status, JSON)`` for a request the fast path serves, else ``None`` (nothing ran)."""
+        if _tracing() or not self._server_unchanged():
+            return None
+        version = routing.get(MCP_PROTOCOL_VERSION_HEADER)
+        if version is None:
+            modern, version = False, DEFAULT_NEGOTIATED_VERSION
+        else:
+            if version in HANDSHAKE_PROTOCOL_VERSIONS:
+                modern = False
+            elif version in MODERN_PROTOCOL_VERSIONS:
+                modern = True
+            else:
+                return None
+        # Each era's own parser: pydantic-core for the handshake era, json for 2026-07-28.
+        try:
+            decoded = json.loads(body) if modern else pydantic_core.from_json(body)
+        except (ValueError, RecursionError):
+            return None
+        if (
+            type(decoded) is not dict
+            or decoded.keys() != _ENVELOPE_KEYS
+            or decoded["jsonrpc"] != "2.0"
+            or decoded["method"] != _TOOLS_CALL
+            or type(decoded["id"]) not in (int, str)
+            or type(decoded["params"]) is not dict
+        ):
+            return None
+        rpc_id, params = decoded["id"], decoded["params"]
+        if modern and isinstance(
+            classify_inbound_request(decoded, headers=routing), InboundLadderRejection
+        ):
+            return None
+        try:
+            _methods.validate_client_request(_TOOLS_CALL, version, params)
+            call = types.CallToolRequestParams.model_validate(params, by_name=False)
+        except (ValidationError, KeyError, ValueError):
+            return None
+        if modern and call.name in self.sdk_tools:
+            return None
+        rid = sane_request_id(request_id.decode("latin-1")) if request_id is not None else None
+        result = await self.handlers.call_tool(call.name, call.arguments, rid)
+        return self._encode(rpc_id, version, modern, result)
+
+    def _encode(
+        self, rpc_id: int | str, version: str, modern: bool, result: types.CallToolResult
+    ) -> tuple[int, bytes]:
+        """The SDK's wire form: ``ServerRunner._serialize``, then each era's envelope."""
+        message: JSONRPCResponse | JSONRPCError
+        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        try:
+            dumped = _methods.serialize_server_result(_TOOLS_CALL, version, dumped)
+        except ValidationError:
+            log.exception("handler for %r returned an invalid result", _TOOLS_CALL)
+            error = MCPError(INTERNAL_ERROR, "Handler returned an invalid result").error
+            message = JSONRPCError(jsonrpc="2.0", id=rpc_id, error=error)
+        else:
+            if modern:
+                if dumped.get("resultType") is None:
+                    dumped["resultType"] = "complete"
+                meta = dumped.get("_meta")
+                if meta is None:
+                    dumped["_meta"] = {SERVER_INFO_META_KEY: self.server_info}
+                elif isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None:
+                    dumped["_meta"] = {**meta, SERVER_INFO_META_KEY: self.server_info}
+            message = JSONRPCResponse(jsonrpc="2.0", id=rpc_id, result=dumped)
+        if not modern:
+            return 200, message.model_dump_json(by_alias=True, exclude_unset=True).encode()
+        wire = message.model_dump(mode="json", by_alias=True, exclude_none=True)
+        status = 200
+        if isinstance(message, JSONRPCError):
+            status = ERROR_CODE_HTTP_STATUS.get(message.error.code, 200)
+        return status, json.dumps(wire, separators=(",", ":")).encode()
 
 
 # ---------------------------------------------------------------------- public interface
@@ -353,7 +626,7 @@ def build_mcp_server(engine: Any, plan: McpAdapterPlan) -> Server[Any]:
         on_call_tool=handlers.on_call_tool,
         **optional,
     )
-    server.naftiko_handlers = handlers  # type: ignore[attr-defined]  # for a future fast path
+    server.naftiko_handlers = handlers  # type: ignore[attr-defined]  # for the fast path
     return server
 
 
@@ -375,19 +648,33 @@ def build_mcp_app(
     settings: AdapterSettings = AdapterSettings(),  # noqa: B008  (frozen, safe to share)
     *,
     bindings: Bindings | None = None,
+    fast_path: bool = True,
 ) -> Starlette:
     """The streamable-HTTP app for ``plan`` (see the module docstring).
 
-    Raises ``InboundAuthConfigError`` when the authentication block cannot be enforced:
-    an adapter must not start open when it was declared protected.
+    ``fast_path`` serves eligible ``tools/call`` requests with :class:`ToolCallFastPath`;
+    it only applies to stateless JSON servers without DNS-rebinding protection (the SDK
+    keeps everything else). Raises ``InboundAuthConfigError`` when the authentication
+    block cannot be enforced: an adapter must not start open when it was declared
+    protected.
     """
     server = build_mcp_server(engine, plan)
+    security = transport_security(settings.allowed_hosts)
     manager = StreamableHTTPSessionManager(
         app=server,
         stateless=settings.mcp_stateless,
         json_response=settings.mcp_json_response,
-        security_settings=transport_security(settings.allowed_hosts),
+        security_settings=security,
     )
+    endpoint: ASGIApp = StreamableHTTPASGIApp(manager)
+    if (
+        fast_path
+        and settings.mcp_stateless
+        and settings.mcp_json_response
+        and not security.enable_dns_rebinding_protection
+    ):
+        handlers: McpHandlers = server.naftiko_handlers  # type: ignore[attr-defined]
+        endpoint = ToolCallFastPath(endpoint, server, handlers, manager.max_request_body_size)
     binds = bindings or Bindings.empty()
     flat, namespaces = binds.as_scope(), binds.namespaced()
 
@@ -409,7 +696,7 @@ def build_mcp_app(
         if auth is not None:
             exempt = tuple(r.path for r in routes if isinstance(r, Route))
             middleware.append(Middleware(InboundAuthMiddleware, auth=auth, exempt_paths=exempt))
-    routes.append(Mount("/", app=StreamableHTTPASGIApp(manager)))
+    routes.append(Mount("/", app=endpoint))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Mapping
+import numbers
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,6 +72,91 @@ def is_binary(media_type: str | None, data: bytes) -> bool:
     return essence == "application/octet-stream"
 
 
+Check = Callable[[Any], bool]
+# Draft 2020-12's type checker, for JSON values (``numbers.Number`` as jsonschema has it).
+_TYPE_CHECKS: dict[str, Check] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "number": lambda v: isinstance(v, numbers.Number) and not isinstance(v, bool),
+    "integer": lambda v: (
+        (isinstance(v, int) and not isinstance(v, bool))
+        or (isinstance(v, float) and v.is_integer())
+    ),
+}
+# Keywords that never change validity (``format`` only asserts with a format checker).
+_ANNOTATIONS = frozenset(
+    {"title", "description", "default", "examples", "format", "deprecated", "readOnly",
+     "writeOnly", "$comment"}
+)  # fmt: skip
+
+
+def compile_check(schema: Any) -> Check | None:
+    """An exact, fast ``is_valid`` for the schemas output mappings produce, else ``None``.
+
+    ``Draft202012Validator.iter_errors`` costs tens of µs per call on every tool
+    result; output mappings only use ``type``/``properties``/``items``/``required``
+    /``additionalProperties``, which compile to a few closures. Any other keyword
+    returns ``None`` and jsonschema stays the judge.
+    """
+    if isinstance(schema, bool):
+        return (lambda _: True) if schema else (lambda _: False)
+    if not isinstance(schema, Mapping):
+        return None
+    checks: list[Check] = []
+    for key, value in schema.items():
+        if key in _ANNOTATIONS:
+            continue
+        if key == "type":
+            names = [value] if isinstance(value, str) else value
+            if not isinstance(names, list) or not all(n in _TYPE_CHECKS for n in names):
+                return None
+            tests = tuple(_TYPE_CHECKS[n] for n in names)
+            checks.append(lambda v, tests=tests: any(test(v) for test in tests))
+        elif key == "required":
+            if not isinstance(value, list) or not all(isinstance(n, str) for n in value):
+                return None
+            required = tuple(value)
+            checks.append(lambda v, r=required: not isinstance(v, dict) or all(n in v for n in r))
+        elif key in ("properties", "items", "additionalProperties"):
+            continue  # compiled below, together
+        else:
+            return None
+    properties: dict[str, Check] = {}
+    for name, sub in (schema.get("properties") or {}).items():
+        check = compile_check(sub)
+        if check is None:
+            return None
+        properties[name] = check
+    if "properties" in schema and not isinstance(schema["properties"], Mapping):
+        return None
+    extra = (
+        compile_check(schema["additionalProperties"]) if "additionalProperties" in schema else None
+    )
+    if "additionalProperties" in schema and extra is None:
+        return None
+    if properties or extra is not None:
+
+        def object_check(v: Any, props: dict[str, Check] = properties, extra: Any = extra) -> bool:
+            if not isinstance(v, dict):
+                return True
+            for key, item in v.items():
+                check = props.get(key, extra)
+                if check is not None and not check(item):
+                    return False
+            return True
+
+        checks.append(object_check)
+    if "items" in schema:
+        item_check = compile_check(schema["items"])
+        if item_check is None:
+            return None
+        checks.append(lambda v, c=item_check: not isinstance(v, list) or all(c(i) for i in v))
+    return lambda v, checks=tuple(checks): all(check(v) for check in checks)
+
+
 @dataclass(frozen=True, slots=True)
 class ToolEntry:
     """One tool: its unit, its wire description and its output-schema check."""
@@ -79,6 +165,7 @@ class ToolEntry:
     tool: types.Tool
     input_schema: dict[str, Any]
     output_validator: Draft202012Validator | None
+    output_check: Check | None = None  # exact fast ``is_valid`` when the schema allows
 
 
 def build_tool(unit: Unit) -> ToolEntry:
@@ -118,7 +205,8 @@ def build_tool(unit: Unit) -> ToolEntry:
         output_schema=output_schema,
         annotations=types.ToolAnnotations.model_validate(hints) if hints else None,
     )
-    return ToolEntry(unit, tool, input_schema, validator)
+    check = compile_check(output_schema) if validator is not None else None
+    return ToolEntry(unit, tool, input_schema, validator, check)
 
 
 def error_result(text: str) -> types.CallToolResult:
@@ -146,7 +234,9 @@ def call_tool_result(entry: ToolEntry, result: Result) -> types.CallToolResult:
         # The client checks structuredContent against outputSchema and raises on a
         # mismatch or absence, losing the data. Report it as a tool error instead: the
         # agent still sees the result, and clients skip the check for errors.
-        error = next(iter(validator.iter_errors(body)), None) if structured is not None else None
+        error = None
+        if structured is not None and (entry.output_check is None or not entry.output_check(body)):
+            error = next(iter(validator.iter_errors(body)), None)
         if structured is None or error is not None:
             reason = (
                 f"at {error.json_path}: {error.message}"

@@ -55,10 +55,9 @@ from urllib.parse import parse_qsl, quote, unquote
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
-from starlette.middleware import Middleware
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect, Request, cookie_parser
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from naftiko.adapters.http_common import (
     BodyTooLarge,
@@ -66,7 +65,7 @@ from naftiko.adapters.http_common import (
     outcome_of,
     problem_fields,
     problem_response,
-    read_body,
+    read_asgi_body,
     request_id_of,
 )
 from naftiko.adapters.http_common import RequestObserverMiddleware as _Observe
@@ -268,11 +267,51 @@ async def _parse_multipart(scope: Scope, raw: bytes) -> dict[str, Any]:
     return _multi_dict(pairs)
 
 
-def _header_map(request: Request) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    for key, value in request.headers.items():
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return headers
+@dataclass(slots=True)
+class _Incoming:
+    """What the adapter reads of a request, from one pass over the raw ASGI headers.
+
+    Starlette's ``Request`` re-decodes the header list on every lookup; this decodes
+    each header once (latin-1, names lower-case as ASGI sends them).
+    """
+
+    headers: dict[str, list[str]]
+    query_string: str
+    _query: list[tuple[str, str]] | None = None
+
+    @classmethod
+    def of(cls, scope: Scope) -> _Incoming:
+        headers: dict[str, list[str]] = {}
+        for key, value in scope["headers"]:
+            name = key.decode("latin-1")
+            found = headers.get(name)
+            if found is None:
+                headers[name] = [value.decode("latin-1")]
+            else:
+                found.append(value.decode("latin-1"))
+        return cls(headers, scope.get("query_string", b"").decode("latin-1"))
+
+    def header(self, name: str) -> str | None:
+        """The first value, as ``Headers.get``."""
+        found = self.headers.get(name)
+        return found[0] if found else None
+
+    def header_map(self) -> dict[str, str]:
+        """Every header once; repeated ones joined with ``", "`` (RFC 9110 field lines)."""
+        return {k: v[0] if len(v) == 1 else ", ".join(v) for k, v in self.headers.items()}
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        """Query pairs in order, parsed as Starlette's ``QueryParams`` does (once)."""
+        if self._query is None:
+            self._query = parse_qsl(self.query_string, keep_blank_values=True)
+        return self._query
+
+    def query_list(self, name: str) -> list[str]:
+        return [v for k, v in self.query if k == name] if self.query_string else []
+
+    def cookies(self) -> dict[str, str]:
+        return cookie_parser(self.header("cookie") or "")
 
 
 def _coerce(field: InputField, text: str | list[str]) -> Any:
@@ -291,7 +330,7 @@ def _one_or_many(values: list[str]) -> str | list[str]:
 
 
 def _values(
-    unit: Unit, request: Request, params: Mapping[str, str], body: Any, kind: str
+    unit: Unit, request: _Incoming, params: Mapping[str, str], body: Any, kind: str
 ) -> dict[str, Any]:
     """Declared inputs from their locations, then lenient undeclared ones (declared win)."""
     values: dict[str, Any] = {}
@@ -303,15 +342,15 @@ def _values(
             if field.name in params:
                 values[field.name] = _coerce(field, params[field.name])
         elif field.location == "query":
-            found = request.query_params.getlist(field.name)
+            found = request.query_list(field.name)
             if found:
                 values[field.name] = _coerce(field, _one_or_many(found))
         elif field.location == "header":
-            found = request.headers.getlist(field.name)
+            found = request.headers.get(field.name.lower(), [])
             if found:
                 values[field.name] = _coerce(field, _one_or_many(found))
         elif field.location == "cookie":
-            cookie = request.cookies.get(field.name)
+            cookie = request.cookies().get(field.name)
             if cookie is not None:
                 values[field.name] = _coerce(field, cookie)
         elif is_whole_body(field):
@@ -324,7 +363,7 @@ def _values(
             )
             values[field.name] = _coerce(field, value) if text_body and is_text else value
     lenient: list[tuple[str, Any]] = list(params.items())
-    lenient += request.query_params.multi_items()  # setdefault below keeps the first
+    lenient += request.query if request.query_string else []  # setdefault keeps the first
     if isinstance(body, dict):
         lenient += list(body.items())
     for name, value in lenient:
@@ -414,6 +453,9 @@ def _without_body(response: Response) -> Response:
 _INTERNAL = Problem(
     ErrorKind.INTERNAL, "Internal error", "The request could not be processed.", 500
 )
+_NOT_FOUND = problem_fields(
+    404, "Not found", "No resource of this API matches the path.", "not-found"
+)
 
 
 # --------------------------------------------------------------------------- the app
@@ -434,12 +476,18 @@ class _RestEndpoint:
         self.settings = settings
         self.routes = tuple(_Route.of(route) for route in plan.routes)
         self.openapi = json_bytes(openapi_document)
+        self.too_large = problem_fields(
+            413,
+            "Request body too large",
+            f"The request body exceeds {settings.max_body_bytes} bytes.",
+            "payload-too-large",
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
         request_id = request_id_of(scope)
+        method = scope["method"]
         try:
-            response = await self._handle(request, request_id)
+            response = await self._handle(scope, receive, request_id)
         except ClientDisconnect:
             return  # nobody is listening for an answer
         except _Refused as refused:
@@ -448,11 +496,11 @@ class _RestEndpoint:
             log.exception(
                 "REST adapter %s failed on %s (request %s)",
                 self.plan.namespace,
-                request.method,
+                method,
                 request_id,
             )
             response = problem_response(_INTERNAL, request_id)
-        if request.method == "HEAD":
+        if method == "HEAD":
             response = _without_body(response)
         await response(scope, receive, send)
 
@@ -463,10 +511,9 @@ class _RestEndpoint:
                 return route, params
         return None
 
-    async def _handle(self, request: Request, request_id: str) -> Response:
-        scope = request.scope
+    async def _handle(self, scope: Scope, receive: Receive, request_id: str) -> Response:
         outcome = outcome_of(scope)
-        method = request.method.upper()
+        method = scope["method"].upper()
         raw_path = _raw_path(scope)
         if raw_path.rstrip("/") == OPENAPI_PATH:
             outcome.unit = "openapi"
@@ -475,12 +522,7 @@ class _RestEndpoint:
             return Response(self.openapi, media_type=JSON_MEDIA_TYPE)
         found = self._match(raw_path)
         if found is None:
-            return problem_response(
-                problem_fields(
-                    404, "Not found", "No resource of this API matches the path.", "not-found"
-                ),
-                request_id,
-            )
+            return problem_response(_NOT_FOUND, request_id)
         route, params = found
         unit = route.route.operations.get(method)
         if unit is None and method == "HEAD":
@@ -488,23 +530,17 @@ class _RestEndpoint:
         if unit is None and route.route.forward is None:
             return _not_allowed(method, route.allow, request_id)
         outcome.unit = unit.name if unit is not None else (route.route.name or route.route.path)
+        request = _Incoming.of(scope)
+        limit = self.settings.max_body_bytes
         try:
-            raw = await read_body(request, self.settings.max_body_bytes)
+            raw = await read_asgi_body(receive, request.header("content-length"), limit)
         except BodyTooLarge:
-            return problem_response(
-                problem_fields(
-                    413,
-                    "Request body too large",
-                    f"The request body exceeds {self.settings.max_body_bytes} bytes.",
-                    "payload-too-large",
-                ),
-                request_id,
-            )
-        content_type = request.headers.get("content-type")
+            return problem_response(self.too_large, request_id)
+        content_type = request.header("content-type")
         common: dict[str, Any] = {
             "media_type": content_type,
-            "headers": _header_map(request),
-            "query_string": scope.get("query_string", b"").decode("latin-1"),
+            "headers": request.header_map(),
+            "query_string": request.query_string,
             "method": method,
             "request_id": request_id,
         }
@@ -555,13 +591,30 @@ def build_rest_app(
     document = build_openapi(
         plan, title=title, version=version, description=description, server_url="/"
     )
-    endpoint = _RestEndpoint(engine, plan, settings or AdapterSettings(), document)
-    middleware = [Middleware(_Observe, adapter_type="rest", adapter=plan.namespace)]
+    endpoint: ASGIApp = _RestEndpoint(engine, plan, settings or AdapterSettings(), document)
     if auth is not None:
-        middleware.append(Middleware(InboundAuthMiddleware, auth=auth))
-    app = Starlette(middleware=middleware)
-    # No Starlette route: a path regex (``.*``) misses decoded newlines and would answer a
-    # plain-text 404 first. As the router's default, every path reaches our own routing.
-    app.router.redirect_slashes = False
-    app.router.default = endpoint
-    return app
+        endpoint = InboundAuthMiddleware(endpoint, auth=auth)
+    return _RestApp(_Observe(endpoint, adapter_type="rest", adapter=plan.namespace))
+
+
+class _RestApp(Starlette):
+    """A Starlette app (lifespan, ``state``) whose HTTP requests go straight to ``chain``.
+
+    Every path is ours to route (a Starlette path regex misses decoded newlines and would
+    answer a plain-text 404 first), the endpoint answers every exception of its own, and
+    the chain is pure ASGI; Starlette's error, exception and routing layers would only
+    add per-request work.
+    """
+
+    def __init__(self, chain: ASGIApp) -> None:
+        super().__init__()
+        self.chain = chain
+        self.router.redirect_slashes = False
+        self.router.default = chain
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope["app"] = self
+            await self.chain(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
