@@ -183,6 +183,10 @@ async def send(
             duration_s=time.perf_counter() - started,
         )
 
+    def failed(kind: ErrorKind, reason: str, *, title: str | None = None) -> Problem:
+        report(status, kind.value)
+        return _problem(kind, title or _TITLES[kind], f"upstream {where}{reason}")
+
     limit = settings.max_response_bytes
     status: int | None = None
     try:
@@ -207,35 +211,21 @@ async def send(
             finally:
                 await response.aclose()
     except _Redirected:
-        report(status, ErrorKind.BAD_UPSTREAM_RESPONSE.value)
-        return _problem(
-            ErrorKind.BAD_UPSTREAM_RESPONSE,
-            _TITLES[ErrorKind.BAD_UPSTREAM_RESPONSE],
-            f"upstream {where} redirected (redirects are not followed)",
-        )
+        return failed(ErrorKind.BAD_UPSTREAM_RESPONSE, " redirected (redirects are not followed)")
     except TimeoutError:
-        report(status, ErrorKind.TIMEOUT.value)
-        return _problem(
-            ErrorKind.TIMEOUT,
-            _TITLES[ErrorKind.TIMEOUT],
-            f"upstream {where}: no complete response within {settings.total_timeout_s:g}s",
-        )
+        reason = f": no complete response within {settings.total_timeout_s:g}s"
+        return failed(ErrorKind.TIMEOUT, reason)
     except _TooLarge:
-        report(status, ErrorKind.BAD_UPSTREAM_RESPONSE.value)
-        return _problem(
-            ErrorKind.BAD_UPSTREAM_RESPONSE,
-            _TITLES[ErrorKind.BAD_UPSTREAM_RESPONSE],
-            f"upstream {where}: response larger than {limit} bytes",
-        )
+        return failed(ErrorKind.BAD_UPSTREAM_RESPONSE, f": response larger than {limit} bytes")
     except OutboundAuthError as exc:
-        # Its message is written to be safe (no secret, no token endpoint body).
+        # Its message is written to be safe (no secret, no token endpoint body); no
+        # upstream status: the credentials were never obtained.
+        status = None
         kind = ErrorKind.UNREACHABLE if exc.status is None else ErrorKind.BAD_UPSTREAM_RESPONSE
-        report(None, kind.value)
-        return _problem(kind, "Upstream credentials unavailable", f"upstream {where}: {exc}")
+        return failed(kind, f": {exc}", title="Upstream credentials unavailable")
     except httpx.HTTPError as exc:
         kind, reason = _classify(exc, settings)
-        report(status, kind.value)
-        return _problem(kind, _TITLES[kind], f"upstream {where}: {reason}")
+        return failed(kind, f": {reason}")
     outcome = "ok" if status < 400 else ErrorKind.UPSTREAM.value
     report(status, outcome)
     return UpstreamResponse(status=status, headers=response.headers, content=b"".join(chunks))
