@@ -259,6 +259,41 @@ async def test_upstream_cookies_are_not_kept_between_callers() -> None:
     await clients.aclose()
 
 
+async def test_a_gzip_encoded_response_is_decoded(
+    run: Run, fault_upstream: LiveFake[FaultState]
+) -> None:
+    outputs = [{"type": "object", "properties": {"d": {"type": "string", "mapping": "$.data"}}}]
+    result = await run(fault_upstream.url, "/gzip?size=5000", outputs)
+    assert (result.status, result.is_error) == (200, False)
+    assert result.body == {"d": "a" * 4989}
+
+
+async def test_the_size_limit_applies_to_the_decoded_body(
+    run: Run, fault_upstream: LiveFake[FaultState]
+) -> None:
+    # ~300 KB of JSON compresses to well under the limit: the decoded size is what counts.
+    result = await run(fault_upstream.url, "/gzip?size=300000", max_response_bytes=100_000)
+    assert_safe(result, ErrorKind.BAD_UPSTREAM_RESPONSE, 502)
+    assert "larger than 100000 bytes" in result.problem.detail  # type: ignore[union-attr]
+
+
+async def test_plain_calls_bypass_the_httpx_client_layer(
+    run: Run, fault_upstream: LiveFake[FaultState], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's direct path: same request on the wire, API key included."""
+
+    async def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("AsyncClient.send used for a single-pass call")
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", refuse)
+    outputs = [{"type": "object", "properties": {"m": {"type": "string", "mapping": "$.method"}}}]
+    result = await run(fault_upstream.url, "/echo?x=1", outputs)
+    assert result.body == {"m": "GET"}
+    [request] = fault_upstream.state.requests
+    assert request.query == {"x": "1", "api_key": SECRET}
+    assert request.headers["user-agent"].startswith("naftiko/")
+
+
 def test_kept_headers_never_include_set_cookie() -> None:
     headers = {
         "Set-Cookie": "a=b",

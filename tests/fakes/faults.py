@@ -17,6 +17,7 @@ server that writes the bytes itself. The mode is chosen by path:
 ``/invalid-xml``               a complete 200 ``application/xml`` that is not XML
 ``/big?size=52428800&chunked=0``  a valid JSON document of exactly ``size`` bytes,
                                streamed in 64 KiB writes (``chunked=1``: no length)
+``/gzip?size=1000``             ``{"data":"aaa…"}`` of ``size`` bytes, gzip-encoded
 ``/redirect?to=URL&status=302``  redirect, by default to ``localhost`` (another host
                                name for the same server) ``/echo``
 =============================  ====================================================
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import socket
 import struct
@@ -202,6 +204,17 @@ async def _dispatch(request: RecordedRequest, writer: asyncio.StreamWriter, base
         await _respond(writer, 200, INVALID_XML, "application/xml")
     elif path == "/big":
         await _big(writer, int(q.get("size", BIG_DEFAULT)), q.get("chunked", "0") == "1")
+    elif path == "/gzip":
+        size = int(q.get("size", "1000"))
+        plain = b'{"data":"' + b"a" * max(size - 11, 0) + b'"}'
+        packed = gzip.compress(plain)
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "Content-Length": str(len(packed)),
+        }
+        writer.write(_head(200, headers) + packed)
+        await writer.drain()
     elif path == "/redirect":
         port = urlsplit(base).port
         location = q.get("to", f"http://localhost:{port}/echo")

@@ -21,7 +21,7 @@ import httpx
 
 from naftiko.engine.outbound_auth import OutboundAuthError
 from naftiko.engine.settings import EngineSettings
-from naftiko.engine.transport import Http11Transport
+from naftiko.engine.transport import Http11Transport, ResponseTooLarge
 from naftiko.engine.types import STATUS, ErrorKind, Problem
 from naftiko.observability import get_observer
 
@@ -166,15 +166,16 @@ async def send(
     """Send ``request``; the whole response, or a Problem. Never raises for I/O.
 
     ``operation`` names the call in messages (``"POST /v2/oauth/token/"`` with the *path
-    template*, not the rendered URL). The body is streamed and cut at
-    ``settings.max_response_bytes``; the whole exchange is cut at
-    ``settings.total_timeout_s``. Each call is reported to the observer.
+    template*, not the rendered URL). The body is cut at ``settings.max_response_bytes``;
+    the whole exchange is cut at ``settings.total_timeout_s``. Each call is reported to
+    the observer.
     """
     started = time.perf_counter()
     method = request.method
     where = f"'{namespace}' ({operation})"
+    status: int | None = None
 
-    def report(status: int | None, outcome: str) -> None:
+    def report(outcome: str) -> None:
         get_observer().upstream_finished(
             namespace=namespace,
             method=method,
@@ -184,65 +185,142 @@ async def send(
         )
 
     def failed(kind: ErrorKind, reason: str, *, title: str | None = None) -> Problem:
-        report(status, kind.value)
+        report(kind.value)
         return _problem(kind, title or _TITLES[kind], f"upstream {where}{reason}")
 
     limit = settings.max_response_bytes
-    status: int | None = None
     try:
         async with asyncio.timeout(settings.total_timeout_s):
-            response = await client.send(
-                request, auth=auth or httpx.USE_CLIENT_DEFAULT, stream=True
-            )
-            try:
-                status = response.status_code
-                if _is_unfollowed_redirect(status, settings):
-                    raise _Redirected
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limit:
-                    raise _TooLarge
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise _TooLarge
-                    chunks.append(chunk)
-            finally:
-                await response.aclose()
-    except _Redirected:
+            transport = _direct_transport(client, request, auth, settings)
+            if transport is not None:
+                status, headers, content = await _send_direct(
+                    transport, client, request, auth, limit
+                )
+            else:
+                status, headers, content = await _send_with_client(
+                    client, request, auth, settings, limit
+                )
+    except _Redirected as exc:
+        status = exc.status
         return failed(ErrorKind.BAD_UPSTREAM_RESPONSE, " redirected (redirects are not followed)")
     except TimeoutError:
         reason = f": no complete response within {settings.total_timeout_s:g}s"
         return failed(ErrorKind.TIMEOUT, reason)
-    except _TooLarge:
+    except (_TooLarge, ResponseTooLarge) as exc:
+        status = exc.status
         return failed(ErrorKind.BAD_UPSTREAM_RESPONSE, f": response larger than {limit} bytes")
     except OutboundAuthError as exc:
         # Its message is written to be safe (no secret, no token endpoint body); no
         # upstream status: the credentials were never obtained.
-        status = None
         kind = ErrorKind.UNREACHABLE if exc.status is None else ErrorKind.BAD_UPSTREAM_RESPONSE
         return failed(kind, f": {exc}", title="Upstream credentials unavailable")
     except httpx.HTTPError as exc:
         kind, reason = _classify(exc, settings)
         return failed(kind, f": {reason}")
-    outcome = "ok" if status < 400 else ErrorKind.UPSTREAM.value
-    report(status, outcome)
-    return UpstreamResponse(status=status, headers=response.headers, content=b"".join(chunks))
+    report("ok" if status < 400 else ErrorKind.UPSTREAM.value)
+    return UpstreamResponse(status=status, headers=headers, content=content)
 
 
-def _is_unfollowed_redirect(status: int, settings: EngineSettings) -> bool:
+def _direct_transport(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    auth: httpx.Auth | None,
+    settings: EngineSettings,
+) -> Http11Transport | None:
+    """Our transport, when this call needs nothing of httpx's client layer; else None.
+
+    The client layer drives multi-step auth flows (digest challenges, OAuth2 refresh on
+    401), follows redirects and turns URL credentials into Basic auth; single-pass auth
+    (basic, bearer, API key) is applied here. ``_transport_for_url`` is the transport
+    httpx itself would pick: test doubles (respx) replace it, and their calls then go
+    through httpx as before.
+    """
+    if settings.follow_redirects or request.url.userinfo:
+        return None
+    if auth is not None and not getattr(auth, "single_pass", False):
+        return None
+    transport = client._transport_for_url(request.url)
+    return transport if isinstance(transport, Http11Transport) else None
+
+
+async def _send_direct(
+    transport: Http11Transport,
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    auth: httpx.Auth | None,
+    limit: int,
+) -> tuple[int, httpx.Headers, bytes]:
+    """One exchange straight on the transport: ~120 µs of CPU less than ``client.send``."""
+    if client.is_closed:
+        raise RuntimeError("the upstream client is closed")
+    if "timeout" not in request.extensions:
+        request.extensions = {**request.extensions, "timeout": client.timeout.as_dict()}
+    if auth is not None:  # single pass: decorates the request, never reads the response
+        flow = auth.auth_flow(request)
+        request = next(flow)
+        flow.close()
+    raw = await transport.fetch(request, limit=limit, read_redirects=False)
+    if _is_unfollowed_redirect(raw.status, follow=False):
+        raise _Redirected(raw.status)
+    headers = httpx.Headers(raw.headers)
+    content = raw.content
+    if "content-encoding" in headers:  # rare (we never ask for it): httpx's decoders
+        response = httpx.Response(raw.status, headers=headers, stream=httpx.ByteStream(content))
+        content = await _read_limited(response, raw.status, limit)
+    return raw.status, headers, content
+
+
+async def _send_with_client(
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    auth: httpx.Auth | None,
+    settings: EngineSettings,
+    limit: int,
+) -> tuple[int, httpx.Headers, bytes]:
+    """The exchange through ``httpx.AsyncClient.send``, body streamed within ``limit``."""
+    response = await client.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT, stream=True)
+    try:
+        status = response.status_code
+        if _is_unfollowed_redirect(status, follow=settings.follow_redirects):
+            raise _Redirected(status)
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _TooLarge(status)
+        return status, response.headers, await _read_limited(response, status, limit)
+    finally:
+        await response.aclose()
+
+
+async def _read_limited(response: httpx.Response, status: int, limit: int) -> bytes:
+    """The decoded body, refused once it grows past ``limit`` (decoding included)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge(status)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _is_unfollowed_redirect(status: int, *, follow: bool) -> bool:
     """A 3xx other than 304 that we did not follow: its meaning is somewhere else.
 
     With ``follow_redirects`` httpx has followed every redirect it could; a 3xx left
     over (no ``Location``) is then passed on as the upstream's answer.
     """
-    return 300 <= status < 400 and status != 304 and not settings.follow_redirects
+    return 300 <= status < 400 and status != 304 and not follow
 
 
 class _TooLarge(Exception):
     """Internal signal: the body crossed the size limit."""
 
+    def __init__(self, status: int) -> None:
+        self.status = status
+
 
 class _Redirected(Exception):
     """Internal signal: the upstream answered with a redirect we do not follow."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status

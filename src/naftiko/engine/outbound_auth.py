@@ -186,6 +186,8 @@ def _default_client() -> httpx.AsyncClient:
 class BasicOutboundAuth(httpx.Auth):
     """``Authorization: Basic base64(user:pass)`` on every request (no challenge needed)."""
 
+    single_pass = True  # one yield, never reads the response: see engine.client
+
     def __init__(self, username: str, password: str) -> None:
         raw = f"{username}:{password}".encode()
         self._header = "Basic " + base64.b64encode(raw).decode("ascii")
@@ -200,6 +202,8 @@ class BasicOutboundAuth(httpx.Auth):
 
 class BearerOutboundAuth(httpx.Auth):
     """``Authorization: Bearer <token>``."""
+
+    single_pass = True  # one yield, never reads the response: see engine.client
 
     def __init__(self, token: str) -> None:
         self._header = f"Bearer {token}"
@@ -221,6 +225,8 @@ class ApiKeyOutboundAuth(httpx.Auth):
     form joins the request's ``Cookie`` header (replacing a cookie of the same name);
     characters that are not cookie-octets are percent-encoded.
     """
+
+    single_pass = True  # one yield, never reads the response: see engine.client
 
     def __init__(self, key: str, value: str, *, placement: str = "header") -> None:
         self._key = key

@@ -20,11 +20,12 @@ import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 import httpx
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-__all__ = ["Http11Transport"]
+__all__ = ["Http11Transport", "RawResponse", "ResponseTooLarge"]
 
 _Origin = tuple[bytes, str, int]
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
@@ -237,6 +238,23 @@ def _expire(future: asyncio.Future[None]) -> None:
         future.set_exception(TimeoutError())
 
 
+class RawResponse(NamedTuple):
+    """A response read whole by :meth:`Http11Transport.fetch` (headers as received)."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    content: bytes
+
+
+class ResponseTooLarge(Exception):
+    """The response body is larger than the caller's limit (its connection is closed)."""
+
+    def __init__(self, limit: int, status: int) -> None:
+        super().__init__(f"response larger than {limit} bytes")
+        self.limit = limit
+        self.status = status
+
+
 class _Body(httpx.AsyncByteStream):
     """The response body as it arrives; closing it returns the connection to the pool."""
 
@@ -292,6 +310,58 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        origin, conn, read = await self._exchange(request)
+        return httpx.Response(
+            conn.status,
+            headers=conn.headers,
+            stream=_Body(self, origin, conn, read),
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def fetch(
+        self, request: httpx.Request, *, limit: int, read_redirects: bool = True
+    ) -> RawResponse:
+        """The whole response to ``request``, read in one go: the engine's direct path.
+
+        Why: the same exchange through ``httpx.AsyncClient.send`` and an
+        ``httpx.Response`` stream costs ~120 µs more CPU per call (bench/, uvicorn
+        forwarding to nginx: 155 → 32 µs/request without httpx's client and models).
+        The body is cut at ``limit`` bytes (:class:`ResponseTooLarge`, checked against
+        ``Content-Length`` first); with ``read_redirects`` false a 3xx other than 304 is
+        returned without its body, and its connection is closed. Errors are the httpx
+        exceptions ``handle_async_request`` raises. The body is not decoded: a caller
+        that gets a ``Content-Encoding`` decodes it.
+        """
+        origin, conn, read = await self._exchange(request)
+        try:
+            status = conn.status
+            if not read_redirects and 300 <= status < 400 and status != 304:
+                return RawResponse(status, conn.headers, b"")
+            for name, value in conn.headers:
+                declared = len(name) == 14 and name.lower() == b"content-length"
+                if declared and value.strip().isdigit() and int(value) > limit:
+                    raise ResponseTooLarge(limit, status)
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                if conn.chunks:
+                    chunk = conn.take()
+                    size += len(chunk)
+                    if size > limit:
+                        raise ResponseTooLarge(limit, status)
+                    chunks.append(chunk)
+                elif conn.complete:
+                    break
+                else:
+                    await conn.wait(read)
+            return RawResponse(status, conn.headers, b"".join(chunks))
+        finally:
+            self._release(origin, conn)  # an incomplete exchange closes its connection
+
+    async def _exchange(
+        self, request: httpx.Request
+    ) -> tuple[_Origin, _Connection, float | None]:
+        """Write ``request`` on a pooled connection and wait for the response head."""
         url = request.url
         scheme = url.raw_scheme
         port = _DEFAULT_PORTS.get(scheme)
@@ -321,12 +391,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 self._forget(conn)
             self._release_slot()
             raise
-        return httpx.Response(
-            conn.status,
-            headers=conn.headers,
-            stream=_Body(self, origin, conn, read),
-            extensions={"http_version": b"HTTP/1.1"},
-        )
+        return origin, conn, read
 
     async def aclose(self) -> None:
         self._closed = True
