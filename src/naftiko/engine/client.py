@@ -13,19 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
 from naftiko.engine.outbound_auth import OutboundAuthError
+from naftiko.engine.request import UpstreamRequest
 from naftiko.engine.settings import EngineSettings
-from naftiko.engine.transport import Http11Transport, ResponseTooLarge
+from naftiko.engine.transport import Http11Transport, ResponseTooLarge, WireRequest, wire_request
 from naftiko.engine.types import STATUS, ErrorKind, Problem
+from naftiko.engine.wire import ResponseHeaders, wire_of
 from naftiko.observability import get_observer
 
 __all__ = ["UpstreamClients", "UpstreamResponse", "send"]
+
+_ANY_URL = httpx.URL("http://upstream/")  # clients here have no per-URL mounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +37,7 @@ class UpstreamResponse:
     """A complete upstream answer, body read into memory (within the size limit)."""
 
     status: int
-    headers: httpx.Headers
+    headers: Mapping[str, str]  # case-insensitive; repeated headers joined with ", "
     content: bytes
 
     @property
@@ -156,7 +160,7 @@ _TITLES = {
 
 async def send(
     client: httpx.AsyncClient,
-    request: httpx.Request,
+    request: UpstreamRequest | httpx.Request,
     *,
     auth: httpx.Auth | None,
     settings: EngineSettings,
@@ -191,11 +195,16 @@ async def send(
     limit = settings.max_response_bytes
     try:
         async with asyncio.timeout(settings.total_timeout_s):
-            transport = _direct_transport(client, request, auth, settings)
-            if transport is not None:
-                status, headers, content = await _send_direct(
-                    transport, client, request, auth, limit
-                )
+            transport = _direct_transport(client, auth, settings)
+            wire = None
+            if transport is not None and isinstance(request, UpstreamRequest):
+                wire = wire_of(request, auth, client.timeout)
+            if wire is None and isinstance(request, UpstreamRequest):
+                request = request.to_httpx()
+            if wire is None and transport is not None and not request.url.userinfo:
+                wire = await _decorated_wire(request, auth, client)
+            if wire is not None:
+                status, headers, content = await _fetch(transport, wire, limit)
             else:
                 status, headers, content = await _send_with_client(
                     client, request, auth, settings, limit
@@ -222,50 +231,50 @@ async def send(
 
 
 def _direct_transport(
-    client: httpx.AsyncClient,
-    request: httpx.Request,
-    auth: httpx.Auth | None,
-    settings: EngineSettings,
+    client: httpx.AsyncClient, auth: httpx.Auth | None, settings: EngineSettings
 ) -> Http11Transport | None:
     """Our transport, when this call needs nothing of httpx's client layer; else None.
 
     The client layer drives multi-step auth flows (digest challenges, OAuth2 refresh on
-    401), follows redirects and turns URL credentials into Basic auth; single-pass auth
-    (basic, bearer, API key) is applied here. ``_transport_for_url`` is the transport
-    httpx itself would pick: test doubles (respx) replace it, and their calls then go
-    through httpx as before.
+    401) and follows redirects; single-pass auth (basic, bearer, API key) is applied
+    here. ``_transport_for_url`` is the transport httpx itself would pick: test doubles
+    (respx) replace it, and their calls then go through httpx as before. (URL
+    credentials, which httpx turns into Basic auth, are checked by the callers.)
     """
-    if settings.follow_redirects or request.url.userinfo:
+    if settings.follow_redirects:
         return None
     if auth is not None and not getattr(auth, "single_pass", False):
         return None
-    transport = client._transport_for_url(request.url)
+    if client.is_closed:
+        raise RuntimeError("the upstream client is closed")
+    transport = client._transport_for_url(_ANY_URL)
     return transport if isinstance(transport, Http11Transport) else None
 
 
-async def _send_direct(
-    transport: Http11Transport,
-    client: httpx.AsyncClient,
-    request: httpx.Request,
-    auth: httpx.Auth | None,
-    limit: int,
-) -> tuple[int, httpx.Headers, bytes]:
-    """One exchange straight on the transport: ~120 µs of CPU less than ``client.send``."""
-    if client.is_closed:
-        raise RuntimeError("the upstream client is closed")
+async def _decorated_wire(
+    request: httpx.Request, auth: httpx.Auth | None, client: httpx.AsyncClient
+) -> WireRequest:
+    """The wire form of an httpx request, after a single-pass auth has decorated it."""
     if "timeout" not in request.extensions:
         request.extensions = {**request.extensions, "timeout": client.timeout.as_dict()}
     if auth is not None:  # single pass: decorates the request, never reads the response
         flow = auth.auth_flow(request)
         request = next(flow)
         flow.close()
-    raw = await transport.fetch(request, limit=limit, read_redirects=False)
+    return await wire_request(request)
+
+
+async def _fetch(
+    transport: Http11Transport, wire: WireRequest, limit: int
+) -> tuple[int, Mapping[str, str], bytes]:
+    """One exchange straight on the transport: ~120 µs of CPU less than ``client.send``."""
+    raw = await transport.fetch(wire, limit=limit, read_redirects=False)
     if _is_unfollowed_redirect(raw.status, follow=False):
         raise _Redirected(raw.status)
-    headers = httpx.Headers(raw.headers)
+    headers = ResponseHeaders.of(raw.headers)
     content = raw.content
     if "content-encoding" in headers:  # rare (we never ask for it): httpx's decoders
-        response = httpx.Response(raw.status, headers=headers, stream=httpx.ByteStream(content))
+        response = httpx.Response(raw.status, headers=raw.headers, stream=httpx.ByteStream(content))
         content = await _read_limited(response, raw.status, limit)
     return raw.status, headers, content
 
@@ -276,7 +285,7 @@ async def _send_with_client(
     auth: httpx.Auth | None,
     settings: EngineSettings,
     limit: int,
-) -> tuple[int, httpx.Headers, bytes]:
+) -> tuple[int, Mapping[str, str], bytes]:
     """The exchange through ``httpx.AsyncClient.send``, body streamed within ``limit``."""
     response = await client.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT, stream=True)
     try:

@@ -192,6 +192,10 @@ class BasicOutboundAuth(httpx.Auth):
         raw = f"{username}:{password}".encode()
         self._header = "Basic " + base64.b64encode(raw).decode("ascii")
 
+    def header(self) -> tuple[str, str]:
+        """The one header this auth adds (``engine.wire`` writes it without httpx)."""
+        return "Authorization", self._header
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = self._header
         yield request
@@ -207,6 +211,10 @@ class BearerOutboundAuth(httpx.Auth):
 
     def __init__(self, token: str) -> None:
         self._header = f"Bearer {token}"
+
+    def header(self) -> tuple[str, str]:
+        """The one header this auth adds (``engine.wire`` writes it without httpx)."""
+        return "Authorization", self._header
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = self._header
@@ -232,6 +240,10 @@ class ApiKeyOutboundAuth(httpx.Auth):
         self._key = key
         self._value = value
         self._placement = placement
+
+    def header(self) -> tuple[str, str] | None:
+        """The header this auth adds; None when it goes in the query or a cookie."""
+        return (self._key, self._value) if self._placement == "header" else None
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self._placement == "query":

@@ -25,7 +25,14 @@ from typing import NamedTuple
 import httpx
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-__all__ = ["Http11Transport", "RawResponse", "ResponseTooLarge"]
+__all__ = [
+    "Http11Transport",
+    "RawResponse",
+    "ResponseTooLarge",
+    "WireRequest",
+    "checked_head",
+    "wire_request",
+]
 
 _Origin = tuple[bytes, str, int]
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
@@ -238,6 +245,16 @@ def _expire(future: asyncio.Future[None]) -> None:
         future.set_exception(TimeoutError())
 
 
+class WireRequest(NamedTuple):
+    """A request as it goes on the wire: where to, the head bytes and the body bytes."""
+
+    origin: _Origin  # (scheme, host, port)
+    head: bytes  # request line and headers, ending with the empty line
+    body: bytes  # already framed (chunked when the head says so)
+    head_only: bool  # a HEAD request: the response has no body whatever it declares
+    timeouts: dict[str, float | None]  # httpx's per-phase names: pool, connect, write, read
+
+
 class RawResponse(NamedTuple):
     """A response read whole by :meth:`Http11Transport.fetch` (headers as received)."""
 
@@ -310,7 +327,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        origin, conn, read = await self._exchange(request)
+        origin, conn, read = await self._exchange(await wire_request(request))
         return httpx.Response(
             conn.status,
             headers=conn.headers,
@@ -319,9 +336,9 @@ class Http11Transport(httpx.AsyncBaseTransport):
         )
 
     async def fetch(
-        self, request: httpx.Request, *, limit: int, read_redirects: bool = True
+        self, wire: WireRequest, *, limit: int, read_redirects: bool = True
     ) -> RawResponse:
-        """The whole response to ``request``, read in one go: the engine's direct path.
+        """The whole response to ``wire``, read in one go: the engine's direct path.
 
         Why: the same exchange through ``httpx.AsyncClient.send`` and an
         ``httpx.Response`` stream costs ~120 µs more CPU per call (bench/, uvicorn
@@ -332,7 +349,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         exceptions ``handle_async_request`` raises. The body is not decoded: a caller
         that gets a ``Content-Encoding`` decodes it.
         """
-        origin, conn, read = await self._exchange(request)
+        origin, conn, read = await self._exchange(wire)
         try:
             status = conn.status
             if not read_redirects and 300 <= status < 400 and status != 304:
@@ -358,29 +375,17 @@ class Http11Transport(httpx.AsyncBaseTransport):
         finally:
             self._release(origin, conn)  # an incomplete exchange closes its connection
 
-    async def _exchange(
-        self, request: httpx.Request
-    ) -> tuple[_Origin, _Connection, float | None]:
-        """Write ``request`` on a pooled connection and wait for the response head."""
-        url = request.url
-        scheme = url.raw_scheme
-        port = _DEFAULT_PORTS.get(scheme)
-        if port is None:
-            raise httpx.UnsupportedProtocol("the URL has no supported scheme", request=request)
+    async def _exchange(self, wire: WireRequest) -> tuple[_Origin, _Connection, float | None]:
+        """Write ``wire`` on a pooled connection and wait for the response head."""
         if self._closed:
             raise RuntimeError("the transport is closed")
-        origin: _Origin = (scheme, url.raw_host.decode("ascii"), url.port or port)
-        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        head = _request_head(request)
-        body = await request.aread()
-        if request.headers.get("transfer-encoding", "").lower() == "chunked":
-            body = (b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body)) if body else b"0\r\n\r\n"
+        origin, timeouts = wire.origin, wire.timeouts
         await self._acquire(timeouts.get("pool"))
         conn: _Connection | None = None
         try:
             conn = self._take_idle(origin) or await self._connect(origin, timeouts.get("connect"))
-            conn.start(head=request.method == "HEAD")
-            conn.write(head + body)
+            conn.start(head=wire.head_only)
+            conn.write(wire.head + wire.body)
             await conn.drained(timeouts.get("write"))
             read = timeouts.get("read")
             while not conn.headers_done:
@@ -482,19 +487,37 @@ class Http11Transport(httpx.AsyncBaseTransport):
         return self._ssl
 
 
-def _request_head(request: httpx.Request) -> bytes:
-    """The request line and headers; a CR, LF or NUL inside any of them is refused.
+async def wire_request(request: httpx.Request) -> WireRequest:
+    """The bytes httpx's ``request`` stands for (its ``timeout`` extension included)."""
+    url = request.url
+    scheme = url.raw_scheme
+    port = _DEFAULT_PORTS.get(scheme)
+    if port is None:
+        raise httpx.UnsupportedProtocol("the URL has no supported scheme", request=request)
+    origin: _Origin = (scheme, url.raw_host.decode("ascii"), url.port or port)
+    raw = request.headers.raw
+    head = checked_head(
+        b"".join(
+            [b"%b %b HTTP/1.1\r\n" % (request.method.encode("ascii"), url.raw_path)]
+            + [b"%b: %b\r\n" % (name, value) for name, value in raw]
+            + [b"\r\n"]
+        ),
+        len(raw),
+    )
+    body = await request.aread()
+    if request.headers.get("transfer-encoding", "").lower() == "chunked":
+        body = (b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body)) if body else b"0\r\n\r\n"
+    timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+    return WireRequest(origin, head, body, request.method == "HEAD", timeouts)
+
+
+def checked_head(head: bytes, header_count: int) -> bytes:
+    """``head`` when no CR, LF or NUL sits inside its request line or a header.
 
     Each line we write ends in exactly one CR LF, so any other CR or LF shows up in the
     counts: one check over the whole head instead of one per header.
     """
-    raw = request.headers.raw
-    head = b"".join(
-        [b"%b %b HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)]
-        + [b"%b: %b\r\n" % (name, value) for name, value in raw]
-        + [b"\r\n"]
-    )
-    lines = len(raw) + 2
+    lines = header_count + 2
     if head.count(b"\n") != lines or head.count(b"\r") != lines or b"\0" in head:
         raise httpx.LocalProtocolError("illegal character in the request line or a header")
     return head

@@ -1,0 +1,137 @@
+"""The engine writes upstream requests itself only when httpx would write the same bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from naftiko.engine.outbound_auth import (
+    ApiKeyOutboundAuth,
+    BasicOutboundAuth,
+    BearerOutboundAuth,
+    DigestOutboundAuth,
+)
+from naftiko.engine.request import UpstreamRequest
+from naftiko.engine.transport import WireRequest, wire_request
+from naftiko.engine.wire import ResponseHeaders, wire_of
+
+TIMEOUT = httpx.Timeout(connect=3, read=20, write=20, pool=3)
+
+
+async def httpx_wire(request: UpstreamRequest, auth: Any = None) -> WireRequest:
+    built = request.to_httpx()
+    built.extensions = {"timeout": TIMEOUT.as_dict()}
+    if auth is not None:
+        built = next(auth.auth_flow(built))
+    return await wire_request(built)
+
+
+async def assert_same_bytes(request: UpstreamRequest, auth: Any = None) -> None:
+    ours = wire_of(request, auth, TIMEOUT)
+    assert ours is not None, request
+    assert ours == await httpx_wire(request, auth)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+@pytest.mark.parametrize("content", [None, b"", b'{"a":1}'])
+async def test_methods_and_bodies(method: str, content: bytes | None) -> None:
+    headers = {"User-Agent": "naftiko/t", "Content-Type": "application/json"}
+    await assert_same_bytes(UpstreamRequest(method, "http://127.0.0.1:8080/x", headers, content))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.example.com",
+        "http://api.example.com/",
+        "https://API.Example.com:443/v2/oauth/token/",
+        "http://api.example.com:80/a",
+        "https://api.example.com:8443/a/b?x=1&y=%20z",
+        "http://[::1]:9000/v1/users/abc%2Fdef/videos/?max_count=5&cursor=0",
+        "http://10.0.0.1/a?q=a+b&r=%E2%82%AC",
+        "http://api.example.com?only=query",
+        "http://api.example.com/a:b@c!$&'()*+,;=~/",
+    ],
+)
+async def test_url_shapes(url: str) -> None:
+    await assert_same_bytes(UpstreamRequest("GET", url, {"Accept": "application/json"}))
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        BasicOutboundAuth("user", "päss"),
+        BearerOutboundAuth("tok-123"),
+        ApiKeyOutboundAuth("X-Api-Key", "k-1"),
+        ApiKeyOutboundAuth("Authorization", "Token t"),
+    ],
+)
+async def test_single_header_auth_replaces_any_case(auth: Any) -> None:
+    headers = {"authorization": "caller", "x-api-key": "caller", "Accept": "*/*"}
+    await assert_same_bytes(UpstreamRequest("POST", "https://a.example/t", headers, b"a=b"), auth)
+
+
+@pytest.mark.parametrize(
+    ("url", "headers", "auth", "files"),
+    [
+        ("http://a.example/a b", {}, None, None),  # httpx escapes the space
+        ("http://a.example/caf\u00e9", {}, None, None),
+        ("http://a.example/x/../y", {}, None, None),  # httpx removes dot segments
+        ("http://a.example/x#frag", {}, None, None),
+        ("http://user:pw@a.example/x", {}, None, None),  # httpx turns these into Basic
+        ("ftp://a.example/x", {}, None, None),
+        ("http://a.example/x", {"Host": "other"}, None, None),
+        ("http://a.example/x", {"content-length": "3"}, None, None),
+        ("http://a.example/x", {"X-Name": "caf\u00e9"}, None, None),
+        ("http://a.example/x", {}, ApiKeyOutboundAuth("k", "v", placement="query"), None),
+        ("http://a.example/x", {}, ApiKeyOutboundAuth("k", "v", placement="cookie"), None),
+        ("http://a.example/x", {}, DigestOutboundAuth("u", "p"), None),
+        ("http://a.example/x", {}, None, [("f", (None, b"v", None))]),
+    ],
+)
+def test_unusual_requests_are_left_to_httpx(
+    url: str, headers: dict[str, str], auth: Any, files: Any
+) -> None:
+    assert wire_of(UpstreamRequest("POST", url, headers, files=files), auth, TIMEOUT) is None
+
+
+segment = st.text(alphabet="abcXYZ019-._~%20:@!$&'()*+,;=/é ?{}`\"<>", max_size=10)
+header_values = st.text(alphabet="abc XYZ019-._~;=/,:\t", max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    path=segment,
+    query=st.one_of(st.none(), segment),
+    headers=st.dictionaries(st.sampled_from(["Accept", "X-Trace", "accept", "Cookie"]),
+                            header_values, max_size=3),
+    content=st.one_of(st.none(), st.binary(max_size=8)),
+)
+async def test_whenever_we_write_it_httpx_would_write_the_same(
+    path: str, query: str | None, headers: dict[str, str], content: bytes | None
+) -> None:
+    url = "https://api.example.com:8443/v1/" + path + ("" if query is None else "?" + query)
+    request = UpstreamRequest("POST", url, headers, content)
+    ours = wire_of(request, None, TIMEOUT)
+    if ours is not None:
+        assert ours == await httpx_wire(request)
+
+
+def test_response_headers_read_like_httpx() -> None:
+    raw = [
+        (b"Content-Type", b"application/json"),
+        (b"X-Rate", b"1"),
+        (b"x-rate", b"2"),
+        (b"X-Name", "caf\u00e9".encode()),
+    ]
+    ours, theirs = ResponseHeaders.of(raw), httpx.Headers(raw)
+    assert list(ours.items()) == list(theirs.items())
+    assert ours["content-type"] == ours["Content-Type"] == theirs["content-type"]
+    assert ours.get("X-RATE") == theirs.get("x-rate") == "1, 2"
+    assert "CONTENT-TYPE" in ours and "absent" not in ours and ours.get("absent") is None
+    latin = [(b"X-Name", "caf\u00e9".encode("latin-1"))]
+    assert list(ResponseHeaders.of(latin).items()) == list(httpx.Headers(latin).items())
