@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -15,7 +16,7 @@ from naftiko.engine.outbound_auth import (
     BearerOutboundAuth,
     DigestOutboundAuth,
 )
-from naftiko.engine.request import UpstreamRequest
+from naftiko.engine.request import UpstreamRequest, form_encode
 from naftiko.engine.transport import WireRequest, wire_request
 from naftiko.engine.wire import ResponseHeaders, wire_of
 
@@ -135,3 +136,9 @@ def test_response_headers_read_like_httpx() -> None:
     assert "CONTENT-TYPE" in ours and "absent" not in ours and ours.get("absent") is None
     latin = [(b"X-Name", "caf\u00e9".encode("latin-1"))]
     assert list(ResponseHeaders.of(latin).items()) == list(httpx.Headers(latin).items())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.text(max_size=8), st.text(max_size=12)), max_size=5))
+def test_form_encoding_is_urlencode(pairs: list[tuple[str, str]]) -> None:
+    assert form_encode(pairs) == urlencode(pairs)
