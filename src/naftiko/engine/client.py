@@ -194,20 +194,14 @@ async def send(
 
     limit = settings.max_response_bytes
     try:
-        async with asyncio.timeout(settings.total_timeout_s):
-            transport = _direct_transport(client, auth, settings)
-            wire = None
-            if transport is not None and isinstance(request, UpstreamRequest):
-                wire = wire_of(request, auth, client.timeout)
-            if wire is None and isinstance(request, UpstreamRequest):
-                request = request.to_httpx()
-            if wire is None and transport is not None and not request.url.userinfo:
-                wire = await _decorated_wire(request, auth, client)
-            if wire is not None:
-                status, headers, content = await _fetch(transport, wire, limit)
-            else:
+        route = await _route(client, request, auth, settings)
+        if isinstance(route, tuple):
+            # The deadline rides on the wire request: no asyncio.timeout (~5 µs) needed.
+            status, headers, content = await _fetch(*route, limit)
+        else:
+            async with asyncio.timeout(settings.total_timeout_s):
                 status, headers, content = await _send_with_client(
-                    client, request, auth, settings, limit
+                    client, route, auth, settings, limit
                 )
     except _Redirected as exc:
         status = exc.status
@@ -251,8 +245,29 @@ def _direct_transport(
     return transport if isinstance(transport, Http11Transport) else None
 
 
+async def _route(
+    client: httpx.AsyncClient,
+    request: UpstreamRequest | httpx.Request,
+    auth: httpx.Auth | None,
+    settings: EngineSettings,
+) -> tuple[Http11Transport, WireRequest] | httpx.Request:
+    """Our transport and the bytes to write on it, or the request for httpx's client."""
+    transport = _direct_transport(client, auth, settings)
+    if transport is None:
+        return request.to_httpx() if isinstance(request, UpstreamRequest) else request
+    deadline = asyncio.get_running_loop().time() + settings.total_timeout_s
+    if isinstance(request, UpstreamRequest):
+        wire = wire_of(request, auth, client.timeout, deadline)
+        if wire is not None:
+            return transport, wire
+        request = request.to_httpx()
+    if request.url.userinfo:  # httpx turns URL credentials into Basic auth
+        return request
+    return transport, await _decorated_wire(request, auth, client, deadline)
+
+
 async def _decorated_wire(
-    request: httpx.Request, auth: httpx.Auth | None, client: httpx.AsyncClient
+    request: httpx.Request, auth: httpx.Auth | None, client: httpx.AsyncClient, deadline: float
 ) -> WireRequest:
     """The wire form of an httpx request, after a single-pass auth has decorated it."""
     if "timeout" not in request.extensions:
@@ -261,7 +276,7 @@ async def _decorated_wire(
         flow = auth.auth_flow(request)
         request = next(flow)
         flow.close()
-    return await wire_request(request)
+    return (await wire_request(request))._replace(deadline=deadline)
 
 
 async def _fetch(

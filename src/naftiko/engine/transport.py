@@ -26,6 +26,7 @@ import httpx
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 __all__ = [
+    "DeadlineExceeded",
     "Http11Transport",
     "RawResponse",
     "ResponseTooLarge",
@@ -177,17 +178,17 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
-    async def drained(self, timeout: float | None) -> None:
+    async def drained(self, timeout: float | None, deadline: float | None = None) -> None:
         if self._drain is not None and not self.closed:
-            await self._wait(self._drain, timeout, httpx.WriteTimeout)
+            await self._wait(self._drain, timeout, httpx.WriteTimeout, deadline)
 
-    async def wait(self, timeout: float | None) -> None:
+    async def wait(self, timeout: float | None, deadline: float | None = None) -> None:
         """Until more of the response is known (headers, a chunk, the end, a failure)."""
         if self._error is not None:
             raise self._error
         self._waiter = self._loop.create_future()
         try:
-            await self._wait(self._waiter, timeout, httpx.ReadTimeout)
+            await self._wait(self._waiter, timeout, httpx.ReadTimeout, deadline)
         finally:
             self._waiter = None
         if self._error is not None:
@@ -210,8 +211,10 @@ class _Connection(asyncio.Protocol):
         self,
         future: asyncio.Future[None],
         timeout: float | None,
-        error: type[httpx.TimeoutException],
+        error: type[Exception],
+        deadline: float | None,
     ) -> None:
+        timeout, error = _bounded(self._loop, timeout, error, deadline)
         if timeout is None:
             await future
             return
@@ -240,6 +243,25 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
 
+def _bounded(
+    loop: asyncio.AbstractEventLoop,
+    timeout: float | None,
+    error: type[Exception],
+    deadline: float | None,
+) -> tuple[float | None, type[Exception]]:
+    """The wait to arm: the phase's own timeout, or what is left before ``deadline``."""
+    if deadline is None:
+        return timeout, error
+    left = max(deadline - loop.time(), 0.0)
+    if timeout is None or left < timeout:
+        return left, DeadlineExceeded
+    return timeout, error
+
+
+class DeadlineExceeded(TimeoutError):
+    """The whole exchange ran past its deadline (``WireRequest.deadline``)."""
+
+
 def _expire(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
@@ -253,6 +275,9 @@ class WireRequest(NamedTuple):
     body: bytes  # already framed (chunked when the head says so)
     head_only: bool  # a HEAD request: the response has no body whatever it declares
     timeouts: dict[str, float | None]  # httpx's per-phase names: pool, connect, write, read
+    # ``loop.time()`` by which the whole response must be in (DeadlineExceeded), or None.
+    # Cheaper than wrapping the call in ``asyncio.timeout``: each wait arms one timer anyway.
+    deadline: float | None = None
 
 
 class RawResponse(NamedTuple):
@@ -370,7 +395,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 elif conn.complete:
                     break
                 else:
-                    await conn.wait(read)
+                    await conn.wait(read, wire.deadline)
             return RawResponse(status, conn.headers, b"".join(chunks))
         finally:
             self._release(origin, conn)  # an incomplete exchange closes its connection
@@ -379,17 +404,19 @@ class Http11Transport(httpx.AsyncBaseTransport):
         """Write ``wire`` on a pooled connection and wait for the response head."""
         if self._closed:
             raise RuntimeError("the transport is closed")
-        origin, timeouts = wire.origin, wire.timeouts
-        await self._acquire(timeouts.get("pool"))
+        origin, timeouts, deadline = wire.origin, wire.timeouts, wire.deadline
+        await self._acquire(timeouts.get("pool"), deadline)
         conn: _Connection | None = None
         try:
-            conn = self._take_idle(origin) or await self._connect(origin, timeouts.get("connect"))
+            conn = self._take_idle(origin) or await self._connect(
+                origin, timeouts.get("connect"), deadline
+            )
             conn.start(head=wire.head_only)
             conn.write(wire.head + wire.body)
-            await conn.drained(timeouts.get("write"))
+            await conn.drained(timeouts.get("write"), deadline)
             read = timeouts.get("read")
             while not conn.headers_done:
-                await conn.wait(read)
+                await conn.wait(read, deadline)
         except BaseException:
             if conn is not None:
                 conn.close()
@@ -408,17 +435,18 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self._idle_count = 0
 
     # -- pool
-    async def _acquire(self, timeout: float | None) -> None:
+    async def _acquire(self, timeout: float | None, deadline: float | None = None) -> None:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self._max_connections)
         if not self._slots.locked():
             await self._slots.acquire()  # free slot: no suspension, no timer
             return
+        timeout, error = _bounded(asyncio.get_running_loop(), timeout, httpx.PoolTimeout, deadline)
         try:
             async with asyncio.timeout(timeout):
                 await self._slots.acquire()
         except TimeoutError:
-            raise httpx.PoolTimeout("no free connection in the pool") from None
+            raise error("no free connection in the pool") from None
 
     def _release_slot(self) -> None:
         assert self._slots is not None
@@ -436,11 +464,14 @@ class Http11Transport(httpx.AsyncBaseTransport):
             self._open -= 1
         return None
 
-    async def _connect(self, origin: _Origin, timeout: float | None) -> _Connection:
+    async def _connect(
+        self, origin: _Origin, timeout: float | None, deadline: float | None = None
+    ) -> _Connection:
         if self._open >= self._max_connections:
             self._evict_one()
         scheme, host, port = origin
         loop = asyncio.get_running_loop()
+        timeout, error = _bounded(loop, timeout, httpx.ConnectTimeout, deadline)
         context = self._ssl_context() if scheme == b"https" else None
         try:
             async with asyncio.timeout(timeout):
@@ -452,7 +483,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
                     server_hostname=host if context is not None else None,
                 )
         except TimeoutError:
-            raise httpx.ConnectTimeout("connect timed out") from None
+            raise error("connect timed out") from None
         except (OSError, ssl.SSLError) as exc:
             raise httpx.ConnectError(f"connect failed ({type(exc).__name__})") from None
         self._open += 1

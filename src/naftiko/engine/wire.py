@@ -45,7 +45,7 @@ _MAX_AUTHORITIES = 1024  # base URIs come from documents: a handful per process
 
 
 def wire_of(
-    request: UpstreamRequest, auth: Any, timeout: httpx.Timeout
+    request: UpstreamRequest, auth: Any, timeout: httpx.Timeout, deadline: float | None = None
 ) -> WireRequest | None:
     """``request`` as httpx would write it (``auth`` applied), or None to use httpx."""
     if request.files:
@@ -77,7 +77,7 @@ def wire_of(
         lines.append(b"Content-Length: %d\r\n" % len(body))
     lines.append(b"\r\n")
     head = checked_head(b"".join(lines), len(lines) - 1)  # Host shares the first item
-    return WireRequest(origin, head, body, method == "HEAD", timeout.as_dict())
+    return WireRequest(origin, head, body, method == "HEAD", timeout.as_dict(), deadline)
 
 
 def _locate(url: str) -> tuple[_Origin, bytes, bytes] | None:
