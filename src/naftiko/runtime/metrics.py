@@ -9,11 +9,13 @@ process, or a library embedding us, never collide on metric names.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from naftiko import __version__
+from naftiko.runtime.logs import log_request
 
 REQUEST_LOGGER = logging.getLogger("naftiko.request")
 UPSTREAM_LOGGER = logging.getLogger("naftiko.upstream")
@@ -84,10 +86,19 @@ class Metrics:
 
 
 class RuntimeObserver:
-    """Writes one log line per request and updates the metrics; never raises."""
+    """Writes one log line per request and updates the metrics; never raises.
+
+    Runs once per request and per upstream call, so the metric children are looked up
+    in dicts keyed by their label values instead of through ``labels()`` (which takes
+    a lock and validates every time). The keys are the label sets Prometheus keeps
+    anyway, so the caches grow no further than the metrics do.
+    """
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self._requests: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+        self._errors: dict[tuple[str, str, str], Any] = {}
+        self._upstream: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
 
     def request_finished(
         self,
@@ -102,33 +113,33 @@ class RuntimeObserver:
         upstream_status: int | None = None,
     ) -> None:
         try:
-            m = self.metrics
-            m.requests.labels(adapter_type, adapter, unit, str(status)).inc()
-            m.request_duration.labels(adapter_type, adapter, unit).observe(duration_s)
+            key = (adapter_type, adapter, unit, status)
+            children = self._requests.get(key)
+            if children is None:
+                m = self.metrics
+                children = (
+                    m.requests.labels(adapter_type, adapter, unit, str(status)),
+                    m.request_duration.labels(adapter_type, adapter, unit),
+                )
+                self._requests[key] = children
+            children[0].inc()
+            children[1].observe(duration_s)
             if is_error:
-                m.request_errors.labels(adapter_type, adapter, unit).inc()
-            duration_ms = round(duration_s * 1000, 1)
-            upstream = "-" if upstream_status is None else str(upstream_status)
-            REQUEST_LOGGER.info(
-                "%s %s %s -> %s (upstream %s) %.1f ms [%s]",
-                adapter_type,
-                adapter,
-                unit or "-",
-                status,
-                upstream,
-                duration_ms,
-                request_id or "-",
-                extra={
-                    "event": "request",
-                    "request_id": request_id,
-                    "adapter_type": adapter_type,
-                    "adapter": adapter,
-                    "unit": unit,
-                    "status": status,
-                    "error": is_error,
-                    "upstream_status": upstream_status,
-                    "duration_ms": duration_ms,
-                },
+                errors = self._errors.get(key[:3])
+                if errors is None:
+                    errors = self.metrics.request_errors.labels(adapter_type, adapter, unit)
+                    self._errors[key[:3]] = errors
+                errors.inc()
+            log_request(
+                REQUEST_LOGGER,
+                adapter_type=adapter_type,
+                adapter=adapter,
+                unit=unit,
+                status=status,
+                is_error=is_error,
+                duration_ms=round(duration_s * 1000, 1),
+                request_id=request_id,
+                upstream_status=upstream_status,
             )
         except Exception:  # an observer must never break a request
             REQUEST_LOGGER.exception("could not record a request")
@@ -144,18 +155,28 @@ class RuntimeObserver:
     ) -> None:
         try:
             status_label = "none" if status is None else str(status)
-            self.metrics.upstream_requests.labels(namespace, method, status_label, outcome).inc()
-            self.metrics.upstream_duration.labels(namespace, method).observe(duration_s)
-            UPSTREAM_LOGGER.debug(
-                "upstream %s %s -> %s (%s) %.1f ms",
-                namespace,
-                method,
-                status_label,
-                outcome,
-                duration_s * 1000,
-                extra={"event": "upstream", "namespace": namespace, "method": method,
-                       "status": status, "outcome": outcome,
-                       "duration_ms": round(duration_s * 1000, 1)},
-            )
+            key = (namespace, method, status_label, outcome)
+            children = self._upstream.get(key)
+            if children is None:
+                m = self.metrics
+                children = (
+                    m.upstream_requests.labels(namespace, method, status_label, outcome),
+                    m.upstream_duration.labels(namespace, method),
+                )
+                self._upstream[key] = children
+            children[0].inc()
+            children[1].observe(duration_s)
+            if UPSTREAM_LOGGER.isEnabledFor(logging.DEBUG):
+                UPSTREAM_LOGGER.debug(
+                    "upstream %s %s -> %s (%s) %.1f ms",
+                    namespace,
+                    method,
+                    status_label,
+                    outcome,
+                    duration_s * 1000,
+                    extra={"event": "upstream", "namespace": namespace, "method": method,
+                           "status": status, "outcome": outcome,
+                           "duration_ms": round(duration_s * 1000, 1)},
+                )
         except Exception:
             UPSTREAM_LOGGER.exception("could not record an upstream call")
