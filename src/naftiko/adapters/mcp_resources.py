@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-import mcp.types as types
-from mcp.types import INTERNAL_ERROR, INVALID_PARAMS
+import mcp_types as types
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 
 from naftiko.adapters.mcp_results import body_text, is_binary
 from naftiko.engine import static_files

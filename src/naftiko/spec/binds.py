@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import yaml
-from dotenv import dotenv_values
 
 from naftiko.spec.models import Binding
 from naftiko.spec.source import PathT
@@ -133,6 +132,8 @@ def read_bind_file(path: Path) -> dict[str, Any]:
         if name.endswith(".json"):
             data: Any = json.loads(text)
         elif name == ".env" or name.endswith(".env") or name.startswith(".env."):
+            from dotenv import dotenv_values  # here, not at the top: only .env binds need it
+
             data = dict(dotenv_values(stream=io.StringIO(text)))
         else:
             data = yaml.load(text, Loader=yaml.CSafeLoader)

@@ -12,9 +12,10 @@ Python attribute names are snake_case; the YAML keys are the camelCase aliases
 (``in_`` <-> ``in``, ``with_`` <-> ``with``, ``from_`` <-> ``from``, ``as_`` <-> ``as``,
 ``import_`` <-> ``import``). Dump with ``model_dump(by_alias=True, exclude_none=True)`` to
 get the document form back.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: pydantic would compile and evaluate every
+annotation string at import (~2 ms of start-up); only ``OutputParameter`` refers to itself.
+"""
 
 from typing import Annotated, Any, Literal
 
@@ -109,9 +110,9 @@ class OutputParameter(SpecModel):
     required: bool | None = None
     max_length: int | None = None
     enum: tuple[Any, ...] | None = None
-    properties: dict[str, OutputParameter] | None = None
-    items: OutputParameter | None = None
-    values: OutputParameter | None = None
+    properties: dict[str, "OutputParameter"] | None = None
+    items: "OutputParameter | None" = None
+    values: "OutputParameter | None" = None
 
 
 # --------------------------------------------------------------------------- auth
