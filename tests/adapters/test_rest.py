@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from naftiko.adapters.http_common import request_id_of
+from naftiko.adapters.http_common import new_request_id, request_id_of, sane_request_id
 from naftiko.adapters.inbound_auth import InboundAuthConfigError
-from naftiko.adapters.rest import build_rest_app
+from naftiko.adapters.rest import _parse_query, build_rest_app
 from naftiko.adapters.settings import AdapterSettings
 from naftiko.engine.routes import route_pattern
 from naftiko.engine.types import (
@@ -196,6 +199,12 @@ async def test_head_runs_get_without_body() -> None:
 
 
 # --------------------------------------------------------------------------- inputs
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.sampled_from(list("ab=&;%+ 1é/?"))))
+def test_query_parsing_is_parse_qsl(query: str) -> None:
+    assert _parse_query(query) == parse_qsl(query, keep_blank_values=True)
 
 
 async def test_path_query_header_cookie_are_coerced() -> None:
@@ -482,6 +491,87 @@ def test_request_id_of_is_stable_per_scope() -> None:
     assert request_id_of(scope) == request_id_of(scope)
 
 
+def test_new_request_ids_are_unique_random_hex() -> None:
+    ids = {new_request_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    for request_id in list(ids)[:100]:
+        assert len(request_id) == 32
+        assert int(request_id, 16) >= 0 and request_id == request_id.lower()
+        assert sane_request_id(request_id) == request_id  # safe to echo and forward
+
+
+@pytest.mark.parametrize(
+    ("result", "expected"),
+    [
+        (
+            Result(status=200, body={"a": 1}),
+            {"content-type": "application/json", "content-length": "7"},
+        ),
+        (
+            Result(status=200, body={"a": 1}, media_type="application/vnd.api+json"),
+            {"content-type": "application/vnd.api+json", "content-length": "7"},
+        ),
+        (
+            Result(status=200, body={"a": 1}, media_type="text/plain"),
+            {"content-type": "application/json", "content-length": "7"},
+        ),
+        (
+            Result(status=201, body=b"a,b", media_type="text/csv"),
+            {"content-type": "text/csv", "content-length": "3"},
+        ),
+        (
+            Result(status=200, body=b"\x00", media_type=""),
+            {"content-type": "application/octet-stream", "content-length": "1"},
+        ),
+        (Result(status=200, body=None), {"content-length": "0"}),
+        (Result(status=204, body={"ignored": True}), {}),
+        (
+            Result(
+                status=200,
+                body=[],
+                headers={
+                    "ETag": "e1",
+                    "X-Request-Id": "up",
+                    "Content-Length": "99",
+                    "Connection": "x",
+                },
+            ),
+            {"etag": "e1", "content-type": "application/json", "content-length": "2"},
+        ),
+    ],
+)
+async def test_result_headers_exactly(result: Result, expected: dict[str, str]) -> None:
+    async with client(FakeEngine(lambda i: result)) as c:
+        response = await c.post("/v1/v2/oauth/token", json={}, headers={"X-Request-Id": "r-1"})
+    assert response.status_code == result.status
+    assert sorted(response.headers.multi_items()) == sorted(
+        {**expected, "x-request-id": "r-1"}.items()
+    )
+
+
+async def test_unrepresentable_number_is_502_problem() -> None:
+    engine = FakeEngine(lambda i: Result(status=200, body={"x": float("nan")}))
+    async with client(engine) as c:
+        response = await c.post("/v1/v2/oauth/token", json={})
+    assert response.status_code == 502
+    assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+    assert response.json()["title"] == "Bad upstream response"
+    assert "x-request-id" in response.headers
+
+
+async def test_refused_and_unknown_heads_keep_status_and_headers_without_body() -> None:
+    async with client(FakeEngine()) as c:
+        missing = await c.head("/nowhere")
+        not_allowed = await c.head("/items")
+    assert missing.status_code == 404
+    assert not_allowed.status_code == 405
+    for response in (missing, not_allowed):
+        assert response.content == b""
+        assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+        assert int(response.headers["content-length"]) > 0
+        assert len(response.headers["x-request-id"]) == 32
+
+
 class Recorder(NullObserver):
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
@@ -510,6 +600,28 @@ async def test_observer_told_once_per_request() -> None:
     assert first["request_id"] == "r1"
     assert second["status"] == 404
     assert second["is_error"] is True
+
+
+async def test_auth_refusal_is_observed_once_with_its_request_id() -> None:
+    recorder = Recorder()
+    set_observer(recorder)
+    auth = Authentication(type="bearer", token="{{TOKEN}}")
+    app = build_rest_app(
+        FakeEngine(), plan(*ROUTES, auth=auth), bindings=Bindings([(None, "TOKEN", "t0k")])
+    )
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as c:
+            refused = await c.post("/v1/v2/oauth/token", json={}, headers={"X-Request-Id": "r9"})
+    finally:
+        set_observer(NullObserver())
+    assert refused.status_code == 401
+    assert refused.headers["x-request-id"] == "r9"
+    assert refused.headers["www-authenticate"].startswith("Bearer")
+    (seen,) = recorder.requests
+    assert (seen["status"], seen["unit"], seen["request_id"]) == (401, "", "r9")
+    assert seen["is_error"] is True
 
 
 async def test_engine_defect_is_500_problem_without_details() -> None:

@@ -73,6 +73,66 @@ async def test_request_state_comes_from_the_generation_lifespan() -> None:
     await generation.stop()
 
 
+async def test_request_state_is_a_copy_per_request() -> None:
+    seen: list[dict[str, object]] = []
+
+    async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] == "lifespan":
+            await receive()
+            scope["state"]["shared"] = "g1"
+            await send({"type": "lifespan.startup.complete"})
+            return
+        seen.append(scope["state"])
+        scope["state"]["mine"] = len(seen)  # must not leak into the next request
+
+    generation = AppGeneration(app)
+    await generation.start()
+    outer = SwappableApp(generation)
+    for _ in range(2):
+        await outer({"type": "http", "state": {}}, _never_called, _never_called)
+    assert seen == [{"shared": "g1", "mine": 1}, {"shared": "g1", "mine": 2}]
+    assert generation.lifespan.state == {"shared": "g1"}
+
+
+async def test_an_empty_lifespan_state_still_gives_every_request_a_state() -> None:
+    states: list[object] = []
+
+    async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        states.append(scope.get("state"))
+
+    outer = SwappableApp(AppGeneration(app))
+    await outer({"type": "http"}, _never_called, _never_called)  # a server without state
+    await outer({"type": "http", "state": {}}, _never_called, _never_called)
+    assert states == [{}, {}]
+
+
+async def test_drained_waits_for_every_request_and_wakes_all_waiters() -> None:
+    gate = asyncio.Event()
+
+    async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        await gate.wait()
+
+    generation = AppGeneration(app)
+    outer = SwappableApp(generation)
+    assert await generation.drained(0)  # idle: at once
+    requests = [
+        asyncio.create_task(outer({"type": "http"}, _never_called, _never_called)) for _ in range(2)
+    ]
+    await asyncio.sleep(0)
+    assert generation.in_flight == 2
+    waiters = [asyncio.create_task(generation.drained(5.0)) for _ in range(2)]
+    assert not await generation.drained(0.01)  # a timed-out waiter leaves the others be
+    gate.set()
+    assert await asyncio.gather(*waiters) == [True, True]
+    await asyncio.gather(*requests)
+    assert generation.in_flight == 0
+    assert await generation.drained(0)
+
+
+async def _never_called(*_: object) -> None:
+    raise AssertionError("not expected")
+
+
 async def test_lifespan_failure_is_reported() -> None:
     @contextlib.asynccontextmanager
     async def broken(_: Starlette) -> AsyncIterator[None]:

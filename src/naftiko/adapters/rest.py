@@ -47,6 +47,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -55,27 +56,27 @@ from urllib.parse import parse_qsl, quote, unquote
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
-from starlette.requests import ClientDisconnect, Request, cookie_parser
+from starlette.requests import ClientDisconnect, HTTPConnection, Request, cookie_parser
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from naftiko.adapters.http_common import (
+    REQUEST_ID_HEADER,
     BodyTooLarge,
+    Outcome,
     json_bytes,
-    outcome_of,
     problem_fields,
-    problem_response,
     read_asgi_body,
     request_id_of,
 )
-from naftiko.adapters.http_common import RequestObserverMiddleware as _Observe
-from naftiko.adapters.inbound_auth import InboundAuthMiddleware, build_inbound_auth
+from naftiko.adapters.inbound_auth import InboundAuth, build_inbound_auth
 from naftiko.adapters.openapi import OPENAPI_PATH, build_openapi, is_whole_body, openapi_info
 from naftiko.adapters.settings import AdapterSettings
 from naftiko.engine.coerce import coerce_text
 from naftiko.engine.routes import route_pattern
 from naftiko.engine.types import (
     JSON_MEDIA_TYPE,
+    PROBLEM_MEDIA_TYPE,
     ErrorKind,
     InputField,
     Inputs,
@@ -85,6 +86,7 @@ from naftiko.engine.types import (
     Result,
     Unit,
 )
+from naftiko.observability import get_observer
 from naftiko.spec.binds import Bindings
 from naftiko.spec.models import Info
 
@@ -120,27 +122,45 @@ class RestEngine(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class _Operation:
+    """A unit as this adapter calls it, with what its requests need decided at build time."""
+
+    unit: Unit
+    reads_fields: bool  # declares fields of a JSON or form body: a text/bytes body is a 415
+
+    @classmethod
+    def of(cls, unit: Unit) -> _Operation:
+        reads_fields = any(
+            f.location == "body" and not f.derived and not is_whole_body(f) for f in unit.inputs
+        )
+        return cls(unit, reads_fields)
+
+
+@dataclass(frozen=True, slots=True)
 class _Route:
     route: RestRoute
     pattern: re.Pattern[str]
-    names: tuple[str, ...]
+    groups: tuple[tuple[str, str], ...]  # (variable name, regex group name)
+    operations: Mapping[str, _Operation]  # by method; HEAD is answered by GET
     allow: str  # the Allow header for a 405
 
     @classmethod
     def of(cls, route: RestRoute) -> _Route:
         pattern, names = route_pattern(route.path)
-        methods = set(route.operations)
-        if "GET" in methods:
-            methods.add("HEAD")
-        return cls(route, pattern, names, ", ".join(sorted(methods)))
+        groups = tuple((name, f"v{index}") for index, name in enumerate(names))
+        operations = {method: _Operation.of(unit) for method, unit in route.operations.items()}
+        if "GET" in operations:
+            operations.setdefault("HEAD", operations["GET"])
+        allow = ", ".join(sorted(operations))
+        return cls(route, pattern, groups, operations, allow)
 
     def match(self, raw_path: str) -> dict[str, str] | None:
         found = self.pattern.fullmatch(raw_path)
         if found is None:
             return None
         params: dict[str, str] = {}
-        for index, name in enumerate(self.names):
-            value = found.group(f"v{index}")
+        for name, group in self.groups:
+            value = found.group(group)
             params.setdefault(name, unquote(value) if value is not None else "")
         return params
 
@@ -202,14 +222,28 @@ def _bad_request(title: str, detail: str, parameter: str | None = None) -> _Refu
     return _Refused(problem_fields(400, title, detail, "validation", parameter=parameter))
 
 
-async def _parse_body(scope: Scope, raw: bytes, content_type: str | None) -> tuple[Any, str]:
-    """The whole body as the engine wants it, and its kind (json/form/multipart/text/bytes)."""
+_decode_json = json.JSONDecoder().decode
+
+
+def _loads(raw: bytes) -> Any:
+    """``json.loads(raw)``, skipping its encoding detection for the usual body: an object or
+    array whose second byte is not NUL is UTF-8 by ``json.detect_encoding``'s own rules."""
+    if raw[:1] in (b"{", b"[") and raw[1:2] != b"\x00":
+        return _decode_json(raw.decode("utf-8", "surrogatepass"))
+    return json.loads(raw)
+
+
+def _parse_body(raw: bytes, media: str, charset: str | None) -> tuple[Any, str]:
+    """The whole body as the engine wants it, and its kind (json/form/text/bytes).
+
+    ``media``/``charset`` as :func:`_media_type` gives them; multipart is
+    :func:`_parse_multipart`'s (the only one that awaits).
+    """
     if not raw:
         return None, "none"
-    media, charset = _media_type(content_type)
     if _is_json(media) or not media:
         try:
-            return json.loads(raw), "json"
+            return _loads(raw), "json"
         except (ValueError, RecursionError) as exc:
             if not media:  # no Content-Type: JSON if it parses, opaque bytes otherwise
                 return raw, "bytes"
@@ -227,8 +261,6 @@ async def _parse_body(scope: Scope, raw: bytes, content_type: str | None) -> tup
         except (UnicodeDecodeError, LookupError):
             raise _bad_request("Malformed form body", "The form body is not valid UTF-8.") from None
         return _multi_dict(pairs), "form"
-    if media == MULTIPART_MEDIA_TYPE:
-        return await _parse_multipart(scope, raw), "multipart"
     if media.startswith("text/"):
         try:
             return raw.decode(charset or "utf-8"), "text"
@@ -275,36 +307,47 @@ class _Incoming:
     each header once (latin-1, names lower-case as ASGI sends them).
     """
 
-    headers: dict[str, list[str]]
+    headers: dict[str, str]  # every header once; repeated ones joined with ", " (RFC 9110)
+    raw_headers: list[tuple[bytes, bytes]]
+    repeated: bool  # some header came more than once: ask ``raw_headers`` for its values
     query_string: str
     _query: list[tuple[str, str]] | None = None
 
     @classmethod
     def of(cls, scope: Scope) -> _Incoming:
-        headers: dict[str, list[str]] = {}
-        for key, value in scope["headers"]:
+        headers: dict[str, str] = {}
+        repeated = False
+        raw_headers = scope["headers"]
+        for key, value in raw_headers:
             name = key.decode("latin-1")
-            found = headers.get(name)
-            if found is None:
-                headers[name] = [value.decode("latin-1")]
+            if name in headers:
+                headers[name] += ", " + value.decode("latin-1")
+                repeated = True
             else:
-                found.append(value.decode("latin-1"))
-        return cls(headers, scope.get("query_string", b"").decode("latin-1"))
+                headers[name] = value.decode("latin-1")
+        query_string = scope.get("query_string", b"").decode("latin-1")
+        return cls(headers, raw_headers, repeated, query_string)
 
     def header(self, name: str) -> str | None:
         """The first value, as ``Headers.get``."""
-        found = self.headers.get(name)
-        return found[0] if found else None
+        if not self.repeated:
+            return self.headers.get(name)
+        values = self.header_values(name)
+        return values[0] if values else None
 
-    def header_map(self) -> dict[str, str]:
-        """Every header once; repeated ones joined with ``", "`` (RFC 9110 field lines)."""
-        return {k: v[0] if len(v) == 1 else ", ".join(v) for k, v in self.headers.items()}
+    def header_values(self, name: str) -> list[str]:
+        """Every value of one header, in order."""
+        if not self.repeated:
+            value = self.headers.get(name)
+            return [] if value is None else [value]
+        key = name.encode("latin-1")
+        return [v.decode("latin-1") for k, v in self.raw_headers if k == key]
 
     @property
     def query(self) -> list[tuple[str, str]]:
         """Query pairs in order, parsed as Starlette's ``QueryParams`` does (once)."""
         if self._query is None:
-            self._query = parse_qsl(self.query_string, keep_blank_values=True)
+            self._query = _parse_query(self.query_string)
         return self._query
 
     def query_list(self, name: str) -> list[str]:
@@ -312,6 +355,19 @@ class _Incoming:
 
     def cookies(self) -> dict[str, str]:
         return cookie_parser(self.header("cookie") or "")
+
+
+def _parse_query(text: str) -> list[tuple[str, str]]:
+    """``parse_qsl(text, keep_blank_values=True)``; without ``%`` or ``+`` nothing needs
+    unquoting, and splitting is all it does (at a fifth of the cost)."""
+    if "%" in text or "+" in text:
+        return parse_qsl(text, keep_blank_values=True)
+    pairs = []
+    for item in text.split("&"):
+        if item:
+            name, _, value = item.partition("=")
+            pairs.append((name, value))
+    return pairs
 
 
 def _coerce(field: InputField, text: str | list[str]) -> Any:
@@ -346,7 +402,7 @@ def _values(
             if found:
                 values[field.name] = _coerce(field, _one_or_many(found))
         elif field.location == "header":
-            found = request.headers.get(field.name.lower(), [])
+            found = request.header_values(field.name.lower())
             if found:
                 values[field.name] = _coerce(field, _one_or_many(found))
         elif field.location == "cookie":
@@ -372,17 +428,13 @@ def _values(
     return values
 
 
-def _check_media_type(unit: Unit, kind: str, content_type: str | None) -> None:
+def _check_media_type(operation: _Operation, kind: str, media: str) -> None:
     """415 when the unit declares body fields but the body is text or opaque bytes.
 
     A JSON body of the wrong shape (an array, a string) is not a media type problem: the
     engine's validation answers it with a 400 naming the missing field.
     """
-    declares_fields = any(
-        f.location == "body" and not f.derived and not is_whole_body(f) for f in unit.inputs
-    )
-    if declares_fields and kind in ("text", "bytes"):
-        media, _ = _media_type(content_type)
+    if operation.reads_fields and kind in ("text", "bytes"):
         raise _Refused(
             problem_fields(
                 415,
@@ -395,41 +447,72 @@ def _check_media_type(unit: Unit, kind: str, content_type: str | None) -> None:
 
 # --------------------------------------------------------------------------- responses
 
+_Headers = list[tuple[bytes, bytes]]
+# A response as its two ASGI messages carry it: status, headers (lower-case names,
+# Content-Length included, X-Request-Id added when sending; never mutated), body. Sent
+# as is, it skips Starlette's ``Response`` and leaves uvicorn few headers to validate.
+_Reply = tuple[int, _Headers, bytes]
 
-def _result_response(result: Result, request_id: str) -> Response:
+_JSON_TYPE = (b"content-type", JSON_MEDIA_TYPE.encode())
+_PROBLEM_TYPE = (b"content-type", PROBLEM_MEDIA_TYPE.encode())
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
+
+
+def _reply(status: int, headers: _Headers, body: bytes = b"") -> _Reply:
+    """As Starlette's ``Response``: a Content-Length unless the status has no body."""
+    if status >= 200 and status not in (204, 304):
+        headers.append((b"content-length", b"%d" % len(body)))
+    return status, headers, body
+
+
+def _problem_reply(fields: Mapping[str, Any], headers: _Headers | None = None) -> _Reply:
+    """``application/problem+json`` with the problem's status (``problem_response``'s)."""
+    content = json_bytes(fields)
+    return _reply(int(fields.get("status", 500)), [_PROBLEM_TYPE, *(headers or ())], content)
+
+
+def _response_reply(response: Response) -> _Reply:
+    """A Starlette response built elsewhere (the auth refusals)."""
+    return response.status_code, list(response.raw_headers), bytes(response.body)
+
+
+def _kept_headers(headers: Mapping[str, str]) -> _Headers:
+    """The result's headers, encoded, without any that describe the upstream's framing."""
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in headers.items()
+        if name.lower() not in _DROPPED_RESULT_HEADERS
+    ]
+
+
+def _result_reply(result: Result) -> _Reply:
     problem = result.problem
     if problem is not None and problem.kind != ErrorKind.UPSTREAM:
-        return problem_response(problem, request_id)
-    headers = {k: v for k, v in result.headers.items() if k.lower() not in _DROPPED_RESULT_HEADERS}
+        return _problem_reply(problem.as_json())
+    headers = _kept_headers(result.headers) if result.headers else []
     if problem is not None and problem.step is not None:
-        return _step_failure(problem, result.body, request_id, headers)
+        return _step_failure(problem, result.body, headers)
     body = result.body
     status = result.status
     if body is None or status in (204, 304) or status < 200:
-        return Response(status_code=status, headers=headers)
+        return _reply(status, headers)
     if isinstance(body, bytes | bytearray):
-        headers["content-type"] = result.media_type or "application/octet-stream"
-        return Response(bytes(body), status_code=status, headers=headers)
+        media_type = result.media_type or "application/octet-stream"
+        headers.append((b"content-type", media_type.encode("latin-1")))
+        return _reply(status, headers, bytes(body))
     try:
         content = json_bytes(body)
     except ValueError:  # NaN/Infinity parsed from an upstream body
-        return problem_response(
-            Problem(
-                ErrorKind.BAD_UPSTREAM_RESPONSE,
-                "Bad upstream response",
-                "The upstream response holds numbers JSON cannot represent.",
-                502,
-            ),
-            request_id,
-        )
-    media_type = result.media_type if "json" in (result.media_type or "") else JSON_MEDIA_TYPE
-    headers["content-type"] = media_type
-    return Response(content, status_code=status, headers=headers)
+        return _problem_reply(_UNREPRESENTABLE)
+    media_type = result.media_type
+    if media_type == JSON_MEDIA_TYPE or "json" not in (media_type or ""):
+        headers.append(_JSON_TYPE)
+    else:
+        headers.append((b"content-type", media_type.encode("latin-1")))
+    return _reply(status, headers, content)
 
 
-def _step_failure(
-    problem: Problem, upstream: Any, request_id: str, headers: dict[str, str]
-) -> Response:
+def _step_failure(problem: Problem, upstream: Any, headers: _Headers) -> _Reply:
     """A failed orchestration step: the problem naming it, the upstream body embedded."""
     fields = problem.as_json()
     if isinstance(upstream, bytes | bytearray):
@@ -437,22 +520,30 @@ def _step_failure(
     if upstream is not None:
         fields["upstream"] = upstream
     try:
-        return problem_response(fields, request_id, headers=headers)
+        return _problem_reply(fields, headers)
     except ValueError:  # NaN/Infinity parsed from the upstream body: the problem alone
-        return problem_response(problem, request_id, headers=headers)
+        return _problem_reply(problem.as_json(), headers)
 
 
-def _without_body(response: Response) -> Response:
-    """The HEAD form: same status and headers (Content-Length of the GET), no body."""
-    head = Response(status_code=response.status_code)
-    head.raw_headers = list(response.raw_headers)
-    head.body = b""
-    return head
+def _not_allowed(method: str, allow: str) -> _Reply:
+    fields = problem_fields(
+        405,
+        "Method not allowed",
+        f"This resource does not accept {method}; it accepts {allow}.",
+        "method-not-allowed",
+    )
+    return _problem_reply(fields, [(b"allow", allow.encode("latin-1"))])
 
 
 _INTERNAL = Problem(
     ErrorKind.INTERNAL, "Internal error", "The request could not be processed.", 500
-)
+).as_json()
+_UNREPRESENTABLE = Problem(
+    ErrorKind.BAD_UPSTREAM_RESPONSE,
+    "Bad upstream response",
+    "The upstream response holds numbers JSON cannot represent.",
+    502,
+).as_json()
 _NOT_FOUND = problem_fields(
     404, "Not found", "No resource of this API matches the path.", "not-found"
 )
@@ -462,7 +553,13 @@ _NOT_FOUND = problem_fields(
 
 
 class _RestEndpoint:
-    """The single ASGI endpoint behind every path: match, translate, invoke, answer."""
+    """The single ASGI endpoint behind every path: match, translate, invoke, answer.
+
+    It is also the adapter's request observer and runs its inbound authentication, in
+    the order the generic middlewares would (id and report outermost, then the auth
+    check): one coroutine frame per request instead of three, and every response, auth
+    refusals included, carries ``X-Request-Id`` and is counted once.
+    """
 
     def __init__(
         self,
@@ -470,12 +567,14 @@ class _RestEndpoint:
         plan: RestAdapterPlan,
         settings: AdapterSettings,
         openapi_document: dict[str, Any],
+        auth: InboundAuth | None = None,
     ) -> None:
         self.engine = engine
         self.plan = plan
         self.settings = settings
+        self.auth = auth
         self.routes = tuple(_Route.of(route) for route in plan.routes)
-        self.openapi = json_bytes(openapi_document)
+        self.openapi = _reply(200, [_JSON_TYPE], json_bytes(openapi_document))
         self.too_large = problem_fields(
             413,
             "Request body too large",
@@ -484,25 +583,42 @@ class _RestEndpoint:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         request_id = request_id_of(scope)
-        method = scope["method"]
+        outcome = Outcome()
+        status = 500  # what the observer hears when nothing could be sent
         try:
-            response = await self._handle(scope, receive, request_id)
-        except ClientDisconnect:
-            return  # nobody is listening for an answer
-        except _Refused as refused:
-            response = problem_response(refused.fields, request_id)
-        except Exception:  # a defect of ours: logged with its traceback, never shown
-            log.exception(
-                "REST adapter %s failed on %s (request %s)",
-                self.plan.namespace,
-                method,
-                request_id,
+            try:
+                reply = await self._handle(scope, receive, request_id, outcome)
+            except ClientDisconnect:
+                return  # nobody is listening for an answer
+            except _Refused as refused:
+                reply = _problem_reply(refused.fields)
+            except Exception:  # a defect of ours: logged with its traceback, never shown
+                log.exception(
+                    "REST adapter %s failed on %s (request %s)",
+                    self.plan.namespace,
+                    scope["method"],
+                    request_id,
+                )
+                reply = _problem_reply(_INTERNAL)
+            status, headers, body = reply
+            headers = [*headers, (_REQUEST_ID, request_id.encode("latin-1"))]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            # HEAD: the GET's status and headers (its Content-Length too), no body.
+            body = b"" if scope["method"] == "HEAD" else body
+            await send({"type": "http.response.body", "body": body})
+        finally:
+            get_observer().request_finished(
+                adapter_type="rest",
+                adapter=self.plan.namespace,
+                unit=outcome.unit,
+                status=status,
+                is_error=outcome.is_error if outcome.is_error is not None else status >= 400,
+                duration_s=time.perf_counter() - started,
+                request_id=request_id,
+                upstream_status=outcome.upstream_status,
             )
-            response = problem_response(_INTERNAL, request_id)
-        if method == "HEAD":
-            response = _without_body(response)
-        await response(scope, receive, send)
 
     def _match(self, raw_path: str) -> tuple[_Route, dict[str, str]] | None:
         for route in self.routes:
@@ -511,66 +627,71 @@ class _RestEndpoint:
                 return route, params
         return None
 
-    async def _handle(self, scope: Scope, receive: Receive, request_id: str) -> Response:
-        outcome = outcome_of(scope)
+    async def _handle(
+        self, scope: Scope, receive: Receive, request_id: str, outcome: Outcome
+    ) -> _Reply:
+        if self.auth is not None:
+            failure = await self.auth.check(HTTPConnection(scope))
+            if failure is not None:
+                return _response_reply(failure.response())
         method = scope["method"].upper()
         raw_path = _raw_path(scope)
         if raw_path.rstrip("/") == OPENAPI_PATH:
             outcome.unit = "openapi"
             if method not in ("GET", "HEAD"):
-                return _not_allowed(method, "GET, HEAD", request_id)
-            return Response(self.openapi, media_type=JSON_MEDIA_TYPE)
+                return _not_allowed(method, "GET, HEAD")
+            return self.openapi
         found = self._match(raw_path)
         if found is None:
-            return problem_response(_NOT_FOUND, request_id)
+            return _problem_reply(_NOT_FOUND)
         route, params = found
-        unit = route.route.operations.get(method)
-        if unit is None and method == "HEAD":
-            unit = route.route.operations.get("GET")
-        if unit is None and route.route.forward is None:
-            return _not_allowed(method, route.allow, request_id)
-        outcome.unit = unit.name if unit is not None else (route.route.name or route.route.path)
+        operation = route.operations.get(method)
+        if operation is None and route.route.forward is None:
+            return _not_allowed(method, route.allow)
+        if operation is not None:
+            outcome.unit = operation.unit.name
+        else:
+            outcome.unit = route.route.name or route.route.path
         request = _Incoming.of(scope)
         limit = self.settings.max_body_bytes
         try:
             raw = await read_asgi_body(receive, request.header("content-length"), limit)
         except BodyTooLarge:
-            return problem_response(self.too_large, request_id)
+            return _problem_reply(self.too_large)
         content_type = request.header("content-type")
-        common: dict[str, Any] = {
-            "media_type": content_type,
-            "headers": request.header_map(),
-            "query_string": request.query_string,
-            "method": method,
-            "request_id": request_id,
-        }
-        if unit is None:
+        if operation is None:
             # ``Inputs.path`` is the remainder the engine appends to the target base URI.
-            remainder = params.get("path", "")
-            inputs = Inputs(values=params, body=raw or None, path=remainder, **common)
+            inputs = Inputs(
+                values=params,
+                body=raw or None,
+                media_type=content_type,
+                headers=request.headers,
+                query_string=request.query_string,
+                method=method,
+                path=params.get("path", ""),
+                request_id=request_id,
+            )
             result = await self.engine.forward(route.route, inputs)
         else:
-            body, kind = await _parse_body(scope, raw, content_type)
-            _check_media_type(unit, kind, content_type)
-            values = _values(unit, request, params, body, kind)
-            inputs = Inputs(values=values, body=body, **common)
-            result = await self.engine.invoke(unit, inputs)
+            media, charset = _media_type(content_type)
+            if media == MULTIPART_MEDIA_TYPE and raw:
+                body, kind = await _parse_multipart(scope, raw), "multipart"
+            else:
+                body, kind = _parse_body(raw, media, charset)
+            _check_media_type(operation, kind, media)
+            inputs = Inputs(
+                values=_values(operation.unit, request, params, body, kind),
+                body=body,
+                media_type=content_type,
+                headers=request.headers,
+                query_string=request.query_string,
+                method=method,
+                request_id=request_id,
+            )
+            result = await self.engine.invoke(operation.unit, inputs)
         outcome.upstream_status = result.upstream_status
         outcome.is_error = result.is_error
-        return _result_response(result, request_id)
-
-
-def _not_allowed(method: str, allow: str, request_id: str) -> Response:
-    return problem_response(
-        problem_fields(
-            405,
-            "Method not allowed",
-            f"This resource does not accept {method}; it accepts {allow}.",
-            "method-not-allowed",
-        ),
-        request_id,
-        headers={"Allow": allow},
-    )
+        return _result_reply(result)
 
 
 def build_rest_app(
@@ -591,30 +712,24 @@ def build_rest_app(
     document = build_openapi(
         plan, title=title, version=version, description=description, server_url="/"
     )
-    endpoint: ASGIApp = _RestEndpoint(engine, plan, settings or AdapterSettings(), document)
-    if auth is not None:
-        endpoint = InboundAuthMiddleware(endpoint, auth=auth)
-    return _RestApp(_Observe(endpoint, adapter_type="rest", adapter=plan.namespace))
+    return _RestApp(_RestEndpoint(engine, plan, settings or AdapterSettings(), document, auth))
 
 
 class _RestApp(Starlette):
-    """A Starlette app (lifespan, ``state``) whose HTTP requests go straight to ``chain``.
+    """A Starlette app (lifespan, ``state``) whose HTTP requests go straight to ``endpoint``.
 
     Every path is ours to route (a Starlette path regex misses decoded newlines and would
-    answer a plain-text 404 first), the endpoint answers every exception of its own, and
-    the chain is pure ASGI; Starlette's error, exception and routing layers would only
-    add per-request work.
+    answer a plain-text 404 first) and the endpoint answers every exception of its own;
+    Starlette's error, exception and routing layers would only add per-request work.
     """
 
-    def __init__(self, chain: ASGIApp) -> None:
+    def __init__(self, endpoint: _RestEndpoint) -> None:
         super().__init__()
-        self.chain = chain
-        self.router.redirect_slashes = False
-        self.router.default = chain
+        self.endpoint = endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             scope["app"] = self
-            await self.chain(scope, receive, send)
+            await self.endpoint(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)

@@ -269,6 +269,12 @@ class Runtime:
     # ------------------------------------------------------------------ serving
 
     def _uvicorn_config(self, app: ASGIApp) -> uvicorn.Config:
+        """uvicorn serving ``app`` as is: no access log, no Server header, no proxy headers.
+
+        ``proxy_headers=False``: uvicorn would otherwise rewrite the scope's client and
+        scheme from ``X-Forwarded-For``/``-Proto`` sent by any local peer, on every request.
+        Nothing of ours reads either, and trusting a proxy should be configured explicitly.
+        """
         return uvicorn.Config(
             app,
             lifespan="on",
@@ -276,6 +282,7 @@ class Runtime:
             access_log=False,
             ws="none",
             server_header=False,
+            proxy_headers=False,
             timeout_graceful_shutdown=self.config.grace_period_s,
         )
 

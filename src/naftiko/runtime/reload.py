@@ -87,15 +87,18 @@ class LifespanDriver:
 
 
 class AppGeneration:
-    """One built app plus its lifespan and the count of requests it is serving."""
+    """One built app plus its lifespan and the count of requests it is serving.
+
+    Per request this costs a counter and, only when the app's lifespan put something in
+    its state, that state's copy: the idle event exists only while someone waits for it.
+    """
 
     def __init__(self, app: ASGIApp, label: str = "") -> None:
         self.app = app
         self.label = label
         self.lifespan = LifespanDriver(app)
         self.in_flight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._idle: asyncio.Event | None = None  # set when in_flight drops to 0
 
     async def start(self) -> None:
         await self.lifespan.startup()
@@ -104,20 +107,35 @@ class AppGeneration:
         await self.lifespan.shutdown()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            scope = dict(scope)
-            scope["state"] = dict(self.lifespan.state)
-        self.in_flight += 1
-        self._idle.clear()
+        self.enter(scope)
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
-            if self.in_flight == 0:
-                self._idle.set()
+            self.leave()
+
+    def enter(self, scope: Scope) -> None:
+        """Count a request in; give it this generation's lifespan state (Starlette's
+        ``request.state``), a copy per request as uvicorn does for its own."""
+        if scope["type"] in ("http", "websocket"):
+            state = self.lifespan.state
+            # The server's scope is fresh per request; an empty state needs no new dict.
+            if state or not isinstance(scope.get("state"), dict):
+                scope["state"] = dict(state)
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        """Count a request out; wake :meth:`drained` waiters when none is left."""
+        self.in_flight -= 1
+        if self.in_flight == 0 and self._idle is not None:
+            self._idle.set()
+            self._idle = None
 
     async def drained(self, timeout_s: float) -> bool:
         """Wait until nothing is in flight; False when ``timeout_s`` ran out first."""
+        if self.in_flight == 0:
+            return True
+        if self._idle is None:
+            self._idle = asyncio.Event()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout=timeout_s)
         except TimeoutError:
@@ -141,7 +159,13 @@ class SwappableApp:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        await self.current(scope, receive, send)
+        # ``AppGeneration.__call__`` inlined: one coroutine frame less on every request.
+        generation = self.current
+        generation.enter(scope)
+        try:
+            await generation.app(scope, receive, send)
+        finally:
+            generation.leave()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
