@@ -93,6 +93,9 @@ def _simple_steps(expr: str) -> list[str | int] | None:
 
 
 def _walk_steps(steps: tuple[str | int, ...]) -> Callable[[Any], Any]:
+    if len(steps) == 1 and type(steps[0]) is str:
+        return _key_getter(steps[0])
+
     def evaluate(document: Any) -> Any:
         node = document
         for step in steps:
@@ -112,6 +115,15 @@ def _walk_steps(steps: tuple[str | int, ...]) -> Callable[[Any], Any]:
         return node
 
     return evaluate
+
+
+def _key_getter(key: str) -> Callable[[Any], Any]:
+    """``$.key``, the commonest path of all: one dict lookup, no loop."""
+
+    def get(document: Any) -> Any:
+        return document.get(key) if isinstance(document, dict) else None
+
+    return get
 
 
 def _identity(document: Any) -> Any:
@@ -241,46 +253,6 @@ class _Node:
     items: _Node | None
     values: _Node | None
 
-    # ------------------------------------------------------------------ apply
-
-    def shape(self, node: Any, scope: Scope, in_container: bool) -> Any:
-        """The output of this parameter over ``node`` (the parent's node)."""
-        if self.const is not _NO_VALUE:
-            return self.const
-        if self.value is not None and self.path is None:
-            return self._finish(self._mock_value(scope))
-        type_ = self.type
-        if self.path is not None:
-            node = self.path(node)
-        elif (
-            not in_container
-            and self.properties is None
-            and self.items is None
-            and self.values is None
-        ):
-            return None  # a leaf property with nothing to read
-        if type_ == "array" or (type_ is None and self.items is not None):
-            return self._shape_array(node, scope)
-        if self.values is not None:
-            if not isinstance(node, dict):
-                return None
-            return {key: self.values.shape(item, scope, True) for key, item in node.items()}
-        if self.properties is not None:
-            if node is None:
-                return None
-            return {name: prop.shape(node, scope, False) for name, prop in self.properties}
-        return self._finish(node)
-
-    def _shape_array(self, node: Any, scope: Scope) -> Any:
-        if node is None:
-            return None
-        if not isinstance(node, list):
-            node = [node]  # XML gives one object where there is a single element
-        items = self.items
-        if items is None:
-            return node
-        return [items.shape(element, scope, True) for element in node]
-
     def _finish(self, value: Any) -> Any:
         if self.type in _SCALAR_TYPES:
             value = coerce_scalar(value, self.type)
@@ -380,6 +352,116 @@ def _compile_node(param: OutputParameter, where: str) -> _Node:
     )
 
 
+_Shaper = Callable[[Any, Scope], Any]
+"""``(parent's node, scope) -> output`` of one parameter."""
+
+
+def _compile_shaper(node: _Node, in_container: bool) -> _Shaper:
+    """The output of ``node`` over its parent's node, as one function decided at load time.
+
+    Every branch below depends only on the parameter's declaration and on where it sits
+    (``in_container``: a root, an array's ``items`` or a map's ``values``, rather than
+    a property), so it is taken once here instead of on every call. Semantics, in order:
+    ``const`` wins; a ``value`` without a path is a mock value; a path selects from the
+    parent's node (no path: the parent's node itself, except for a property leaf, which
+    has nothing to read and gives None); then arrays (a lone element is one item), maps
+    (``values``), objects (``properties``, None over None) or a typed scalar.
+    """
+    if node.const is not _NO_VALUE:
+        const = node.const
+        return lambda _document, _scope: const
+    if node.value is not None and node.path is None:
+        return lambda _document, scope: node._finish(node._mock_value(scope))
+    select = node.path or _identity
+    if (
+        node.path is None
+        and not in_container
+        and node.properties is None
+        and node.items is None
+        and node.values is None
+    ):
+        return lambda _document, _scope: None
+    if node.type == "array" or (node.type is None and node.items is not None):
+        return _array_shaper(select, node.items)
+    if node.values is not None:
+        each = _compile_shaper(node.values, True)
+
+        def shape_map(document: Any, scope: Scope) -> Any:
+            found = select(document)
+            if not isinstance(found, dict):
+                return None
+            return {key: each(item, scope) for key, item in found.items()}
+
+        return shape_map
+    if node.properties is not None:
+        properties = tuple((name, _compile_shaper(prop, False)) for name, prop in node.properties)
+
+        def shape_object(document: Any, scope: Scope) -> Any:
+            found = select(document)
+            if found is None:
+                return None
+            return {name: shape(found, scope) for name, shape in properties}
+
+        return shape_object
+    finish = _finisher(node.type, node.max_length)
+    if finish is None:
+        return lambda document, _scope: select(document)
+    return lambda document, _scope: finish(select(document))
+
+
+def _array_shaper(select: Callable[[Any], Any], items: _Node | None) -> _Shaper:
+    each = _compile_shaper(items, True) if items is not None else None
+
+    def shape_array(document: Any, scope: Scope) -> Any:
+        found = select(document)
+        if found is None:
+            return None
+        if not isinstance(found, list):
+            found = [found]  # XML gives one object where there is a single element
+        if each is None:
+            return found
+        return [each(element, scope) for element in found]
+
+    return shape_array
+
+
+def _finisher(type_: str | None, max_length: int | None) -> Callable[[Any], Any] | None:
+    """``_Node._finish`` for one declared type and length; None when it changes nothing.
+
+    A value already of the declared type skips :func:`coerce_scalar` (which would return
+    it unchanged): the usual case, a JSON string declared ``string``.
+    """
+    coerce: Callable[[Any], Any] | None = None
+    if type_ in _SCALAR_TYPES:
+        native = _NATIVE_OF[type_]
+
+        def coerce(value: Any) -> Any:
+            if type(value) in native:
+                return value
+            return coerce_scalar(value, type_)
+
+    if max_length is None:
+        return coerce
+    if coerce is None:
+        return lambda value: value[:max_length] if type(value) is str else value
+
+    def coerce_and_cut(value: Any) -> Any:
+        value = coerce(value)
+        return value[:max_length] if type(value) is str else value
+
+    return coerce_and_cut
+
+
+# The types :func:`coerce_scalar` returns unchanged for each declared type (``bool`` is
+# not an ``int`` here: ``type(True) is bool``).
+_NATIVE_OF: Final = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
 def _compile_output_value(raw: Any) -> ValueExpr:
     """A mock ``value``: a string is a template (``tools.x`` stays literal text)."""
     if isinstance(raw, str):
@@ -396,11 +478,12 @@ def _compile_output_value(raw: Any) -> ValueExpr:
 class OutputMapper:
     """Compiled ``outputParameters`` of one unit (see the module docstring)."""
 
-    __slots__ = ("_roots", "_single")
+    __slots__ = ("_roots", "_shapers", "_single")
 
     def __init__(self, roots: Sequence[_Node]) -> None:
         self._roots = tuple(roots)
         self._single = self._roots[0] if len(self._roots) == 1 else None
+        self._shapers = tuple((root.name or "value", _compile_shaper(root, True)) for root in roots)
 
     def __repr__(self) -> str:
         return f"OutputMapper({[root.name for root in self._roots]})"
@@ -415,28 +498,27 @@ class OutputMapper:
         """True when some parameter carries a ``value`` or ``const`` (mock mode works)."""
         return any(root.is_mock_capable for root in self._roots)
 
-    def _assemble(self, shape: Callable[[_Node], Any], drop_none: bool) -> Any:
-        if self._single is not None:
-            return shape(self._single)
-        result: dict[str, Any] = {}
-        for root in self._roots:
-            value = shape(root)
-            if value is None and drop_none:
-                continue
-            result[root.name or "value"] = value
-        return result
-
     def apply(self, document: Any, scope: Scope | None = None) -> Any:
         """Shape an upstream document (already JSON). Missing paths give None, never errors.
 
         ``scope`` renders ``value`` templates (defaults to an empty scope).
         """
         scope = EMPTY_SCOPE if scope is None else scope
-        return self._assemble(lambda root: root.shape(document, scope, True), False)
+        shapers = self._shapers
+        if self._single is not None:
+            return shapers[0][1](document, scope)
+        return {name: shape(document, scope) for name, shape in shapers}
 
     def mock(self, scope: Scope) -> Any:
         """Mock output from ``value``/``const`` (mustache over the inputs), typed."""
-        return self._assemble(lambda root: root.mock(scope), True)
+        if self._single is not None:
+            return self._single.mock(scope)
+        result: dict[str, Any] = {}
+        for root in self._roots:
+            value = root.mock(scope)
+            if value is not None:
+                result[root.name or "value"] = value
+        return result
 
     def json_schema(self) -> dict[str, Any] | None:
         """An object-rooted JSON Schema of the output, or None when the root is not one."""
