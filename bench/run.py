@@ -51,7 +51,7 @@ from harness.servers import (  # noqa: E402
     start_fastmcp,
     start_naftiko,
 )
-from harness.system import Cores, free_port  # noqa: E402
+from harness.system import Cores, free_port, pinned  # noqa: E402
 from harness.upstream import (  # noqa: E402
     TOKEN_PATH,
     Upstream,
@@ -68,6 +68,10 @@ TOKEN_JSON = json.dumps({"code": "abc123", "redirect_uri": "https://example.com/
 TOKEN_FORM = ("client_key=bench-key&client_secret=bench-secret&grant_type=authorization_code"
               "&code=abc123&redirect_uri=https%3A%2F%2Fexample.com%2Fcallback")
 VIDEOS_QUERY = "max_count=5&cursor=0"
+# Start-up floors: what a start pays before reading a document (``startup_floors``).
+FLOOR_IMPORTS = {"interpreter": "pass",
+                 "import mcp_types": "import mcp_types",
+                 "import naftiko.adapters.mcp": "import naftiko.adapters.mcp"}
 MCP_HEADERS = {"Content-Type": "application/json",
                "Accept": "application/json, text/event-stream",
                "MCP-Protocol-Version": "2025-06-18"}
@@ -303,6 +307,7 @@ class Bench:
         return response.json()["result"]["tools"][0]["name"]
 
     def startup(self) -> None:
+        self.results["startup"]["floors"] = self.startup_floors()
         self.results["startup"]["tiktok"] = self.time_startup(TIKTOK_CAPABILITY, "tiktok")
         corpus = Path(self.args.corpus)
         if not corpus.is_dir():
@@ -328,6 +333,26 @@ class Bench:
             "ms_per_document": round(elapsed * 1000 / int(documents.group(1)), 2)
             if documents else None}
         print(f"    validate corpus: {elapsed:.2f} s ({summary})", flush=True)
+
+    def startup_floors(self) -> dict[str, float]:
+        """What any start pays before a document is even read, on the same core.
+
+        The start-up target is absolute, so the report shows its floor beside it: the
+        interpreter alone, the MCP protocol's types (the SDK's pydantic models, which any
+        server built on it must import), and our MCP adapter module (those types, the
+        SDK's server modules and our engine): everything a document exposing MCP imports.
+        """
+        floors = {}
+        for label, code in FLOOR_IMPORTS.items():
+            times = []
+            for _ in range(self.p.startup_repeats):
+                started = time.perf_counter()
+                subprocess.run(pinned([self.python, "-c", code], self.cores.server),
+                               env=self.env, check=True, capture_output=True)
+                times.append(time.perf_counter() - started)
+            floors[label] = round(statistics.median(times), 3)
+            print(f"    floor {label}: {floors[label]:.3f} s", flush=True)
+        return floors
 
     def time_startup(self, document: Path, label: str) -> dict[str, Any]:
         """Median time to the ready line over a few starts, and the peak RSS at ready."""

@@ -179,6 +179,10 @@ def markdown(results: dict[str, Any]) -> str:
                 out.append(f"- {label}{extra}: ready in {row['ready_s_median']:.3f} s "
                            f"(median of {len(row['ready_s_all'])}), peak RSS "
                            f"{row['peak_rss_mb']} MB")
+        if start.get("floors"):
+            floors = ", ".join(f"`{label}` {seconds:.3f} s"
+                               for label, seconds in start["floors"].items())
+            out.append(f"- floors on the same core (median wall time of `python -c`): {floors}")
         if start.get("validate_corpus"):
             v = start["validate_corpus"]
             out.append(f"- `naftiko validate` over the corpus: {v['seconds']} s "
