@@ -29,6 +29,7 @@ from naftiko_process import REPO_ROOT, NaftikoProcess, clean_env
 from naftiko.runtime.logs import (
     REDACTED,
     BatchingStreamHandler,
+    CancelledRequestFilter,
     JsonFormatter,
     Redactor,
     TextFormatter,
@@ -402,3 +403,128 @@ async def test_runtime_writes_every_request_line_before_exiting_on_sigterm(
     seen = [e["request_id"] for e in events if e.get("event") == "request"]
     assert seen == [f"id-{i}" for i in range(40)]
     assert events[-1].get("event") == "stopped"
+
+
+# --------------------------------------------------------------------------- no record
+
+
+def _sole_logger(name: str, log_format: str) -> tuple[logging.Logger, io.StringIO]:
+    """A logger whose only reader is our handler, configured as ``configure_logging`` does."""
+    stream = io.StringIO()
+    handler = BatchingStreamHandler(stream)
+    handler.addFilter(CancelledRequestFilter())
+    redactor = Redactor([BIND_SECRET, "5000"])
+    handler.setFormatter(JsonFormatter(redactor) if log_format == "json"
+                         else TextFormatter(redactor))
+    logger = logging.getLogger(f"naftiko.test.sole.{name}.{log_format}")
+    logger.handlers[:] = [handler]
+    logger.filters[:] = []
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger, stream
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+@pytest.mark.parametrize("fields", CASES, ids=[str(i) for i in range(len(CASES))])
+def test_a_line_without_a_record_is_the_line_of_the_record(
+    fields: dict[str, Any], log_format: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(time, "time", lambda: 1_764_755_123.987654)
+    direct, direct_out = _sole_logger("direct", log_format)
+    generic, generic_out = _sole_logger("generic", log_format)
+    generic.addFilter(lambda record: True)  # a filter must see a record: the record way
+    made = _capture_handle(direct, monkeypatch)
+    for _ in range(2):  # the second time from the cached parts
+        log_request(direct, **fields)
+        log_request(generic, **fields)
+    direct.handlers[0].flush()
+    generic.handlers[0].flush()
+    assert direct_out.getvalue() == generic_out.getvalue().replace(".generic.", ".direct.")
+    assert direct_out.getvalue().count("\n") == 2
+    if fields is CASES[0]:
+        assert made == []  # a plain line: no record at all
+
+
+def _capture_handle(logger: logging.Logger, monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    seen: list[object] = []
+    real = logger.handle
+    monkeypatch.setattr(logger, "handle", lambda record: seen.append(record) or real(record))
+    return seen
+
+
+def test_the_runtime_configuration_writes_request_lines_without_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    stream = io.StringIO()
+    try:
+        configure_logging(log_format="json", level="info", redactor=Redactor(), stream=stream)
+        seen = _capture_handle(REQUEST_LOGGER, monkeypatch)
+        log_request(REQUEST_LOGGER, **_fields())
+        flush_logs()
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    assert seen == []
+    (line,) = stream.getvalue().splitlines()
+    assert json.loads(line)["message"] == "rest shop-rest list -> 200 (upstream 200) 12.3 ms " \
+        "[3f2a9c1e0b7d4e6a]"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "logger filter",
+        "second handler",
+        "handler level",
+        "handler filter",
+        "foreign formatter",
+        "record factory",
+        "disabled",
+    ],
+)
+def test_anything_else_that_could_see_the_record_gets_one(
+    change: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger, stream = _sole_logger(change.replace(" ", "-"), "json")
+    handler = logger.handlers[0]
+    other = _Capture()
+    if change == "logger filter":
+        logger.addFilter(lambda record: True)
+    elif change == "second handler":
+        parent = logging.getLogger("naftiko.test.sole")
+        parent.handlers[:] = [other]
+        logger.propagate = True
+        monkeypatch.setattr(parent, "handlers", [other])
+    elif change == "handler level":
+        handler.setLevel(logging.WARNING)
+    elif change == "handler filter":
+        handler.addFilter(lambda record: True)
+    elif change == "foreign formatter":
+        handler.setFormatter(logging.Formatter("%(message)s %(status)s"))
+    elif change == "record factory":
+        factory = logging.getLogRecordFactory()
+
+        def traced(*args: Any, **kwargs: Any) -> logging.LogRecord:
+            record = factory(*args, **kwargs)
+            record.trace = "t-7"
+            return record
+
+        monkeypatch.setattr(logging, "_logRecordFactory", traced)
+    elif change == "disabled":
+        logger.disabled = True
+    seen = _capture_handle(logger, monkeypatch)
+    log_request(logger, **_fields())
+    handler.flush()
+    logger.propagate = False
+    if change == "disabled":
+        assert stream.getvalue() == ""
+        return
+    assert len(seen) == 1, "a record was made and handed to the logger"
+    if change == "second handler":
+        assert len(other.records) == 1
+    if change == "record factory":
+        assert json.loads(stream.getvalue())["trace"] == "t-7"
+    if change == "foreign formatter":
+        assert stream.getvalue().endswith("[3f2a9c1e0b7d4e6a] 200\n")

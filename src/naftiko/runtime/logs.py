@@ -8,10 +8,13 @@ credentials that never went through a bind (Authorization headers, bearer tokens
 ``client_secret=...`` in a form body echoed by an error message).
 
 The request line (one per request, the hot path at ``info``) has a cheaper road to the
-same bytes: :func:`log_request` builds its record without ``findCaller`` and marks it,
-and the formatters write it from a per-(adapter, unit) prefix checked once against the
-redactor instead of running the patterns on every line (see ``_RequestLines``). Lines
-are written in batches by :class:`BatchingStreamHandler`; :func:`flush_logs` empties it.
+same bytes: the formatters write it from a per-(adapter, unit) prefix checked once
+against the redactor instead of running the patterns on every line (see
+``_RequestLines``). When our handler is the only one that would see the record, as in
+``naftiko-run``, :func:`log_request` hands it the line without making a record at all;
+otherwise it builds the record without ``findCaller`` and marks it for the formatters.
+Lines are written in batches by :class:`BatchingStreamHandler`; :func:`flush_logs`
+empties it.
 """
 
 from __future__ import annotations
@@ -182,12 +185,34 @@ def log_request(
 ) -> None:
     """Log the request line at INFO: the same record ``logger.info(...)`` would make
     (message, ``extra`` fields), built without ``findCaller`` and marked for the fast
-    path of the formatters when its values are of the expected types."""
+    path of the formatters when its values are of the expected types. When the only
+    handler that would see it is ours (:func:`_sole_reader`), no record is made: the
+    handler gets the line that formatting the record would have given."""
     if not logger.isEnabledFor(logging.INFO):
         return
     upstream = "-" if upstream_status is None else str(upstream_status)
     args = (adapter_type, adapter, unit or "-", status, upstream, duration_ms,
             request_id or "-")
+    # Values of the types the adapters pass get the fast path; anything else (a bool
+    # status, an int duration, an id with ``=``...) is formatted the generic way.
+    fields = None
+    if (
+        type(status) is int
+        and type(is_error) is bool
+        and (upstream_status is None or type(upstream_status) is int)
+        and type(duration_ms) is float
+        and math.isfinite(duration_ms)
+        and type(adapter_type) is str
+        and type(adapter) is str
+        and type(unit) is str
+        and (request_id is None or (type(request_id) is str
+                                    and _PLAIN_ID.fullmatch(request_id) is not None))
+    ):
+        fields = (args, adapter_type, adapter, unit, status, is_error, upstream_status,
+                  duration_ms, request_id)
+        handler = _sole_reader(logger)
+        if handler is not None and _write_directly(handler, logger.name, fields):
+            return
     extra = {
         "event": "request",
         "request_id": request_id,
@@ -222,23 +247,60 @@ def log_request(
     else:
         record = logger.makeRecord(logger.name, logging.INFO, __file__, _LINENO,
                                    REQUEST_MESSAGE, args, None, "log_request", extra)
-    # Values of the types the adapters pass get the fast path; anything else (a bool
-    # status, an int duration, an id with ``=``...) is formatted the generic way.
-    if (
-        type(status) is int
-        and type(is_error) is bool
-        and (upstream_status is None or type(upstream_status) is int)
-        and type(duration_ms) is float
-        and math.isfinite(duration_ms)
-        and type(adapter_type) is str
-        and type(adapter) is str
-        and type(unit) is str
-        and (request_id is None or (type(request_id) is str
-                                    and _PLAIN_ID.fullmatch(request_id) is not None))
-    ):
-        record.__dict__[_REQUEST_KEY] = (args, adapter_type, adapter, unit, status,
-                                         is_error, upstream_status, duration_ms, request_id)
+    if fields is not None:
+        record.__dict__[_REQUEST_KEY] = fields
     logger.handle(record)
+
+
+def _sole_reader(logger: logging.Logger) -> BatchingStreamHandler | None:
+    """The one handler a request record of ``logger`` would reach, when nothing else
+    would see the record: then the line can go to it without a record.
+
+    As ``Logger.handle``/``callHandlers`` deliver: the logger itself must not be
+    disabled nor filter; along the propagation chain there must be exactly one handler,
+    ours, at INFO or below, with our formatter and no filter but the pass-through one
+    (request records carry no exception). A custom record factory could add fields
+    that the line would show: then records are made as usual.
+    """
+    if logger.disabled or logger.filters:
+        return None
+    if logging.getLogRecordFactory() is not logging.LogRecord:
+        return None
+    found: logging.Handler | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if found is not None:
+                return None
+            found = handler
+        if not current.propagate:
+            break
+        current = current.parent  # type: ignore[assignment]
+    if (
+        type(found) is not BatchingStreamHandler
+        or found.level > logging.INFO
+        or type(found.formatter) not in (JsonFormatter, TextFormatter)
+        or any(type(f) is not CancelledRequestFilter for f in found.filters)
+    ):
+        return None
+    return found
+
+
+def _write_directly(handler: BatchingStreamHandler, name: str, fields: tuple[Any, ...]) -> bool:
+    """Queue the request line on ``handler`` as its ``emit`` would; False when the line
+    must be made the generic way (the formatter's fast path declined it)."""
+    formatter: _Formatter = handler.formatter  # type: ignore[assignment]
+    line = formatter.request_line(logging.getLevelName(logging.INFO), name, time.time(), fields)
+    if line is None:
+        return False
+    handler.acquire()
+    try:
+        handler.queue(line + handler.terminator, logging.INFO)
+    except Exception:  # as ``emit``: the handler reports it, the request goes on
+        handler.handleError(logging.makeLogRecord({"msg": "(request line)"}))
+    finally:
+        handler.release()
+    return True
 
 
 def _process_name() -> str | None:
@@ -315,34 +377,46 @@ class _RequestLines:
         fields = self.fields(record)
         if fields is None:
             return None
-        args = fields[0]
-        key = (record.levelname, record.name, args[0], args[1], args[2])
-        table = self._cache(self._text)
-        parts = table.get(key)
-        if parts is None:
-            head = f"Z {record.levelname} {record.name}: {args[0]} {args[1]} {args[2]} -> "
-            parts = (head,) if self._clean(head) else ()
-            table[key] = parts
-        if not parts:
-            return None
-        line = (f"{stamp}.{int(record.msecs):03d}{parts[0]}"
-                f"{args[3]} (upstream {args[4]}) {args[5]:.1f} ms [{args[6]}]")
-        return None if self.redactor.holds_secret_value(line) else line
+        return self.text_line(record.levelname, record.name, int(record.msecs), stamp, fields)
 
     def json(self, record: logging.LogRecord, stamp: str) -> str | None:
         fields = self.fields(record)
         if fields is None:
             return None
+        return self.json_line(record.levelname, record.name, int(record.msecs), stamp, fields)
+
+    def text_line(
+        self, levelname: str, name: str, msecs: int, stamp: str, fields: tuple[Any, ...]
+    ) -> str | None:
+        """The text line of a request record with these attributes; None: the generic way."""
+        args = fields[0]
+        key = (levelname, name, args[0], args[1], args[2])
+        table = self._cache(self._text)
+        parts = table.get(key)
+        if parts is None:
+            head = f"Z {levelname} {name}: {args[0]} {args[1]} {args[2]} -> "
+            parts = (head,) if self._clean(head) else ()
+            table[key] = parts
+        if not parts:
+            return None
+        line = (f"{stamp}.{msecs:03d}{parts[0]}"
+                f"{args[3]} (upstream {args[4]}) {args[5]:.1f} ms [{args[6]}]")
+        return None if self.redactor.holds_secret_value(line) else line
+
+    def json_line(
+        self, levelname: str, name: str, msecs: int, stamp: str, fields: tuple[Any, ...]
+    ) -> str | None:
+        """The JSON line of a request record with these attributes; None: the generic way."""
         args, adapter_type, adapter, unit, status, is_error, upstream, duration, rid = fields
-        key = (record.levelname, record.name, adapter_type, adapter, unit)
+        key = (levelname, name, adapter_type, adapter, unit)
         table = self._cache(self._json)
         parts = table.get(key)
         if parts is None:
             prefix = f"{args[0]} {args[1]} {args[2]} -> "
             if self._clean(prefix, adapter_type, adapter, unit, "request"):
                 dumps = json.dumps
-                head = (f'Z", "level": {dumps(record.levelname.lower(), ensure_ascii=False)}'
-                        f', "logger": {dumps(record.name, ensure_ascii=False)}, "message": "')
+                head = (f'Z", "level": {dumps(levelname.lower(), ensure_ascii=False)}'
+                        f', "logger": {dumps(name, ensure_ascii=False)}, "message": "')
                 middle = (f', "adapter_type": {dumps(adapter_type, ensure_ascii=False)}'
                           f', "adapter": {dumps(adapter, ensure_ascii=False)}'
                           f', "unit": {dumps(unit, ensure_ascii=False)}, "status": ')
@@ -357,7 +431,7 @@ class _RequestLines:
             return None
         rid_json = "null" if rid is None else f'"{rid}"'
         return (
-            f'{{"time": "{stamp}.{int(record.msecs):03d}{parts[0]}{parts[2]}{tail}", '
+            f'{{"time": "{stamp}.{msecs:03d}{parts[0]}{parts[2]}{tail}", '
             f'"event": "request", "request_id": {rid_json}{parts[3]}{status}, '
             f'"error": {"true" if is_error else "false"}, '
             f'"upstream_status": {"null" if upstream is None else upstream}, '
@@ -374,6 +448,13 @@ class _Formatter(logging.Formatter):
         self._requests = _RequestLines(redactor)
         self._second: tuple[int, str] = (-1, "")
 
+    def request_line(
+        self, levelname: str, name: str, created: float, fields: tuple[Any, ...]
+    ) -> str | None:
+        """What ``format`` writes for a request record with these attributes, or None
+        when that record would be formatted the generic way."""
+        raise NotImplementedError
+
     def _stamp(self, created: float) -> str:
         """``2026-01-01T10:00:00`` for ``created``; ``strftime`` runs once per second."""
         second, text = self._second
@@ -385,6 +466,12 @@ class _Formatter(logging.Formatter):
 
 class TextFormatter(_Formatter):
     """``2026-01-01T10:00:00.123Z INFO naftiko.request: message`` — redacted."""
+
+    def request_line(
+        self, levelname: str, name: str, created: float, fields: tuple[Any, ...]
+    ) -> str | None:
+        msecs = int((created - int(created)) * 1000)  # as ``LogRecord.msecs``
+        return self._requests.text_line(levelname, name, msecs, self._stamp(created), fields)
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = self._stamp(record.created)
@@ -402,6 +489,12 @@ class TextFormatter(_Formatter):
 
 class JsonFormatter(_Formatter):
     """One JSON object per line: time, level, logger, message, then the ``extra`` fields."""
+
+    def request_line(
+        self, levelname: str, name: str, created: float, fields: tuple[Any, ...]
+    ) -> str | None:
+        msecs = int((created - int(created)) * 1000)  # as ``LogRecord.msecs``
+        return self._requests.json_line(levelname, name, msecs, self._stamp(created), fields)
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = self._stamp(record.created)
@@ -458,22 +551,26 @@ class BatchingStreamHandler(logging.StreamHandler[TextIO]):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record) + self.terminator
-            pending = self._pending
-            pending.append(line)
-            self._size += len(line)
-            loop = asyncio._get_running_loop()  # None off the loop's thread; no exception
-            if loop is None or record.levelno >= logging.WARNING or self._size >= self.max_bytes:
-                self._write_pending()
-            elif self._timer_loop is not loop:
-                if self._timer_loop is not None:  # set on a loop that may never run again
-                    self._write_pending(keep=line)
-                loop.call_later(self.max_delay, self._on_timer)
-                self._timer_loop = loop
+            self.queue(self.format(record) + self.terminator, record.levelno)
         except RecursionError:  # as logging.StreamHandler
             raise
         except Exception:
             self.handleError(record)
+
+    def queue(self, line: str, levelno: int) -> None:
+        """Add a formatted line (terminator included); write now or arm the timer.
+        Called with the handler's lock held."""
+        pending = self._pending
+        pending.append(line)
+        self._size += len(line)
+        loop = asyncio._get_running_loop()  # None off the loop's thread; no exception
+        if loop is None or levelno >= logging.WARNING or self._size >= self.max_bytes:
+            self._write_pending()
+        elif self._timer_loop is not loop:
+            if self._timer_loop is not None:  # set on a loop that may never run again
+                self._write_pending(keep=line)
+            loop.call_later(self.max_delay, self._on_timer)
+            self._timer_loop = loop
 
     def _write_pending(self, keep: str | None = None) -> None:
         """Write the pending lines (all, or all but the last one, ``keep``), then flush
