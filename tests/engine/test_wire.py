@@ -142,3 +142,13 @@ def test_response_headers_read_like_httpx() -> None:
 @given(st.lists(st.tuples(st.text(max_size=8), st.text(max_size=12)), max_size=5))
 def test_form_encoding_is_urlencode(pairs: list[tuple[str, str]]) -> None:
     assert form_encode(pairs) == urlencode(pairs)
+
+
+def test_a_body_nested_beyond_the_encoder_is_a_request_error() -> None:
+    from naftiko.engine.request import RequestError, _json_body
+
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(RequestError, match="nested too deeply"):
+        _json_body(deep)

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -28,6 +27,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from naftiko.engine import json_codec
 from naftiko.engine.types import JSON_MEDIA_TYPE, PROBLEM_MEDIA_TYPE, Problem
 from naftiko.observability import get_observer
 
@@ -89,13 +89,9 @@ def sane_request_id(text: str | None) -> str | None:
     return text if _SANE_REQUEST_ID.fullmatch(text) else None
 
 
-# One encoder for every response: ``json.dumps`` with options builds a new one per call.
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
-
-
 def json_bytes(value: Any) -> bytes:
     """Compact UTF-8 JSON (raises ``ValueError``/``TypeError`` for non-JSON values)."""
-    return _encode_json(value).encode()
+    return json_codec.dumps(value)
 
 
 def json_response(

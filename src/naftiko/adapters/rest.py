@@ -72,6 +72,7 @@ from naftiko.adapters.http_common import (
 from naftiko.adapters.inbound_auth import InboundAuth, build_inbound_auth
 from naftiko.adapters.openapi import OPENAPI_PATH, build_openapi, is_whole_body, openapi_info
 from naftiko.adapters.settings import AdapterSettings
+from naftiko.engine import json_codec
 from naftiko.engine.coerce import coerce_text
 from naftiko.engine.routes import route_pattern
 from naftiko.engine.types import (
@@ -222,17 +223,6 @@ def _bad_request(title: str, detail: str, parameter: str | None = None) -> _Refu
     return _Refused(problem_fields(400, title, detail, "validation", parameter=parameter))
 
 
-_decode_json = json.JSONDecoder().decode
-
-
-def _loads(raw: bytes) -> Any:
-    """``json.loads(raw)``, skipping its encoding detection for the usual body: an object or
-    array whose second byte is not NUL is UTF-8 by ``json.detect_encoding``'s own rules."""
-    if raw[:1] in (b"{", b"[") and raw[1:2] != b"\x00":
-        return _decode_json(raw.decode("utf-8", "surrogatepass"))
-    return json.loads(raw)
-
-
 def _parse_body(raw: bytes, media: str, charset: str | None) -> tuple[Any, str]:
     """The whole body as the engine wants it, and its kind (json/form/text/bytes).
 
@@ -243,7 +233,7 @@ def _parse_body(raw: bytes, media: str, charset: str | None) -> tuple[Any, str]:
         return None, "none"
     if _is_json(media) or not media:
         try:
-            return _loads(raw), "json"
+            return json_codec.loads(raw), "json"
         except (ValueError, RecursionError) as exc:
             if not media:  # no Content-Type: JSON if it parses, opaque bytes otherwise
                 return raw, "bytes"
@@ -502,7 +492,7 @@ def _result_reply(result: Result) -> _Reply:
         return _reply(status, headers, bytes(body))
     try:
         content = json_bytes(body)
-    except ValueError:  # NaN/Infinity parsed from an upstream body
+    except (ValueError, RecursionError):  # NaN/Infinity, or nested beyond the encoder
         return _problem_reply(_UNREPRESENTABLE)
     media_type = result.media_type
     if media_type == JSON_MEDIA_TYPE or "json" not in (media_type or ""):
@@ -541,7 +531,8 @@ _INTERNAL = Problem(
 _UNREPRESENTABLE = Problem(
     ErrorKind.BAD_UPSTREAM_RESPONSE,
     "Bad upstream response",
-    "The upstream response holds numbers JSON cannot represent.",
+    "The upstream response cannot be written as JSON (numbers JSON cannot represent, or "
+    "nesting too deep).",
     502,
 ).as_json()
 _NOT_FOUND = problem_fields(

@@ -25,6 +25,8 @@ from typing import Any, Final
 
 import yaml
 
+from naftiko.engine import json_codec
+
 __all__ = ["FORMATS", "FormatError", "check_format", "normalize_format", "parse_body"]
 
 
@@ -127,7 +129,9 @@ def _parse_json(raw: bytes, _schema: str | None, _base: Path | str) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        return json_codec.loads(raw)
+    except RecursionError:
+        raise FormatError("JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise FormatError(
             f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"

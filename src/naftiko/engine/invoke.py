@@ -17,6 +17,7 @@ from typing import Any
 
 from jsonschema import ValidationError
 
+from naftiko.engine import json_codec
 from naftiko.engine.client import UpstreamClients, UpstreamResponse, send
 from naftiko.engine.formats import FormatError, parse_body
 from naftiko.engine.orchestration import StepResponse
@@ -468,7 +469,7 @@ def _passthrough_body(response: UpstreamResponse) -> tuple[Any, str]:
     if _is_json(response.media_type):
         try:
             # The essence is kept: ``application/problem+json`` stays what it was.
-            return json.loads(response.content), response.media_type or "application/json"
+            return json_codec.loads(response.content), response.media_type or "application/json"
         except ValueError:
             return response.content, media
     return response.content, media

@@ -220,7 +220,10 @@ def _json_body(value: Any) -> tuple[bytes, str]:
         return value, JSON
     if isinstance(value, str):
         return _raw_text_body(value)
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode(), JSON
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode(), JSON
+    except RecursionError:  # a caller's body can nest deeper than the encoder recurses
+        raise RequestError("body is nested too deeply", parameter="body") from None
 
 
 def _raw_text_body(text: str) -> tuple[bytes, str]:
