@@ -1,5 +1,9 @@
 """The runtime's :class:`~naftiko.observability.Observer`: request log line + Prometheus.
 
+The per-request series are :mod:`~naftiko.runtime.loop_metrics` families (no locks: the
+runtime updates and scrapes them on its event loop's thread); the rest are
+``prometheus_client``'s own.
+
 Adapters and the engine report through ``naftiko.observability`` without knowing who
 listens; this is who listens in ``naftiko-run``. Metrics live in a dedicated
 ``CollectorRegistry`` (not the global one) so that several runtimes in one test
@@ -11,11 +15,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from naftiko import __version__
 from naftiko.runtime.logs import log_request
+from naftiko.runtime.loop_metrics import LoopCounter, LoopHistogram
 
 REQUEST_LOGGER = logging.getLogger("naftiko.request")
 UPSTREAM_LOGGER = logging.getLogger("naftiko.upstream")
@@ -30,37 +35,38 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         labels = ("adapter_type", "adapter", "unit")
-        self.requests = Counter(
-            "naftiko_requests_total",
+        # Updated once or twice per request: the loop's own families (no locks).
+        self.requests = LoopCounter(
+            "naftiko_requests",
             "Requests served by exposed adapters, by final status.",
             (*labels, "status"),
-            registry=self.registry,
+            self.registry,
         )
-        self.request_errors = Counter(
-            "naftiko_request_errors_total",
+        self.request_errors = LoopCounter(
+            "naftiko_request_errors",
             "Requests that ended in an error result (upstream >= 400 or our problem).",
             labels,
-            registry=self.registry,
+            self.registry,
         )
-        self.request_duration = Histogram(
+        self.request_duration = LoopHistogram(
             "naftiko_request_duration_seconds",
             "Time to serve a request, from the adapter's point of view.",
             labels,
-            buckets=BUCKETS,
-            registry=self.registry,
+            self.registry,
+            BUCKETS,
         )
-        self.upstream_requests = Counter(
-            "naftiko_upstream_requests_total",
+        self.upstream_requests = LoopCounter(
+            "naftiko_upstream_requests",
             "Calls to consumed upstream APIs.",
             ("namespace", "method", "status", "outcome"),
-            registry=self.registry,
+            self.registry,
         )
-        self.upstream_duration = Histogram(
+        self.upstream_duration = LoopHistogram(
             "naftiko_upstream_duration_seconds",
             "Duration of calls to consumed upstream APIs.",
             ("namespace", "method"),
-            buckets=BUCKETS,
-            registry=self.registry,
+            self.registry,
+            BUCKETS,
         )
         self.info = Gauge(
             "naftiko_build_info",
@@ -88,10 +94,10 @@ class Metrics:
 class RuntimeObserver:
     """Writes one log line per request and updates the metrics; never raises.
 
-    Runs once per request and per upstream call, so the metric children are looked up
-    in dicts keyed by their label values instead of through ``labels()`` (which takes
-    a lock and validates every time). The keys are the label sets Prometheus keeps
-    anyway, so the caches grow no further than the metrics do.
+    Runs once per request and per upstream call, so the series are looked up in dicts
+    keyed by the call's own values instead of through ``labels()`` (which converts and
+    checks every value). The keys are the label sets the metrics keep anyway, so the
+    caches grow no further than the metrics do.
     """
 
     def __init__(self, metrics: Metrics) -> None:
