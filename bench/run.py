@@ -50,6 +50,7 @@ from harness.servers import (  # noqa: E402
     settle,
     start_fastmcp,
     start_naftiko,
+    start_stack_floor,
 )
 from harness.system import Cores, free_port, pinned  # noqa: E402
 from harness.upstream import (  # noqa: E402
@@ -221,6 +222,14 @@ class Bench:
                 proxy.stop()
         else:
             self.skip("REST nginx reverse proxy", "nginx not available")
+
+        floor = start_stack_floor(self.python, up.url, free_port(), log_dir=self.scratch,
+                                  cpu=self.cores.server, env=self.env)
+        try:
+            for shape, request in upstream_requests(floor.urls["rest"]).items():
+                shapes[shape]["stack_floor"] = self.measure(request, floor.service.pids).to_dict()
+        finally:
+            floor.service.stop()
 
         variants = [("naftiko", "info")] + ([] if self.quick else [("naftiko_log_warning",
                                                                     "warning")])

@@ -41,7 +41,7 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     for shape in ("post", "get"):
         rows = _get(results, "rest", shape) or {}
         ours = rows.get("naftiko") or {}
-        for base in ("nginx_proxy", "upstream"):
+        for base in ("nginx_proxy", "upstream", "stack_floor"):
             other = rows.get(base) or {}
             out[f"rest_{shape}_vs_{base}_rps"] = _ratio(ours.get("rps"), other.get("rps"))
             # >1 means naftiko spends that many times the CPU per request.
@@ -101,6 +101,7 @@ def _fmt(value: Any, digits: int = 0) -> str:
 def _rest_table(results: dict[str, Any]) -> list[str]:
     labels = {"upstream": "upstream direct (nginx `return 200`)",
               "nginx_proxy": "nginx reverse proxy (keep-alive)",
+              "stack_floor": "stack floor: naftiko's server + upstream client, no engine",
               "naftiko": "**naftiko-run** (default: info logs, JSON)",
               "naftiko_log_warning": "naftiko-run `--log-level warning`"}
     lines = ["| server | POST req/s | p50 ms | p99 ms | CPU µs/req | GET req/s | p50 ms | "
@@ -143,6 +144,11 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{_fmt(rat.get('rest_get_vs_nginx_proxy_rps'), 3)}x req/s; CPU per request "
                     f"{_fmt(rat.get('rest_post_vs_nginx_proxy_cpu_per_request'), 1)}x / "
                     f"{_fmt(rat.get('rest_get_vs_nginx_proxy_cpu_per_request'), 1)}x nginx's."]
+        if rat.get("rest_get_vs_stack_floor_cpu_per_request"):
+            out += ["", "CPU per request over the stack floor's (what the engine, the adapter, "
+                    "logs and metrics add): POST "
+                    f"{_fmt(rat.get('rest_post_vs_stack_floor_cpu_per_request'), 2)}x, GET "
+                    f"{_fmt(rat.get('rest_get_vs_stack_floor_cpu_per_request'), 2)}x."]
         half = _get(results, "rest", "latency_at_half_saturation")
         if half:
             ours, base = half["naftiko"], half["upstream_direct"]

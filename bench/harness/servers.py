@@ -20,6 +20,7 @@ from harness.system import Service, free_port, memory_kb, pinned, wait_for_port
 BENCH_DIR = Path(__file__).resolve().parents[1]
 FASTMCP_SERVER = BENCH_DIR / "fastmcp_server.py"
 OPENAPI = BENCH_DIR / "openapi" / "upstream.json"
+STACK_FLOOR = BENCH_DIR / "stack_floor.py"
 
 
 @dataclass
@@ -94,6 +95,19 @@ def start_fastmcp(python: str, upstream_url: str, port: int, *, log_dir: Path, c
         service.stop()
         raise
     return Started(service, ready_s, {"mcp": f"http://127.0.0.1:{port}/mcp"})
+
+
+def start_stack_floor(python: str, upstream_url: str, port: int, *, log_dir: Path, cpu: str,
+                      env: Mapping[str, str], timeout: float = 60.0) -> Started:
+    """``bench/stack_floor.py``: naftiko's server and upstream client, no engine."""
+    cmd = [python, str(STACK_FLOOR), upstream_url, str(port)]
+    service = Service.start("stack-floor", pinned(cmd, cpu), log_dir, env=env)
+    try:
+        _, ready_s = service.wait_line(lambda line: line.strip() == "ready", timeout=timeout)
+    except Exception:
+        service.stop()
+        raise
+    return Started(service, ready_s, {"rest": f"http://127.0.0.1:{port}"})
 
 
 def document_namespaces_and_binds(document: Path) -> tuple[list[str], list[str]]:
