@@ -32,7 +32,9 @@ __all__ = ["UpstreamClients", "UpstreamResponse", "send"]
 _ANY_URL = httpx.URL("http://upstream/")  # clients here have no per-URL mounts
 
 
-@dataclass(frozen=True, slots=True)
+# Made on every request: not ``frozen`` (its ``__init__`` would set each field through
+# ``object.__setattr__``, ~5x the cost). Never mutated after construction.
+@dataclass(slots=True)
 class UpstreamResponse:
     """A complete upstream answer, body read into memory (within the size limit)."""
 
