@@ -88,12 +88,7 @@ def start_fastmcp(python: str, upstream_url: str, port: int, *, log_dir: Path, c
                   timeout: float = 60.0) -> Started:
     """FastMCP ``from_openapi`` on the same upstream operation (its own venv's python)."""
     cmd = [python, str(FASTMCP_SERVER), str(OPENAPI), upstream_url, str(port)]
-    service = Service.start("fastmcp", pinned(cmd, cpu), log_dir)
-    try:
-        _, ready_s = service.wait_line(lambda line: line.strip() == "ready", timeout=timeout)
-    except Exception:
-        service.stop()
-        raise
+    service, ready_s = _start_until_ready("fastmcp", pinned(cmd, cpu), log_dir, None, timeout)
     return Started(service, ready_s, {"mcp": f"http://127.0.0.1:{port}/mcp"})
 
 
@@ -101,13 +96,20 @@ def start_stack_floor(python: str, upstream_url: str, port: int, *, log_dir: Pat
                       env: Mapping[str, str], timeout: float = 60.0) -> Started:
     """``bench/stack_floor.py``: naftiko's server and upstream client, no engine."""
     cmd = [python, str(STACK_FLOOR), upstream_url, str(port)]
-    service = Service.start("stack-floor", pinned(cmd, cpu), log_dir, env=env)
+    service, ready_s = _start_until_ready("stack-floor", pinned(cmd, cpu), log_dir, env, timeout)
+    return Started(service, ready_s, {"rest": f"http://127.0.0.1:{port}"})
+
+
+def _start_until_ready(name: str, cmd: list[str], log_dir: Path, env: Mapping[str, str] | None,
+                       timeout: float) -> tuple[Service, float]:
+    """Start a server that prints ``ready`` once listening; stopped again if it never does."""
+    service = Service.start(name, cmd, log_dir, env=env)
     try:
         _, ready_s = service.wait_line(lambda line: line.strip() == "ready", timeout=timeout)
     except Exception:
         service.stop()
         raise
-    return Started(service, ready_s, {"rest": f"http://127.0.0.1:{port}"})
+    return service, ready_s
 
 
 def document_namespaces_and_binds(document: Path) -> tuple[list[str], list[str]]:

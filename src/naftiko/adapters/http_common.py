@@ -44,6 +44,7 @@ __all__ = [
     "problem_response",
     "read_asgi_body",
     "read_body",
+    "report_finished",
     "request_id_of",
     "sane_request_id",
 ]
@@ -190,16 +191,27 @@ class RequestObserverMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            get_observer().request_finished(
-                adapter_type=self.adapter_type,
-                adapter=self.adapter,
-                unit=outcome.unit,
-                status=status,
-                is_error=outcome.is_error if outcome.is_error is not None else status >= 400,
-                duration_s=time.perf_counter() - started,
-                request_id=request_id,
-                upstream_status=outcome.upstream_status,
-            )
+            report_finished(self.adapter_type, self.adapter, outcome, status, started, request_id)
+
+
+def report_finished(
+    adapter_type: str, adapter: str, outcome: Outcome, status: int, started: float,
+    request_id: str,
+) -> None:
+    """Tell the observer about one finished request (``started``: ``perf_counter()``).
+
+    An error is what the handler said it was, or else any status >= 400.
+    """
+    get_observer().request_finished(
+        adapter_type=adapter_type,
+        adapter=adapter,
+        unit=outcome.unit,
+        status=status,
+        is_error=outcome.is_error if outcome.is_error is not None else status >= 400,
+        duration_s=time.perf_counter() - started,
+        request_id=request_id,
+        upstream_status=outcome.upstream_status,
+    )
 
 
 # --------------------------------------------------------------------------- bodies

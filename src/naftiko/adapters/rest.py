@@ -67,6 +67,7 @@ from naftiko.adapters.http_common import (
     json_bytes,
     problem_fields,
     read_asgi_body,
+    report_finished,
     request_id_of,
 )
 from naftiko.adapters.inbound_auth import InboundAuth, build_inbound_auth
@@ -87,7 +88,6 @@ from naftiko.engine.types import (
     Result,
     Unit,
 )
-from naftiko.observability import get_observer
 from naftiko.spec.binds import Bindings
 from naftiko.spec.models import Info
 
@@ -600,16 +600,7 @@ class _RestEndpoint:
             body = b"" if scope["method"] == "HEAD" else body
             await send({"type": "http.response.body", "body": body})
         finally:
-            get_observer().request_finished(
-                adapter_type="rest",
-                adapter=self.plan.namespace,
-                unit=outcome.unit,
-                status=status,
-                is_error=outcome.is_error if outcome.is_error is not None else status >= 400,
-                duration_s=time.perf_counter() - started,
-                request_id=request_id,
-                upstream_status=outcome.upstream_status,
-            )
+            report_finished("rest", self.plan.namespace, outcome, status, started, request_id)
 
     def _match(self, raw_path: str) -> tuple[_Route, dict[str, str]] | None:
         for route in self.routes:

@@ -17,6 +17,7 @@ import math
 import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -56,7 +57,10 @@ class HistogramSeries:
         self.sum += amount
 
 
-class _Family:
+S = TypeVar("S", CounterSeries, HistogramSeries)
+
+
+class _Family(Generic[S]):
     """A metric family registered as a collector; its series are made on first use."""
 
     def __init__(
@@ -69,29 +73,28 @@ class _Family:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
-        self._series: dict[tuple[str, ...], CounterSeries | HistogramSeries] = {}
+        self._series: dict[tuple[str, ...], S] = {}
         registry.register(self)
 
-    def _get(self, values: tuple[str, ...]) -> CounterSeries | HistogramSeries:
-        series = self._series.get(values)
+    def labels(self, *values: str) -> S:
+        """The series of these label values (in ``labelnames`` order), made on first use."""
+        key = tuple(str(v) for v in values)
+        series = self._series.get(key)
         if series is None:
-            if len(values) != len(self.labelnames):
+            if len(key) != len(self.labelnames):
                 raise ValueError(f"{self.name}: expected labels {self.labelnames}")
-            series = self._series[values] = self._new()
+            series = self._series[key] = self._new()
         return series
 
-    def _new(self) -> CounterSeries | HistogramSeries:
+    def _new(self) -> S:
         raise NotImplementedError
 
     def collect(self) -> Iterator[Metric]:
         raise NotImplementedError
 
 
-class LoopCounter(_Family):
+class LoopCounter(_Family[CounterSeries]):
     """A ``Counter`` family: ``labels(*values).inc()``; ``name`` without ``_total``."""
-
-    def labels(self, *values: str) -> CounterSeries:
-        return self._get(tuple(str(v) for v in values))  # type: ignore[return-value]
 
     def _new(self) -> CounterSeries:
         return CounterSeries()
@@ -103,7 +106,7 @@ class LoopCounter(_Family):
         yield family
 
 
-class LoopHistogram(_Family):
+class LoopHistogram(_Family[HistogramSeries]):
     """A ``Histogram`` family with fixed buckets: ``labels(*values).observe(seconds)``."""
 
     def __init__(
@@ -121,9 +124,6 @@ class LoopHistogram(_Family):
         self._les = tuple(floatToGoString(b) for b in bounds)
         super().__init__(name, documentation, labelnames, registry)
 
-    def labels(self, *values: str) -> HistogramSeries:
-        return self._get(tuple(str(v) for v in values))  # type: ignore[return-value]
-
     def _new(self) -> HistogramSeries:
         return HistogramSeries(self.bounds)
 
@@ -131,7 +131,7 @@ class LoopHistogram(_Family):
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
         for values, series in list(self._series.items()):
             cumulative, buckets = 0.0, []
-            for le, count in zip(self._les, series.counts, strict=True):  # type: ignore[union-attr]
+            for le, count in zip(self._les, series.counts, strict=True):
                 cumulative += count
                 buckets.append((le, cumulative))
             family.add_metric(values, buckets, series.sum)
