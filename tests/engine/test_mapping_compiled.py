@@ -12,9 +12,25 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from naftiko.engine.mapping import _NO_VALUE, OutputMapper, _Node, compile_outputs
+from naftiko.engine.mapping import (
+    _NO_VALUE,
+    _SCALAR_TYPES,
+    OutputMapper,
+    _Node,
+    coerce_scalar,
+    compile_outputs,
+)
 from naftiko.engine.templating import EMPTY_SCOPE, Scope
 from naftiko.spec.models import OutputParameter
+
+
+def finish(node: _Node, value: Any) -> Any:
+    """``_Node._finish`` as it was."""
+    if node.type in _SCALAR_TYPES:
+        value = coerce_scalar(value, node.type)
+    if node.max_length is not None and type(value) is str:
+        value = value[: node.max_length]
+    return value
 
 
 def interpret(node: _Node, document: Any, scope: Scope, in_container: bool) -> Any:
@@ -22,7 +38,7 @@ def interpret(node: _Node, document: Any, scope: Scope, in_container: bool) -> A
     if node.const is not _NO_VALUE:
         return node.const
     if node.value is not None and node.path is None:
-        return node._finish(node._mock_value(scope))
+        return finish(node, node._mock_value(scope))
     type_ = node.type
     if node.path is not None:
         document = node.path(document)
@@ -49,7 +65,7 @@ def interpret(node: _Node, document: Any, scope: Scope, in_container: bool) -> A
         if document is None:
             return None
         return {name: interpret(prop, document, scope, False) for name, prop in node.properties}
-    return node._finish(document)
+    return finish(node, document)
 
 
 def interpret_all(mapper: OutputMapper, document: Any) -> Any:

@@ -252,13 +252,7 @@ class _Node:
     properties: tuple[tuple[str, _Node], ...] | None
     items: _Node | None
     values: _Node | None
-
-    def _finish(self, value: Any) -> Any:
-        if self.type in _SCALAR_TYPES:
-            value = coerce_scalar(value, self.type)
-        if self.max_length is not None and type(value) is str:
-            value = value[: self.max_length]
-        return value
+    finish: Callable[[Any], Any]  # the declared type and maxLength applied (_finisher)
 
     # ------------------------------------------------------------------ mock
 
@@ -271,7 +265,7 @@ class _Node:
         if self.const is not _NO_VALUE:
             return self.const
         if self.value is not None:
-            return self._finish(self._mock_value(scope))
+            return self.finish(self._mock_value(scope))
         if self.type == "array" or (self.type is None and self.items is not None):
             element = self.items.mock(scope) if self.items is not None else None
             return [] if element is None else [element]
@@ -349,6 +343,7 @@ def _compile_node(param: OutputParameter, where: str) -> _Node:
         properties=properties,
         items=_compile_node(param.items, f"{where}.items") if param.items else None,
         values=_compile_node(param.values, f"{where}.values") if param.values else None,
+        finish=_finisher(type_, param.max_length),
     )
 
 
@@ -371,7 +366,8 @@ def _compile_shaper(node: _Node, in_container: bool) -> _Shaper:
         const = node.const
         return lambda _document, _scope: const
     if node.value is not None and node.path is None:
-        return lambda _document, scope: node._finish(node._mock_value(scope))
+        finish = node.finish
+        return lambda _document, scope: finish(node._mock_value(scope))
     select = node.path or _identity
     if (
         node.path is None
@@ -403,8 +399,8 @@ def _compile_shaper(node: _Node, in_container: bool) -> _Shaper:
             return {name: shape(found, scope) for name, shape in properties}
 
         return shape_object
-    finish = _finisher(node.type, node.max_length)
-    if finish is None:
+    finish = node.finish
+    if finish is _identity:
         return lambda document, _scope: select(document)
     return lambda document, _scope: finish(select(document))
 
@@ -425,8 +421,10 @@ def _array_shaper(select: Callable[[Any], Any], items: _Node | None) -> _Shaper:
     return shape_array
 
 
-def _finisher(type_: str | None, max_length: int | None) -> Callable[[Any], Any] | None:
-    """``_Node._finish`` for one declared type and length; None when it changes nothing.
+def _finisher(type_: str | None, max_length: int | None) -> Callable[[Any], Any]:
+    """A value as its parameter declares it: converted to the scalar ``type`` when that
+    loses nothing (:func:`coerce_scalar`), then cut to ``maxLength`` if a string;
+    :func:`_identity` when the declaration asks for neither.
 
     A value already of the declared type skips :func:`coerce_scalar` (which would return
     it unchanged): the usual case, a JSON string declared ``string``.
@@ -441,7 +439,7 @@ def _finisher(type_: str | None, max_length: int | None) -> Callable[[Any], Any]
             return coerce_scalar(value, type_)
 
     if max_length is None:
-        return coerce
+        return coerce or _identity
     if coerce is None:
         return lambda value: value[:max_length] if type(value) is str else value
 
