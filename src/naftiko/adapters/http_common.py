@@ -32,6 +32,7 @@ from naftiko.engine.types import JSON_MEDIA_TYPE, PROBLEM_MEDIA_TYPE, Problem
 from naftiko.observability import get_observer
 
 __all__ = [
+    "REQUEST_ID_BYTES",
     "REQUEST_ID_HEADER",
     "BodyTooLarge",
     "Outcome",
@@ -51,7 +52,7 @@ __all__ = [
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID_KEY = "naftiko.request_id"
-_REQUEST_ID_BYTES = REQUEST_ID_HEADER.lower().encode()
+REQUEST_ID_BYTES = REQUEST_ID_HEADER.lower().encode()  # as ASGI header names come
 _OUTCOME_KEY = "naftiko.outcome"
 # Letters, digits and a few punctuation marks; no spaces, quotes or control characters,
 # so an echoed id can neither split a header nor forge a log line.
@@ -66,7 +67,7 @@ def request_id_of(scope: Scope) -> str:
     request_id = None
     for name, value in scope.get("headers", ()):
         # The length test first: it skips ``lower()`` for nearly every header.
-        if len(name) == len(_REQUEST_ID_BYTES) and name.lower() == _REQUEST_ID_BYTES:
+        if len(name) == len(REQUEST_ID_BYTES) and name.lower() == REQUEST_ID_BYTES:
             request_id = sane_request_id(value.decode("latin-1"))
             break
     request_id = request_id or new_request_id()
@@ -184,8 +185,8 @@ class RequestObserverMiddleware:
             if message["type"] == "http.response.start":
                 status = int(message["status"])
                 headers = message.get("headers") or []
-                if not any(name.lower() == _REQUEST_ID_BYTES for name, _ in headers):
-                    message = {**message, "headers": [*headers, (_REQUEST_ID_BYTES, id_bytes)]}
+                if not any(name.lower() == REQUEST_ID_BYTES for name, _ in headers):
+                    message = {**message, "headers": [*headers, (REQUEST_ID_BYTES, id_bytes)]}
             await send(message)
 
         try:

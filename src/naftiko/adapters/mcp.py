@@ -72,7 +72,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from naftiko import __version__
 from naftiko.adapters import mcp_resources as res
-from naftiko.adapters.http_common import sane_request_id
+from naftiko.adapters.http_common import REQUEST_ID_BYTES, sane_request_id
 from naftiko.adapters.inbound_auth import (
     InboundAuthMiddleware,
     build_inbound_auth,
@@ -373,7 +373,6 @@ def _request_id(ctx: Any) -> str | None:
 _ACCEPT = b"accept"
 _CONTENT_TYPE = b"content-type"
 _CONTENT_LENGTH = b"content-length"
-_REQUEST_ID = b"x-request-id"
 _VERSION = MCP_PROTOCOL_VERSION_HEADER.encode()
 _ROUTING = frozenset({_VERSION, MCP_METHOD_HEADER.encode(), MCP_NAME_HEADER.encode()})
 _PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower().encode()
@@ -466,7 +465,7 @@ class ToolCallFastPath:
                 content_type = value if content_type is None else content_type
             elif key == _CONTENT_LENGTH:
                 length = value if length is None else length
-            elif key == _REQUEST_ID:
+            elif key == REQUEST_ID_BYTES:
                 request_id = value if request_id is None else request_id
             elif key.startswith(_PARAM_PREFIX):
                 eligible = False

@@ -61,7 +61,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from naftiko.adapters.http_common import (
-    REQUEST_ID_HEADER,
+    REQUEST_ID_BYTES,
     BodyTooLarge,
     Outcome,
     json_bytes,
@@ -445,7 +445,6 @@ _Reply = tuple[int, _Headers, bytes]
 
 _JSON_TYPE = (b"content-type", JSON_MEDIA_TYPE.encode())
 _PROBLEM_TYPE = (b"content-type", PROBLEM_MEDIA_TYPE.encode())
-_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 
 
 def _reply(status: int, headers: _Headers, body: bytes = b"") -> _Reply:
@@ -594,7 +593,7 @@ class _RestEndpoint:
                 )
                 reply = _problem_reply(_INTERNAL)
             status, headers, body = reply
-            headers = [*headers, (_REQUEST_ID, request_id.encode("latin-1"))]
+            headers = [*headers, (REQUEST_ID_BYTES, request_id.encode("latin-1"))]
             await send({"type": "http.response.start", "status": status, "headers": headers})
             # HEAD: the GET's status and headers (its Content-Length too), no body.
             body = b"" if scope["method"] == "HEAD" else body
