@@ -234,7 +234,7 @@ def log_request(
         attrs["lineno"] = _LINENO
         attrs["funcName"] = "log_request"
         attrs["created"] = now
-        attrs["msecs"] = int((now - int(now)) * 1000) + 0.0
+        attrs["msecs"] = _msecs(now) + 0.0
         attrs["relativeCreated"] = (now - logging._startTime) * 1000
         if logging.logThreads:
             attrs["thread"] = threading.get_ident()
@@ -301,6 +301,12 @@ def _write_directly(handler: BatchingStreamHandler, name: str, fields: tuple[Any
     finally:
         handler.release()
     return True
+
+
+def _msecs(created: float) -> int:
+    """``LogRecord.msecs`` of a record made at ``created`` (as a whole number): the record
+    way and the record-free way of the request line must write the same milliseconds."""
+    return int((created - int(created)) * 1000)
 
 
 def _process_name() -> str | None:
@@ -470,8 +476,8 @@ class TextFormatter(_Formatter):
     def request_line(
         self, levelname: str, name: str, created: float, fields: tuple[Any, ...]
     ) -> str | None:
-        msecs = int((created - int(created)) * 1000)  # as ``LogRecord.msecs``
-        return self._requests.text_line(levelname, name, msecs, self._stamp(created), fields)
+        stamp = self._stamp(created)
+        return self._requests.text_line(levelname, name, _msecs(created), stamp, fields)
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = self._stamp(record.created)
@@ -493,8 +499,8 @@ class JsonFormatter(_Formatter):
     def request_line(
         self, levelname: str, name: str, created: float, fields: tuple[Any, ...]
     ) -> str | None:
-        msecs = int((created - int(created)) * 1000)  # as ``LogRecord.msecs``
-        return self._requests.json_line(levelname, name, msecs, self._stamp(created), fields)
+        stamp = self._stamp(created)
+        return self._requests.json_line(levelname, name, _msecs(created), stamp, fields)
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = self._stamp(record.created)
