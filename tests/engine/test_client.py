@@ -17,6 +17,7 @@ from naftiko.engine.compile import compile_capability
 from naftiko.engine.invoke import Engine, kept_headers
 from naftiko.engine.settings import EngineSettings
 from naftiko.engine.types import ErrorKind, Inputs, Result
+from naftiko.engine.wire import ResponseHeaders
 from naftiko.spec.loader import load_capability
 from support.servers import LiveFake, closed_port
 
@@ -306,4 +307,24 @@ def test_kept_headers_never_include_set_cookie() -> None:
         "retry-after": "5",
         "x-ratelimit-remaining": "0",
         "x-tt-logid": "L1",
+    }
+
+
+def test_kept_headers_of_our_response_headers_are_those_of_httpx_headers() -> None:
+    raw = [
+        (b"Set-Cookie", b"a=b"),
+        (b"RateLimit-Limit", b"10"),
+        (b"retry-after", b"5"),
+        (b"X-Request-Id", b"r1"),
+        (b"X-Request-Id", b"r2"),
+        (b"ETag", b'"e"'),
+        (b"Server", b"caf\xc3\xa9"),
+    ]
+    ours = kept_headers(ResponseHeaders.of(raw))
+    assert ours == kept_headers(httpx.Headers(raw))
+    assert ours == {
+        "ratelimit-limit": "10",
+        "retry-after": "5",
+        "x-request-id": "r1, r2",
+        "etag": '"e"',
     }

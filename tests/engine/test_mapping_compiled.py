@@ -151,3 +151,35 @@ def test_compiled_shapers_give_what_the_interpreter_gave(
     got = mapper.apply(document)
     assert got == expected
     assert repr(got) == repr(expected)  # same types too: 1 vs 1.0 vs True
+
+
+key_leaf = st.fixed_dictionaries(
+    {"type": types, "mapping": st.sampled_from(["$.a", "$.b", "id", "$['n']", "$.items"])},
+    optional={"maxLength": st.integers(0, 4), "value": st.sampled_from(["fixed"])},
+)
+key_leaf_objects = st.fixed_dictionaries(
+    {"type": st.sampled_from([None, "object"]),
+     "properties": st.dictionaries(st.sampled_from(KEYS), key_leaf, min_size=1, max_size=4)},
+    optional={"mapping": st.sampled_from(["$", "$.a", "$.items[0]"])},
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(key_leaf_objects, documents)
+@example(
+    {"type": "object", "properties": {"a": {"type": "integer", "mapping": "$.a"},
+                                      "b": {"type": "string", "mapping": "$.b", "maxLength": 1}}},
+    {"a": "7", "b": 123},
+)
+@example(
+    {"mapping": "$.a", "properties": {"n": {"type": "string", "mapping": "$.n"}}},
+    {"a": "text", "b": 1},
+)
+def test_objects_of_key_leaves_give_what_the_interpreter_gave(
+    param: dict[str, Any], document: Any
+) -> None:
+    """The commonest shape (every property ``$.key`` of a scalar) has its own shaper."""
+    mapper = compile_outputs([OutputParameter.model_validate(param)])
+    expected = interpret_all(mapper, document)
+    got = mapper.apply(document)
+    assert repr(got) == repr(expected)

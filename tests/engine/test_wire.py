@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 from urllib.parse import urlencode
 
@@ -10,14 +11,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from naftiko.engine.consumes import compile_path
 from naftiko.engine.outbound_auth import (
     ApiKeyOutboundAuth,
     BasicOutboundAuth,
     BearerOutboundAuth,
     DigestOutboundAuth,
+    OAuth2TokenCache,
 )
-from naftiko.engine.request import UpstreamRequest, form_encode
+from naftiko.engine.plans import ConsumesPlan, OperationPlan, ParamPlan
+from naftiko.engine.request import RequestError, UpstreamRequest, build_request, form_encode
+from naftiko.engine.settings import EngineSettings
+from naftiko.engine.templating import Scope
 from naftiko.engine.transport import WireRequest, wire_request
+from naftiko.engine.types import Inputs
 from naftiko.engine.wire import ResponseHeaders, wire_of
 
 TIMEOUT = httpx.Timeout(connect=3, read=20, write=20, pool=3)
@@ -152,3 +159,70 @@ def test_a_body_nested_beyond_the_encoder_is_a_request_error() -> None:
         deep = [deep]
     with pytest.raises(RequestError, match="nested too deeply"):
         _json_body(deep)
+
+
+# ---------------------------------------------------------------- requests the engine built
+
+BASES = [
+    "http://127.0.0.1:8080",
+    "https://api.example.com/",
+    "https://API.Example.com:443/v2",
+    "http://[::1]:9000/base/path/",
+    "http://a.example/sp ace",  # httpx escapes the space: never plain
+    "http://a.example/x/..",  # httpx removes dot segments: never plain
+    "http://user:pw@a.example",  # credentials: httpx's Basic auth
+]
+TEMPLATES = [
+    "",
+    "/",
+    "/v1/users/{id}/videos/",
+    "v1/{{id}}",
+    "/{id}{other}",
+    "/./{id}",
+    "/a/../{id}",
+    "/{id}/.",
+    "/q?fixed=1&x={id}",
+    "/frag#{id}",
+    "/quote\"{id}",
+]
+values = st.text(alphabet="abcXYZ019-._~%20:@!$&'()*+,;=/é ?#{}`\"<>\r", min_size=1, max_size=8)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    base=st.sampled_from(BASES),
+    template=st.sampled_from(TEMPLATES),
+    path_values=st.tuples(values, values),
+    query=st.lists(st.tuples(st.sampled_from(["q", "cursor", "a b"]), values), max_size=3),
+)
+async def test_the_plain_origin_shortcut_writes_what_examining_the_url_writes(
+    base: str, template: str, path_values: tuple[str, str], query: list[tuple[str, str]]
+) -> None:
+    """``UpstreamRequest.plain`` skips ``_locate``: the bytes must be the same as without
+    it, and as httpx's, for every base, template and value."""
+    operation = OperationPlan(
+        namespace="api",
+        name="op",
+        method="GET",
+        path=compile_path(template),
+        params=tuple(ParamPlan(name, "query", None, None, False, None) for name, _ in query),
+        body=None,
+        output_raw_format=None,
+        output_schema=None,
+        base_dir=".",
+    )
+    consumes = ConsumesPlan("api", base, (), None, None, True, {"op": operation})
+    inputs = {"id": path_values[0], "other": path_values[1], **dict(query)}
+    try:
+        built = build_request(
+            operation, consumes, Scope(inputs=inputs), Inputs(values=inputs),
+            EngineSettings(), OAuth2TokenCache(),
+        )
+    except RequestError:
+        return  # refused before any URL exists (a '.' or '..' segment)
+    request = built.request
+    examined = wire_of(dataclasses.replace(request, plain=None), None, TIMEOUT)
+    assert wire_of(request, None, TIMEOUT) == examined
+    if request.plain is not None:
+        assert examined is not None
+        assert examined == await httpx_wire(request)

@@ -74,7 +74,7 @@ from naftiko.adapters.inbound_auth import InboundAuth, build_inbound_auth
 from naftiko.adapters.openapi import OPENAPI_PATH, build_openapi, is_whole_body, openapi_info
 from naftiko.adapters.settings import AdapterSettings
 from naftiko.engine import json_codec
-from naftiko.engine.coerce import coerce_text
+from naftiko.engine.coerce import coerce_text, schema_type
 from naftiko.engine.routes import route_pattern
 from naftiko.engine.types import (
     JSON_MEDIA_TYPE,
@@ -128,13 +128,23 @@ class _Operation:
 
     unit: Unit
     reads_fields: bool  # declares fields of a JSON or form body: a text/bytes body is a 415
+    declared: frozenset[str]  # the names of its inputs
+    # Each input, and whether its declared type takes one text value as it is (string or
+    # untyped): ``coerce_text`` would return it unchanged.
+    inputs: tuple[tuple[InputField, bool], ...]
 
     @classmethod
     def of(cls, unit: Unit) -> _Operation:
         reads_fields = any(
             f.location == "body" and not f.derived and not is_whole_body(f) for f in unit.inputs
         )
-        return cls(unit, reads_fields)
+        declared = frozenset(f.name for f in unit.inputs)
+        inputs = tuple((f, schema_type(f.schema) not in _CONVERTED_TYPES) for f in unit.inputs)
+        return cls(unit, reads_fields, declared, inputs)
+
+
+# The declared types ``coerce_text`` converts text to (any other passes through).
+_CONVERTED_TYPES = frozenset({"array", "integer", "number", "boolean", "object", "null"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,7 +370,9 @@ def _parse_query(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _coerce(field: InputField, text: str | list[str]) -> Any:
+def _coerce(field: InputField, text: str | list[str], as_is: bool = False) -> Any:
+    if as_is and type(text) is str:
+        return text
     try:
         return coerce_text(field, text)
     except ValueError as exc:
@@ -376,29 +388,28 @@ def _one_or_many(values: list[str]) -> str | list[str]:
 
 
 def _values(
-    unit: Unit, request: _Incoming, params: Mapping[str, str], body: Any, kind: str
+    operation: _Operation, request: _Incoming, params: Mapping[str, str], body: Any, kind: str
 ) -> dict[str, Any]:
     """Declared inputs from their locations, then lenient undeclared ones (declared win)."""
     values: dict[str, Any] = {}
-    declared: set[str] = set()
+    declared = operation.declared
     text_body = kind in ("form", "multipart")
-    for field in unit.inputs:
-        declared.add(field.name)
+    for field, as_is in operation.inputs:
         if field.location == "path":
             if field.name in params:
-                values[field.name] = _coerce(field, params[field.name])
+                values[field.name] = _coerce(field, params[field.name], as_is)
         elif field.location == "query":
             found = request.query_list(field.name)
             if found:
-                values[field.name] = _coerce(field, _one_or_many(found))
+                values[field.name] = _coerce(field, _one_or_many(found), as_is)
         elif field.location == "header":
             found = request.header_values(field.name.lower())
             if found:
-                values[field.name] = _coerce(field, _one_or_many(found))
+                values[field.name] = _coerce(field, _one_or_many(found), as_is)
         elif field.location == "cookie":
             cookie = request.cookies().get(field.name)
             if cookie is not None:
-                values[field.name] = _coerce(field, cookie)
+                values[field.name] = _coerce(field, cookie, as_is)
         elif is_whole_body(field):
             if body is not None:
                 values[field.name] = body
@@ -407,7 +418,7 @@ def _values(
             is_text = isinstance(value, str) or (
                 isinstance(value, list) and all(isinstance(v, str) for v in value)
             )
-            values[field.name] = _coerce(field, value) if text_body and is_text else value
+            values[field.name] = _coerce(field, value, as_is) if text_body and is_text else value
     lenient: list[tuple[str, Any]] = list(params.items())
     lenient += request.query if request.query_string else []  # setdefault keeps the first
     if isinstance(body, dict):
@@ -661,7 +672,7 @@ class _RestEndpoint:
                 body, kind = _parse_body(raw, media, charset)
             _check_media_type(operation, kind, media)
             inputs = Inputs(
-                values=_values(operation.unit, request, params, body, kind),
+                values=_values(operation, request, params, body, kind),
                 body=body,
                 media_type=content_type,
                 headers=request.headers,

@@ -59,12 +59,13 @@ _BODY_KINDS = {
 
 def compile_path(text: str) -> PathTemplate:
     """Split a path into literal text and variables (``{x}`` and ``{{x}}``)."""
-    parts: list[str | tuple[str]] = []
+    parts: list[str | tuple[str, str]] = []
     last = 0
     for match in _VAR.finditer(text):
         if match.start() > last:
             parts.append(text[last : match.start()])
-        parts.append(((match.group(1) or match.group(2)).strip(),))
+        name = (match.group(1) or match.group(2)).strip()
+        parts.append((name, name.rsplit(".", 1)[-1]))
         last = match.end()
     if last < len(text):
         parts.append(text[last:])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import re
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -123,7 +124,13 @@ def _key_getter(key: str) -> Callable[[Any], Any]:
     def get(document: Any) -> Any:
         return document.get(key) if isinstance(document, dict) else None
 
+    _KEYS[get] = key
     return get
+
+
+# The key of every function ``_key_getter`` made, so that an object whose properties
+# read one key each can do the lookups itself (``_key_leaves``).
+_KEYS: weakref.WeakKeyDictionary[Callable[[Any], Any], str] = weakref.WeakKeyDictionary()
 
 
 def _identity(document: Any) -> Any:
@@ -390,6 +397,9 @@ def _compile_shaper(node: _Node, in_container: bool) -> _Shaper:
 
         return shape_map
     if node.properties is not None:
+        leaves = _key_leaves(node.properties)
+        if leaves is not None:
+            return _key_leaves_shaper(select, leaves)
         properties = tuple((name, _compile_shaper(prop, False)) for name, prop in node.properties)
 
         def shape_object(document: Any, scope: Scope) -> Any:
@@ -403,6 +413,45 @@ def _compile_shaper(node: _Node, in_container: bool) -> _Shaper:
     if finish is _identity:
         return lambda document, _scope: select(document)
     return lambda document, _scope: finish(select(document))
+
+
+def _key_leaves(
+    properties: tuple[tuple[str, _Node], ...],
+) -> tuple[tuple[str, str, Callable[[Any], Any]], ...] | None:
+    """``(name, key, finish)`` of each property when every one is a typed scalar read
+    from one key of the object (``mapping: $.key``), the commonest shape; else None."""
+    leaves = []
+    for name, prop in properties:
+        key = _KEYS.get(prop.path) if prop.path is not None else None
+        if (
+            key is None
+            or prop.const is not _NO_VALUE
+            or prop.type == "array"
+            or prop.items is not None
+            or prop.values is not None
+            or prop.properties is not None
+        ):
+            return None
+        leaves.append((name, key, prop.finish))
+    return tuple(leaves)
+
+
+def _key_leaves_shaper(
+    select: Callable[[Any], Any], leaves: tuple[tuple[str, str, Callable[[Any], Any]], ...]
+) -> _Shaper:
+    """What the general object shaper gives for :func:`_key_leaves` properties, with
+    the lookups done here instead of through one shaper and one getter per property."""
+
+    def shape_key_leaves(document: Any, _scope: Scope) -> Any:
+        found = select(document)
+        if found is None:
+            return None
+        if not isinstance(found, dict):
+            return {name: finish(None) for name, _, finish in leaves}
+        get = found.get
+        return {name: finish(get(key)) for name, key, finish in leaves}
+
+    return shape_key_leaves
 
 
 def _array_shaper(select: Callable[[Any], Any], items: _Node | None) -> _Shaper:

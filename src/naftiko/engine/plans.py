@@ -53,14 +53,22 @@ class ParamPlan:
     type: str | None
     required: bool
     description: str | None
+    # Where it lands on the request: a later level's parameter with the same slot replaces
+    # an earlier one (header names compare without case).
+    slot: tuple[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        name = self.name.lower() if self.location == "header" else self.name
+        object.__setattr__(self, "slot", (self.location, name))
 
 
 @dataclass(frozen=True, slots=True)
 class PathTemplate:
-    """A URL path with ``{x}``/``{{x}}`` variables: literal text and ``(name,)`` parts."""
+    """A URL path with ``{x}``/``{{x}}`` variables: literal text and ``(name, shown)``
+    parts (``shown``: the name a caller knows, ``id`` for ``tools.id``)."""
 
     text: str
-    parts: tuple[str | tuple[str], ...]
+    parts: tuple[str | tuple[str, str], ...]
 
     @property
     def variables(self) -> tuple[str, ...]:

@@ -28,6 +28,7 @@ from naftiko.engine.plans import BodyPlan, ConsumesPlan, OperationPlan, ParamPla
 from naftiko.engine.settings import EngineSettings
 from naftiko.engine.templating import MISSING, Scope, Template, format_value
 from naftiko.engine.types import STATUS, ErrorKind, Inputs, Problem
+from naftiko.engine.wire import plain_origin
 
 __all__ = [
     "BuiltRequest",
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+# Characters ``quote`` and ``quote_plus`` leave alone: most ids, keys and values need no
+# quoting (and skip it: 3x faster on tokens and ids).
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
@@ -89,6 +93,10 @@ class UpstreamRequest:
     headers: dict[str, str]
     content: bytes | None = None
     files: _Files | None = None
+    # Set when ``url`` was built from a base URI and path template known to need none of
+    # httpx's URL rules (``naftiko.engine.wire.plain_origin``): origin, Host header and
+    # where the request target starts in ``url``.
+    plain: tuple[tuple[bytes, str, int], bytes, int] | None = None
 
     def to_httpx(self) -> httpx.Request:
         kwargs: dict[str, Any] = {}
@@ -118,22 +126,23 @@ def _text(value: Any) -> str:
 
 
 def _segment(name: str, value: Any) -> str:
+    """``value`` as one path segment: what ``quote(text, safe="")`` gives, which leaves
+    exactly the characters of :data:`_UNRESERVED` alone (so ids skip the quoting)."""
     text = _text(value)
     if text in (".", ".."):
         raise RequestError(f"path parameter '{name}' cannot be '{text}'", parameter=name)
-    return quote(text, safe="")
+    return text if _UNRESERVED.fullmatch(text) else quote(text, safe="")
 
 
 def render_path(path: PathTemplate, scope: Scope) -> str:
     """The path with each variable encoded as one segment; a missing one is refused."""
     out = []
     for part in path.parts:
-        if isinstance(part, str):
+        if type(part) is str:
             out.append(part)
             continue
-        name = part[0]
+        name, shown = part  # ``shown``: ``tools.id`` is the caller's ``id``
         value = scope.lookup(name)
-        shown = name.rsplit(".", 1)[-1]  # ``tools.id`` is the caller's ``id``
         if _absent(value):
             raise RequestError(f"path parameter '{shown}' is required", parameter=shown)
         out.append(_segment(shown, value))
@@ -249,12 +258,8 @@ def _form_pairs(value: Mapping[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-# Characters ``quote_plus`` leaves alone: most form keys and values need no quoting.
-_FORM_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")
-
-
 def _form_quote(text: str) -> str:
-    return text if _FORM_SAFE.fullmatch(text) else quote_plus(text)
+    return text if _UNRESERVED.fullmatch(text) else quote_plus(text)
 
 
 def form_encode(pairs: list[tuple[str, str]]) -> str:
@@ -424,12 +429,7 @@ def build_request(
             continue
         resolved[param.name] = value
         # A later level (operation over resource over consumes) replaces an earlier one.
-        placed[
-            (param.location, param.name.lower() if param.location == "header" else param.name)
-        ] = (
-            param,
-            value,
-        )
+        placed[param.slot] = (param, value)
     # Written back so that the path, body and auth templates see consumes-level values.
     scope = scope.with_child(with_values={**scope.with_values, **resolved})
 
@@ -470,6 +470,8 @@ def build_request(
     else:
         body = _Body()
     request = UpstreamRequest(operation.method.upper(), url, headers)
+    if base:
+        request.plain = plain_origin(base, operation.path)
     if body.files is not None:
         if body.files:
             request.files = body.files

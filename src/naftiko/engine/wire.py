@@ -14,14 +14,17 @@ header set by the document, multipart, auth that is more than one header) return
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from naftiko.engine.request import UpstreamRequest
 from naftiko.engine.transport import WireRequest, checked_head
 
-__all__ = ["ResponseHeaders", "wire_of"]
+if TYPE_CHECKING:
+    from naftiko.engine.plans import PathTemplate
+    from naftiko.engine.request import UpstreamRequest
+
+__all__ = ["ResponseHeaders", "plain_origin", "wire_of"]
 
 _Origin = tuple[bytes, str, int]
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
@@ -42,6 +45,8 @@ _FRAMING = frozenset({"host", "content-length", "transfer-encoding"})
 # scheme://authority -> (origin, Host header value), or None when httpx must handle it.
 _authorities: dict[str, tuple[_Origin, bytes] | None] = {}
 _MAX_AUTHORITIES = 1024  # base URIs come from documents: a handful per process
+# (base URI, path template) -> what ``plain_origin`` found; as few as the operations.
+_plain: dict[tuple[str, str], tuple[_Origin, bytes, int] | None] = {}
 
 
 def wire_of(
@@ -50,10 +55,17 @@ def wire_of(
     """``request`` as httpx would write it (``auth`` applied), or None to use httpx."""
     if request.files:
         return None
-    located = _locate(request.url)
-    if located is None:
-        return None
-    origin, host, target = located
+    plain = request.plain
+    if plain is not None and len(request.url) <= _MAX_URL:
+        origin, host, start = plain
+        target = request.url[start:].encode("ascii")
+        if target[:1] != b"/":  # the origin's own URL, or a query right after it
+            target = b"/" + target
+    else:
+        located = _locate(request.url)
+        if located is None:
+            return None
+        origin, host, target = located
     headers: list[tuple[str, str]] = list(request.headers.items())
     if auth is not None:
         header = getattr(auth, "header", None)
@@ -111,6 +123,37 @@ def _locate(url: str) -> tuple[_Origin, bytes, bytes] | None:
     return known[0], known[1], target.encode("ascii")
 
 
+def plain_origin(base: str, path: PathTemplate) -> tuple[_Origin, bytes, int] | None:
+    """Origin, Host header and where the request target starts, shared by every URL
+    that ``naftiko.engine.request`` builds from ``base`` and ``path``, when no such URL
+    needs httpx's rules; else None (then each URL is examined on its own).
+
+    Those URLs differ only in their variables, each written as one percent-encoded
+    segment (unreserved characters and ``%XX``, never ``.`` or ``..`` alone), and in a
+    form-encoded query: the characters ``_locate`` examines all come from ``base`` and
+    the template's literal text, so examining one URL with ``x`` for every variable
+    answers for all of them. A ``?`` or ``#`` in that text would move the query.
+    """
+    key = (base, path.text)
+    known = _plain.get(key, False)
+    if known is not False:
+        return known
+    from naftiko.engine.request import join_url  # request imports this module
+
+    sample = join_url(base, "".join(p if type(p) is str else "x" for p in path.parts))
+    found = None
+    start = sample.find("://")
+    if start >= 0 and "?" not in sample and "#" not in sample:
+        located = _locate(sample)
+        if located is not None:
+            end = sample.find("/", start + 3)
+            found = (located[0], located[1], len(sample) if end < 0 else end)
+    if len(_plain) >= _MAX_AUTHORITIES:
+        _plain.clear()
+    _plain[key] = found
+    return found
+
+
 def _parse_authority(authority: str) -> tuple[_Origin, bytes] | None:
     try:
         parsed = httpx.URL(authority + "/")
@@ -144,7 +187,18 @@ class ResponseHeaders(dict[str, str]):
 
     @classmethod
     def of(cls, raw: list[tuple[bytes, bytes]]) -> ResponseHeaders:
-        encoding = _encoding(raw)
+        headers = cls()
+        for name, value in raw:
+            if not (name.isascii() and value.isascii()):  # rare: decode as httpx does
+                return cls._decoded(raw, _encoding(raw))
+            key = name.lower().decode("ascii")
+            text = value.decode("ascii")
+            previous = dict.get(headers, key)
+            dict.__setitem__(headers, key, text if previous is None else f"{previous}, {text}")
+        return headers
+
+    @classmethod
+    def _decoded(cls, raw: list[tuple[bytes, bytes]], encoding: str) -> ResponseHeaders:
         headers = cls()
         for name, value in raw:
             key = name.decode(encoding).lower()
