@@ -37,6 +37,7 @@ from naftiko.engine.types import (
 )
 from naftiko.runtime import heap
 from naftiko.runtime.config import RuntimeConfig
+from naftiko.runtime.http_protocol import CoalescingHttpToolsProtocol
 from naftiko.runtime.logs import Redactor
 from naftiko.runtime.metrics import METRICS_CONTENT_TYPE, Metrics
 from naftiko.runtime.plan import (
@@ -274,9 +275,12 @@ class Runtime:
         ``proxy_headers=False``: uvicorn would otherwise rewrite the scope's client and
         scheme from ``X-Forwarded-For``/``-Proto`` sent by any local peer, on every request.
         Nothing of ours reads either, and trusting a proxy should be configured explicitly.
+        The protocol is uvicorn's httptools one, with the head and body of a response
+        written as one (:mod:`naftiko.runtime.http_protocol`).
         """
         return uvicorn.Config(
             app,
+            http=CoalescingHttpToolsProtocol,
             lifespan="on",
             log_config=None,
             access_log=False,
