@@ -177,23 +177,6 @@ async def send(
     the observer.
     """
     started = time.perf_counter()
-    method = request.method
-    where = f"'{namespace}' ({operation})"
-    status: int | None = None
-
-    def report(outcome: str) -> None:
-        get_observer().upstream_finished(
-            namespace=namespace,
-            method=method,
-            status=status,
-            outcome=outcome,
-            duration_s=time.perf_counter() - started,
-        )
-
-    def failed(kind: ErrorKind, reason: str, *, title: str | None = None) -> Problem:
-        report(kind.value)
-        return _problem(kind, title or _TITLES[kind], f"upstream {where}{reason}")
-
     limit = settings.max_response_bytes
     try:
         route = await _route(client, request, auth, settings)
@@ -205,25 +188,51 @@ async def send(
                 status, headers, content = await _send_with_client(
                     client, route, auth, settings, limit
                 )
-    except _Redirected as exc:
-        status = exc.status
-        return failed(ErrorKind.BAD_UPSTREAM_RESPONSE, " redirected (redirects are not followed)")
-    except TimeoutError:
+    except Exception as exc:
+        kind, reason, title, status = _failure(exc, settings, limit)
+        _report(namespace, request.method, status, kind.value, started)
+        detail = f"upstream '{namespace}' ({operation}){reason}"
+        return _problem(kind, title or _TITLES[kind], detail)
+    _report(namespace, request.method, status, "ok" if status < 400 else _UPSTREAM, started)
+    return UpstreamResponse(status=status, headers=headers, content=content)
+
+
+_UPSTREAM = ErrorKind.UPSTREAM.value
+
+
+def _report(namespace: str, method: str, status: int | None, outcome: str, started: float) -> None:
+    get_observer().upstream_finished(
+        namespace=namespace,
+        method=method,
+        status=status,
+        outcome=outcome,
+        duration_s=time.perf_counter() - started,
+    )
+
+
+def _failure(
+    exc: Exception, settings: EngineSettings, limit: int
+) -> tuple[ErrorKind, str, str | None, int | None]:
+    """``(kind, reason, title or None, upstream status)`` of a failed exchange; re-raises
+    what is not a transport failure (a defect: the engine reports it as one)."""
+    if isinstance(exc, _Redirected):
+        reason = " redirected (redirects are not followed)"
+        return ErrorKind.BAD_UPSTREAM_RESPONSE, reason, None, exc.status
+    if isinstance(exc, TimeoutError):
         reason = f": no complete response within {settings.total_timeout_s:g}s"
-        return failed(ErrorKind.TIMEOUT, reason)
-    except (_TooLarge, ResponseTooLarge) as exc:
-        status = exc.status
-        return failed(ErrorKind.BAD_UPSTREAM_RESPONSE, f": response larger than {limit} bytes")
-    except OutboundAuthError as exc:
+        return ErrorKind.TIMEOUT, reason, None, None
+    if isinstance(exc, (_TooLarge, ResponseTooLarge)):
+        reason = f": response larger than {limit} bytes"
+        return ErrorKind.BAD_UPSTREAM_RESPONSE, reason, None, exc.status
+    if isinstance(exc, OutboundAuthError):
         # Its message is written to be safe (no secret, no token endpoint body); no
         # upstream status: the credentials were never obtained.
         kind = ErrorKind.UNREACHABLE if exc.status is None else ErrorKind.BAD_UPSTREAM_RESPONSE
-        return failed(kind, f": {exc}", title="Upstream credentials unavailable")
-    except httpx.HTTPError as exc:
+        return kind, f": {exc}", "Upstream credentials unavailable", None
+    if isinstance(exc, httpx.HTTPError):
         kind, reason = _classify(exc, settings)
-        return failed(kind, f": {reason}")
-    report("ok" if status < 400 else ErrorKind.UPSTREAM.value)
-    return UpstreamResponse(status=status, headers=headers, content=content)
+        return kind, f": {reason}", None, None
+    raise exc
 
 
 def _direct_transport(
