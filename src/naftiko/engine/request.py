@@ -170,10 +170,12 @@ def _with_query(target: str, query: list[tuple[str, str]]) -> str:
     if "?" in target or "#" in target:
         return str(httpx.URL(target).copy_merge_params(query))
     # What ``str(httpx.QueryParams(query))`` gives: repeated names grouped at the first.
-    grouped: dict[str, list[str]] = {}
-    for name, value in query:
-        grouped.setdefault(name, []).append(value)
-    return f"{target}?{form_encode([(n, v) for n, vs in grouped.items() for v in vs])}"
+    if len(query) > 1 and len({name for name, _ in query}) < len(query):
+        grouped: dict[str, list[str]] = {}
+        for name, value in query:
+            grouped.setdefault(name, []).append(value)
+        query = [(n, v) for n, vs in grouped.items() for v in vs]
+    return f"{target}?{form_encode(query)}"
 
 
 def _check_header(name: str, value: str) -> str:
@@ -443,7 +445,10 @@ def build_request(
     for (location, _), (param, value) in placed.items():
         name = param.name
         if location == "query":
-            query.extend(_query_pairs(name, value))
+            if isinstance(value, (list, tuple)):
+                query.extend(_query_pairs(name, value))
+            else:
+                query.append((name, _text(value)))
         elif location == "header":
             headers[name] = _check_header(name, _header_value(value))
         elif location == "cookie":

@@ -187,25 +187,23 @@ class ResponseHeaders(dict[str, str]):
 
     @classmethod
     def of(cls, raw: list[tuple[bytes, bytes]]) -> ResponseHeaders:
-        headers = cls()
+        joined: dict[str, str] = {}  # a plain dict while filling: its own methods are fast
         for name, value in raw:
             if not (name.isascii() and value.isascii()):  # rare: decode as httpx does
                 return cls._decoded(raw, _encoding(raw))
             key = name.lower().decode("ascii")
             text = value.decode("ascii")
-            previous = dict.get(headers, key)
-            dict.__setitem__(headers, key, text if previous is None else f"{previous}, {text}")
-        return headers
+            joined[key] = f"{joined[key]}, {text}" if key in joined else text
+        return cls(joined)
 
     @classmethod
     def _decoded(cls, raw: list[tuple[bytes, bytes]], encoding: str) -> ResponseHeaders:
-        headers = cls()
+        joined: dict[str, str] = {}
         for name, value in raw:
             key = name.decode(encoding).lower()
             text = value.decode(encoding)
-            previous = dict.get(headers, key)
-            dict.__setitem__(headers, key, text if previous is None else f"{previous}, {text}")
-        return headers
+            joined[key] = f"{joined[key]}, {text}" if key in joined else text
+        return cls(joined)
 
     def __getitem__(self, key: str) -> str:
         return dict.__getitem__(self, key.lower())
