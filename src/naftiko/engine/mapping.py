@@ -415,11 +415,14 @@ def _compile_shaper(node: _Node, in_container: bool) -> _Shaper:
     return lambda document, _scope: finish(select(document))
 
 
-def _key_leaves(
-    properties: tuple[tuple[str, _Node], ...],
-) -> tuple[tuple[str, str, Callable[[Any], Any]], ...] | None:
-    """``(name, key, finish)`` of each property when every one is a typed scalar read
-    from one key of the object (``mapping: $.key``), the commonest shape; else None."""
+_Leaf = tuple[str, str, "tuple[type, ...] | None", Callable[[Any], Any]]
+
+
+def _key_leaves(properties: tuple[tuple[str, _Node], ...]) -> tuple[_Leaf, ...] | None:
+    """``(name, key, passes, finish)`` of each property when every one is a scalar read
+    from one key of the object (``mapping: $.key``), the commonest shape; else None.
+    ``passes``: the types its finisher returns unchanged (None: every value), so that
+    the usual value, already of the declared type, skips the call."""
     leaves = []
     for name, prop in properties:
         key = _KEYS.get(prop.path) if prop.path is not None else None
@@ -432,24 +435,32 @@ def _key_leaves(
             or prop.properties is not None
         ):
             return None
-        leaves.append((name, key, prop.finish))
+        passes: tuple[type, ...] | None = ()
+        if prop.finish is _identity:
+            passes = None
+        elif prop.type in _SCALAR_TYPES and prop.max_length is None:
+            passes = _NATIVE_OF[prop.type]  # what ``_finisher``'s coerce keeps as it is
+        leaves.append((name, key, passes, prop.finish))
     return tuple(leaves)
 
 
-def _key_leaves_shaper(
-    select: Callable[[Any], Any], leaves: tuple[tuple[str, str, Callable[[Any], Any]], ...]
-) -> _Shaper:
+def _key_leaves_shaper(select: Callable[[Any], Any], leaves: tuple[_Leaf, ...]) -> _Shaper:
     """What the general object shaper gives for :func:`_key_leaves` properties, with
-    the lookups done here instead of through one shaper and one getter per property."""
+    the lookups and type checks done here instead of through one shaper, one getter
+    and one finisher per property."""
 
     def shape_key_leaves(document: Any, _scope: Scope) -> Any:
         found = select(document)
         if found is None:
             return None
         if not isinstance(found, dict):
-            return {name: finish(None) for name, _, finish in leaves}
+            return {name: finish(None) for name, _, _, finish in leaves}
         get = found.get
-        return {name: finish(get(key)) for name, key, finish in leaves}
+        shaped = {}
+        for name, key, passes, finish in leaves:
+            value = get(key)
+            shaped[name] = value if passes is None or type(value) in passes else finish(value)
+        return shaped
 
     return shape_key_leaves
 
