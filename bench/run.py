@@ -88,6 +88,7 @@ class Profile:
 
     duration_s: float
     warmup_s: float
+    rounds: int  # REST servers are measured in interleaved rounds of duration_s / rounds
     connections: int
     rate_connections: int
     calibrate_s: float
@@ -99,10 +100,10 @@ class Profile:
     @classmethod
     def for_mode(cls, quick: bool) -> Profile:
         if quick:
-            return cls(duration_s=1, warmup_s=1, connections=16, rate_connections=4,
+            return cls(duration_s=1, warmup_s=1, rounds=1, connections=16, rate_connections=4,
                        calibrate_s=1, startup_repeats=1, memory_requests=2000,
                        memory_warm_requests=400, profile_s=0)
-        return cls(duration_s=10, warmup_s=2, connections=32, rate_connections=8,
+        return cls(duration_s=12, warmup_s=2, rounds=4, connections=32, rate_connections=8,
                    calibrate_s=3, startup_repeats=3, memory_requests=100_000,
                    memory_warm_requests=10_000, profile_s=8)
 
@@ -197,6 +198,14 @@ class Bench:
                    headers={"Content-Type": "application/x-www-form-urlencoded"})
 
     def rest(self) -> None:
+        """Every REST server at once, each measured in interleaved rounds.
+
+        The machine is shared and drifts by ±10% over a minute; measured one after the
+        other, a server that happens to run in a slow minute loses. All servers start
+        first (idle ones cost nothing on their shared core); then each round measures
+        every (server, shape) once, in a rotated order, and each row is the median of
+        its rounds.
+        """
         assert self.upstream is not None
         up = self.upstream
         form = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -208,48 +217,82 @@ class Bench:
             return {"post": Request(base + TOKEN_PATH, "POST", TOKEN_FORM, form),
                     "get": Request(f"{base}/v2/users/u123/videos/?{VIDEOS_QUERY}")}
 
+        def naftiko_requests(server: Started) -> dict[str, Request]:
+            rest = server.urls["bench-rest"]
+            requests = {"post": Request(rest + "/v1/oauth/token", "POST", TOKEN_JSON,
+                                        {"Content-Type": "application/json"}),
+                        "get": Request(f"{rest}/v1/users/u123/videos?{VIDEOS_QUERY}")}
+            post, get = requests["post"], requests["get"]
+            self.check(post.url, method="POST", body=post.body, headers=dict(post.headers))
+            self.check(get.url, expect="has_more")
+            return requests
+
         for shape, request in upstream_requests(up.url).items():
             shapes[shape]["upstream"] = self.measure(request, up.service.pids).to_dict()
 
-        if self.tools.nginx:
-            port = free_port()
-            proxy = start_nginx(self.scratch, "proxy", proxy_conf(self.scratch, port,
-                                int(up.url.rsplit(":", 1)[1])), port, self.cores.server)
-            try:
-                for shape, request in upstream_requests(f"http://127.0.0.1:{port}").items():
-                    shapes[shape]["nginx_proxy"] = self.measure(request, proxy.pids).to_dict()
-            finally:
-                proxy.stop()
-        else:
-            self.skip("REST nginx reverse proxy", "nginx not available")
-
-        floor = start_stack_floor(self.python, up.url, free_port(), log_dir=self.scratch,
-                                  cpu=self.cores.server, env=self.env)
+        # label -> (requests by shape, server pids, how to stop it)
+        servers: dict[str, tuple[dict[str, Request], Callable[[], list[int]], Any]] = {}
+        ours: Started | None = None
         try:
-            for shape, request in upstream_requests(floor.urls["rest"]).items():
-                shapes[shape]["stack_floor"] = self.measure(request, floor.service.pids).to_dict()
-        finally:
-            floor.service.stop()
-
-        variants = [("naftiko", "info")] + ([] if self.quick else [("naftiko_log_warning",
-                                                                    "warning")])
-        for label, level in variants:
-            server = self.start_bench_naftiko(level)
-            try:
-                rest = server.urls["bench-rest"]
-                post = Request(rest + "/v1/oauth/token", "POST", TOKEN_JSON,
-                               {"Content-Type": "application/json"})
-                get = Request(f"{rest}/v1/users/u123/videos?{VIDEOS_QUERY}")
-                self.check(post.url, method="POST", body=post.body, headers=dict(post.headers))
-                self.check(get.url, expect="has_more")
-                saturated = self.measure(post, server.service.pids)
-                shapes["post"][label] = saturated.to_dict()
-                shapes["get"][label] = self.measure(get, server.service.pids).to_dict()
+            if self.tools.nginx:
+                port = free_port()
+                proxy = start_nginx(self.scratch, "proxy", proxy_conf(self.scratch, port,
+                                    int(up.url.rsplit(":", 1)[1])), port, self.cores.server)
+                servers["nginx_proxy"] = (upstream_requests(f"http://127.0.0.1:{port}"),
+                                          proxy.pids, proxy.stop)
+            else:
+                self.skip("REST nginx reverse proxy", "nginx not available")
+            floor = start_stack_floor(self.python, up.url, free_port(), log_dir=self.scratch,
+                                      cpu=self.cores.server, env=self.env)
+            servers["stack_floor"] = (upstream_requests(floor.urls["rest"]),
+                                      floor.service.pids, floor.service.stop)
+            variants = [("naftiko", "info")] + ([] if self.quick else [("naftiko_log_warning",
+                                                                        "warning")])
+            for label, level in variants:
+                server = self.start_bench_naftiko(level)
+                servers[label] = (naftiko_requests(server), server.service.pids,
+                                  server.service.stop)
                 if label == "naftiko":
-                    self.saturation["rest"] = saturated.rps
-                    self.latency_at_half(post, server, saturated.rps)
-            finally:
-                server.service.stop()
+                    ours = server
+            for label, result in self.measure_rounds(servers).items():
+                for shape in shapes:
+                    shapes[shape][label] = result[shape].to_dict()
+            assert ours is not None
+            self.saturation["rest"] = shapes["post"]["naftiko"]["rps"]
+            self.latency_at_half(servers["naftiko"][0]["post"], ours, self.saturation["rest"])
+        finally:
+            for _, _, stop in servers.values():
+                stop()
+
+    def measure_rounds(
+        self, servers: dict[str, tuple[dict[str, Request], Callable[[], list[int]], Any]]
+    ) -> dict[str, dict[str, LoadResult]]:
+        """Each (server, shape) warmed up once, then measured in ``rounds`` interleaved
+        rounds of ``duration_s / rounds``; the median of its rounds per figure."""
+        keys = [(label, shape) for label in servers for shape in ("post", "get")]
+        if self.p.warmup_s:
+            for label, shape in keys:
+                self.gen.run(servers[label][0][shape], connections=self.p.connections,
+                             duration_s=self.p.warmup_s)
+        runs: dict[tuple[str, str], list[LoadResult]] = {key: [] for key in keys}
+        seconds = self.p.duration_s / self.p.rounds
+        for index in range(self.p.rounds):
+            shift = index % len(keys)
+            for label, shape in keys[shift:] + keys[:shift]:
+                requests, pids, _ = servers[label]
+                runs[(label, shape)].append(self.gen.run(
+                    requests[shape], connections=self.p.connections, duration_s=seconds,
+                    server_pids=pids))
+        merged: dict[str, dict[str, LoadResult]] = {label: {} for label in servers}
+        for (label, shape), results in runs.items():
+            result = median_of_rounds(results)
+            merged[label][shape] = result
+            request = servers[label][0][shape]
+            print(f"    {request.method} {request.url}: {result.rps:,.0f} req/s (median of "
+                  f"{len(results)}: {', '.join(f'{r.rps:,.0f}' for r in results)}), "
+                  f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, "
+                  f"errors {result.errors}", flush=True)
+        return merged
 
     def latency_at_half(self, ours: Request, server: Started, saturation_rps: float) -> None:
         """naftiko's p99 at 50% of its saturation rate minus the upstream's at that rate.
@@ -545,6 +588,28 @@ class Bench:
         results["targets"] = report.evaluate_targets(results)
         results["ratios"] = report.ratios(results)
         return results
+
+
+def median_of_rounds(results: list[LoadResult]) -> LoadResult:
+    """One row from interleaved rounds: medians of the rates, latencies and CPU per
+    request; totals of requests, errors, time and CPU; the worst maximum."""
+    cpu = [r.cpu_us_per_request for r in results if r.cpu_us_per_request is not None]
+    server_cpu = [r.server_cpu_s for r in results if r.server_cpu_s is not None]
+    return LoadResult(
+        tool=results[0].tool,
+        connections=results[0].connections,
+        duration_s=sum(r.duration_s for r in results),
+        requests=sum(r.requests for r in results),
+        errors=sum(r.errors for r in results),
+        rps=statistics.median(r.rps for r in results),
+        p50_ms=statistics.median(r.p50_ms for r in results),
+        p90_ms=statistics.median(r.p90_ms for r in results),
+        p99_ms=statistics.median(r.p99_ms for r in results),
+        max_ms=max(r.max_ms for r in results),
+        delay_ms=results[0].delay_ms,
+        server_cpu_s=sum(server_cpu) if server_cpu else None,
+        cpu_us_per_request=statistics.median(cpu) if cpu else None,
+    )
 
 
 def largest_document(corpus: Path) -> tuple[Path, int]:
