@@ -25,7 +25,7 @@ from naftiko.engine.settings import EngineSettings
 from naftiko.engine.templating import Scope
 from naftiko.engine.transport import WireRequest, wire_request
 from naftiko.engine.types import Inputs
-from naftiko.engine.wire import ResponseHeaders, wire_of
+from naftiko.engine.wire import ResponseHeaders, plain_origin, wire_of
 
 TIMEOUT = httpx.Timeout(connect=3, read=20, write=20, pool=3)
 
@@ -200,16 +200,18 @@ async def test_the_plain_origin_shortcut_writes_what_examining_the_url_writes(
 ) -> None:
     """``UpstreamRequest.plain`` skips ``_locate``: the bytes must be the same as without
     it, and as httpx's, for every base, template and value."""
+    path = compile_path(template)
     operation = OperationPlan(
         namespace="api",
         name="op",
         method="GET",
-        path=compile_path(template),
+        path=path,
         params=tuple(ParamPlan(name, "query", None, None, False, None) for name, _ in query),
         body=None,
         output_raw_format=None,
         output_schema=None,
         base_dir=".",
+        plain=plain_origin(base, path),  # as compile_consumes decides it
     )
     consumes = ConsumesPlan("api", base, (), None, None, True, {"op": operation})
     inputs = {"id": path_values[0], "other": path_values[1], **dict(query)}

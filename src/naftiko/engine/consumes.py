@@ -35,6 +35,7 @@ from naftiko.engine.plans import (
     PathTemplate,
 )
 from naftiko.engine.templating import MISSING, Scope, TemplateError, compile_template
+from naftiko.engine.wire import plain_origin
 from naftiko.spec.models import Authentication, ConsumesHttp, InputParameter, RequestBody
 
 __all__ = [
@@ -134,11 +135,12 @@ def _consumes(ctx: CompileContext, spec: ConsumesHttp, path: PathT) -> ConsumesP
                 ctx.warning(o_path, f"duplicate operation '{op.name}' in '{ns}': the first wins")
                 continue
             own = _params(ctx, op.input_parameters, (*o_path, "inputParameters"))
+            op_path = compile_path(op.path if op.path is not None else resource.path)
             operations[op.name] = OperationPlan(
                 namespace=ns,
                 name=op.name,
                 method=(op.method or "GET").upper(),
-                path=compile_path(op.path if op.path is not None else resource.path),
+                path=op_path,
                 params=tuple(common + resource_params + own),
                 body=_body(ctx, op.body, (*o_path, "body")),
                 output_raw_format=op.output_raw_format,
@@ -146,6 +148,7 @@ def _consumes(ctx: CompileContext, spec: ConsumesHttp, path: PathT) -> ConsumesP
                 base_dir=ctx.base_dir,
                 format_problem=_format_problem(ctx, op.output_raw_format, op.output_schema),
                 where=o_path,
+                plain=plain_origin(base_uri, op_path) if base_uri else None,
             )
     return ConsumesPlan(
         namespace=ns,

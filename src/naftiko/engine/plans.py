@@ -129,6 +129,10 @@ class OperationPlan:
     # answer 501, passthrough units still forward the bytes.
     format_problem: str | None = None
     where: tuple[str | int, ...] = ()  # its position in the document, for diagnostics
+    # Origin, Host header and target offset shared by every URL built from its namespace's
+    # base URI and ``path``, when none needs httpx's URL rules
+    # (``naftiko.engine.wire.plain_origin``); None: each URL is examined on its own.
+    plain: tuple[tuple[bytes, str, int], bytes, int] | None = None
 
     @property
     def id(self) -> str:

@@ -28,7 +28,6 @@ from naftiko.engine.plans import BodyPlan, ConsumesPlan, OperationPlan, ParamPla
 from naftiko.engine.settings import EngineSettings
 from naftiko.engine.templating import MISSING, Scope, Template, format_value
 from naftiko.engine.types import STATUS, ErrorKind, Inputs, Problem
-from naftiko.engine.wire import plain_origin
 
 __all__ = [
     "BuiltRequest",
@@ -94,8 +93,8 @@ class UpstreamRequest:
     content: bytes | None = None
     files: _Files | None = None
     # Set when ``url`` was built from a base URI and path template known to need none of
-    # httpx's URL rules (``naftiko.engine.wire.plain_origin``): origin, Host header and
-    # where the request target starts in ``url``.
+    # httpx's URL rules (``OperationPlan.plain``): origin, Host header and where the
+    # request target starts in ``url``.
     plain: tuple[tuple[bytes, str, int], bytes, int] | None = None
 
     def to_httpx(self) -> httpx.Request:
@@ -474,9 +473,7 @@ def build_request(
         body = _param_body(whole, fields, inputs, declared_type)
     else:
         body = _Body()
-    request = UpstreamRequest(operation.method.upper(), url, headers)
-    if base:
-        request.plain = plain_origin(base, operation.path)
+    request = UpstreamRequest(operation.method.upper(), url, headers, plain=operation.plain)
     if body.files is not None:
         if body.files:
             request.files = body.files

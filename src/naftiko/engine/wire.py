@@ -45,8 +45,6 @@ _FRAMING = frozenset({"host", "content-length", "transfer-encoding"})
 # scheme://authority -> (origin, Host header value), or None when httpx must handle it.
 _authorities: dict[str, tuple[_Origin, bytes] | None] = {}
 _MAX_AUTHORITIES = 1024  # base URIs come from documents: a handful per process
-# (base URI, path template) -> what ``plain_origin`` found; as few as the operations.
-_plain: dict[tuple[str, str], tuple[_Origin, bytes, int] | None] = {}
 
 
 def wire_of(
@@ -126,7 +124,8 @@ def _locate(url: str) -> tuple[_Origin, bytes, bytes] | None:
 def plain_origin(base: str, path: PathTemplate) -> tuple[_Origin, bytes, int] | None:
     """Origin, Host header and where the request target starts, shared by every URL
     that ``naftiko.engine.request`` builds from ``base`` and ``path``, when no such URL
-    needs httpx's rules; else None (then each URL is examined on its own).
+    needs httpx's rules; else None (then each URL is examined on its own). Decided once
+    per operation, at compile time (``OperationPlan.plain``).
 
     Those URLs differ only in their variables, each written as one percent-encoded
     segment (unreserved characters and ``%XX``, never ``.`` or ``..`` alone), and in a
@@ -134,24 +133,17 @@ def plain_origin(base: str, path: PathTemplate) -> tuple[_Origin, bytes, int] | 
     the template's literal text, so examining one URL with ``x`` for every variable
     answers for all of them. A ``?`` or ``#`` in that text would move the query.
     """
-    key = (base, path.text)
-    known = _plain.get(key, False)
-    if known is not False:
-        return known
-    from naftiko.engine.request import join_url  # request imports this module
+    from naftiko.engine.request import join_url  # request imports consumes, which imports us
 
     sample = join_url(base, "".join(p if type(p) is str else "x" for p in path.parts))
-    found = None
     start = sample.find("://")
-    if start >= 0 and "?" not in sample and "#" not in sample:
-        located = _locate(sample)
-        if located is not None:
-            end = sample.find("/", start + 3)
-            found = (located[0], located[1], len(sample) if end < 0 else end)
-    if len(_plain) >= _MAX_AUTHORITIES:
-        _plain.clear()
-    _plain[key] = found
-    return found
+    if start < 0 or "?" in sample or "#" in sample:
+        return None
+    located = _locate(sample)
+    if located is None:
+        return None
+    end = sample.find("/", start + 3)
+    return located[0], located[1], len(sample) if end < 0 else end
 
 
 def _parse_authority(authority: str) -> tuple[_Origin, bytes] | None:
