@@ -178,20 +178,13 @@ class ResponseHeaders(dict[str, str]):
     """
 
     @classmethod
-    def of(cls, raw: list[tuple[bytes, bytes]]) -> ResponseHeaders:
+    def of(cls, raw: list[tuple[bytes, bytes]], encoding: str = "ascii") -> ResponseHeaders:
+        """Read as ASCII, the usual case; at the first other byte, start again in the
+        encoding httpx would choose for the whole list (:func:`_encoding`)."""
         joined: dict[str, str] = {}  # a plain dict while filling: its own methods are fast
         for name, value in raw:
-            if not (name.isascii() and value.isascii()):  # rare: decode as httpx does
-                return cls._decoded(raw, _encoding(raw))
-            key = name.lower().decode("ascii")
-            text = value.decode("ascii")
-            joined[key] = f"{joined[key]}, {text}" if key in joined else text
-        return cls(joined)
-
-    @classmethod
-    def _decoded(cls, raw: list[tuple[bytes, bytes]], encoding: str) -> ResponseHeaders:
-        joined: dict[str, str] = {}
-        for name, value in raw:
+            if encoding == "ascii" and not (name.isascii() and value.isascii()):
+                return cls.of(raw, _encoding(raw))
             key = name.decode(encoding).lower()
             text = value.decode(encoding)
             joined[key] = f"{joined[key]}, {text}" if key in joined else text
