@@ -44,7 +44,6 @@ from naftiko.engine.types import (
     Result,
     Unit,
 )
-from naftiko.engine.wire import ResponseHeaders
 
 __all__ = ["Engine", "kept_headers", "validation_problem"]
 
@@ -59,12 +58,6 @@ _KEPT_PREFIXES = ("ratelimit", "x-ratelimit", "x-rate-limit")
 
 def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """The upstream headers worth returning; never ``Set-Cookie`` or hop-by-hop ones."""
-    if type(headers) is ResponseHeaders:  # names already lower-case
-        return {
-            name: value
-            for name, value in dict.items(headers)
-            if name in _KEPT_HEADERS or name.startswith(_KEPT_PREFIXES)
-        }
     kept = {}
     for name, value in headers.items():
         lower = name.lower()
