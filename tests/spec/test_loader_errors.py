@@ -92,6 +92,15 @@ def test_wrong_types_are_errors_at_their_path(tmp_path: Path) -> None:
     assert "got text" in error.message and "eighty" not in error.message
 
 
+def test_a_body_type_that_is_not_text_is_a_diagnostic_not_a_crash(tmp_path: Path) -> None:
+    """Found by the structure fuzzer: ``type: [form]`` on a body reached a dict lookup."""
+    doc = base_doc()
+    operation = doc["capability"]["consumes"][0]["resources"][0]["operations"][0]
+    operation["body"] = {"type": ["form"], "data": {"a": "b"}}
+    found = errors(write(tmp_path, doc))
+    assert all(e.path.startswith("capability.consumes[0]") for e in found), found
+
+
 def test_duplicate_exposes_namespace_of_one_type(tmp_path: Path) -> None:
     doc = base_doc()
     second = copy.deepcopy(doc["capability"]["exposes"][0])

@@ -230,7 +230,7 @@ def _object(
         node["method"] = method.upper()
         report((*path, "method"), f"method {method!r} should be upper case")
     kind = node.get("type")
-    if path[-1:] == ("body",) and kind in _BODY_ALIASES:
+    if path[-1:] == ("body",) and isinstance(kind, str) and kind in _BODY_ALIASES:
         node["type"] = _BODY_ALIASES[kind]
         report((*path, "type"), f"body type {kind!r} read as {node['type']!r}")
     if isinstance(kind, str) and kind in _API_KEY_TYPES and path[-1:] == ("authentication",):
