@@ -188,6 +188,64 @@ async def test_unknown_method_is_405_with_allow() -> None:
     assert engine.calls == []
 
 
+LIST = unit("listThings")
+ADD = unit("addThing", field("name", "body"))
+GET_THING = unit("getThing", field("id", "path"))
+PUT_THING = unit("putThing", field("thingId", "path"))
+# A resource per operation, as many published documents have it: four resources, two paths.
+SPLIT = (
+    RestRoute("/things", "list", None, {"GET": LIST}),
+    RestRoute("/things", "add", None, {"POST": ADD}),
+    RestRoute("/things/{id}", "get", None, {"GET": GET_THING}),
+    RestRoute("/things/{thingId}", "put", None, {"PUT": PUT_THING}),
+)
+
+
+async def test_resources_sharing_a_path_split_its_methods() -> None:
+    engine = FakeEngine()
+    async with client(engine, *SPLIT) as c:
+        assert (await c.get("/things")).status_code == 200
+        assert (await c.post("/things", json={"name": "n"})).status_code == 200
+        assert (await c.head("/things")).status_code == 200
+        assert (await c.put("/things/7", json={})).status_code == 200
+        assert (await c.get("/things/8")).status_code == 200
+    assert [(name, inputs.values) for _, name, inputs in engine.calls] == [
+        ("listThings", {}),
+        ("addThing", {"name": "n"}),
+        ("listThings", {}),
+        ("putThing", {"thingId": "7"}),  # the variable names of the route that serves it
+        ("getThing", {"id": "8"}),
+    ]
+
+
+async def test_405_on_a_shared_path_allows_what_every_resource_there_serves() -> None:
+    engine = FakeEngine()
+    async with client(engine, *SPLIT) as c:
+        on_list = await c.delete("/things")
+        on_item = await c.post("/things/7", json={})
+    assert on_list.status_code == on_item.status_code == 405
+    assert on_list.headers["allow"] == "GET, HEAD, POST"
+    assert on_item.headers["allow"] == "GET, HEAD, PUT"
+    detail = "This resource does not accept DELETE; it accepts GET, HEAD, POST."
+    assert on_list.json()["detail"] == detail
+    assert engine.calls == []
+
+
+async def test_a_forward_on_a_shared_path_takes_the_methods_no_earlier_resource_serves() -> None:
+    engine = FakeEngine()
+    routes = (
+        RestRoute("/p/{path}", "read", None, {"GET": unit("read")}),
+        RestRoute("/p/{path}", "proxy", None, {}, ForwardPlan("upstream", ())),
+        RestRoute("/p/{path}", "late", None, {"PUT": unit("late")}),  # shadowed by the forward
+    )
+    async with client(engine, *routes) as c:
+        for method in ("GET", "POST", "PUT"):
+            assert (await c.request(method, "/p/a/b")).status_code == 200
+    assert [call[:2] for call in engine.calls] == [
+        ("invoke", "read"), ("forward", "/p/{path}"), ("forward", "/p/{path}")
+    ]
+
+
 async def test_head_runs_get_without_body() -> None:
     engine = FakeEngine(lambda i: Result(status=200, body={"id": 1}))
     async with client(engine) as c:

@@ -332,6 +332,22 @@ async def test_path_query_and_header_reach_the_upstream(echo: LiveFake[Echo]) ->
     assert response.json()["path"] == "/items/7"
 
 
+async def test_resources_sharing_a_path_are_all_served(echo: LiveFake[Echo]) -> None:
+    async with _test_capability(echo.url) as client:
+        listed = await client.get("/notes")
+        posted = await client.post("/notes", json={"text": "hi"})
+        refused = await client.delete("/notes")
+        openapi = (await client.get(OPENAPI_PATH)).json()
+    assert listed.status_code == posted.status_code == 200
+    assert [(r["method"], r["path"]) for r in echo.state.requests] == [
+        ("GET", "/notes"),
+        ("POST", "/notes"),
+    ]
+    assert refused.status_code == 405
+    assert refused.headers["allow"] == "GET, HEAD, POST"
+    assert set(openapi["paths"]["/notes"]) >= {"get", "post"}  # as served
+
+
 async def test_invalid_inputs_are_400_before_the_upstream(echo: LiveFake[Echo]) -> None:
     async with _test_capability(echo.url) as client:
         bad_path = await client.get("/items/seven")

@@ -397,6 +397,38 @@ def test_rest_resource_whose_variables_match_the_reserved_path_is_a_warning(
     assert not compile_doc(tmp_path, rest_on("/ships/{imo}")).warnings
 
 
+def _static(method: str, name: str) -> dict[str, Any]:
+    return {"method": method, "name": name, "outputParameters": [{"type": "string", "value": name}]}
+
+
+def test_resources_sharing_a_path_warn_only_about_what_the_first_one_shadows(
+    tmp_path: Path,
+) -> None:
+    resources = [
+        {"name": "list", "path": "/things", "operations": [_static("GET", "list")]},
+        {"name": "create", "path": "/things", "operations": [_static("POST", "create")]},
+        {"name": "again", "path": "/things", "operations": [_static("GET", "again")]},
+        {"name": "proxy", "path": "/p/{path}", "forward": {"targetNamespace": "up"}},
+        {"name": "late", "path": "/p/{path}", "operations": [_static("PUT", "late")]},
+    ]
+    compiled = compile_doc(
+        tmp_path,
+        {"exposes": [{"type": "rest", "namespace": "api", "resources": resources}],
+         "consumes": [CONSUMES]},
+    )
+    shadowed = {w.path: w.message for w in compiled.warnings if "never called" in w.message}
+    assert shadowed == {
+        "capability.exposes[0].resources[2].operations[0]": (
+            "resources[0] already serves GET on /things: the first declared wins, so this "
+            "operation is never called"
+        ),
+        "capability.exposes[0].resources[4].operations[0]": (
+            "resources[3] already forwards /p/{path}: the first declared wins, so this "
+            "operation is never called"
+        ),
+    }
+
+
 def test_step_compile_errors_point_at_the_mapping(tmp_path: Path) -> None:
     tool = {
         "name": "t",

@@ -153,7 +153,6 @@ class _Route:
     pattern: re.Pattern[str]
     groups: tuple[tuple[str, str], ...]  # (variable name, regex group name)
     operations: Mapping[str, _Operation]  # by method; HEAD is answered by GET
-    allow: str  # the Allow header for a 405
 
     @classmethod
     def of(cls, route: RestRoute) -> _Route:
@@ -162,8 +161,7 @@ class _Route:
         operations = {method: _Operation.of(unit) for method, unit in route.operations.items()}
         if "GET" in operations:
             operations.setdefault("HEAD", operations["GET"])
-        allow = ", ".join(sorted(operations))
-        return cls(route, pattern, groups, operations, allow)
+        return cls(route, pattern, groups, operations)
 
     def match(self, raw_path: str) -> dict[str, str] | None:
         found = self.pattern.fullmatch(raw_path)
@@ -612,12 +610,25 @@ class _RestEndpoint:
         finally:
             report_finished("rest", self.plan.namespace, outcome, status, started, request_id)
 
-    def _match(self, raw_path: str) -> tuple[_Route, dict[str, str]] | None:
+    def _match(self, raw_path: str, method: str) -> tuple[_Route, dict[str, str]] | str | None:
+        """The first route whose path matches and that serves ``method`` (an operation or
+        a forward), with its path variables; else the ``Allow`` value of the routes whose
+        path matched (a 405), or None (a 404).
+
+        Published documents often give each operation a resource of its own, so several
+        resources share a path and split its methods; a route that matches the path but
+        not the method must not end the search. The OpenAPI document merges them the
+        same way: first declared wins.
+        """
+        allowed: set[str] | None = None
         for route in self.routes:
             params = route.match(raw_path)
-            if params is not None:
+            if params is None:
+                continue
+            if method in route.operations or route.route.forward is not None:
                 return route, params
-        return None
+            allowed = (allowed or set()) | route.operations.keys()
+        return None if allowed is None else ", ".join(sorted(allowed))
 
     async def _handle(
         self, scope: Scope, receive: Receive, request_id: str, outcome: Outcome
@@ -633,13 +644,13 @@ class _RestEndpoint:
             if method not in ("GET", "HEAD"):
                 return _not_allowed(method, "GET, HEAD")
             return self.openapi
-        found = self._match(raw_path)
+        found = self._match(raw_path, method)
         if found is None:
             return _problem_reply(_NOT_FOUND)
+        if isinstance(found, str):
+            return _not_allowed(method, found)
         route, params = found
         operation = route.operations.get(method)
-        if operation is None and route.route.forward is None:
-            return _not_allowed(method, route.allow)
         if operation is not None:
             outcome.unit = operation.unit.name
         else:

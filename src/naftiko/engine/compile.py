@@ -469,9 +469,14 @@ class _Compiler:
         namespaces = frozenset({"rest", ns})
         adapter_inputs = declared_inputs(spec.input_parameters, rest=True)
         routes = []
+        # Resources may share a path and split its methods (the router and the OpenAPI
+        # document serve them together); what an earlier resource already serves there
+        # shadows a later operation: path -> method -> resource index ("*": a forward).
+        served: dict[str, dict[str, int]] = {}
         for r_index, resource in enumerate(spec.resources):
             r_path = (*path, "resources", r_index)
             route_path = normalize_route_path(resource.path or "/")
+            earlier = served.setdefault(route_path, {})
             self._check_reserved(route_path, r_path)
             route_vars = compile_path(route_path).variables
             resource_inputs = declared_inputs(resource.input_parameters, rest=True)
@@ -482,6 +487,14 @@ class _Compiler:
                 if method in operations:
                     self.ctx.warning(o_path, f"a second {method} on {route_path}: the first wins")
                     continue
+                shadow = earlier.get(method, earlier.get("*"))
+                if shadow is not None:
+                    what = "forwards" if method not in earlier else f"serves {method} on"
+                    self.ctx.warning(
+                        o_path,
+                        f"resources[{shadow}] already {what} {route_path}: the first declared "
+                        "wins, so this operation is never called",
+                    )
                 name = self._ref_defaults(op)[0]
                 unit_id = f"{ns}.{name}" if name else f"{ns}.{method} {route_path}"
                 if unit_id in units:
@@ -504,8 +517,11 @@ class _Compiler:
                 )
                 units[unit_id] = unit
                 operations[method] = unit
+            for method in operations:
+                earlier.setdefault(method, r_index)
             forward = None
             if resource.forward is not None:
+                earlier.setdefault("*", r_index)
                 target = resource.forward.target_namespace
                 if target not in self.consumes:
                     self.ctx.warning(
