@@ -348,6 +348,25 @@ async def test_resources_sharing_a_path_are_all_served(echo: LiveFake[Echo]) -> 
     assert set(openapi["paths"]["/notes"]) >= {"get", "post"}  # as served
 
 
+async def test_a_get_takes_inputs_for_upstream_body_fields_from_its_query(
+    echo: LiveFake[Echo],
+) -> None:
+    async with _test_capability(echo.url) as client:
+        found = await client.get("/notes/search", params={"text": "hi there"})
+        missing = await client.get("/notes/search")
+        openapi = (await client.get(OPENAPI_PATH)).json()
+    assert found.status_code == 200, found.text
+    (seen,) = echo.state.requests  # the 400 never reached the upstream
+    assert (seen["method"], seen["path"]) == ("POST", "/notes/search")
+    assert json.loads(seen["body"]) == {"text": "hi there"}
+    assert (missing.status_code, missing.json()["parameter"]) == (400, "text")
+    operation = openapi["paths"]["/notes/search"]["get"]
+    assert [(p["name"], p["in"], p["required"]) for p in operation["parameters"]] == [
+        ("text", "query", True)
+    ]
+    assert "requestBody" not in operation
+
+
 async def test_invalid_inputs_are_400_before_the_upstream(echo: LiveFake[Echo]) -> None:
     async with _test_capability(echo.url) as client:
         bad_path = await client.get("/items/seven")

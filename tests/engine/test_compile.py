@@ -429,6 +429,48 @@ def test_resources_sharing_a_path_warn_only_about_what_the_first_one_shadows(
     }
 
 
+def test_derived_inputs_for_upstream_body_fields_are_query_inputs_of_bodiless_methods(
+    tmp_path: Path,
+) -> None:
+    consumes = {
+        "type": "http",
+        "namespace": "up",
+        "baseUri": "https://api.example.com",
+        "resources": [{"name": "s", "path": "/search", "operations": [{
+            "name": "search",
+            "method": "POST",
+            "inputParameters": [
+                {"name": "text", "in": "body", "type": "string", "required": True},
+                {"name": "X-Mode", "in": "header", "type": "string"},
+            ],
+        }]}],
+    }
+    operations = [
+        {"method": method, "name": method.lower(), "call": "up.search"}
+        for method in ("GET", "DELETE", "POST", "PUT")
+    ]
+    compiled = compile_doc(tmp_path, {
+        "consumes": [consumes],
+        "exposes": [
+            {"type": "rest", "namespace": "api",
+             "resources": [{"name": "r", "path": "/s", "operations": operations}]},
+            {"type": "mcp", "namespace": "tools",
+             "tools": [{"name": "search", "description": "d", "call": "up.search"}]},
+        ],
+    })
+    located = {
+        unit.name: [(f.name, f.location, f.required) for f in unit.inputs]
+        for unit in compiled.units.values()
+    }
+    assert located == {
+        "get": [("text", "query", True), ("X-Mode", "header", False)],
+        "delete": [("text", "query", True), ("X-Mode", "header", False)],
+        "post": [("text", "body", True), ("X-Mode", "header", False)],
+        "put": [("text", "body", True), ("X-Mode", "header", False)],
+        "search": [("text", "argument", True), ("X-Mode", "argument", False)],
+    }
+
+
 def test_step_compile_errors_point_at_the_mapping(tmp_path: Path) -> None:
     tool = {
         "name": "t",

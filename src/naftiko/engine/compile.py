@@ -91,6 +91,10 @@ __all__ = ["compile_capability"]
 # --------------------------------------------------------------------------- helpers
 
 
+# Methods whose REST callers send no body (see ``Compiler.unit``).
+_BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+
+
 def is_identity(params: Sequence[OutputParameter]) -> bool:
     """One output parameter mapping the whole root with nothing to shape: passthrough."""
     if len(params) != 1:
@@ -224,7 +228,16 @@ class _Compiler:
                 if (step_op := self.find_operation(target)) is not None:
                     self.mapped_operations.add(step_op.id)  # a step reads its body
 
-        fields = InputSet(declared, route_vars=route_vars, rest=rest)
+        # A REST caller of a GET, HEAD, DELETE or OPTIONS sends no body (clients and
+        # proxies may drop one): derived inputs that feed upstream body fields are read
+        # from the query string there.
+        method = (getattr(spec, "method", None) or "GET").upper()
+        fields = InputSet(
+            declared,
+            route_vars=route_vars,
+            rest=rest,
+            caller_body=not rest or method not in _BODILESS_METHODS,
+        )
         if operation is not None:
             fields.derive_from_call(operation, with_, namespaces, ctx.is_bound)
         else:

@@ -242,11 +242,17 @@ class InputSet:
     (REST), then derived ones, each added once and never overriding a declaration."""
 
     def __init__(
-        self, declared: Sequence[InputField], *, route_vars: Sequence[str] = (), rest: bool
+        self,
+        declared: Sequence[InputField],
+        *,
+        route_vars: Sequence[str] = (),
+        rest: bool,
+        caller_body: bool = True,
     ) -> None:
         self._fields: dict[str, InputField] = {f.name: f for f in declared}
         self._route_vars = tuple(route_vars)
         self._rest = rest
+        self._caller_body = caller_body  # False: a REST method whose caller sends no body
         for var in self._route_vars:
             self._add_route_variable(var)
 
@@ -277,8 +283,10 @@ class InputSet:
             return "path"
         if name == "body" and (consumed is None or consumed.location == "body"):
             return "body"
-        if consumed is not None and consumed.location in ("query", "header", "body"):
+        if consumed is not None and consumed.location in ("query", "header"):
             return consumed.location
+        if consumed is not None and consumed.location == "body" and self._caller_body:
+            return "body"
         return "query"
 
     def add_function_input(self, f: InputField) -> None:
