@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -230,6 +231,25 @@ async def test_forward_never_copies_host_or_framing_headers_even_when_trusted() 
     assert seen.header("x-trace") == ["t-1"]
     assert seen.header("x-other") == []
     assert seen.body == b"abc"
+
+
+async def test_framing_headers_are_never_taken_from_a_callers_arguments() -> None:
+    """A ``Content-Length`` shorter than the body would leave the rest of the body on the
+    pooled connection, to be read as the next request (request smuggling)."""
+    framing = {"Content-Length": 1, "Transfer-Encoding": "chunked", "Host": "evil.com",
+               "Connection": "close"}
+    async with rig() as r:
+        for body in ({"name": "first", "admin": True}, {"name": "second"}):
+            arguments = {"id": "7", "body": body, **framing}
+            reply = await mcp_call(r.http, r.mcp_url, "put-item", arguments)
+            assert not reply.is_error, reply.text
+    assert len(r.recorder.requests) == 2  # the first body did not swallow the second call
+    for seen, name in zip(r.recorder.requests, ("first", "second"), strict=True):
+        assert (seen.method, seen.raw_path) == ("PUT", PREFIX + "7")
+        assert seen.header("host") == [r.upstream_netloc]
+        assert seen.header("content-length") == [str(len(seen.body))]
+        assert seen.header("transfer-encoding") == [] and seen.header("connection") == []
+        assert json.loads(seen.body)["name"] == name
 
 
 # --------------------------------------------------------------------------- query

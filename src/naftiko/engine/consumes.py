@@ -189,14 +189,40 @@ def _base_uri(ctx: CompileContext, spec: ConsumesHttp, path: PathT) -> str | Non
     return template.render(ctx.bind_scope)
 
 
+# Headers that frame the message or manage the connection: the HTTP client writes them
+# from the base URI and the body. Taken from a parameter (an agent's input), a wrong
+# ``Content-Length`` or ``Transfer-Encoding`` desynchronises the pooled upstream
+# connection (request smuggling) and ``Host`` picks another virtual host.
+_CONNECTION_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "proxy-connection",
+    }
+)
+
+
 def _params(ctx: CompileContext, params: Sequence[InputParameter], path: PathT) -> list[ParamPlan]:
     plans = []
     for index, param in enumerate(params):
+        location = (param.in_ or "query").strip().lower()
+        if location == "header" and param.name.strip().lower() in _CONNECTION_HEADERS:
+            ctx.warning(
+                (*path, index, "name"),
+                f"header '{param.name}' is written by the HTTP client (from the base URI "
+                "and the body): this parameter is ignored",
+            )
+            continue
         raw = param.value if param.value is not None else param.template
         expr = None
         if raw is not None:
             expr = ctx.value(raw, (), (*path, index, "value"))
-        location = (param.in_ or "query").strip().lower()
         plans.append(
             ParamPlan(
                 name=param.name,
