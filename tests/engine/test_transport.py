@@ -8,6 +8,9 @@ class are exercised exactly as they appear on the wire.
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -252,3 +255,89 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused() -> None
         await asyncio.sleep(0.05)  # the FIN arrives while the connection sits idle
         assert (await client.get("/")).status_code == 200
     assert upstream.connections == 2
+
+
+class _AnswersThenCloses:
+    """A blocking server thread: every connection answers one request with keep-alive
+    promised, then closes at once, so its FIN lands while the client's loop is busy."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.connections = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                conn.sendall(OK)
+
+
+async def test_a_close_the_loop_has_not_read_yet_is_seen_before_reuse() -> None:
+    """The FIN is in the socket but unread (the loop was busy): a POST, which is never
+    replayed, must go out on a fresh connection rather than on the closed one."""
+    server = _AnswersThenCloses()
+    transport = Http11Transport()
+    try:
+        async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(2.0)) as client:
+            for _ in range(3):
+                response = await client.post(server.url + "/x", json={"a": 1})
+                assert response.status_code == 200
+                time.sleep(0.05)  # blocks the loop: the FIN arrives but is not read
+    finally:
+        server.listener.close()
+    assert server.connections == 3
+
+
+class _DropsSecondRequest(Upstream):
+    """Answers the first request of each connection; closes on the second, unanswered:
+    the keep-alive race where the peer gives up on the connection as a request arrives."""
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            for index in range(2):
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                if b"content-length:" in head.lower():
+                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                self.requests.append(head + await reader.readexactly(length))
+                if index == 0:
+                    writer.write(OK)
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+async def test_an_idempotent_request_the_peer_dropped_is_replayed_once(method: str) -> None:
+    upstream = _DropsSecondRequest(always(OK))
+    async with serve(upstream) as client:
+        assert (await client.request(method, "/a")).status_code == 200
+        assert (await client.request(method, "/b")).status_code == 200  # replayed
+    assert upstream.connections == 2
+    assert [r.split(b" ")[1] for r in upstream.requests] == [b"/a", b"/b", b"/b"]
+
+
+async def test_a_post_the_peer_dropped_is_not_replayed() -> None:
+    upstream = _DropsSecondRequest(always(OK))
+    async with serve(upstream) as client:
+        assert (await client.post("/a", json={})).status_code == 200
+        with pytest.raises(httpx.RemoteProtocolError):
+            await client.post("/b", json={})
+    assert upstream.connections == 1  # sent once: it may have had an effect
+    assert [r.split(b" ")[1] for r in upstream.requests] == [b"/a", b"/b"]

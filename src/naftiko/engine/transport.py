@@ -16,6 +16,7 @@ arrives (reading pauses above a buffer limit, so the engine's size limit stays e
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 import time
 from collections import deque
@@ -38,6 +39,8 @@ __all__ = [
 _Origin = tuple[bytes, str, int]
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _BUFFER_HIGH = 256 * 1024  # pause reading above this many unread body bytes
+# RFC 9110 §9.2.2: sending one of these twice has the effect of sending it once.
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
 class _Connection(asyncio.Protocol):
@@ -46,6 +49,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self.transport: asyncio.Transport | None = None
+        self._fd = -1  # the socket's, to ask it whether the peer spoke while idle
         self.closed = False
         self.idle_since = 0.0
         self._parser: HttpResponseParser | None = None
@@ -67,6 +71,8 @@ class _Connection(asyncio.Protocol):
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        self._fd = sock.fileno() if sock is not None else -1
 
     def data_received(self, data: bytes) -> None:
         parser = self._parser
@@ -206,6 +212,24 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+    def stale(self) -> bool:
+        """Whether this idle connection can no longer carry a request.
+
+        A peer that closes right after its answer (without ``Connection: close``) or at its
+        keep-alive timeout sends a FIN the event loop may not have read yet, when the next
+        request follows at once; so the socket itself is asked, as httpcore does: an idle
+        connection with anything to read (an EOF, or bytes nobody asked for) is done.
+        """
+        if self.closed:
+            return True
+        if self._fd < 0:
+            return False
+        try:
+            readable, _, _ = select.select((self._fd,), (), (), 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     async def _wait(
         self,
@@ -408,22 +432,39 @@ class Http11Transport(httpx.AsyncBaseTransport):
         await self._acquire(timeouts.get("pool"), deadline)
         conn: _Connection | None = None
         try:
-            conn = self._take_idle(origin) or await self._connect(
-                origin, timeouts.get("connect"), deadline
-            )
-            conn.start(head=wire.head_only)
-            conn.write(wire.head + wire.body)
-            await conn.drained(timeouts.get("write"), deadline)
-            read = timeouts.get("read")
-            while not conn.headers_done:
-                await conn.wait(read, deadline)
+            conn = self._take_idle(origin)
+            if conn is not None:
+                try:
+                    return origin, conn, await self._send(conn, wire)
+                except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                    # The peer closed the kept-alive connection as the request went out,
+                    # before a byte of answer: it was never processed. Replayed once, on
+                    # a fresh connection, when sending it twice would do no harm.
+                    if conn.status or wire.head.split(b" ", 1)[0] not in _IDEMPOTENT:
+                        raise exc
+                    conn.close()
+                    self._forget(conn)
+                    conn = None
+            conn = await self._connect(origin, timeouts.get("connect"), deadline)
+            return origin, conn, await self._send(conn, wire)
         except BaseException:
             if conn is not None:
                 conn.close()
                 self._forget(conn)
             self._release_slot()
             raise
-        return origin, conn, read
+
+    @staticmethod
+    async def _send(conn: _Connection, wire: WireRequest) -> float | None:
+        """Write ``wire`` on ``conn`` and wait for the response head; the read timeout."""
+        timeouts, deadline = wire.timeouts, wire.deadline
+        conn.start(head=wire.head_only)
+        conn.write(wire.head + wire.body)
+        await conn.drained(timeouts.get("write"), deadline)
+        read = timeouts.get("read")
+        while not conn.headers_done:
+            await conn.wait(read, deadline)
+        return read
 
     async def aclose(self) -> None:
         self._closed = True
@@ -458,7 +499,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         while conns:
             conn = conns.pop()  # most recently used first: warmest, least likely expired
             self._idle_count -= 1
-            if not conn.closed and now - conn.idle_since < self._expiry:
+            if now - conn.idle_since < self._expiry and not conn.stale():
                 return conn
             conn.close()
             self._open -= 1
