@@ -471,6 +471,37 @@ def test_derived_inputs_for_upstream_body_fields_are_query_inputs_of_bodiless_me
     }
 
 
+def test_declared_inputs_without_a_location_are_query_inputs_of_bodiless_methods(
+    tmp_path: Path,
+) -> None:
+    def operation(method: str) -> dict[str, Any]:
+        return {
+            **_static(method, method.lower()),
+            "inputParameters": [
+                {"name": "q", "type": "string"},  # no ``in``
+                {"name": "odd", "in": "formData", "type": "string"},  # not a REST location
+                {"name": "b", "in": "body", "type": "string"},  # said: kept
+            ],
+        }
+
+    adapter = {
+        "type": "rest",
+        "namespace": "api",
+        "inputParameters": [{"name": "tenant", "type": "string"}],
+        "resources": [
+            {"name": "r", "path": "/r", "operations": [operation(m) for m in ("GET", "POST")]}
+        ],
+    }
+    compiled = compile_doc(tmp_path, {"exposes": [adapter]})
+    located = {
+        unit.name: {f.name: f.location for f in unit.inputs} for unit in compiled.units.values()
+    }
+    assert located == {
+        "get": {"tenant": "query", "q": "query", "odd": "query", "b": "body"},
+        "post": {"tenant": "body", "q": "body", "odd": "body", "b": "body"},
+    }
+
+
 def test_step_compile_errors_point_at_the_mapping(tmp_path: Path) -> None:
     tool = {
         "name": "t",

@@ -480,7 +480,6 @@ class _Compiler:
     def _rest(self, spec: ExposesRest, path: PathT, units: dict[str, Unit]) -> RestAdapterPlan:
         ns = spec.namespace
         namespaces = frozenset({"rest", ns})
-        adapter_inputs = declared_inputs(spec.input_parameters, rest=True)
         routes = []
         # Resources may share a path and split its methods (the router and the OpenAPI
         # document serve them together); what an earlier resource already serves there
@@ -492,7 +491,6 @@ class _Compiler:
             earlier = served.setdefault(route_path, {})
             self._check_reserved(route_path, r_path)
             route_vars = compile_path(route_path).variables
-            resource_inputs = declared_inputs(resource.input_parameters, rest=True)
             operations: dict[str, Unit] = {}
             for o_index, op in enumerate(resource.operations):
                 o_path = (*r_path, "operations", o_index)
@@ -508,6 +506,9 @@ class _Compiler:
                         f"resources[{shadow}] already {what} {route_path}: the first declared "
                         "wins, so this operation is never called",
                     )
+                # Inputs without a usable ``in`` are read from the body, which the caller
+                # of a GET, HEAD, DELETE or OPTIONS does not send: the query string there.
+                unplaced = "query" if method in _BODILESS_METHODS else "body"
                 name = self._ref_defaults(op)[0]
                 unit_id = f"{ns}.{name}" if name else f"{ns}.{method} {route_path}"
                 if unit_id in units:
@@ -519,9 +520,14 @@ class _Compiler:
                     adapter_ns=ns,
                     namespaces=namespaces,
                     declared=merge_declared(
-                        adapter_inputs,
-                        resource_inputs,
-                        declared_inputs(op.input_parameters, rest=True),
+                        *(
+                            declared_inputs(params, rest=True, unplaced=unplaced)
+                            for params in (
+                                spec.input_parameters,
+                                resource.input_parameters,
+                                op.input_parameters,
+                            )
+                        )
                     ),
                     path=o_path,
                     route_vars=route_vars,

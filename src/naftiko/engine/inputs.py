@@ -198,17 +198,21 @@ def input_schema(fields: Sequence[InputField]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- declared
 
 
-def declared_inputs(params: Sequence[InputParameter], *, rest: bool) -> list[InputField]:
-    """Declared ``inputParameters``: REST ones where the caller puts them (body unless
-    said), required when ``true`` or in the path; MCP ones required unless ``false``."""
+def declared_inputs(
+    params: Sequence[InputParameter], *, rest: bool, unplaced: str = "body"
+) -> list[InputField]:
+    """Declared ``inputParameters``: REST ones where the caller puts them (``unplaced``
+    when ``in`` is missing or unknown: the body, or the query string of a method whose
+    caller sends no body), required when ``true`` or in the path; MCP ones required
+    unless ``false``."""
     fields = []
     for param in params:
         if not param.name:
             continue
-        location = (param.in_ or ("body" if rest else "argument")).strip().lower()
+        location = (param.in_ or (unplaced if rest else "argument")).strip().lower()
         if rest:
             if location not in ("path", "query", "header", "cookie", "body"):
-                location = "body"
+                location = unplaced
             required = bool(param.required) or location == "path"
         else:
             location = "argument"
