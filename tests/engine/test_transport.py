@@ -8,14 +8,22 @@ class are exercised exactly as they appear on the wire.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import socket
+import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from naftiko.engine.transport import Http11Transport
 
@@ -341,3 +349,56 @@ async def test_a_post_the_peer_dropped_is_not_replayed() -> None:
             await client.post("/b", json={})
     assert upstream.connections == 1  # sent once: it may have had an effect
     assert [r.split(b" ")[1] for r in upstream.requests] == [b"/a", b"/b"]
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+async def test_tls_connections_are_reused_not_taken_for_stale(tmp_path: Path) -> None:
+    """The idle check asks the raw socket; TLS records must not make it look closed."""
+    cert_file, key_file = _self_signed(tmp_path)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert_file, key_file)
+    upstream = Upstream(always(OK))
+    server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0, ssl=server_context)
+    port = server.sockets[0].getsockname()[1]
+    transport = Http11Transport(ssl_context=ssl.create_default_context(cafile=str(cert_file)))
+    try:
+        async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0)) as client:
+            for index in range(6):
+                response = await client.get(f"https://127.0.0.1:{port}/x")
+                assert response.status_code == 200
+                if index % 2:
+                    await asyncio.sleep(0.02)  # idle for a while, as between real calls
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert upstream.connections == 1
