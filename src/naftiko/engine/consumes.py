@@ -39,6 +39,7 @@ from naftiko.engine.wire import plain_origin
 from naftiko.spec.models import Authentication, ConsumesHttp, InputParameter, RequestBody
 
 __all__ = [
+    "CONNECTION_HEADERS",
     "compile_consumes",
     "compile_path",
     "compile_tree",
@@ -193,7 +194,7 @@ def _base_uri(ctx: CompileContext, spec: ConsumesHttp, path: PathT) -> str | Non
 # from the base URI and the body. Taken from a parameter (an agent's input), a wrong
 # ``Content-Length`` or ``Transfer-Encoding`` desynchronises the pooled upstream
 # connection (request smuggling) and ``Host`` picks another virtual host.
-_CONNECTION_HEADERS = frozenset(
+CONNECTION_HEADERS = frozenset(
     {
         "host",
         "content-length",
@@ -212,7 +213,7 @@ def _params(ctx: CompileContext, params: Sequence[InputParameter], path: PathT) 
     plans = []
     for index, param in enumerate(params):
         location = (param.in_ or "query").strip().lower()
-        if location == "header" and param.name.strip().lower() in _CONNECTION_HEADERS:
+        if location == "header" and param.name.strip().lower() in CONNECTION_HEADERS:
             ctx.warning(
                 (*path, index, "name"),
                 f"header '{param.name}' is written by the HTTP client (from the base URI "

@@ -22,7 +22,7 @@ from urllib.parse import quote, quote_plus
 
 import httpx
 
-from naftiko.engine.consumes import render_or_none
+from naftiko.engine.consumes import CONNECTION_HEADERS, render_or_none
 from naftiko.engine.outbound_auth import OAuth2TokenCache, build_outbound_auth
 from naftiko.engine.plans import BodyPlan, ConsumesPlan, OperationPlan, ParamPlan, PathTemplate
 from naftiko.engine.settings import EngineSettings
@@ -48,20 +48,7 @@ JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 _CONTENT_TYPES = {"xml": "application/xml", "sparql": "application/sparql-query", "text": TEXT}
 # Never copied from a caller, even when listed as trusted: they describe *this* hop.
-_HOP_HEADERS = frozenset(
-    {
-        "host",
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-        "upgrade",
-        "te",
-        "trailer",
-        "proxy-authorization",
-        "proxy-connection",
-    }
-)
+_HOP_HEADERS = CONNECTION_HEADERS | {"proxy-authorization"}
 
 
 class RequestError(Exception):
