@@ -266,3 +266,17 @@ def test_nesting_at_the_parser_limit_is_an_error_not_a_crash(tmp_path: Path) -> 
     )
     for strict in (False, True):
         assert errors(path, strict=strict)
+
+
+def test_a_key_with_line_breaks_is_reported_on_one_line(tmp_path: Path) -> None:
+    """Found by the loader fuzzer: a mapping key of blank lines split the warning in two."""
+    path = tmp_path / "cap.yaml"
+    path.write_text(
+        "naftiko: 1.0.0-alpha2\ninfo:\n  label: x\n  description: y\n"
+        "capability:\n  exposes: []\n  consumes: []\n? \"\\n\\n  \\r\"\n: null\n",
+        encoding="utf-8",
+    )
+    loaded = load_capability(path, env={})
+    lines = [d.format() for d in loaded.diagnostics]
+    assert any("unknown property '\\n\\n  \\r'" in line for line in lines), lines
+    assert all("\n" not in line and "\r" not in line for line in lines)

@@ -8,6 +8,10 @@ from typing import Literal
 
 Severity = Literal["error", "warning"]
 
+# A key or value quoted from the document may hold line breaks or other control
+# characters; a diagnostic is one line, so they are written as escapes.
+_CONTROL = {c: repr(chr(c))[1:-1] for c in (*range(0x20), 0x7F)}
+
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
@@ -27,7 +31,7 @@ class Diagnostic:
         if self.line is not None:
             where += f":{self.line}:{self.column or 1}"
         at = f" (at {self.path})" if self.path else ""
-        return f"{where}: {self.severity}: {self.message}{at}"
+        return f"{where}: {self.severity}: {self.message}{at}".translate(_CONTROL)
 
 
 class LoadError(Exception):
