@@ -136,11 +136,25 @@ def test_binds_win_over_every_other_layer() -> None:
     assert compile_template("{{TOKEN}}").render(s) == "secret"
 
 
-def test_precedence_with_then_inputs_then_steps() -> None:
+def test_precedence_with_then_steps_then_inputs() -> None:
     s = scope(
-        with_values={"a": "w"}, inputs={"a": "i", "b": "i"}, steps={"a": "s", "b": "s", "c": "s"}
+        with_values={"a": "w"}, inputs={"a": "i", "b": "i", "d": "i"}, steps={"a": "s", "b": "s"}
     )
-    assert [s.lookup(name) for name in "abc"] == ["w", "i", "s"]
+    assert [s.lookup(name) for name in "abd"] == ["w", "s", "i"]
+
+
+def test_a_caller_input_never_answers_for_a_step_output() -> None:
+    """Issue 15: ``get-profile.tenant`` is the step's, whether the caller sends the dotted
+    key or a nested object, and even when the step's output lacks the field."""
+    steps = {"get-profile": {"tenant": "A"}}
+    dotted = scope(inputs={"get-profile.tenant": "B"}, steps=steps)
+    nested = scope(inputs={"get-profile": {"tenant": "C", "user": "x"}}, steps=steps)
+    assert dotted.lookup("get-profile.tenant") == "A"
+    assert nested.lookup("get-profile.tenant") == "A"
+    assert nested.lookup("get-profile.user") is MISSING
+    assert compile_template("{{get-profile.tenant}}").render(nested) == "A"
+    # The caller's own namespace still reads the caller's values.
+    assert nested.lookup("tools.get-profile.tenant") == "C"
 
 
 def test_env_and_bind_namespaces() -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "compile_consumes",
     "compile_path",
     "compile_tree",
+    "credential_fields",
     "render_or_none",
 ]
 
@@ -237,16 +238,20 @@ def _params(ctx: CompileContext, params: Sequence[InputParameter], path: PathT) 
     return plans
 
 
-def _auth(ctx: CompileContext, spec: Authentication, path: PathT) -> tuple[httpx.Auth | None, bool]:
-    """``(auth built once, whether it is)``; raises :class:`OutboundAuthConfigError`."""
-    check_outbound_auth(spec)
-    fields = [
+def credential_fields(spec: Authentication) -> list[Any]:
+    """The fields of a consumed authentication that may be templates."""
+    return [
         spec.username, spec.password, spec.token, spec.key, spec.value,
         spec.token_endpoint, spec.client_id, spec.client_secret, spec.audience,
         spec.resource, *spec.scopes,
     ]  # fmt: skip
+
+
+def _auth(ctx: CompileContext, spec: Authentication, path: PathT) -> tuple[httpx.Auth | None, bool]:
+    """``(auth built once, whether it is)``; raises :class:`OutboundAuthConfigError`."""
+    check_outbound_auth(spec)
     references: set[str] = set()
-    for text in fields:
+    for text in credential_fields(spec):
         if isinstance(text, str):
             template = ctx.template(text, path)
             if template is None:

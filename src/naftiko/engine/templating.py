@@ -125,12 +125,17 @@ class Scope:
     """The names a template or ``with`` value can see during one invocation.
 
     Layers, highest precedence first: ``binds`` (so that a caller input can never shadow
-    a secret), ``with`` values, caller ``inputs``, step outputs. A name is looked up
-    exactly first (keys may contain dots), then through the special forms ``env.KEY``,
-    ``<bindNamespace>.KEY``, ``rest.x``/``tools.x``/``<inputNamespace>.x``/``$this.ns.x``
-    (caller inputs: ``with`` values, then inputs), then by a dotted walk into nested
-    values (``get-ship.specs.length``). The layers are held, not copied: building a
-    scope per request costs a few attribute stores.
+    a secret), ``with`` values (written by the document), step outputs, caller
+    ``inputs`` (so that a caller can never replace what a step looked up: issue 15). A
+    name is looked up exactly first (keys may contain dots), then through the special
+    forms ``env.KEY``, ``<bindNamespace>.KEY``,
+    ``rest.x``/``tools.x``/``<inputNamespace>.x``/``$this.ns.x`` (caller inputs: ``with``
+    values, then inputs), then by a dotted walk into nested values
+    (``get-ship.specs.length``). A dotted name whose head is a step output is that
+    step's, found or not: no caller input answers ``get-profile.tenant`` once step
+    ``get-profile`` has produced something. The engine hands a scope only the caller
+    inputs the document declares or derives. The layers are held, not copied: building
+    a scope per request costs a few attribute stores.
     """
 
     __slots__ = (
@@ -213,10 +218,11 @@ class Scope:
             return self._binds[name]
         if name in self._with:
             return self._with[name]
-        if name in self._inputs:
+        steps = self._steps
+        if name in steps:
+            return steps[name]
+        if name in self._inputs and not (steps and _split(name)[0] in steps):
             return self._inputs[name]
-        if name in self._steps:
-            return self._steps[name]
         head, rest, parts = _split(name)
         if not rest:
             return MISSING
@@ -229,11 +235,14 @@ class Scope:
         if head == "$this":
             remainder = _this_remainder(rest)
             return self.lookup_input(remainder) if remainder else MISSING
-        for layer in (self._with, self._inputs, self._steps):
-            if parts[0] in layer:
-                found = _walk(layer[parts[0]], parts[1:])
-                if found is not MISSING:
-                    return found
+        if head in self._with:
+            found = _walk(self._with[head], parts[1:])
+            if found is not MISSING:
+                return found
+        if head in steps:  # a step's output answers for its own name, found or not
+            return _walk(steps[head], parts[1:])
+        if head in self._inputs:
+            return _walk(self._inputs[head], parts[1:])
         return MISSING
 
     def lookup_input(self, name: str) -> Any:
