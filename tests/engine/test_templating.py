@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from naftiko.engine.templating import (
@@ -299,3 +301,80 @@ def test_constant_structures_are_literals() -> None:
 def test_structure_input_references() -> None:
     expr = compile_value({"q": "{{tools.query}}", "n": "{{rest.n}}"}, NS)
     assert expr.input_references == frozenset({"query", "n"})
+
+
+# --------------------------------------------------------------------------- contexts
+
+INJECTION = 'IMO-1", "status": "approved", "approvedBy": "attacker'
+
+
+def test_json_context_escapes_inside_strings_and_renders_values_outside() -> None:
+    template = compile_template(
+        '{"ship": "{{ship}}", "crew": {{crew}}, "n": {{n}}, "c": {{c}}}', "json"
+    )
+    s = scope(inputs={"ship": INJECTION, "crew": ["a", 'b"'], "n": "7"})
+    assert json.loads(template.render(s)) == {
+        "ship": INJECTION,
+        "crew": ["a", 'b"'],
+        "n": 7,
+        "c": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('1, "approvedBy": "x"', '1, "approvedBy": "x"'),
+        ("-2.5e3", -2500.0),
+        ("true", True),
+        (True, True),
+        (3, 3),
+        ({"a": [1]}, {"a": [1]}),
+        ("plain", "plain"),
+        (None, None),
+        ("", ""),
+    ],
+)
+def test_json_context_bare_value_is_one_json_value(value: object, expected: object) -> None:
+    template = compile_template('{"v": {{v}}}', "json")
+    assert json.loads(template.render(scope(inputs={"v": value}))) == {"v": expected}
+
+
+def test_json_context_string_state_survives_escaped_quotes_and_sections() -> None:
+    template = compile_template(
+        '{"a": "x\\"{{p}}", "ids": [{{#ids}}"{{.}}",{{/ids}}"end"], "b": {{q}}}', "json"
+    )
+    s = scope(inputs={"p": 'p"', "ids": ['1"', "2"], "q": 'q"'})
+    assert json.loads(template.render(s)) == {"a": 'x"p"', "ids": ['1"', "2", "end"], "b": 'q"'}
+
+
+def test_triple_braces_are_raw_in_every_context() -> None:
+    template = compile_template('{"raw": {{{raw}}}, "amp": {{&raw}}}', "json")
+    s = scope(inputs={"raw": '{"deck": 1}'})
+    assert json.loads(template.render(s)) == {"raw": {"deck": 1}, "amp": {"deck": 1}}
+
+
+def test_a_lone_reference_keeps_its_value_in_a_context() -> None:
+    template = compile_template("{{body}}", "json")
+    assert template.resolve(scope(inputs={"body": '{"a": 1}'})) == '{"a": 1}'
+
+
+def test_xml_context_escapes_markup_and_quotes() -> None:
+    template = compile_template("<v a=\"{{x}}\" b='{{x}}'>{{x}}</v>", "xml")
+    text = template.render(scope(inputs={"x": "<&\"'>"}))
+    assert text == (
+        "<v a=\"&lt;&amp;&quot;&apos;&gt;\" b='&lt;&amp;&quot;&apos;&gt;'>"
+        "&lt;&amp;&quot;&apos;&gt;</v>"
+    )
+
+
+def test_form_context_percent_encodes_each_value() -> None:
+    template = compile_template("a={{x}}&b=2", "form")
+    assert template.render(scope(inputs={"x": "1&b=3 +"})) == "a=1%26b%3D3+%2B&b=2"
+
+
+def test_text_context_is_unchanged_and_contexts_are_cached_apart() -> None:
+    assert compile_template('"{{x}}"').render(scope(inputs={"x": '"'})) == '"""'
+    assert compile_template('"{{x}}"', "json") is not compile_template('"{{x}}"')
+    with pytest.raises(ValueError):
+        compile_template("{{x}}", "yaml")

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 from hardening_kit import (
@@ -33,6 +35,7 @@ from support.servers import ServerThread
 
 TEMPLATES = CAPABILITIES / "templates.yaml"
 TENANT = "tenant-a"
+INJECTION = 'IMO-9321483", "status": "approved", "approvedBy": "attacker'
 
 
 @dataclass
@@ -174,3 +177,99 @@ async def test_mcp_argument_of_a_tool_without_declared_inputs_cannot_override_a_
     (sent,) = r.sent()
     assert_step_tenant(sent)
     assert json.loads(sent.body)["note"] == "hi"
+
+
+async def test_mcp_declared_tool_still_runs_with_its_own_arguments() -> None:
+    async with rig() as r:
+        reply = await r.tool("tenant-data", {"note": 'say "hi"'})
+    assert not reply.is_error, reply.error_text
+    (sent,) = r.sent()
+    assert_step_tenant(sent)
+    assert json.loads(sent.body)["note"] == 'say "hi"'
+
+
+# --------------------------------------------------------------------------- item 5
+
+VOYAGE = {
+    "departurePort": "Oslo",
+    "arrivalPort": "Singapore",
+    "departureDate": "2026-04-10",
+    "arrivalDate": "2026-05-02",
+    "crewIds": ["CREW-001", "CREW-003"],
+}
+
+
+def sent_json(r: Rig) -> Any:
+    (sent,) = r.sent()
+    return json.loads(sent.body)
+
+
+async def test_tutorial_voyage_body_keeps_an_injection_as_one_string_over_mcp() -> None:
+    async with rig() as r:
+        reply = await r.tool("create-voyage", {**VOYAGE, "shipImo": INJECTION})
+        assert not reply.is_error, reply.error_text
+        body = sent_json(r)
+    assert body["shipImo"] == INJECTION
+    assert "approvedBy" not in body and "status" not in body
+    assert body["crewIds"] == ["CREW-001", "CREW-003"]
+    assert body["cargoIds"] is None  # a missing value in a bare position is null
+
+
+async def test_tutorial_voyage_body_keeps_an_injection_as_one_string_over_rest() -> None:
+    async with rig() as r:
+        reply = await r.rest.post("/voyages", json={**VOYAGE, "shipImo": INJECTION})
+        assert reply.status_code == 200, reply.text
+        body = sent_json(r)
+    assert body["shipImo"] == INJECTION
+    assert "approvedBy" not in body and "status" not in body
+
+
+async def test_a_value_in_a_bare_json_position_cannot_add_fields() -> None:
+    crew = '["CREW-001"], "approvedBy": "attacker"'
+    async with rig() as r:
+        reply = await r.tool("create-voyage", {**VOYAGE, "shipImo": "IMO-1", "crewIds": crew})
+        assert not reply.is_error, reply.error_text
+        body = sent_json(r)
+    assert body["crewIds"] == crew
+    assert "approvedBy" not in body
+
+
+async def test_triple_braces_render_raw_json_and_numbers_stay_numbers() -> None:
+    async with rig() as r:
+        reply = await r.rest.put(
+            "/voyages", json={"shipImo": 'a"b\\c', "berth": 7, "raw": '{"deck": [1, 2]}'}
+        )
+        assert reply.status_code == 200, reply.text
+        body = sent_json(r)
+    assert body == {"shipImo": 'a"b\\c', "berth": 7, "raw": {"deck": [1, 2]}}
+
+
+async def test_xml_body_escapes_text_and_attributes() -> None:
+    ship = 'X" admin="yes'
+    note = "</note><approved>yes</approved><note>"
+    async with rig() as r:
+        over_mcp = await r.tool("create-voyage-xml", {"shipImo": ship, "note": note})
+        over_rest = await r.rest.post("/voyages/xml", json={"shipImo": ship, "note": note})
+        assert not over_mcp.is_error, over_mcp.error_text
+        assert over_rest.status_code == 200, over_rest.text
+        sent = r.sent()
+    assert len(sent) == 2
+    for request in sent:
+        root = ET.fromstring(request.body)
+        assert root.attrib == {"ship": ship}
+        assert [child.tag for child in root] == ["note"]
+        assert root.find("note").text == note  # type: ignore[union-attr]
+
+
+async def test_form_body_encodes_each_value() -> None:
+    ship = "X&status=approved&approvedBy=attacker"
+    async with rig() as r:
+        over_mcp = await r.tool("create-voyage-form", {"shipImo": ship})
+        over_rest = await r.rest.post("/voyages/form", json={"shipImo": ship})
+        assert not over_mcp.is_error, over_mcp.error_text
+        assert over_rest.status_code == 200, over_rest.text
+        sent = r.sent()
+    assert len(sent) == 2
+    for request in sent:
+        form = parse_qs(request.body.decode(), keep_blank_values=True)
+        assert form == {"shipImo": [ship], "status": ["planned"]}
