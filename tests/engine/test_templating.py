@@ -159,6 +159,17 @@ def test_a_caller_input_never_answers_for_a_step_output() -> None:
     assert nested.lookup("tools.get-profile.tenant") == "C"
 
 
+def test_a_caller_key_spelled_like_a_bind_never_answers_for_it() -> None:
+    s = scope(
+        binds={"K": "secret"},
+        bind_namespaces={"cfg": {"K": "secret"}},
+        inputs={"cfg.K": "caller", "env.K": "caller", "cfg.OTHER": "caller"},
+    )
+    assert s.lookup("cfg.K") == "secret"
+    assert s.lookup("env.K") == "secret"
+    assert s.lookup("cfg.OTHER") is MISSING
+
+
 def test_env_and_bind_namespaces() -> None:
     s = scope(
         binds={"REGISTRY_TOKEN": "tok"},

@@ -109,10 +109,16 @@ Escaper = Callable[[Any], str]
 _JSON_SCALAR = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null")
 
 
+# Text that needs no escaping inside a JSON string (most ids, names, dates).
+_JSON_PLAIN = re.compile(r'[^"\\\x00-\x1f]*')
+
+
 def _json_in_string(value: Any) -> str:
     """Inside a JSON string literal: the text, JSON-string escaped (quotes, ``\\``,
     control characters), so it cannot close the string."""
     text = format_value(value)
+    if _JSON_PLAIN.fullmatch(text):
+        return text
     return json.dumps(text, ensure_ascii=False)[1:-1]
 
 
@@ -356,7 +362,7 @@ class Scope:
         steps = self._steps
         if name in steps:
             return steps[name]
-        if name in self._inputs and not (steps and _split(name)[0] in steps):
+        if name in self._inputs and not ("." in name and self._owned(name)):
             return self._inputs[name]
         head, rest, parts = _split(name)
         if not rest:
@@ -379,6 +385,12 @@ class Scope:
         if head in self._inputs:
             return _walk(self._inputs[head], parts[1:])
         return MISSING
+
+    def _owned(self, name: str) -> bool:
+        """A dotted name a caller's key of the same spelling must not answer: one under a
+        step output, ``env`` or a bind namespace (``cfg.TOKEN`` is the bind's)."""
+        head = _split(name)[0]
+        return head in self._steps or head == "env" or head in self._bind_namespaces
 
     def lookup_input(self, name: str) -> Any:
         """A caller input (``with`` values first, then inputs): exact, then dotted walk."""
