@@ -344,6 +344,7 @@ def test_json_context_escapes_inside_strings_and_renders_values_outside() -> Non
         ("plain", "plain"),
         (None, None),
         ("", ""),
+        (float("nan"), "nan"),
     ],
 )
 def test_json_context_bare_value_is_one_json_value(value: object, expected: object) -> None:

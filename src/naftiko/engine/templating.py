@@ -107,8 +107,6 @@ Escaper = Callable[[Any], str]
 
 # A string that is already one JSON scalar: rendered bare, it is that number or literal.
 _JSON_SCALAR = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null")
-
-
 # Text that needs no escaping inside a JSON string (most ids, names, dates).
 _JSON_PLAIN = re.compile(r'[^"\\\x00-\x1f]*')
 
@@ -133,8 +131,10 @@ def _json_bare(value: Any) -> str:
     if isinstance(value, bytes):
         return json.dumps(value.decode("utf-8", "replace"), ensure_ascii=False)
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-    except (ValueError, RecursionError):  # NaN is refused above; very deep values here
+        return json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False
+        )
+    except (ValueError, RecursionError):  # NaN and infinities are no JSON: their text
         return json.dumps(format_value(value), ensure_ascii=False)
 
 
