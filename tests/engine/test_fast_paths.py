@@ -73,7 +73,10 @@ object_schemas = st.fixed_dictionaries(
         "type": st.just("object"),
         "properties": st.dictionaries(st.sampled_from(["a", "b", "c"]), schemas(1), max_size=3),
     },
-    optional={"required": st.lists(st.sampled_from(["a", "b", "c"]), unique=True, max_size=3)},
+    optional={
+        "required": st.lists(st.sampled_from(["a", "b", "c"]), unique=True, max_size=3),
+        "additionalProperties": st.booleans(),
+    },
 )
 
 
@@ -103,6 +106,20 @@ def test_quick_check_covers_the_common_shape() -> None:
     assert not check({"n": 1})  # missing: the validator words the error
     assert not check({"code": "x", "n": True})
     assert quick_check({"type": "object", "properties": {"e": {"enum": [1]}}}) is None
+
+
+def test_quick_check_of_a_closed_schema_passes_no_unknown_name() -> None:
+    """A tool that declares its inputs (``additionalProperties: false``, issue 15)."""
+    schema = {
+        "type": "object",
+        "properties": {"code": {"type": "string"}, "any": {}},
+        "additionalProperties": False,
+    }
+    check = quick_check(schema)
+    assert check is not None
+    assert check({"code": "x", "any": [1]})
+    assert not check({"code": "x", "get-profile": {"tenant": "B"}})
+    assert not Draft202012Validator(schema).is_valid({"get-profile": {}})
 
 
 pairs = st.lists(st.tuples(st.text(max_size=4), st.text(max_size=6)), max_size=4)

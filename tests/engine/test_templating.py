@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from naftiko.engine.templating import (
@@ -136,11 +138,36 @@ def test_binds_win_over_every_other_layer() -> None:
     assert compile_template("{{TOKEN}}").render(s) == "secret"
 
 
-def test_precedence_with_then_inputs_then_steps() -> None:
+def test_precedence_with_then_steps_then_inputs() -> None:
     s = scope(
-        with_values={"a": "w"}, inputs={"a": "i", "b": "i"}, steps={"a": "s", "b": "s", "c": "s"}
+        with_values={"a": "w"}, inputs={"a": "i", "b": "i", "d": "i"}, steps={"a": "s", "b": "s"}
     )
-    assert [s.lookup(name) for name in "abc"] == ["w", "i", "s"]
+    assert [s.lookup(name) for name in "abd"] == ["w", "s", "i"]
+
+
+def test_a_caller_input_never_answers_for_a_step_output() -> None:
+    """Issue 15: ``get-profile.tenant`` is the step's, whether the caller sends the dotted
+    key or a nested object, and even when the step's output lacks the field."""
+    steps = {"get-profile": {"tenant": "A"}}
+    dotted = scope(inputs={"get-profile.tenant": "B"}, steps=steps)
+    nested = scope(inputs={"get-profile": {"tenant": "C", "user": "x"}}, steps=steps)
+    assert dotted.lookup("get-profile.tenant") == "A"
+    assert nested.lookup("get-profile.tenant") == "A"
+    assert nested.lookup("get-profile.user") is MISSING
+    assert compile_template("{{get-profile.tenant}}").render(nested) == "A"
+    # The caller's own namespace still reads the caller's values.
+    assert nested.lookup("tools.get-profile.tenant") == "C"
+
+
+def test_a_caller_key_spelled_like_a_bind_never_answers_for_it() -> None:
+    s = scope(
+        binds={"K": "secret"},
+        bind_namespaces={"cfg": {"K": "secret"}},
+        inputs={"cfg.K": "caller", "env.K": "caller", "cfg.OTHER": "caller"},
+    )
+    assert s.lookup("cfg.K") == "secret"
+    assert s.lookup("env.K") == "secret"
+    assert s.lookup("cfg.OTHER") is MISSING
 
 
 def test_env_and_bind_namespaces() -> None:
@@ -285,3 +312,81 @@ def test_constant_structures_are_literals() -> None:
 def test_structure_input_references() -> None:
     expr = compile_value({"q": "{{tools.query}}", "n": "{{rest.n}}"}, NS)
     assert expr.input_references == frozenset({"query", "n"})
+
+
+# --------------------------------------------------------------------------- contexts
+
+INJECTION = 'IMO-1", "status": "approved", "approvedBy": "attacker'
+
+
+def test_json_context_escapes_inside_strings_and_renders_values_outside() -> None:
+    template = compile_template(
+        '{"ship": "{{ship}}", "crew": {{crew}}, "n": {{n}}, "c": {{c}}}', "json"
+    )
+    s = scope(inputs={"ship": INJECTION, "crew": ["a", 'b"'], "n": "7"})
+    assert json.loads(template.render(s)) == {
+        "ship": INJECTION,
+        "crew": ["a", 'b"'],
+        "n": 7,
+        "c": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('1, "approvedBy": "x"', '1, "approvedBy": "x"'),
+        ("-2.5e3", -2500.0),
+        ("true", True),
+        (True, True),
+        (3, 3),
+        ({"a": [1]}, {"a": [1]}),
+        ("plain", "plain"),
+        (None, None),
+        ("", ""),
+        (float("nan"), "nan"),
+    ],
+)
+def test_json_context_bare_value_is_one_json_value(value: object, expected: object) -> None:
+    template = compile_template('{"v": {{v}}}', "json")
+    assert json.loads(template.render(scope(inputs={"v": value}))) == {"v": expected}
+
+
+def test_json_context_string_state_survives_escaped_quotes_and_sections() -> None:
+    template = compile_template(
+        '{"a": "x\\"{{p}}", "ids": [{{#ids}}"{{.}}",{{/ids}}"end"], "b": {{q}}}', "json"
+    )
+    s = scope(inputs={"p": 'p"', "ids": ['1"', "2"], "q": 'q"'})
+    assert json.loads(template.render(s)) == {"a": 'x"p"', "ids": ['1"', "2", "end"], "b": 'q"'}
+
+
+def test_triple_braces_are_raw_in_every_context() -> None:
+    template = compile_template('{"raw": {{{raw}}}, "amp": {{&raw}}}', "json")
+    s = scope(inputs={"raw": '{"deck": 1}'})
+    assert json.loads(template.render(s)) == {"raw": {"deck": 1}, "amp": {"deck": 1}}
+
+
+def test_a_lone_reference_keeps_its_value_in_a_context() -> None:
+    template = compile_template("{{body}}", "json")
+    assert template.resolve(scope(inputs={"body": '{"a": 1}'})) == '{"a": 1}'
+
+
+def test_xml_context_escapes_markup_and_quotes() -> None:
+    template = compile_template("<v a=\"{{x}}\" b='{{x}}'>{{x}}</v>", "xml")
+    text = template.render(scope(inputs={"x": "<&\"'>"}))
+    assert text == (
+        "<v a=\"&lt;&amp;&quot;&apos;&gt;\" b='&lt;&amp;&quot;&apos;&gt;'>"
+        "&lt;&amp;&quot;&apos;&gt;</v>"
+    )
+
+
+def test_form_context_percent_encodes_each_value() -> None:
+    template = compile_template("a={{x}}&b=2", "form")
+    assert template.render(scope(inputs={"x": "1&b=3 +"})) == "a=1%26b%3D3+%2B&b=2"
+
+
+def test_text_context_is_unchanged_and_contexts_are_cached_apart() -> None:
+    assert compile_template('"{{x}}"').render(scope(inputs={"x": '"'})) == '"""'
+    assert compile_template('"{{x}}"', "json") is not compile_template('"{{x}}"')
+    with pytest.raises(ValueError):
+        compile_template("{{x}}", "yaml")

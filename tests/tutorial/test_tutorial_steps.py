@@ -211,6 +211,25 @@ async def test_step_6_create_voyage_posts_the_body_template(tutorial_dir: Path) 
     assert registry.voyages[VOYAGE]["crewIds"] == ["CREW-001", "CREW-003"]
 
 
+async def test_step_6_body_template_keeps_an_injection_as_one_value(tutorial_dir: Path) -> None:
+    """Issue 15: the tutorial's JSON body template, unchanged, cannot be given two more
+    fields by a value with quotes; the upstream sees one ``shipImo`` string."""
+    injection = 'IMO-9321483", "status": "approved", "approvedBy": "attacker'
+    registry = TutorialRegistry(with_voyage=False)
+    async with (
+        running_shipyard(registry) as shipyard,
+        serve_tutorial(step(tutorial_dir, 6), shipyard.overrides) as served,
+        mcp_client(served.url("mcp")) as client,
+    ):
+        result = await client.call_tool("create-voyage", {**VOYAGE_REQUEST, "shipImo": injection})
+    posted = registry.requests[-1].json
+    assert posted["shipImo"] == injection
+    assert "approvedBy" not in posted and "status" not in posted
+    assert posted["cargoIds"] == [CARGO_ELECTRONICS]
+    assert result.is_error  # the registry knows no such ship (422): data, not syntax
+    assert registry.voyages == {}
+
+
 async def test_step_7_orchestrated_lookup_resolves_crew_names(tutorial_dir: Path) -> None:
     async with (
         running_shipyard() as shipyard,

@@ -18,22 +18,26 @@ exposed adapters; each unit's inputs are gathered by ``naftiko.engine.inputs``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from naftiko.engine.consumes import compile_consumes, compile_path
+from naftiko.engine.consumes import compile_consumes, compile_path, credential_fields
 from naftiko.engine.context import CompileContext, PathT
 from naftiko.engine.inputs import (
     InputSet,
     declared_inputs,
+    input_name_of,
     input_schema,
     merge_declared,
     plainly_valid,
 )
+from naftiko.engine.mapping import OutputMapper
 from naftiko.engine.orchestration import (
+    CallStepPlan,
     CompiledSteps,
     StepsError,
     compile_steps,
@@ -55,7 +59,7 @@ from naftiko.engine.plans import (
 from naftiko.engine.routes import normalize_route_path, shadowing_reserved_path
 from naftiko.engine.settings import EngineSettings
 from naftiko.engine.static_files import StaticFileError, resolve_file_location
-from naftiko.engine.templating import ValueExpr
+from naftiko.engine.templating import TemplateError, ValueExpr, compile_template
 from naftiko.engine.types import (
     AdapterPlan,
     ControlAdapterPlan,
@@ -73,6 +77,7 @@ from naftiko.spec.diagnostics import LoadError
 from naftiko.spec.loader import LoadedCapability
 from naftiko.spec.models import (
     AggregateFunction,
+    Authentication,
     CallSpec,
     ConsumesHttp,
     ExposesControl,
@@ -155,6 +160,16 @@ def _resolve_call(call: str | CallSpec | None) -> tuple[str | None, dict[str, An
     if isinstance(call, CallSpec):
         return call.operation, dict(call.with_)
     return call, {}
+
+
+def _auth_references(spec: Authentication) -> set[str]:
+    """The names the credential fields of a consumed authentication read."""
+    refs: set[str] = set()
+    for text in credential_fields(spec):
+        if isinstance(text, str) and "{{" in text:
+            with contextlib.suppress(TemplateError):  # reported where it is compiled
+                refs |= compile_template(text).references
+    return refs
 
 
 def _consumed_outputs(consumed: Sequence[ConsumesHttp]) -> dict[str, Sequence[OutputParameter]]:
@@ -250,7 +265,9 @@ class _Compiler:
                 if f.name not in with_:
                     fields.add_function_input(f)
         inputs = fields.result()
-        schema = input_schema(inputs)
+        # A tool that declares its inputs refuses unknown arguments by name (issue 15);
+        # REST callers' extra query parameters and body fields are dropped instead.
+        schema = input_schema(inputs, closed=kind == "tool" and bool(declared))
         common = {
             "unit_id": unit_id,
             "validator": self._validator(schema, path),
@@ -259,6 +276,7 @@ class _Compiler:
             "with_": with_,
             "outputs": outputs,
             "defaults": {f.name: f.schema["default"] for f in inputs if "default" in f.schema},
+            "visible": self._visible(inputs, with_, operation, steps, outputs, namespaces),
         }
         plan: UnitPlan
         if broken is not None:
@@ -303,6 +321,74 @@ class _Compiler:
             hints=hints,
             plan=plan,
         )
+
+    def _visible(
+        self,
+        inputs: Sequence[InputField],
+        with_: Mapping[str, ValueExpr],
+        operation: OperationPlan | None,
+        steps: CompiledSteps | None,
+        outputs: OutputMapper | None,
+        namespaces: frozenset[str],
+    ) -> frozenset[str]:
+        """The caller inputs a unit's templates may see (``UnitPlan.visible``).
+
+        Its declared and derived inputs, and every name its templates read: ``with``
+        values, the consumed operations it calls (parameters, path, body, credentials),
+        step ``with`` values, lookups, mappings and output values. Never a name under a
+        step's: ``get-profile.tenant`` is step ``get-profile``'s output (issue 15).
+        """
+        names = {f.name for f in inputs}
+        refs: set[str] = set()
+        exprs = list(with_.values())
+        operations = [operation] if operation is not None else []
+        step_names: set[str] = set()
+        if steps is not None:
+            step_names = {step.name for step in steps.steps}
+            for step in steps.steps:
+                if isinstance(step, CallStepPlan):
+                    exprs += [expr for _, expr in step.with_values]
+                    if (step_op := self.find_operation(step.operation)) is not None:
+                        operations.append(step_op)
+            exprs += steps.templates
+        for expr in exprs:
+            refs |= expr.references
+            names |= expr.input_references
+        for op in operations:
+            refs |= self._operation_reads(op, names)
+        if outputs is not None:
+            refs |= outputs.references
+        for ref in refs:
+            names |= self._referenced_inputs(ref, namespaces)
+        names |= {name.split(".", 1)[0] for name in names}
+        return frozenset(n for n in names if n.split(".", 1)[0] not in step_names)
+
+    def _referenced_inputs(self, ref: str, namespaces: frozenset[str]) -> set[str]:
+        """The input names a template reference may read: ``tools.a.b`` -> ``a.b``;
+        a bare ``a.b`` -> ``a.b`` (exact key) and ``a``; binds and ``env`` read none."""
+        name = input_name_of(ref, namespaces)
+        if name is not None:
+            return {name}
+        head = ref.split(".", 1)[0]
+        if head in ("env", "$this", ".") or head in self.ctx.bind_namespaces:
+            return set()
+        return {ref}
+
+    def _operation_reads(self, op: OperationPlan, names: set[str]) -> set[str]:
+        """The references a consumed operation's request reads from the scope."""
+        refs = set(op.path.variables)
+        for param in op.params:
+            if param.value is None:
+                refs.add(param.name)  # the scope value of its name
+            else:
+                refs |= param.value.references
+                names |= param.value.input_references
+        if op.body is not None:
+            refs |= op.body.references
+        consumes = self.consumes.get(op.namespace)
+        if consumes is not None and consumes.authentication is not None:
+            refs |= _auth_references(consumes.authentication)
+        return refs
 
     def _steps(
         self,
@@ -776,6 +862,7 @@ _PYTHON_TYPES: dict[str, type] = {
     "null": type(None),
 }
 _ANNOTATIONS = frozenset({"type", "description", "default", "format", "title"})
+_UNKNOWN: frozenset[type] = frozenset()  # a name the schema does not list
 
 
 def quick_check(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool] | None:
@@ -787,8 +874,17 @@ def quick_check(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool
     A False is "not sure" (``1.0`` for an integer, a bool subclass...): the validator
     decides and words the error.
     """
-    if schema.get("type") != "object" or set(schema) - {"type", "properties", "required"}:
+    if schema.get("type") != "object" or set(schema) - {
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+    }:
         return None
+    closed = schema.get("additionalProperties", True)
+    if not isinstance(closed, bool):
+        return None
+    closed = not closed
     allowed: dict[str, frozenset[type] | None] = {}
     for name, prop in (schema.get("properties") or {}).items():
         if not isinstance(prop, dict) or set(prop) - _ANNOTATIONS:
@@ -813,8 +909,14 @@ def quick_check(schema: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool
             if name not in values:
                 return False
         for name, value in values.items():
-            types = allowed.get(name)
-            if types is not None and type(value) not in types:
+            types = allowed.get(name, _UNKNOWN)
+            if types is None:
+                continue
+            if types is _UNKNOWN:
+                if closed:
+                    return False
+                continue
+            if type(value) not in types:
                 return False
         return True
 

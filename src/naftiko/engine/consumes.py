@@ -8,6 +8,12 @@ An authentication block no request could use (``oauth1``, an apikey in the body.
 makes the whole namespace unavailable: its operations answer 501 and never go out
 unauthenticated (a load error in strict mode). An ``outputRawFormat`` that cannot be
 read is recorded on the operation; the compiler decides what it affects.
+
+A body written as one template string is compiled for what it is (issue 15): a JSON,
+XML or form body escapes each value for that syntax (``naftiko.engine.templating``). The
+kind comes from ``body.type``; for a raw string body from a declared ``Content-Type``
+header, else from its first character (``{``/``[``: JSON, ``<``: XML); anything else is
+text and escapes nothing.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ __all__ = [
     "compile_consumes",
     "compile_path",
     "compile_tree",
+    "credential_fields",
     "render_or_none",
 ]
 
@@ -137,13 +144,14 @@ def _consumes(ctx: CompileContext, spec: ConsumesHttp, path: PathT) -> ConsumesP
                 continue
             own = _params(ctx, op.input_parameters, (*o_path, "inputParameters"))
             op_path = compile_path(op.path if op.path is not None else resource.path)
+            params = tuple(common + resource_params + own)
             operations[op.name] = OperationPlan(
                 namespace=ns,
                 name=op.name,
                 method=(op.method or "GET").upper(),
                 path=op_path,
-                params=tuple(common + resource_params + own),
-                body=_body(ctx, op.body, (*o_path, "body")),
+                params=params,
+                body=_body(ctx, op.body, (*o_path, "body"), params),
                 output_raw_format=op.output_raw_format,
                 output_schema=op.output_schema,
                 base_dir=ctx.base_dir,
@@ -237,16 +245,20 @@ def _params(ctx: CompileContext, params: Sequence[InputParameter], path: PathT) 
     return plans
 
 
-def _auth(ctx: CompileContext, spec: Authentication, path: PathT) -> tuple[httpx.Auth | None, bool]:
-    """``(auth built once, whether it is)``; raises :class:`OutboundAuthConfigError`."""
-    check_outbound_auth(spec)
-    fields = [
+def credential_fields(spec: Authentication) -> list[Any]:
+    """The fields of a consumed authentication that may be templates."""
+    return [
         spec.username, spec.password, spec.token, spec.key, spec.value,
         spec.token_endpoint, spec.client_id, spec.client_secret, spec.audience,
         spec.resource, *spec.scopes,
     ]  # fmt: skip
+
+
+def _auth(ctx: CompileContext, spec: Authentication, path: PathT) -> tuple[httpx.Auth | None, bool]:
+    """``(auth built once, whether it is)``; raises :class:`OutboundAuthConfigError`."""
+    check_outbound_auth(spec)
     references: set[str] = set()
-    for text in fields:
+    for text in credential_fields(spec):
         if isinstance(text, str):
             template = ctx.template(text, path)
             if template is None:
@@ -268,11 +280,54 @@ def _tree(ctx: CompileContext, raw: Any, path: PathT) -> Any:
         return None
 
 
-def _body(ctx: CompileContext, body: RequestBody | str | None, path: PathT) -> BodyPlan | None:
+# The escaping context of a body template string, by body kind (others: text).
+_KIND_CONTEXTS = {"json": "json", "xml": "xml", "form": "form"}
+
+
+def _media_context(media_type: str | None) -> str | None:
+    """The template context a declared ``Content-Type`` implies, or None."""
+    essence = (media_type or "").split(";", 1)[0].strip().lower()
+    if essence == "application/x-www-form-urlencoded":
+        return "form"
+    if essence in ("application/json", "text/json") or essence.endswith("+json"):
+        return "json"
+    if essence in ("application/xml", "text/xml") or essence.endswith("+xml"):
+        return "xml"
+    return None
+
+
+def _sniffed_context(text: str) -> str:
+    """A raw body's context from its first character: JSON or XML syntax, else text."""
+    start = text.lstrip()
+    if start.startswith("[") or (start.startswith("{") and not start.startswith("{{")):
+        return "json"
+    if start.startswith("<"):
+        return "xml"
+    return "text"
+
+
+def _declared_media_type(params: Sequence[ParamPlan]) -> str | None:
+    """A literal ``Content-Type`` header parameter's value (the last level's), or None."""
+    found = None
+    for param in params:
+        if param.location == "header" and param.name.lower() == "content-type":
+            value = param.value
+            if value is not None and value.is_constant and isinstance(value.raw, str):
+                found = value.raw
+    return found
+
+
+def _body(
+    ctx: CompileContext,
+    body: RequestBody | str | None,
+    path: PathT,
+    params: Sequence[ParamPlan] = (),
+) -> BodyPlan | None:
     if body is None:
         return None
     if isinstance(body, str):
-        template = ctx.template(body, path)
+        context = _media_context(_declared_media_type(params)) or _sniffed_context(body)
+        template = _context_template(ctx, body, context, path)
         return BodyPlan(kind="raw", data=template if template is not None else body)
     kind = _BODY_KINDS.get(body.type.replace("_", "").replace("-", "").lower())
     if kind is None:
@@ -280,7 +335,24 @@ def _body(ctx: CompileContext, body: RequestBody | str | None, path: PathT) -> B
         kind = "json"
     if kind == "multipart":
         return BodyPlan(kind=kind, data=None, parts=_parts(ctx, body.data, path))
-    return BodyPlan(kind=kind, data=_tree(ctx, body.data, (*path, "data")))
+    data_path = (*path, "data")
+    if isinstance(body.data, str) and kind in _KIND_CONTEXTS:
+        template = _context_template(ctx, body.data, _KIND_CONTEXTS[kind], data_path)
+        return BodyPlan(kind=kind, data=template if template is not None else body.data)
+    return BodyPlan(kind=kind, data=_tree(ctx, body.data, data_path))
+
+
+def _context_template(ctx: CompileContext, text: str, context: str, path: PathT) -> Any:
+    """A body template string compiled for ``context``; its text when it has no tags;
+    None after reporting a syntax error."""
+    if "{{" not in text:
+        return text
+    try:
+        template = compile_template(text, context)
+    except TemplateError as exc:
+        ctx.error(path, str(exc))
+        return None
+    return text if template.is_constant else template
 
 
 def _parts(ctx: CompileContext, data: Any, path: PathT) -> tuple[PartPlan, ...]:

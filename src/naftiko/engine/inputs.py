@@ -142,6 +142,9 @@ def plainly_valid(schema: Any) -> bool:
         elif key == "items":
             if not plainly_valid(value):
                 return False
+        elif key == "additionalProperties":
+            if not isinstance(value, bool):
+                return False
         elif key != "default":  # any value is a valid default
             return False
     return True
@@ -180,8 +183,13 @@ def _consumed_schema(param: ParamPlan | None) -> dict[str, Any]:
     return schema
 
 
-def input_schema(fields: Sequence[InputField]) -> dict[str, Any]:
-    """The JSON Schema object over a unit's inputs (the MCP ``inputSchema``)."""
+def input_schema(fields: Sequence[InputField], *, closed: bool = False) -> dict[str, Any]:
+    """The JSON Schema object over a unit's inputs (the MCP ``inputSchema``).
+
+    ``closed``: no other property is allowed (``additionalProperties: false``), for a
+    tool that declares its inputs: an argument it does not know is refused by name
+    rather than silently dropped (issue 15).
+    """
     properties = {}
     for f in fields:
         schema = dict(f.schema)
@@ -192,6 +200,8 @@ def input_schema(fields: Sequence[InputField]) -> dict[str, Any]:
     required = [f.name for f in fields if f.required]
     if required:
         schema["required"] = required
+    if closed:
+        schema["additionalProperties"] = False
     return schema
 
 

@@ -127,7 +127,28 @@ def _describe(error: ValidationError, schema: Mapping[str, Any]) -> tuple[str | 
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else "?"
         return name, f"{where} needs the field '{missing}'"
+    if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
+        return _unknown(error, path)
     return name, f"{where}: {error.validator} constraint not met"
+
+
+def _unknown(error: ValidationError, path: list[str]) -> tuple[str | None, str]:
+    """Unknown arguments named (they came from the caller: safe to echo), and the known."""
+    known = error.schema.get("properties") or {}
+    unknown = sorted(str(k) for k in error.instance if k not in known)
+    names = ", ".join(f"'{_short(name)}'" for name in unknown[:5])
+    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+    expected = ", ".join(known) or "none"
+    if path:
+        where = "argument '" + ".".join(path) + "'"
+        return path[0], f"{where} has unknown fields {names}{more}"
+    word = "argument" if len(unknown) == 1 else "arguments"
+    message = f"unknown {word} {names}{more} (this tool takes: {expected})"
+    return (unknown[0] if unknown else None), message
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 40 else name[:37] + "..."
 
 
 def validation_problem(plan: UnitPlan, values: Mapping[str, Any]) -> Problem | None:
@@ -206,6 +227,11 @@ class Engine:
         problem = validation_problem(plan, values)
         if problem is not None:
             return Result.failure(problem)
+        visible = plan.visible
+        if visible is not None:
+            # What the document neither declares nor reads stays out of the scope: a
+            # caller cannot add ``get-profile.tenant`` next to a step's output (issue 15).
+            values = {name: value for name, value in values.items() if name in visible}
         scope = plan.scope.with_child(inputs=values)
         with_values = {}
         for key, expr in plan.with_.items():

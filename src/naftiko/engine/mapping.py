@@ -289,9 +289,18 @@ class _Node:
     def is_mock_capable(self) -> bool:
         if self.const is not _NO_VALUE or self.value is not None:
             return True
+        return any(child.is_mock_capable for child in self._children())
+
+    def _children(self) -> list[_Node]:
         children = [prop for _, prop in self.properties or ()]
-        children += [child for child in (self.items, self.values) if child is not None]
-        return any(child.is_mock_capable for child in children)
+        return children + [child for child in (self.items, self.values) if child is not None]
+
+    def references(self) -> set[str]:
+        """The names its ``value`` templates read (and its children's)."""
+        found = set(self.value.references) if self.value is not None else set()
+        for child in self._children():
+            found |= child.references()
+        return found
 
     # ------------------------------------------------------------------ schema
 
@@ -555,6 +564,14 @@ class OutputMapper:
     def is_mock_capable(self) -> bool:
         """True when some parameter carries a ``value`` or ``const`` (mock mode works)."""
         return any(root.is_mock_capable for root in self._roots)
+
+    @property
+    def references(self) -> frozenset[str]:
+        """Every name its ``value`` templates read (the inputs a mock may show)."""
+        found: set[str] = set()
+        for root in self._roots:
+            found |= root.references()
+        return frozenset(found)
 
     def apply(self, document: Any, scope: Scope | None = None) -> Any:
         """Shape an upstream document (already JSON). Missing paths give None, never errors.

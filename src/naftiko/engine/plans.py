@@ -189,6 +189,10 @@ class UnitPlan:
     # True only when ``validator`` would find no error (then it is not run); see
     # ``compile.quick_check``. None: always ask the validator.
     quick_valid: Callable[[Mapping[str, Any]], bool] | None = field(default=None, kw_only=True)
+    # The caller inputs its templates may see: the declared and derived inputs and the
+    # names the document's templates read, never a step's name (issue 15). Anything
+    # else a caller sends is dropped after validation. None: every input (tests).
+    visible: frozenset[str] | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,20 +6,32 @@ and rendered without pystache's machinery; templates with sections use pystache'
 engine with our own name resolution. Name resolution lives in :class:`Scope`, so that a
 bound secret always wins over a caller input and ``env.KEY``, ``tools.x``, ``$this.ns.x``
 and step outputs (``get-ship.vessel_name``) all resolve the same way everywhere.
+
+A template compiled for a body *context* (``json``, ``xml``, ``form``) escapes what each
+``{{x}}`` renders for that context, so a value lands as data, never as syntax (issue 15):
+inside a JSON string it is JSON-string escaped; elsewhere in JSON it is one JSON value (a
+list, an object, a number or a boolean as such, a string quoted, nothing ``null``); in
+XML ``& < > " '`` become entities; in a form body it is percent-encoded. Triple braces
+``{{{x}}}`` (or ``{{& x}}``) render the text as is: the author's way to say "raw". A lone
+``{{x}}`` (the whole body) keeps its value, as everywhere.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Final
+from urllib.parse import quote_plus
+from xml.sax.saxutils import escape as _xml_escape
 
 from pystache import parser as _pystache_parser
 from pystache.context import ContextStack
 from pystache.renderengine import RenderEngine
 
 __all__ = [
+    "CONTEXTS",
     "EMPTY_SCOPE",
     "INPUT_PREFIXES",
     "MISSING",
@@ -88,6 +100,135 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+# --------------------------------------------------------------------------- escaping
+
+Escaper = Callable[[Any], str]
+"""A resolved value (or MISSING) -> the text a tag renders."""
+
+# A string that is already one JSON scalar: rendered bare, it is that number or literal.
+_JSON_SCALAR = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?|true|false|null")
+# Text that needs no escaping inside a JSON string (most ids, names, dates).
+_JSON_PLAIN = re.compile(r'[^"\\\x00-\x1f]*')
+
+
+def _json_in_string(value: Any) -> str:
+    """Inside a JSON string literal: the text, JSON-string escaped (quotes, ``\\``,
+    control characters), so it cannot close the string."""
+    text = format_value(value)
+    if _JSON_PLAIN.fullmatch(text):
+        return text
+    return json.dumps(text, ensure_ascii=False)[1:-1]
+
+
+def _json_bare(value: Any) -> str:
+    """Outside a JSON string: exactly one JSON value. Lists, objects, numbers and
+    booleans as such; a string that is one JSON number or literal as it is (``7``); any
+    other string quoted; nothing (missing or null) ``null``."""
+    if value is MISSING or value is None:
+        return "null"
+    if type(value) is str:
+        return value if _JSON_SCALAR.fullmatch(value) else json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bytes):
+        return json.dumps(value.decode("utf-8", "replace"), ensure_ascii=False)
+    try:
+        return json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False
+        )
+    except (ValueError, RecursionError):  # NaN and infinities are no JSON: their text
+        return json.dumps(format_value(value), ensure_ascii=False)
+
+
+def _xml_text(value: Any) -> str:
+    """XML character data or an attribute value (either quote): entities for markup."""
+    return _xml_escape(format_value(value), {'"': "&quot;", "'": "&apos;"})
+
+
+def _form_text(value: Any) -> str:
+    """One ``application/x-www-form-urlencoded`` key or value: ``&``, ``=`` and ``+``
+    cannot start another pair."""
+    return quote_plus(format_value(value))
+
+
+CONTEXTS: Final = frozenset({"text", "json", "xml", "form"})
+"""Where a template's output goes (see the module docstring); ``text`` escapes nothing."""
+
+
+def _escapers(context: str, nodes: Sequence[Any]) -> list[Escaper]:
+    """The escaper of each ``{{x}}`` tag of ``nodes`` (in document order, sections
+    included), for ``context``. In JSON a tag inside a string literal gets string
+    escaping and one outside gets a JSON value: a scan of the literal text in order
+    tracks whether a string is open (sections are assumed to close what they open)."""
+    if context == "xml":
+        return [_xml_text] * _count_tags(nodes)
+    if context == "form":
+        return [_form_text] * _count_tags(nodes)
+    escapers: list[Escaper] = []
+    _scan_json(nodes, [False], escapers)
+    return escapers
+
+
+def _count_tags(nodes: Sequence[Any]) -> int:
+    count = 0
+    for node in nodes:
+        if isinstance(node, _pystache_parser._EscapeNode):
+            count += 1
+        elif (inner := _inner_tree(node)) is not None:
+            count += _count_tags(inner)
+    return count
+
+
+def _scan_json(nodes: Sequence[Any], in_string: list[bool], into: list[Escaper]) -> None:
+    for node in nodes:
+        if type(node) is str:
+            in_string[0] = _json_string_state(node, in_string[0])
+        elif isinstance(node, _pystache_parser._EscapeNode):
+            into.append(_json_in_string if in_string[0] else _json_bare)
+        elif (inner := _inner_tree(node)) is not None:
+            _scan_json(inner, in_string, into)
+
+
+def _json_string_state(text: str, in_string: bool) -> bool:
+    """Whether a JSON string is open after ``text`` (given whether one was before)."""
+    escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif in_string and char == "\\":
+            escaped = True
+        elif char == '"':
+            in_string = not in_string
+    return in_string
+
+
+def _inner_tree(node: Any) -> list[Any] | None:
+    """The parse tree inside a section or inverted section node, else None."""
+    inner = getattr(node, "parsed", None) or getattr(node, "parsed_section", None)
+    return None if inner is None else inner._parse_tree
+
+
+class _ContextTag:
+    """A ``{{x}}`` node of a section template compiled for a context: renders the
+    resolved value through its escaper (pystache's own node would stringify it first)."""
+
+    __slots__ = ("escape", "key")
+
+    def __init__(self, key: str, escape: Escaper) -> None:
+        self.key = key
+        self.escape = escape
+
+    def render(self, engine: RenderEngine, context: ContextStack) -> str:
+        return self.escape(engine.resolve_context(context, self.key))
+
+
+def _install_escapers(nodes: list[Any], escapers: list[Escaper]) -> None:
+    """Replace each ``{{x}}`` node, in document order, by a :class:`_ContextTag`."""
+    for index, node in enumerate(nodes):
+        if isinstance(node, _pystache_parser._EscapeNode):
+            nodes[index] = _ContextTag(node.key, escapers.pop(0))
+        elif (inner := _inner_tree(node)) is not None:
+            _install_escapers(inner, escapers)
+
+
 def _walk(value: Any, parts: Sequence[str]) -> Any:
     """Follow dotted ``parts`` into nested dicts (and lists by numeric index)."""
     for part in parts:
@@ -125,12 +266,17 @@ class Scope:
     """The names a template or ``with`` value can see during one invocation.
 
     Layers, highest precedence first: ``binds`` (so that a caller input can never shadow
-    a secret), ``with`` values, caller ``inputs``, step outputs. A name is looked up
-    exactly first (keys may contain dots), then through the special forms ``env.KEY``,
-    ``<bindNamespace>.KEY``, ``rest.x``/``tools.x``/``<inputNamespace>.x``/``$this.ns.x``
-    (caller inputs: ``with`` values, then inputs), then by a dotted walk into nested
-    values (``get-ship.specs.length``). The layers are held, not copied: building a
-    scope per request costs a few attribute stores.
+    a secret), ``with`` values (written by the document), step outputs, caller
+    ``inputs`` (so that a caller can never replace what a step looked up: issue 15). A
+    name is looked up exactly first (keys may contain dots), then through the special
+    forms ``env.KEY``, ``<bindNamespace>.KEY``,
+    ``rest.x``/``tools.x``/``<inputNamespace>.x``/``$this.ns.x`` (caller inputs: ``with``
+    values, then inputs), then by a dotted walk into nested values
+    (``get-ship.specs.length``). A dotted name whose head is a step output is that
+    step's, found or not: no caller input answers ``get-profile.tenant`` once step
+    ``get-profile`` has produced something. The engine hands a scope only the caller
+    inputs the document declares or derives. The layers are held, not copied: building
+    a scope per request costs a few attribute stores.
     """
 
     __slots__ = (
@@ -213,10 +359,11 @@ class Scope:
             return self._binds[name]
         if name in self._with:
             return self._with[name]
-        if name in self._inputs:
+        steps = self._steps
+        if name in steps:
+            return steps[name]
+        if name in self._inputs and not ("." in name and self._owned(name)):
             return self._inputs[name]
-        if name in self._steps:
-            return self._steps[name]
         head, rest, parts = _split(name)
         if not rest:
             return MISSING
@@ -229,12 +376,21 @@ class Scope:
         if head == "$this":
             remainder = _this_remainder(rest)
             return self.lookup_input(remainder) if remainder else MISSING
-        for layer in (self._with, self._inputs, self._steps):
-            if parts[0] in layer:
-                found = _walk(layer[parts[0]], parts[1:])
-                if found is not MISSING:
-                    return found
+        if head in self._with:
+            found = _walk(self._with[head], parts[1:])
+            if found is not MISSING:
+                return found
+        if head in steps:  # a step's output answers for its own name, found or not
+            return _walk(steps[head], parts[1:])
+        if head in self._inputs:
+            return _walk(self._inputs[head], parts[1:])
         return MISSING
+
+    def _owned(self, name: str) -> bool:
+        """A dotted name a caller's key of the same spelling must not answer: one under a
+        step output, ``env`` or a bind namespace (``cfg.TOKEN`` is the bind's)."""
+        head = _split(name)[0]
+        return head in self._steps or head == "env" or head in self._bind_namespaces
 
     def lookup_input(self, name: str) -> Any:
         """A caller input (``with`` values first, then inputs): exact, then dotted walk."""
@@ -317,15 +473,22 @@ def _collect_references(nodes: list[Any], into: set[str]) -> bool:
 
 
 class Template:
-    """A compiled mustache template. Immutable; render it as often as needed."""
+    """A compiled mustache template. Immutable; render it as often as needed.
 
-    __slots__ = ("_lone", "_parsed", "_parts", "is_constant", "references", "text")
+    ``context`` (``text``, ``json``, ``xml``, ``form``) says where the rendered text goes
+    and so how each ``{{x}}`` is escaped (see the module docstring).
+    """
 
-    def __init__(self, text: str) -> None:
+    __slots__ = ("_lone", "_parsed", "_parts", "context", "is_constant", "references", "text")
+
+    def __init__(self, text: str, context: str = "text") -> None:
+        if context not in CONTEXTS:
+            raise ValueError(f"unknown template context {context!r}")
         self.text = text
+        self.context = context
         self._lone: str | None = None
         self._parsed: Any = None
-        self._parts: tuple[str | tuple[str], ...] | None = None
+        self._parts: tuple[str | tuple[str, Escaper], ...] | None = None
         if "{{" not in text:
             self.is_constant = True
             self.references: frozenset[str] = frozenset()
@@ -342,19 +505,28 @@ class Template:
         simple = _collect_references(tree, names)
         self.references = frozenset(names)
         self.is_constant = False
+        escapers = [] if context == "text" else _escapers(context, tree)
         if simple:
-            self._parts = tuple(
-                node if type(node) is str else (node.key,)
-                for node in tree
-                if not isinstance(node, _IGNORED_NODES)
-            )
+            parts: list[str | tuple[str, Escaper]] = []
+            for node in tree:
+                if type(node) is str:
+                    parts.append(node)
+                elif isinstance(node, _pystache_parser._EscapeNode) and escapers:
+                    parts.append((node.key, escapers.pop(0)))
+                elif not isinstance(node, _IGNORED_NODES):
+                    parts.append((node.key, format_value))  # text, or {{{x}}}: as is
+            self._parts = tuple(parts)
             if len(self._parts) == 1 and type(self._parts[0]) is tuple:
                 self._lone = self._parts[0][0]
             self.is_constant = all(type(part) is str for part in self._parts)
         else:
+            if escapers:
+                _install_escapers(tree, escapers)
             self._parsed = parsed
 
     def __repr__(self) -> str:
+        if self.context != "text":
+            return f"Template({self.text!r}, {self.context!r})"
         return f"Template({self.text!r})"
 
     @property
@@ -371,7 +543,8 @@ class Template:
             return parts[0]
         lookup = scope.lookup
         return "".join(
-            part if type(part) is str else format_value(lookup(part[0])) for part in parts
+            part if type(part) is str else part[1](lookup(part[0]))  # type: ignore[misc]
+            for part in parts
         )
 
     def resolve(self, scope: Scope) -> Any:
@@ -382,12 +555,13 @@ class Template:
 
 
 @lru_cache(maxsize=8192)
-def compile_template(text: str) -> Template:
-    """Parse ``text`` once. Raises :class:`TemplateError` on a syntax error.
+def compile_template(text: str, context: str = "text") -> Template:
+    """Parse ``text`` once, for ``context`` (see :class:`Template`). Raises
+    :class:`TemplateError` on a syntax error.
 
     Cached because the same snippets (``{{tools.x}}``, header values) recur across units.
     """
-    return Template(text)
+    return Template(text, context)
 
 
 # --------------------------------------------------------------------------- with values

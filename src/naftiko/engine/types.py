@@ -113,10 +113,12 @@ class Inputs:
 
     ``values`` holds named inputs: MCP arguments as given; for REST the declared
     parameters (path, query, header, cookie, body fields) plus, for lenient ``rest.x``
-    references, undeclared path, then query, then top-level body fields. ``body`` is the
-    whole request body (``rest.body``): a JSON value, a form ``dict``, or ``str``/``bytes``
-    for other media types; ``None`` when there was none. ``media_type`` is the caller's
-    Content-Type, kept so that a whole-body forward stays a form when it was a form.
+    references, undeclared path, then query, then top-level body fields (the engine
+    keeps only the names the unit declares or its templates read: ``UnitPlan.visible``).
+    ``body`` is the whole request body (``rest.body``): a JSON value, a form ``dict``, or
+    ``str``/``bytes`` for other media types; ``None`` when there was none. ``media_type``
+    is the caller's Content-Type, kept so that a whole-body forward stays a form when it
+    was a form.
     ``headers``/``query_string``/``method``/``path`` serve ``forward`` resources.
     """
 
