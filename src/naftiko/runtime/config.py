@@ -16,6 +16,13 @@ from typing import Any, Literal
 
 from naftiko.adapters.settings import AdapterSettings
 from naftiko.engine.settings import EngineSettings
+from naftiko.runtime.http_protocol import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_BYTES,
+    ListenerLimits,
+)
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[str, ...] = ("text", "json")
@@ -50,6 +57,10 @@ class RuntimeConfig:
     max_body_bytes: int | None = None
     mcp_stateful: bool = False
     allowed_hosts: tuple[str, ...] = ()
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     grace_period_s: float = DEFAULT_GRACE_PERIOD_S
     check: bool = False
     reload: bool = False
@@ -78,6 +89,15 @@ class RuntimeConfig:
         if self.allowed_hosts:
             kwargs["allowed_hosts"] = self.allowed_hosts
         return AdapterSettings(**kwargs)
+
+    def listener_limits(self) -> ListenerLimits:
+        """What every listener (REST, MCP, skill, control) allows before a request."""
+        return ListenerLimits(
+            max_header_bytes=self.max_header_bytes,
+            header_timeout_s=self.header_timeout_s,
+            idle_timeout_s=self.idle_timeout_s,
+            max_connections=self.max_connections,
+        )
 
 
 def in_container(env: Mapping[str, str], marker: Path = CONTAINER_MARKER) -> bool:
@@ -205,6 +225,10 @@ def resolve_config(
     max_body = pick(args.max_body_bytes, "NAFTIKO_MAX_BODY_BYTES")
     grace = pick(args.grace_period, "NAFTIKO_GRACE_PERIOD")
     allowed = list(args.allowed_host or []) or _split_list(env.get("NAFTIKO_ALLOWED_HOSTS", ""))
+    header_bytes = pick(args.max_header_bytes, "NAFTIKO_MAX_HEADER_BYTES")
+    header_timeout = pick(args.header_timeout, "NAFTIKO_HEADER_TIMEOUT")
+    idle_timeout = pick(args.idle_timeout, "NAFTIKO_IDLE_TIMEOUT")
+    max_connections = pick(args.max_connections, "NAFTIKO_MAX_CONNECTIONS")
 
     def flag_or_env_bool(flag: bool | None, name: str) -> bool:
         if flag:
@@ -224,6 +248,18 @@ def resolve_config(
         max_body_bytes=None if max_body is None else _positive_int(str(max_body), "max body"),
         mcp_stateful=flag_or_env_bool(args.mcp_stateful, "NAFTIKO_MCP_STATEFUL"),
         allowed_hosts=tuple(allowed),
+        max_header_bytes=DEFAULT_MAX_HEADER_BYTES
+        if header_bytes is None
+        else _positive_int(str(header_bytes), "max header bytes"),
+        header_timeout_s=DEFAULT_HEADER_TIMEOUT_S
+        if header_timeout is None
+        else _positive_float(str(header_timeout), "header timeout"),
+        idle_timeout_s=DEFAULT_IDLE_TIMEOUT_S
+        if idle_timeout is None
+        else _positive_float(str(idle_timeout), "idle timeout"),
+        max_connections=DEFAULT_MAX_CONNECTIONS
+        if max_connections is None
+        else _positive_int(str(max_connections), "max connections"),
         grace_period_s=DEFAULT_GRACE_PERIOD_S
         if grace is None
         else _positive_float(str(grace), "grace period", allow_zero=True),
