@@ -119,11 +119,26 @@ def test_listener_limits_from_defaults_environment_and_flags() -> None:
         ("--max-connections", "-1"),
         ("--header-timeout", "soon"),
         ("--idle-timeout", "0"),
+        ("--allowed-origin", "http://app.example/path"),
+        ("--allowed-origin", "app.example"),
+        ("--allowed-host", "a b"),
     ],
 )
 def test_bad_listener_values_are_usage_errors(argv: tuple[str, ...]) -> None:
     with pytest.raises(ConfigError):
         config(*argv)
+
+
+def test_host_and_origin_lists() -> None:
+    # Without --allowed-host: loopback names only on a loopback listener, else any host.
+    assert config().adapter_settings("127.0.0.1").allowed_hosts == ()
+    assert config().adapter_settings("::1").allowed_hosts == ()
+    assert config().adapter_settings("0.0.0.0").allowed_hosts == ("*",)
+    listed = config("--allowed-host", "gw", "--allowed-origin", "HTTPS://App.Example")
+    assert listed.adapter_settings("127.0.0.1").allowed_hosts == ("gw",)
+    assert listed.adapter_settings().allowed_origins == ("https://app.example:443",)
+    env = {"NAFTIKO_ALLOWED_ORIGINS": "http://a.example:8080, *"}
+    assert config(env=env).allowed_origins == ("http://a.example:8080", "*")
 
 
 def test_container_detection(tmp_path: Path) -> None:

@@ -39,9 +39,10 @@ EPILOG = """\
 Every flag has a NAFTIKO_* environment variable (flags win): NAFTIKO_HOST,
 NAFTIKO_PORTS="ns=port,ns2=port", NAFTIKO_BASE_URIS="ns=url,...", NAFTIKO_CONTROL_PORT,
 NAFTIKO_LOG_FORMAT, NAFTIKO_LOG_LEVEL, NAFTIKO_TIMEOUT, NAFTIKO_MAX_BODY_BYTES,
-NAFTIKO_MCP_STATEFUL, NAFTIKO_ALLOWED_HOSTS="h1,h2", NAFTIKO_MAX_HEADER_BYTES,
-NAFTIKO_HEADER_TIMEOUT, NAFTIKO_IDLE_TIMEOUT, NAFTIKO_MAX_CONNECTIONS, NAFTIKO_GRACE_PERIOD,
-NAFTIKO_CHECK, NAFTIKO_RELOAD, and NAFTIKO_CAPABILITIES (paths, when none are given).
+NAFTIKO_MCP_STATEFUL, NAFTIKO_ALLOWED_HOSTS="h1,h2", NAFTIKO_ALLOWED_ORIGINS="o1,o2",
+NAFTIKO_MAX_HEADER_BYTES, NAFTIKO_HEADER_TIMEOUT, NAFTIKO_IDLE_TIMEOUT,
+NAFTIKO_MAX_CONNECTIONS, NAFTIKO_GRACE_PERIOD, NAFTIKO_CHECK, NAFTIKO_RELOAD, and
+NAFTIKO_CAPABILITIES (paths, when none are given).
 The default host is 0.0.0.0 inside a container (/.dockerenv or NAFTIKO_IN_CONTAINER=1),
 else 127.0.0.1; a document's 'address' is used when neither --host nor NAFTIKO_HOST is set.
 """
@@ -70,7 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mcp-stateful", action="store_true", default=None,
                         help="MCP sessions (Mcp-Session-Id) instead of stateless HTTP")
     parser.add_argument("--allowed-host", action="append", metavar="HOST",
-                        help="Host header accepted by MCP adapters (repeatable; default any)")
+                        help="Host header accepted besides loopback names; a bare name on "
+                             "any port, * any host (repeatable; default: loopback names on "
+                             "a loopback listener, else any)")
+    parser.add_argument("--allowed-origin", action="append", metavar="ORIGIN",
+                        help="browser Origin accepted besides the one a request reached, "
+                             "as scheme://host[:port]; * any (repeatable)")
     parser.add_argument("--max-header-bytes", type=str, metavar="BYTES",
                         help=f"largest request line and headers; 431 past it "
                              f"(default {DEFAULT_MAX_HEADER_BYTES})")

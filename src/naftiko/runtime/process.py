@@ -183,7 +183,6 @@ class Runtime:
         self.redactor = redactor
         self.metrics = metrics
         self.engine_settings = config.engine_settings()
-        self.adapter_settings = config.adapter_settings()
         self.engines: dict[Path, Any] = {}
         self.started_at = time.time()
         self._started_mono = time.monotonic()
@@ -236,7 +235,7 @@ class Runtime:
 
     def build_app(self, slot: Slot, engine: Any) -> ASGIApp | None:
         """The ASGI app of one HTTP adapter; ``None`` when this build cannot serve it."""
-        plan, settings = slot.plan, self.adapter_settings
+        plan, settings = slot.plan, self.config.adapter_settings(slot.host)
         bindings = slot.capability.loaded.bindings if slot.capability else None
         info = slot.capability.loaded.document.info if slot.capability else None
         if isinstance(plan, ControlAdapterPlan):
