@@ -29,6 +29,7 @@ adapters use :class:`HostOriginMiddleware`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from typing import Literal
@@ -48,7 +49,10 @@ __all__ = [
 
 ANY = "*"
 DEFAULT_PORTS = {"http": 80, "https": 443}
+VERDICT_CACHE_SIZE = 1024
 Refusal = tuple[int, str]  # status and the reason given to the client
+HOST_REFUSED: Refusal = (421, "The Host header names a host this server does not answer for.")
+ORIGIN_REFUSED: Refusal = (403, "Requests from this Origin are not allowed (see --allowed-origin).")
 
 
 def is_loopback(host: str) -> bool:
@@ -115,14 +119,13 @@ def normalize_origin(value: str) -> str:
 class HostOriginPolicy:
     """The compiled lists; :meth:`refusal` says whether a request may go on."""
 
-    __slots__ = ("any_host", "any_origin", "host_names", "host_ports", "origins")
+    __slots__ = ("_verdict", "any_host", "any_origin", "host_names", "host_ports", "origins")
 
     def __init__(self, allowed_hosts: Iterable[str], allowed_origins: Iterable[str] = ()) -> None:
         hosts = [h.strip() for h in allowed_hosts if h.strip()]
         self.any_host = ANY in hosts
-        self.host_names: frozenset[str] = frozenset()  # bare: any port
-        self.host_ports: frozenset[tuple[str, int]] = frozenset()
-        names, ports = set(), set()
+        names: set[str] = set()  # bare: any port
+        ports: set[tuple[str, int]] = set()
         for entry in hosts:
             if entry == ANY:
                 continue
@@ -135,32 +138,42 @@ class HostOriginPolicy:
         origins = {normalize_origin(o) for o in allowed_origins if o.strip()}
         self.any_origin = ANY in origins
         self.origins = frozenset(parse_origin(o) for o in origins if o != ANY)
+        # Parsing a Host (and an address) costs microseconds; a client sends the same
+        # headers on every request. Bounded, so varied headers cost only the parse.
+        self._verdict = functools.lru_cache(maxsize=VERDICT_CACHE_SIZE)(self._decide)
 
     def refusal(self, scope: Scope) -> Refusal | None:
         """``None`` when the request may go on, else the status and the reason."""
-        host_header = origin_header = None
+        host = origin = None
         for name, value in scope.get("headers", ()):
             if name == b"host":
-                host_header = value.decode("latin-1")
+                host = value
             elif name == b"origin":
-                origin_header = value.decode("latin-1")
+                origin = value
+        if origin is None and self.any_host:
+            return None  # the common case of a non-browser client: nothing to decide
+        server = scope.get("server")
+        port = server[1] if server and len(server) > 1 else None
+        return self._verdict(host, origin, port)
+
+    def _decide(self, host_header: bytes | None, origin_header: bytes | None,
+                listener_port: int | None) -> Refusal | None:
+        """:meth:`refusal` on the raw header values (cached: clients repeat them)."""
         try:
-            host = split_host(host_header) if host_header is not None else None
+            host = split_host(host_header.decode("latin-1")) if host_header is not None else None
         except ValueError:
             host = None
         if not self.any_host and not self._host_allowed(host):
-            return 421, "The Host header names a host this server does not answer for."
+            return HOST_REFUSED
         if origin_header is None or self.any_origin:
             return None
         try:
-            origin = parse_origin(origin_header)
+            origin = parse_origin(origin_header.decode("latin-1"))
         except ValueError:
-            return 403, "The Origin header is not an origin this server accepts."
-        server = scope.get("server")
-        listener_port = server[1] if server and len(server) > 1 else None
+            return ORIGIN_REFUSED
         if origin in self.origins or _same_origin(origin, host, listener_port):
             return None
-        return 403, "Requests from this Origin are not allowed (see --allowed-origin)."
+        return ORIGIN_REFUSED
 
     def _host_allowed(self, host: tuple[str, int | None] | None) -> bool:
         if host is None:
