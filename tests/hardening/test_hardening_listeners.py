@@ -157,6 +157,16 @@ async def test_a_dribbled_head_is_closed_at_the_header_deadline(
     assert _status(answer) == 408
 
 
+async def test_line_breaks_before_a_request_line_do_not_escape_the_deadline(
+    limited: tuple[RuntimeProcess, dict[str, int]],
+) -> None:
+    """Empty lines before a request line are no request yet; dribbling them still ends
+    at the header deadline (and never at the idle timeout, which any byte resets)."""
+    _, ports = limited
+    answer = await _exchange(ports["lim-rest"], b"\r\n", keep_sending=b"\r\n" * 50)
+    assert _status(answer) == 408
+
+
 @pytest.mark.parametrize("adapter", ADAPTERS)
 async def test_a_silent_connection_is_closed_at_the_idle_timeout(
     limited: tuple[RuntimeProcess, dict[str, int]], adapter: str

@@ -16,7 +16,7 @@ the process runs out of file descriptors. :class:`ListenerGuard` holds one liste
 * a head (request line and header lines) over ``max_header_bytes`` gets 431 and the
   connection is closed: counted as bytes arrive, so an endless head is cut at the limit,
   not buffered until it ends;
-* a head not complete ``header_timeout_s`` after its first byte gets 408 and is closed;
+* a head not complete ``header_timeout_s`` after its first bytes gets 408 and is closed;
 * a connection that sends nothing for ``idle_timeout_s`` (from accept, and between
   keep-alive requests: uvicorn's keep-alive timer, also armed at accept) is closed;
 * past ``max_connections`` open connections, a new one gets 503 and is closed at once,
@@ -197,8 +197,10 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's ``httptools`` protocol writing through a :class:`CoalescingTransport`,
     enforcing its listener's :class:`ListenerLimits` (see the module docstring).
 
-    "In the head" is the time from a request's first byte (or, for counting bytes, from
-    accept or the end of the previous request) to the end of its headers.
+    "In the head" is the time from accept, or from the end of the previous request, to
+    the end of the next request's headers; ``head_bytes`` counts what arrived in it. The
+    header deadline runs from the end of the first chunk of a head that did not complete
+    in that chunk (CRLFs before a request line count: they are bytes of no request).
     """
 
     def __init__(
@@ -243,8 +245,15 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         if self.in_head:
             self.head_bytes += len(data)
         super().data_received(data)
-        if self.in_head and self.head_bytes > self.guard.limits.max_header_bytes:
+        if not self.in_head or self.refused or not self.head_bytes:
+            return  # a head completed in this chunk (the usual case), or nothing to time
+        if self.head_bytes > self.guard.limits.max_header_bytes:
             self._refuse(self.guard.too_large)
+        elif self.head_timer is None:
+            # Armed only when a head spans chunks: a request arriving whole costs no timer.
+            self.head_timer = self.loop.call_later(
+                self.guard.limits.header_timeout_s, self._head_timed_out
+            )
 
     # ------------------------------------------------------------------ parser callbacks
 
@@ -254,10 +263,6 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self.in_head = True
         self.head_size = _REQUEST_LINE_EXTRA
-        if self.head_timer is None:
-            self.head_timer = self.loop.call_later(
-                self.guard.limits.header_timeout_s, self._head_timed_out
-            )
 
     def on_url(self, url: bytes) -> None:
         self.head_size += len(url)
