@@ -103,8 +103,6 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
-
-
 # --------------------------------------------------------------------------- limits
 
 
