@@ -140,6 +140,23 @@ async def test_a_head_under_the_limit_is_served(
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == "hello"
 
 
+async def test_a_body_arriving_with_its_head_does_not_count_as_head(
+    limited: tuple[RuntimeProcess, dict[str, int]],
+) -> None:
+    """Head and a body twice the header limit in one write: the head alone is measured."""
+    _, ports = limited
+    port = ports["lim-rest"]
+    body = json.dumps({"pad": "a" * (2 * HEADER_LIMIT)}).encode()
+    head = (
+        f"POST /hello HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"X-Some: {'a' * 4000}\r\n\r\n"
+    ).encode()
+    answer = await _exchange(port, head + body)
+    assert _status(answer) == 200
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1]) == "posted"
+
+
 # --------------------------------------------------------------------------- deadlines
 
 

@@ -213,7 +213,6 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.guard: ListenerGuard = guard if guard is not None else _DEFAULT_GUARD
         self.in_head = True
         self.head_bytes = 0  # raw bytes received while in the head (bounds buffering)
-        self.head_size = 0  # request line and headers as parsed (the exact count)
         self.head_timer: asyncio.TimerHandle | None = None
         self.refused = False
 
@@ -255,30 +254,27 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
 
     # ------------------------------------------------------------------ parser callbacks
 
-    def on_message_begin(self) -> None:
-        if self.refused:
-            return
-        super().on_message_begin()
-        self.in_head = True
-        self.head_size = _REQUEST_LINE_EXTRA
-
-    def on_url(self, url: bytes) -> None:
-        self.head_size += len(url)
-        super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_size += len(name) + len(value) + _HEADER_LINE_EXTRA
-        super().on_header(name, value)
+    # Only what the limits need is overridden: every override is a call per request.
 
     def on_headers_complete(self) -> None:
         if self.refused:
             return
         self._cancel_head_timer()
         self.in_head = False
-        if self.head_size > self.guard.limits.max_header_bytes:
+        if self.head_bytes > self.guard.limits.max_header_bytes and self._head_size() > (
+            self.guard.limits.max_header_bytes
+        ):
             self._refuse(self.guard.too_large)
             return
         super().on_headers_complete()
+
+    def _head_size(self) -> int:
+        """The head as parsed; only computed when the bytes received in the head (which
+        include any body bytes that came with it) exceed the limit."""
+        size = _REQUEST_LINE_EXTRA + len(self.url)
+        for name, value in self.headers:
+            size += len(name) + len(value) + _HEADER_LINE_EXTRA
+        return size
 
     def on_body(self, body: bytes) -> None:
         if not self.refused:
