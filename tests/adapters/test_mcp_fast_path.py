@@ -322,13 +322,29 @@ async def test_observer_and_engine_see_the_same_calls() -> None:
     [
         AdapterSettings(mcp_stateless=False),
         AdapterSettings(mcp_json_response=False),
-        AdapterSettings(allowed_hosts=("mcp.example.com",)),
     ],
-    ids=["stateful", "sse", "dns-rebinding-check"],
+    ids=["stateful", "sse"],
 )
 def test_the_fast_path_is_only_built_for_stateless_json(settings: AdapterSettings) -> None:
     app = build_mcp_app(engine(), plan(*ALL_TOOLS), settings)
     assert not isinstance(app.routes[-1].app, ToolCallFastPath)  # type: ignore[attr-defined]
+
+
+async def test_the_host_check_stands_in_front_of_the_fast_path() -> None:
+    """Host/Origin are checked by the app's first middleware, so the fast path serves
+    a server with an allowed-host list too, and a foreign Host never reaches a tool."""
+    double = engine()
+    app = build_mcp_app(double, plan(*ALL_TOOLS), AdapterSettings(allowed_hosts=("mcp.gw",)))
+    assert isinstance(app.routes[-1].app, ToolCallFastPath)  # type: ignore[attr-defined]
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://mcp.gw") as http,
+    ):
+        body = call("echo", {"body": {}})
+        refused = await http.post("/mcp", content=body, headers={**headers(None), "Host": "evil"})
+        assert refused.status_code == 421 and not double.calls
+        served = await http.post("/mcp", content=body, headers=headers(None))
+        assert served.status_code == 200 and double.calls
 
 
 # ------------------------------------------------------------------ output schema check

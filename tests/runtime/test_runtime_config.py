@@ -92,6 +92,55 @@ def test_defaults() -> None:
     assert cfg.control_port is None and cfg.host is None
 
 
+def test_listener_limits_from_defaults_environment_and_flags() -> None:
+    limits = config().listener_limits()
+    assert (limits.max_header_bytes, limits.header_timeout_s, limits.idle_timeout_s,
+            limits.max_connections) == (32 * 1024, 10.0, 5.0, 1000)
+    env = {
+        "NAFTIKO_MAX_HEADER_BYTES": "4096",
+        "NAFTIKO_HEADER_TIMEOUT": "2.5",
+        "NAFTIKO_IDLE_TIMEOUT": "7",
+        "NAFTIKO_MAX_CONNECTIONS": "50",
+    }
+    limits = config(env=env).listener_limits()
+    assert (limits.max_header_bytes, limits.header_timeout_s, limits.idle_timeout_s,
+            limits.max_connections) == (4096, 2.5, 7.0, 50)
+    flagged = config("--max-header-bytes", "100", "--header-timeout", "1",
+                     "--idle-timeout", "0.5", "--max-connections", "3", env=env)
+    limits = flagged.listener_limits()
+    assert (limits.max_header_bytes, limits.header_timeout_s, limits.idle_timeout_s,
+            limits.max_connections) == (100, 1.0, 0.5, 3)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--max-header-bytes", "0"),
+        ("--max-connections", "-1"),
+        ("--header-timeout", "soon"),
+        ("--idle-timeout", "0"),
+        ("--allowed-origin", "http://app.example/path"),
+        ("--allowed-origin", "app.example"),
+        ("--allowed-host", "a b"),
+    ],
+)
+def test_bad_listener_values_are_usage_errors(argv: tuple[str, ...]) -> None:
+    with pytest.raises(ConfigError):
+        config(*argv)
+
+
+def test_host_and_origin_lists() -> None:
+    # Without --allowed-host: loopback names only on a loopback listener, else any host.
+    assert config().adapter_settings("127.0.0.1").allowed_hosts == ()
+    assert config().adapter_settings("::1").allowed_hosts == ()
+    assert config().adapter_settings("0.0.0.0").allowed_hosts == ("*",)
+    listed = config("--allowed-host", "gw", "--allowed-origin", "HTTPS://App.Example")
+    assert listed.adapter_settings("127.0.0.1").allowed_hosts == ("gw",)
+    assert listed.adapter_settings().allowed_origins == ("https://app.example:443",)
+    env = {"NAFTIKO_ALLOWED_ORIGINS": "http://a.example:8080, *"}
+    assert config(env=env).allowed_origins == ("http://a.example:8080", "*")
+
+
 def test_container_detection(tmp_path: Path) -> None:
     marker = tmp_path / ".dockerenv"
     assert default_host({}, marker) == "127.0.0.1"

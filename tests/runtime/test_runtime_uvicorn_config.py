@@ -48,3 +48,32 @@ def test_responses_go_out_through_the_coalescing_protocol() -> None:
     config = runtime()._uvicorn_config(app)
     config.load()
     assert config.http_protocol_class is CoalescingHttpToolsProtocol
+
+
+def test_every_listener_gets_the_configured_limits() -> None:
+    from naftiko.runtime.http_protocol import ListenerConfig
+
+    async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    config = RuntimeConfig(paths=(), max_header_bytes=100, header_timeout_s=2.0,
+                           idle_timeout_s=3.0, max_connections=4)
+    made = Runtime(config, [], [], redactor=Redactor(), metrics=Metrics())._uvicorn_config(
+        app, "rest shop (port 1)"
+    )
+    assert isinstance(made, ListenerConfig)
+    assert made.listener_guard.name == "rest shop (port 1)"
+    assert made.listener_guard.limits == config.listener_limits()
+    assert made.timeout_keep_alive == 3.0  # idle between requests: the same rule
+
+
+def test_descriptor_room_is_made_or_reported() -> None:
+    import resource
+
+    from naftiko.runtime.process import ensure_descriptor_room
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert ensure_descriptor_room(1, 1) is None
+    warning = ensure_descriptor_room(4, 10**9)
+    assert warning is not None and "--max-connections" in warning
+    assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= soft  # never lowered

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from naftiko.adapters.inbound_auth import InboundAuthMiddleware, build_inbound_auth
+from naftiko.adapters.origin import HostOriginMiddleware
 from naftiko.adapters.settings import AdapterSettings
 from naftiko.engine.types import ControlAdapterPlan
 from naftiko.spec.binds import Bindings
@@ -88,7 +89,6 @@ def build_control_app(
     only adapter names and states. Raises ``InboundAuthConfigError`` when the block
     cannot be enforced (the adapter must not start open).
     """
-    del settings  # no knob applies yet; kept for the common builder signature
     binds = bindings or Bindings.empty()
     auth = build_inbound_auth(plan.authentication, binds.as_scope(), binds.namespaced())
     features = control_features(plan)
@@ -122,7 +122,11 @@ def build_control_app(
 
         routes.append(Route("/status", status))
 
-    middleware = []
+    # First, before authentication: the Host/Origin check (naftiko.adapters.origin).
+    # The control port is read-only, but /status and /metrics name files, versions and
+    # adapters, which a rebound page could otherwise read; the probes are checked too
+    # (orchestrators send no Origin, and a container listener accepts any Host).
+    middleware = [Middleware(HostOriginMiddleware, policy=settings.host_origin_policy())]
     if auth is not None:
         middleware.append(Middleware(InboundAuthMiddleware, auth=auth, exempt_paths=PROBES))
     return Starlette(routes=routes, middleware=middleware)

@@ -9,9 +9,10 @@ Public interface:
   streamable HTTP. Serves MCP on **every path** (``/mcp`` and ``/`` in particular; the
   reference engine does the same and its tutorials post to ``/``), so ``/mcp/`` never
   307-redirects. Stateless with JSON responses by default (``settings.mcp_stateless``,
-  ``settings.mcp_json_response``). DNS-rebinding protection is off for
-  ``allowed_hosts=("*",)`` (a container reached by its service name must work) and
-  otherwise accepts exactly those hosts. The app's lifespan runs a session manager made
+  ``settings.mcp_json_response``). DNS rebinding: the Host and Origin checks are
+  :class:`~naftiko.adapters.origin.HostOriginMiddleware`, the first layer, shared with
+  the other adapters (a JSON-RPC error on refusal); the SDK's own check stays off (it
+  takes no bare host and no loopback spelling). The app's lifespan runs a session manager made
   for this app (one can only run once). Inbound auth is the shared
   ``InboundAuthMiddleware``; with oauth2 the RFC 9728 metadata document is served,
   unauthenticated, at ``protected_resource_metadata_path``. The engine is not started or
@@ -96,6 +97,7 @@ from naftiko.adapters.mcp_sdk import (
     TransportSecuritySettings,
     classify_inbound_request,
 )
+from naftiko.adapters.origin import HostOriginMiddleware
 from naftiko.adapters.settings import AdapterSettings
 from naftiko.engine.prompts import CompiledPrompt, MissingArgument, PromptError, PromptFileError
 from naftiko.engine.types import DynamicResourcePlan, Inputs, McpAdapterPlan, StaticResourcePlan
@@ -637,16 +639,9 @@ def build_mcp_server(engine: Any, plan: McpAdapterPlan) -> Server[Any]:
     return server
 
 
-def transport_security(allowed_hosts: tuple[str, ...]) -> TransportSecuritySettings:
-    """``("*",)`` (or empty) disables the Host/Origin check; otherwise exactly those hosts."""
-    if not allowed_hosts or "*" in allowed_hosts:
-        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    origins = [f"{scheme}://{host}" for host in allowed_hosts for scheme in ("http", "https")]
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=list(allowed_hosts),
-        allowed_origins=origins,
-    )
+def transport_security() -> TransportSecuritySettings:
+    """The SDK's Host/Origin check off: :class:`HostOriginMiddleware` makes ours first."""
+    return TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
 def build_mcp_app(
@@ -660,13 +655,12 @@ def build_mcp_app(
     """The streamable-HTTP app for ``plan`` (see the module docstring).
 
     ``fast_path`` serves eligible ``tools/call`` requests with :class:`ToolCallFastPath`;
-    it only applies to stateless JSON servers without DNS-rebinding protection (the SDK
-    keeps everything else). Raises ``InboundAuthConfigError`` when the authentication
-    block cannot be enforced: an adapter must not start open when it was declared
-    protected.
+    it only applies to stateless JSON servers (the SDK keeps everything else). Raises
+    ``InboundAuthConfigError`` when the authentication block cannot be enforced: an
+    adapter must not start open when it was declared protected.
     """
     server = build_mcp_server(engine, plan)
-    security = transport_security(settings.allowed_hosts)
+    security = transport_security()
     manager = StreamableHTTPSessionManager(
         app=server,
         stateless=settings.mcp_stateless,
@@ -678,7 +672,6 @@ def build_mcp_app(
         fast_path
         and settings.mcp_stateless
         and settings.mcp_json_response
-        and not security.enable_dns_rebinding_protection
     ):
         handlers: McpHandlers = server.naftiko_handlers  # type: ignore[attr-defined]
         endpoint = ToolCallFastPath(endpoint, server, handlers, manager.max_request_body_size)
@@ -686,7 +679,9 @@ def build_mcp_app(
     flat, namespaces = binds.as_scope(), binds.namespaced()
 
     routes: list[BaseRoute] = []
-    middleware: list[Middleware] = []
+    middleware = [
+        Middleware(HostOriginMiddleware, policy=settings.host_origin_policy(), reply="jsonrpc")
+    ]
     spec = plan.authentication
     if spec is not None:
         metadata_url: str | None = None

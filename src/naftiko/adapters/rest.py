@@ -72,6 +72,7 @@ from naftiko.adapters.http_common import (
 )
 from naftiko.adapters.inbound_auth import InboundAuth, build_inbound_auth
 from naftiko.adapters.openapi import OPENAPI_PATH, build_openapi, is_whole_body, openapi_info
+from naftiko.adapters.origin import refusal_fields
 from naftiko.adapters.settings import AdapterSettings
 from naftiko.engine import json_codec
 from naftiko.engine.coerce import coerce_text, schema_type
@@ -572,6 +573,7 @@ class _RestEndpoint:
         self.plan = plan
         self.settings = settings
         self.auth = auth
+        self.host_origin = settings.host_origin_policy()
         self.routes = tuple(_Route.of(route) for route in plan.routes)
         self.openapi = _reply(200, [_JSON_TYPE], json_bytes(openapi_document))
         self.too_large = problem_fields(
@@ -633,6 +635,10 @@ class _RestEndpoint:
     async def _handle(
         self, scope: Scope, receive: Receive, request_id: str, outcome: Outcome
     ) -> _Reply:
+        # DNS rebinding first (naftiko.adapters.origin), as the other adapters' middleware.
+        refused = self.host_origin.refusal(scope)
+        if refused is not None:
+            return _problem_reply(refusal_fields(refused))
         if self.auth is not None:
             failure = await self.auth.check(HTTPConnection(scope))
             if failure is not None:

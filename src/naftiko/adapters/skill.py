@@ -43,6 +43,7 @@ from naftiko.adapters.http_common import (
     request_id_of,
 )
 from naftiko.adapters.inbound_auth import InboundAuthMiddleware, build_inbound_auth
+from naftiko.adapters.origin import HostOriginMiddleware
 from naftiko.adapters.settings import AdapterSettings
 from naftiko.engine.static_files import (
     PathRejected,
@@ -184,7 +185,7 @@ def build_skill_app(
     ``invocationRef.mode``); by default they are read from ``engine.compiled.adapters``.
     Raises ``InboundAuthConfigError`` when the authentication block cannot be enforced.
     """
-    del settings  # nothing tunable yet; kept for the uniform adapter signature
+    settings = settings or AdapterSettings()
     modes = namespace_modes(siblings if siblings is not None else _adapters_of(engine))
     skills: dict[str, ExposedSkill] = {}
     for skill in plan.skills:
@@ -268,7 +269,8 @@ def build_skill_app(
 
     routes.append(Route("/{rest:path}", fallback))
     middleware = [
-        Middleware(RequestObserverMiddleware, adapter_type="skill", adapter=plan.namespace)
+        Middleware(RequestObserverMiddleware, adapter_type="skill", adapter=plan.namespace),
+        Middleware(HostOriginMiddleware, policy=settings.host_origin_policy()),
     ]
     if plan.authentication is not None:
         binds = bindings or Bindings.empty()

@@ -24,6 +24,12 @@ from naftiko.runtime.config import (
     RuntimeConfig,
     resolve_config,
 )
+from naftiko.runtime.http_protocol import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_BYTES,
+)
 from naftiko.runtime.logs import Redactor, configure_logging
 from naftiko.runtime.metrics import Metrics, RuntimeObserver
 from naftiko.runtime.plan import PlanError, Summary, load_all, plan_slots
@@ -33,8 +39,10 @@ EPILOG = """\
 Every flag has a NAFTIKO_* environment variable (flags win): NAFTIKO_HOST,
 NAFTIKO_PORTS="ns=port,ns2=port", NAFTIKO_BASE_URIS="ns=url,...", NAFTIKO_CONTROL_PORT,
 NAFTIKO_LOG_FORMAT, NAFTIKO_LOG_LEVEL, NAFTIKO_TIMEOUT, NAFTIKO_MAX_BODY_BYTES,
-NAFTIKO_MCP_STATEFUL, NAFTIKO_ALLOWED_HOSTS="h1,h2", NAFTIKO_GRACE_PERIOD, NAFTIKO_CHECK,
-NAFTIKO_RELOAD, and NAFTIKO_CAPABILITIES (paths, when none are given).
+NAFTIKO_MCP_STATEFUL, NAFTIKO_ALLOWED_HOSTS="h1,h2", NAFTIKO_ALLOWED_ORIGINS="o1,o2",
+NAFTIKO_MAX_HEADER_BYTES, NAFTIKO_HEADER_TIMEOUT, NAFTIKO_IDLE_TIMEOUT,
+NAFTIKO_MAX_CONNECTIONS, NAFTIKO_GRACE_PERIOD, NAFTIKO_CHECK, NAFTIKO_RELOAD, and
+NAFTIKO_CAPABILITIES (paths, when none are given).
 The default host is 0.0.0.0 inside a container (/.dockerenv or NAFTIKO_IN_CONTAINER=1),
 else 127.0.0.1; a document's 'address' is used when neither --host nor NAFTIKO_HOST is set.
 """
@@ -63,7 +71,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mcp-stateful", action="store_true", default=None,
                         help="MCP sessions (Mcp-Session-Id) instead of stateless HTTP")
     parser.add_argument("--allowed-host", action="append", metavar="HOST",
-                        help="Host header accepted by MCP adapters (repeatable; default any)")
+                        help="Host header accepted besides loopback names; a bare name on "
+                             "any port, * any host (repeatable; default: loopback names on "
+                             "a loopback listener, else any)")
+    parser.add_argument("--allowed-origin", action="append", metavar="ORIGIN",
+                        help="browser Origin accepted besides the one a request reached, "
+                             "as scheme://host[:port]; * any (repeatable)")
+    parser.add_argument("--max-header-bytes", type=str, metavar="BYTES",
+                        help=f"largest request line and headers; 431 past it "
+                             f"(default {DEFAULT_MAX_HEADER_BYTES})")
+    parser.add_argument("--header-timeout", type=str, metavar="SECONDS",
+                        help=f"time a request head gets from its first byte; 408 past it "
+                             f"(default {DEFAULT_HEADER_TIMEOUT_S:g})")
+    parser.add_argument("--idle-timeout", type=str, metavar="SECONDS",
+                        help=f"a connection sending nothing, from accept or between "
+                             f"requests, is closed after it (default {DEFAULT_IDLE_TIMEOUT_S:g})")
+    parser.add_argument("--max-connections", type=str, metavar="N",
+                        help=f"open connections per listener; more get 503 and are closed "
+                             f"(default {DEFAULT_MAX_CONNECTIONS})")
     parser.add_argument("--grace-period", type=str, metavar="SECONDS",
                         help=f"time in-flight requests get on shutdown "
                              f"(default {DEFAULT_GRACE_PERIOD_S:g})")

@@ -14,8 +14,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from naftiko.adapters.origin import is_loopback, normalize_origin, split_host
 from naftiko.adapters.settings import AdapterSettings
 from naftiko.engine.settings import EngineSettings
+from naftiko.runtime.http_protocol import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_BYTES,
+    ListenerLimits,
+)
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[str, ...] = ("text", "json")
@@ -50,6 +58,11 @@ class RuntimeConfig:
     max_body_bytes: int | None = None
     mcp_stateful: bool = False
     allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
+    idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     grace_period_s: float = DEFAULT_GRACE_PERIOD_S
     check: bool = False
     reload: bool = False
@@ -71,13 +84,33 @@ class RuntimeConfig:
             )
         return settings
 
-    def adapter_settings(self) -> AdapterSettings:
-        kwargs: dict[str, Any] = {"mcp_stateless": not self.mcp_stateful}
+    def adapter_settings(self, bind_host: str | None = None) -> AdapterSettings:
+        """The adapters' knobs for a listener bound to ``bind_host``.
+
+        Without ``--allowed-host``, a loopback listener answers loopback Host names only
+        (a rebound page sends its own name; nothing remote can reach loopback anyway) and
+        any other listener any Host (a container is reached by names it cannot know).
+        """
+        kwargs: dict[str, Any] = {
+            "mcp_stateless": not self.mcp_stateful,
+            "allowed_origins": self.allowed_origins,
+        }
         if self.max_body_bytes is not None:
             kwargs["max_body_bytes"] = self.max_body_bytes
         if self.allowed_hosts:
             kwargs["allowed_hosts"] = self.allowed_hosts
+        elif bind_host is not None and is_loopback(bind_host):
+            kwargs["allowed_hosts"] = ()
         return AdapterSettings(**kwargs)
+
+    def listener_limits(self) -> ListenerLimits:
+        """What every listener (REST, MCP, skill, control) allows before a request."""
+        return ListenerLimits(
+            max_header_bytes=self.max_header_bytes,
+            header_timeout_s=self.header_timeout_s,
+            idle_timeout_s=self.idle_timeout_s,
+            max_connections=self.max_connections,
+        )
 
 
 def in_container(env: Mapping[str, str], marker: Path = CONTAINER_MARKER) -> bool:
@@ -165,6 +198,25 @@ def _positive_int(text: str, what: str) -> int:
     return value
 
 
+def _origin(text: str, what: str) -> str:
+    try:
+        return normalize_origin(text)
+    except ValueError:
+        raise ConfigError(
+            f"{what}: {text!r} is not an origin (scheme://host[:port], or *)"
+        ) from None
+
+
+def _host(text: str, what: str) -> str:
+    text = text.strip()
+    if text != "*":
+        try:
+            split_host(text)
+        except ValueError:
+            raise ConfigError(f"{what}: {text!r} is not a host (name, name:port, or *)") from None
+    return text
+
+
 def _choice(text: str, choices: Sequence[str], what: str) -> str:
     word = text.strip().lower()
     if word not in choices:
@@ -205,6 +257,13 @@ def resolve_config(
     max_body = pick(args.max_body_bytes, "NAFTIKO_MAX_BODY_BYTES")
     grace = pick(args.grace_period, "NAFTIKO_GRACE_PERIOD")
     allowed = list(args.allowed_host or []) or _split_list(env.get("NAFTIKO_ALLOWED_HOSTS", ""))
+    origins = list(args.allowed_origin or []) or _split_list(
+        env.get("NAFTIKO_ALLOWED_ORIGINS", "")
+    )
+    header_bytes = pick(args.max_header_bytes, "NAFTIKO_MAX_HEADER_BYTES")
+    header_timeout = pick(args.header_timeout, "NAFTIKO_HEADER_TIMEOUT")
+    idle_timeout = pick(args.idle_timeout, "NAFTIKO_IDLE_TIMEOUT")
+    max_connections = pick(args.max_connections, "NAFTIKO_MAX_CONNECTIONS")
 
     def flag_or_env_bool(flag: bool | None, name: str) -> bool:
         if flag:
@@ -223,7 +282,20 @@ def resolve_config(
         timeout_s=None if timeout is None else _positive_float(str(timeout), "timeout"),
         max_body_bytes=None if max_body is None else _positive_int(str(max_body), "max body"),
         mcp_stateful=flag_or_env_bool(args.mcp_stateful, "NAFTIKO_MCP_STATEFUL"),
-        allowed_hosts=tuple(allowed),
+        allowed_hosts=tuple(_host(h, "allowed host") for h in allowed),
+        allowed_origins=tuple(_origin(o, "allowed origin") for o in origins),
+        max_header_bytes=DEFAULT_MAX_HEADER_BYTES
+        if header_bytes is None
+        else _positive_int(str(header_bytes), "max header bytes"),
+        header_timeout_s=DEFAULT_HEADER_TIMEOUT_S
+        if header_timeout is None
+        else _positive_float(str(header_timeout), "header timeout"),
+        idle_timeout_s=DEFAULT_IDLE_TIMEOUT_S
+        if idle_timeout is None
+        else _positive_float(str(idle_timeout), "idle timeout"),
+        max_connections=DEFAULT_MAX_CONNECTIONS
+        if max_connections is None
+        else _positive_int(str(max_connections), "max connections"),
         grace_period_s=DEFAULT_GRACE_PERIOD_S
         if grace is None
         else _positive_float(str(grace), "grace period", allow_zero=True),

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import platform
+import resource
 import signal
 import socket
 import time
@@ -37,7 +38,11 @@ from naftiko.engine.types import (
 )
 from naftiko.runtime import heap
 from naftiko.runtime.config import RuntimeConfig
-from naftiko.runtime.http_protocol import CoalescingHttpToolsProtocol
+from naftiko.runtime.http_protocol import (
+    CoalescingHttpToolsProtocol,
+    ListenerConfig,
+    ListenerGuard,
+)
 from naftiko.runtime.logs import Redactor
 from naftiko.runtime.metrics import METRICS_CONTENT_TYPE, Metrics
 from naftiko.runtime.plan import (
@@ -126,6 +131,36 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+# Descriptors beyond the listeners' connections: upstream sockets, files, the loop's own.
+DESCRIPTOR_RESERVE = 256
+
+
+def ensure_descriptor_room(listeners: int, max_connections: int) -> str | None:
+    """Raise the soft open-files limit so every listener can hold its connection cap.
+
+    A flood on one listener then ends at its cap, not at the process's last descriptor
+    (when the other listeners, health included, could no longer accept). The soft limit
+    is raised up to the hard one, never past it; returns a warning when that is not
+    enough, else ``None``.
+    """
+    needed = listeners * max_connections + DESCRIPTOR_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return None
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft >= needed:
+        return None
+    return (
+        f"{listeners} listener(s) x {max_connections} connections (--max-connections) "
+        f"need about {needed} file descriptors, and the limit is {soft}: a flood on one "
+        f"listener could starve the others; lower --max-connections or raise 'ulimit -n'"
+    )
+
+
 def _iso_duration(seconds: float) -> str:
     return f"PT{seconds:.3f}S"
 
@@ -148,7 +183,6 @@ class Runtime:
         self.redactor = redactor
         self.metrics = metrics
         self.engine_settings = config.engine_settings()
-        self.adapter_settings = config.adapter_settings()
         self.engines: dict[Path, Any] = {}
         self.started_at = time.time()
         self._started_mono = time.monotonic()
@@ -201,7 +235,7 @@ class Runtime:
 
     def build_app(self, slot: Slot, engine: Any) -> ASGIApp | None:
         """The ASGI app of one HTTP adapter; ``None`` when this build cannot serve it."""
-        plan, settings = slot.plan, self.adapter_settings
+        plan, settings = slot.plan, self.config.adapter_settings(slot.host)
         bindings = slot.capability.loaded.bindings if slot.capability else None
         info = slot.capability.loaded.document.info if slot.capability else None
         if isinstance(plan, ControlAdapterPlan):
@@ -269,17 +303,21 @@ class Runtime:
 
     # ------------------------------------------------------------------ serving
 
-    def _uvicorn_config(self, app: ASGIApp) -> uvicorn.Config:
+    def _uvicorn_config(self, app: ASGIApp, name: str = "http") -> uvicorn.Config:
         """uvicorn serving ``app`` as is: no access log, no Server header, no proxy headers.
 
         ``proxy_headers=False``: uvicorn would otherwise rewrite the scope's client and
         scheme from ``X-Forwarded-For``/``-Proto`` sent by any local peer, on every request.
         Nothing of ours reads either, and trusting a proxy should be configured explicitly.
         The protocol is uvicorn's httptools one, with the head and body of a response
-        written as one (:mod:`naftiko.runtime.http_protocol`).
+        written as one (:mod:`naftiko.runtime.http_protocol`), and it enforces the
+        listener's limits (header size and deadline, idle timeout, connection cap; the
+        idle timeout is also uvicorn's keep-alive timeout). ``name`` names the listener
+        in the line logged when it reaches its connection cap.
         """
-        return uvicorn.Config(
+        return ListenerConfig(
             app,
+            guard=ListenerGuard(name, self.config.listener_limits()),
             http=CoalescingHttpToolsProtocol,
             lifespan="on",
             log_config=None,
@@ -312,12 +350,18 @@ class Runtime:
         task.add_done_callback(done)
 
     async def _start_all(self) -> None:
+        listeners = sum(1 for s in self.served if s.app is not None)
+        shortage = ensure_descriptor_room(listeners, self.config.max_connections)
+        if shortage:
+            log.warning("%s", shortage)
         for path, engine in self.engines.items():
             await engine.start()
             log.debug("engine for %s started", path)
         for served in self.served:
             if served.app is not None:
-                served.server = _Server(self._uvicorn_config(served.app))
+                name = f"{served.slot.type} {served.slot.namespace} (port {served.port})"
+                config = self._uvicorn_config(served.app, name)
+                served.server = _Server(config)
                 served.task = asyncio.create_task(self._run_server(served))
                 self._watch_task(served.task, served.slot.name())
             elif served.slot.is_stdio:
