@@ -19,10 +19,17 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
+from naftiko.engine.decoding import BodyDecoder, DecodedTooLarge, TooManyCodings
 from naftiko.engine.outbound_auth import OutboundAuthError
 from naftiko.engine.request import UpstreamRequest
 from naftiko.engine.settings import EngineSettings
-from naftiko.engine.transport import Http11Transport, ResponseTooLarge, WireRequest, wire_request
+from naftiko.engine.transport import (
+    Http11Transport,
+    ResponseHeadTooLarge,
+    ResponseTooLarge,
+    WireRequest,
+    wire_request,
+)
 from naftiko.engine.types import STATUS, ErrorKind, Problem
 from naftiko.engine.wire import ResponseHeaders, wire_of
 from naftiko.observability import get_observer
@@ -126,6 +133,8 @@ def _problem(kind: ErrorKind, title: str, detail: str) -> Problem:
 
 def _classify(exc: Exception, settings: EngineSettings) -> tuple[ErrorKind, str]:
     """Our own words for an httpx failure (never ``str(exc)``: it may hold the URL)."""
+    if isinstance(exc, ResponseHeadTooLarge):  # its message is ours: the limit only
+        return ErrorKind.BAD_UPSTREAM_RESPONSE, str(exc)
     if isinstance(exc, httpx.ConnectTimeout):
         return ErrorKind.TIMEOUT, f"no connection within {settings.connect_timeout_s:g}s"
     if isinstance(exc, httpx.ReadTimeout):
@@ -222,8 +231,11 @@ def _failure(
         reason = f": no complete response within {settings.total_timeout_s:g}s"
         return ErrorKind.TIMEOUT, reason, None, None
     if isinstance(exc, (_TooLarge, ResponseTooLarge)):
-        reason = f": response larger than {limit} bytes"
+        what = "decoded response" if getattr(exc, "decoded", False) else "response"
+        reason = f": {what} larger than {limit} bytes"
         return ErrorKind.BAD_UPSTREAM_RESPONSE, reason, None, exc.status
+    if isinstance(exc, TooManyCodings):  # its message is ours: a count, no upstream text
+        return ErrorKind.BAD_UPSTREAM_RESPONSE, f": {exc}", None, None
     if isinstance(exc, OutboundAuthError):
         # Its message is written to be safe (no secret, no token endpoint body); no
         # upstream status: the credentials were never obtained.
@@ -299,9 +311,13 @@ async def _fetch(
         raise _Redirected(raw.status)
     headers = ResponseHeaders.of(raw.headers)
     content = raw.content
-    if "content-encoding" in headers:  # rare (we never ask for it): httpx's decoders
-        response = httpx.Response(raw.status, headers=raw.headers, stream=httpx.ByteStream(content))
-        content = await _read_limited(response, raw.status, limit)
+    if "content-encoding" in headers:  # rare: httpx's client asks for gzip and deflate
+        decoder = BodyDecoder.of(headers, limit)
+        if decoder is not None:
+            try:
+                content = decoder.decode(content)
+            except DecodedTooLarge:
+                raise _TooLarge(raw.status, decoded=True) from None
     return raw.status, headers, content
 
 
@@ -327,14 +343,28 @@ async def _send_with_client(
 
 
 async def _read_limited(response: httpx.Response, status: int, limit: int) -> bytes:
-    """The decoded body, refused once it grows past ``limit`` (decoding included)."""
+    """The decoded body, refused once it grows past ``limit``, as received or decoded.
+
+    Read raw and decoded by :class:`BodyDecoder`, never by httpx's decoders: they inflate
+    a whole chunk before anything can be counted (a decompression bomb).
+    """
+    if response.is_stream_consumed:  # read (and decoded) by a test double's transport
+        if len(response.content) > limit:
+            raise _TooLarge(status)
+        return response.content
+    decoder = BodyDecoder.of(response.headers, limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge(status)
-        chunks.append(chunk)
+    try:
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge(status)
+            chunks.append(chunk if decoder is None else decoder.feed(chunk))
+        if decoder is not None:
+            chunks.append(decoder.flush())
+    except DecodedTooLarge:
+        raise _TooLarge(status, decoded=True) from None
     return b"".join(chunks)
 
 
@@ -348,10 +378,11 @@ def _is_unfollowed_redirect(status: int, *, follow: bool) -> bool:
 
 
 class _TooLarge(Exception):
-    """Internal signal: the body crossed the size limit."""
+    """Internal signal: the body (as received, or ``decoded``) crossed the size limit."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, *, decoded: bool = False) -> None:
         self.status = status
+        self.decoded = decoded
 
 
 class _Redirected(Exception):
