@@ -163,7 +163,6 @@ async def test_a_decompression_bomb_is_never_inflated_whole(
 # --------------------------------------------------------------------------- item 9
 
 
-@pytest.mark.xfail(strict=True, reason="item 9: fixed in the next commit")
 async def test_yaml_aliases_expanding_past_the_limit_are_a_502(
     attacker: LiveFake[AttackerState],
 ) -> None:
