@@ -221,7 +221,6 @@ async def test_an_unasked_second_response_never_reaches_the_next_caller(
 # --------------------------------------------------------------------------- item 12
 
 
-@pytest.mark.xfail(strict=True, reason="item 12: fixed in a later commit")
 async def test_a_non_latin1_upstream_header_never_gives_a_500(
     attacker: LiveFake[AttackerState],
 ) -> None:
