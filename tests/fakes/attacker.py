@@ -11,6 +11,9 @@ reach the next. The attack is chosen by path:
                                     ``deflate``) applied in turn, all listed in one
                                     ``Content-Encoding``: a decompression bomb of a
                                     few hundred bytes on the wire
+``/redirect-bomb?size=N``           a 302 to ``/echo`` whose body is a ``gzip, gzip``
+                                    bomb of ``N`` bytes (httpx reads redirect bodies)
+``/redirect-big?size=N``            a 302 to ``/echo`` with ``N`` plain body bytes
 ``/big-header?size=N``              a 200 whose ``X-Big`` header is ``N`` bytes long
 ``/smuggle``                        a JSON answer and, in the same write, a second
                                     response nobody asked for (``"evil"``)
@@ -110,6 +113,22 @@ async def _answer(
             ("Content-Length", str(len(body))),
         ]
         writer.write(_head("200 OK", headers) + body)
+    elif path == "/redirect-bomb":
+        body = encoded_bomb(int(query.get("size", str(64 * MIB))), ["gzip", "gzip"])
+        headers = [
+            ("Location", "/echo"),
+            ("Content-Encoding", "gzip, gzip"),
+            ("Content-Length", str(len(body))),
+        ]
+        writer.write(_head("302 Found", headers) + body)
+    elif path == "/redirect-big":
+        size = int(query.get("size", str(50 * MIB)))
+        writer.write(_head("302 Found", [("Location", "/echo"), ("Content-Length", str(size))]))
+        block = b"r" * WRITE_SIZE
+        while size > 0:
+            writer.write(block[: min(size, WRITE_SIZE)])
+            size -= WRITE_SIZE
+            await writer.drain()
     elif path == "/big-header":
         size = int(query.get("size", str(50 * MIB)))
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Big: ")

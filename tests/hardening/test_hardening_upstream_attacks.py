@@ -160,6 +160,24 @@ async def test_a_decompression_bomb_is_never_inflated_whole(
     assert growth[0] < 25 * MIB, f"peak RSS grew by {growth[0] / MIB:.1f} MiB"
 
 
+async def test_redirect_bodies_httpx_reads_itself_are_bounded(
+    attacker: LiveFake[AttackerState],
+) -> None:
+    """Following redirects, httpx reads each redirect's body itself: a 256 MiB bomb there
+    is never inflated (the redirect is followed), and 50 MiB of plain body is a 502."""
+    async with gateway(attacker.url, via_httpx=True) as gw:
+        await healthy_calls(gw)
+        await gw.rest.get("/raw/redirect-bomb", params={"size": str(MIB)})  # warm the path
+        with peak_rss_growth() as growth:
+            bombed = await gw.rest.get("/raw/redirect-bomb", params={"size": str(256 * MIB)})
+        big = await gw.rest.get("/raw/redirect-big", params={"size": str(50 * MIB)})
+        await healthy_calls(gw)
+    assert bombed.status_code == 200 and bombed.json()["path"] == "/echo", bombed.text[:200]
+    assert growth[0] < 25 * MIB, f"peak RSS grew by {growth[0] / MIB:.1f} MiB"
+    assert_problem(big, 502, "bad-upstream-response")
+    assert f"response larger than {LIMIT} bytes" in big.json()["detail"]
+
+
 # --------------------------------------------------------------------------- item 9
 
 

@@ -5,7 +5,7 @@ bytes of ``Content-Encoding: gzip, gzip`` became 2 GB of memory and seconds of a
 event loop. Here every coding inflates at most ``limit + 1`` bytes per call and stops
 there, so decoding a bomb costs about ``limit`` bytes of memory and work per coding:
 
-* the final output counts against the response size limit (:class:`DecodedTooLarge`);
+* the final output counts against the response size limit (:class:`BodyTooLarge`);
 * so does each intermediate coding's output: a first coding can inflate into a second
   stream that decodes to almost nothing (empty deflate blocks), all CPU and no output;
 * at most :data:`MAX_CODINGS` codings are accepted (:class:`TooManyCodings`): real
@@ -19,21 +19,37 @@ counts towards :data:`MAX_CODINGS`); malformed data is an ``httpx.DecodingError`
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator
 
 import httpx
 
-__all__ = ["MAX_CODINGS", "BodyDecoder", "DecodedTooLarge", "TooManyCodings"]
+__all__ = [
+    "CODINGS_EXTENSION",
+    "MAX_CODINGS",
+    "BodyDecoder",
+    "BodyTooLarge",
+    "LimitedStream",
+    "TooManyCodings",
+    "read_limited",
+]
 
 MAX_CODINGS = 2
 
 
-class DecodedTooLarge(Exception):
-    """The decoded body (or one coding's output) grew past the limit."""
+# Where ``engine.client`` keeps a response's Content-Encoding once it has taken the header
+# away from httpx (whose decoders would otherwise inflate every body it reads itself).
+CODINGS_EXTENSION = "naftiko.content_encoding"
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"decoded response larger than {limit} bytes")
+
+class BodyTooLarge(Exception):
+    """The body as received, or ``decoded`` (or one coding's output), passed ``limit``."""
+
+    def __init__(self, limit: int, *, decoded: bool = False, status: int | None = None) -> None:
+        what = "decoded response" if decoded else "response"
+        super().__init__(f"{what} larger than {limit} bytes")
         self.limit = limit
+        self.decoded = decoded
+        self.status = status
 
 
 class TooManyCodings(httpx.DecodingError):
@@ -79,7 +95,7 @@ class _Inflater:
     def _count(self, out: bytes, limit: int) -> bytes:
         self.produced += len(out)
         if self.produced > limit:
-            raise DecodedTooLarge(limit)
+            raise BodyTooLarge(limit, decoded=True)
         return out
 
 
@@ -94,14 +110,18 @@ class BodyDecoder:
         self._stages = [_Inflater(c) for c in reversed(codings) if c in ("gzip", "deflate")]
 
     @classmethod
-    def of(cls, headers: Mapping[str, str], limit: int) -> BodyDecoder | None:
-        """The decoder ``headers`` call for; None when there is nothing to undo."""
-        value = headers.get("content-encoding")
+    def of(cls, value: str | None, limit: int) -> BodyDecoder | None:
+        """The decoder a ``Content-Encoding`` value calls for; None when nothing to undo."""
         if not value:
             return None
         codings = [c.strip().lower() for c in value.split(",")]
         codings = [c for c in codings if c and c != "identity"]
         return cls(codings, limit) if codings else None
+
+    @property
+    def produced(self) -> tuple[int, ...]:
+        """Bytes each coding has produced so far, outermost first."""
+        return tuple(stage.produced for stage in self._stages)
 
     def feed(self, data: bytes) -> bytes:
         for stage in self._stages:
@@ -121,3 +141,45 @@ class BodyDecoder:
     def decode(self, content: bytes) -> bytes:
         """All of ``content`` decoded (a body already read whole)."""
         return self.feed(content) + self.flush()
+
+
+async def read_limited(response: httpx.Response, limit: int, codings: str | None) -> bytes:
+    """``response``'s body undone of ``codings``, within ``limit`` bytes as received and
+    as decoded (:class:`BodyTooLarge`). httpx's decoders are never used: ``codings`` is
+    the Content-Encoding the caller took away from them."""
+    if response.is_stream_consumed:  # read (and decoded) by a test double's transport
+        if len(response.content) > limit:
+            raise BodyTooLarge(limit, status=response.status_code)
+        return response.content
+    decoder = BodyDecoder.of(codings, limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit, status=response.status_code)
+        chunks.append(chunk if decoder is None else decoder.feed(chunk))
+    if decoder is not None:
+        chunks.append(decoder.flush())
+    return b"".join(chunks)
+
+
+class LimitedStream(httpx.AsyncByteStream):
+    """A response stream cut at ``limit`` bytes: for the bodies httpx reads by itself
+    (redirects it follows, the 401 an auth flow answers), which nobody else bounds."""
+
+    def __init__(self, stream: httpx.AsyncByteStream, limit: int, status: int) -> None:
+        self._stream = stream
+        self._limit = limit
+        self._status = status
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
+        async for chunk in self._stream:
+            size += len(chunk)
+            if size > self._limit:
+                raise BodyTooLarge(self._limit, status=self._status)
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
