@@ -409,15 +409,16 @@ async def test_tls_connections_are_reused_not_taken_for_stale(tmp_path: Path) ->
 EVIL = b'HTTP/1.1 200 OK\r\nContent-Length: 6\r\nContent-Type: application/json\r\n\r\n"evil"'
 
 
-def _with_reason(reason: bytes) -> bytes:
-    return EVIL.replace(b" OK\r\n", b" %b\r\n" % reason)
-
-
-@pytest.mark.parametrize("reason", [b"OK", b""], ids=["with-reason", "empty-reason"])
-async def test_an_unasked_second_response_never_reaches_the_next_request(reason: bytes) -> None:
-    """An upstream writes a second, unasked-for response right behind its answer (one
-    write): the connection is not reused, and the next request gets its own answer."""
-    answers = iter([OK + _with_reason(reason), OK, OK, OK])
+@pytest.mark.parametrize(
+    "extra",
+    [EVIL, EVIL.replace(b" OK\r\n", b" \r\n"), b"HTTP/1.1 2", b"H"],
+    ids=["response", "response-without-reason", "partial-status-line", "one-byte"],
+)
+async def test_bytes_after_the_answer_in_its_write_close_the_connection(extra: bytes) -> None:
+    """An upstream writes more right behind its answer (a second, unasked-for response,
+    or its first bytes): the connection is not reused, the next request gets its own
+    answer on a fresh one."""
+    answers = iter([OK + extra, OK, OK, OK])
     upstream = Upstream(lambda _: next(answers))
     async with serve(upstream) as client:
         first = await client.get("/first")
@@ -425,6 +426,15 @@ async def test_an_unasked_second_response_never_reaches_the_next_request(reason:
     assert (first.status_code, first.json()) == (200, {})
     assert (second.status_code, second.json()) == (200, {})
     assert upstream.connections == 2
+
+
+async def test_a_trailing_line_break_after_the_answer_keeps_the_connection() -> None:
+    """A stray CRLF after a message is tolerated by HTTP/1.1 parsers (RFC 9112 §2.2)."""
+    upstream = Upstream(always(OK + b"\r\n"))
+    async with serve(upstream) as client:
+        for _ in range(3):
+            assert (await client.get("/x")).json() == {}
+    assert upstream.connections == 1
 
 
 async def test_bytes_an_idle_connection_received_close_it() -> None:

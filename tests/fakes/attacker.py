@@ -17,6 +17,8 @@ reach the next. The attack is chosen by path:
 ``/big-header?size=N``              a 200 whose ``X-Big`` header is ``N`` bytes long
 ``/smuggle``                        a JSON answer and, in the same write, a second
                                     response nobody asked for (``"evil"``)
+``/smuggle-partial``                a JSON answer and, in the same write, the first
+                                    bytes of a status line (``HTTP/1.1 2``)
 ``/smuggle-late``                   the same, the second response written after the
                                     answer; ``AttackerState.late_sent`` is set then
 ``/utf8-header``                    a JSON answer with a rate-limit header and an
@@ -140,6 +142,8 @@ async def _answer(
         writer.write(b"\r\nContent-Length: 2\r\n\r\n{}")
     elif path == "/smuggle":
         writer.write(_json({"answer": "first"}) + EVIL)
+    elif path == "/smuggle-partial":
+        writer.write(_json({"answer": "first"}) + b"HTTP/1.1 2")
     elif path == "/smuggle-late":
         writer.write(_json({"answer": "first"}))
         await writer.drain()

@@ -221,11 +221,12 @@ async def test_a_huge_response_header_is_a_502_and_does_not_stall_other_callers(
 
 
 @pytest.mark.parametrize("via_httpx", PATHS)
-@pytest.mark.parametrize("mode", ["smuggle", "smuggle-late"])
+@pytest.mark.parametrize("mode", ["smuggle", "smuggle-partial", "smuggle-late"])
 async def test_an_unasked_second_response_never_reaches_the_next_caller(
     attacker: LiveFake[AttackerState], mode: str, via_httpx: bool
 ) -> None:
-    """Every call after the attack gets its own answer, never the smuggled ``"evil"``."""
+    """Every call after the attack gets its own answer, never the smuggled ``"evil"``,
+    on a new connection: the attacked one is closed, never reused."""
     async with gateway(attacker.url, via_httpx=via_httpx) as gw:
         first = await gw.rest.get(f"/raw/{mode}")
         if mode == "smuggle-late":  # a sync point, not a speed expectation; blocking the
@@ -234,6 +235,7 @@ async def test_an_unasked_second_response_never_reaches_the_next_caller(
             await healthy_calls(gw)
     assert first.status_code == 200 and first.json() == {"answer": "first"}
     assert attacker.state.paths.count("/echo") == 6
+    assert attacker.state.connections == 2  # the attacked one, then one for every call
 
 
 # --------------------------------------------------------------------------- item 12

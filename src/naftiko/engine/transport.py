@@ -133,9 +133,12 @@ class _Connection(asyncio.Protocol):
         self._wake_drain()
 
     # -- httptools callbacks
-    def on_status(self, status: bytes) -> None:
-        if self.complete:  # bytes after the response: never reuse this connection
+    def on_message_begin(self) -> None:
+        if self.complete:  # a byte of another message after ours: never reuse this one
             self.keep_alive = False
+
+    def on_status(self, status: bytes) -> None:
+        if self.complete:  # another message's (on_message_begin has marked the connection)
             return
         assert self._parser is not None
         self.status = self._parser.get_status_code()
