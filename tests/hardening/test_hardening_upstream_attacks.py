@@ -206,15 +206,21 @@ async def test_yaml_aliases_expanding_past_the_limit_are_a_502(
 async def test_a_huge_response_header_is_a_502_and_does_not_stall_other_callers(
     attacker: LiveFake[AttackerState], via_httpx: bool
 ) -> None:
+    """A 50 MiB header: refused once the head passes 64 KiB, never buffered whole."""
     args = {"mode": "big-header", "size": str(50 * MIB)}
     async with gateway(attacker.url, via_httpx=via_httpx) as gw:
+        await healthy_calls(gw)  # warm every code path first
         query = {"size": args["size"]}
-        response = await while_healthy_calls_run(gw, gw.rest.get("/raw/big-header", params=query))
-        reply = await while_healthy_calls_run(gw, gw.tool("raw", args))
+        with peak_rss_growth() as growth:
+            response = await while_healthy_calls_run(
+                gw, gw.rest.get("/raw/big-header", params=query)
+            )
+            reply = await while_healthy_calls_run(gw, gw.tool("raw", args))
         await healthy_calls(gw)
     assert_problem(response, 502, "bad-upstream-response")
-    assert "response headers larger than" in response.json()["detail"]
+    assert "response headers larger than 65536 bytes" in response.json()["detail"]
     assert_mcp_502(reply, "response headers larger than")
+    assert growth[0] < 25 * MIB, f"peak RSS grew by {growth[0] / MIB:.1f} MiB"
 
 
 # --------------------------------------------------------------------------- item 11
