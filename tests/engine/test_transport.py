@@ -501,3 +501,18 @@ async def test_a_head_just_under_the_limit_is_read() -> None:
     async with serve(Upstream(always(head + body))) as client:
         response = await client.get("/x")
     assert response.status_code == 200 and response.content == body
+
+
+async def test_an_oversized_head_on_a_reused_connection_is_not_replayed() -> None:
+    """On a kept-alive connection, 64 KiB of line breaks (which parsers skip before a
+    status line) are an answer, not a dropped connection: refused, never sent again."""
+    from naftiko.engine.transport import ResponseHeadTooLarge
+
+    huge = b"\r\n" * (64 * 1024) + OK
+    answers = iter([OK, huge, OK, OK])
+    upstream = Upstream(lambda _: next(answers))
+    async with serve(upstream) as client:
+        assert (await client.get("/first")).json() == {}
+        with pytest.raises(ResponseHeadTooLarge):
+            await client.get("/second")
+    assert len(upstream.requests) == 2

@@ -470,12 +470,13 @@ class Http11Transport(httpx.AsyncBaseTransport):
             if conn is not None:
                 try:
                     return origin, conn, await self._send(conn, wire)
-                except (httpx.RemoteProtocolError, httpx.ReadError):
+                except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
                     # The peer closed the kept-alive connection as the request went out,
                     # before a byte of answer: most likely it never processed it, but it
                     # may have. Replayed once, on a fresh connection, only when sending it
-                    # twice does no harm (a POST is not).
-                    if conn.status or wire.head.split(b" ", 1)[0] not in _IDEMPOTENT:
+                    # twice does no harm (a POST is not). A head too large is an answer.
+                    answered = conn.status or isinstance(exc, ResponseHeadTooLarge)
+                    if answered or wire.head.split(b" ", 1)[0] not in _IDEMPOTENT:
                         raise
                     conn.close()
                     self._forget(conn)
