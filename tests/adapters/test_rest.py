@@ -722,3 +722,12 @@ async def test_openapi_path_rejects_other_methods() -> None:
         response = await c.post("/.well-known/openapi.json")
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, HEAD"
+
+
+def test_kept_upstream_headers_are_encoded_never_refused() -> None:
+    """Not Latin-1: sent as the UTF-8 bytes the upstream sent; a control character
+    (which the server would refuse, a 500): that header is dropped, the others kept."""
+    from naftiko.adapters.rest import _kept_headers
+
+    kept = _kept_headers({"ETag": '"v\u2713"', "X-RateLimit-Note": "a\x01b", "Retry-After": "5"})
+    assert kept == [(b"etag", '"v\u2713"'.encode()), (b"retry-after", b"5")]

@@ -56,6 +56,26 @@ def test_yaml_alias_bomb_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     }
 
 
+def test_yaml_aliases_to_one_large_string_count_their_expanded_size() -> None:
+    """Few nodes, but each alias repeats 100 KB of text: 30 MB once expanded."""
+    body = b'big: &b "' + b"y" * 100_000 + b'"\ncopies: [' + b", ".join([b"*b"] * 300) + b"]\n"
+    with pytest.raises(FormatError, match="expands to more than 1000000 bytes"):
+        parse_body(body, "yaml", max_bytes=1_000_000)
+    with pytest.raises(FormatError, match=f"expands to more than {formats.MAX_EXPANDED_BYTES}"):
+        parse_body(body, "yaml")  # a limit always applies
+    few = b'big: &b "' + b"y" * 100_000 + b'"\ncopies: [*b, *b]\n'
+    assert parse_body(few, "yaml", max_bytes=1_000_000)["copies"] == ["y" * 100_000] * 2
+
+
+def test_yaml_keys_and_front_matter_count_too() -> None:
+    keys = b"k: &k {" + b"x" * 1000 + b": 1}\nall: [" + b", ".join([b"*k"] * 50) + b"]\n"
+    with pytest.raises(FormatError, match="expands"):
+        parse_body(keys, "yaml", max_bytes=20_000)
+    front = b"---\n" + keys + b"---\n# Title\n"
+    with pytest.raises(FormatError, match="expands"):
+        parse_body(front, "markdown", max_bytes=20_000)
+
+
 def test_yaml_error_does_not_quote_the_body() -> None:
     with pytest.raises(FormatError) as info:
         parse_body(f"token: {SECRET}\n  bad: : [\n".encode(), "yaml")

@@ -383,3 +383,29 @@ async def test_oauth2_client_secret_post() -> None:
         "client_id": "alice",
         "client_secret": "tok-123",
     }
+
+
+@pytest.mark.parametrize(
+    ("attack", "words"),
+    [
+        ("bomb-gzip-gzip?size=268435456", "token endpoint decoded response larger than"),
+        ("redirect-big?size=20971520", "token endpoint response larger than"),
+    ],
+)
+async def test_oauth2_token_response_is_bounded(attack: str, words: str) -> None:
+    """A token endpoint is an upstream like any: its answer is cut at 1 MiB, as received
+    and as decoded, on a real socket (a 256 MiB gzip bomb, then 20 MiB of plain body)."""
+    from fakes.attacker import AttackerThread
+    from naftiko.engine.outbound_auth import MAX_TOKEN_RESPONSE_BYTES
+
+    with AttackerThread() as attacker:
+        spec = auth(
+            type="oauth2",
+            tokenEndpoint=f"{attacker.url}/{attack}",
+            clientId="{{USER}}",
+            clientSecret="{{TOKEN}}",
+        )
+        with pytest.raises(OutboundAuthError, match=words) as info:
+            await send(build_outbound_auth(spec, RENDER), url=f"{attacker.url}/echo")
+    assert str(MAX_TOKEN_RESPONSE_BYTES) in str(info.value)
+    assert "tok-123" not in str(info.value)

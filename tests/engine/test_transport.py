@@ -402,3 +402,117 @@ async def test_tls_connections_are_reused_not_taken_for_stale(tmp_path: Path) ->
         server.close()
         await server.wait_closed()
     assert upstream.connections == 1
+
+
+# --------------------------------------------------------------------------- hostile upstreams
+
+EVIL = b'HTTP/1.1 200 OK\r\nContent-Length: 6\r\nContent-Type: application/json\r\n\r\n"evil"'
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [EVIL, EVIL.replace(b" OK\r\n", b" \r\n"), b"HTTP/1.1 2", b"H"],
+    ids=["response", "response-without-reason", "partial-status-line", "one-byte"],
+)
+async def test_bytes_after_the_answer_in_its_write_close_the_connection(extra: bytes) -> None:
+    """An upstream writes more right behind its answer (a second, unasked-for response,
+    or its first bytes): the connection is not reused, the next request gets its own
+    answer on a fresh one."""
+    answers = iter([OK + extra, OK, OK, OK])
+    upstream = Upstream(lambda _: next(answers))
+    async with serve(upstream) as client:
+        first = await client.get("/first")
+        second = await client.get("/second")
+    assert (first.status_code, first.json()) == (200, {})
+    assert (second.status_code, second.json()) == (200, {})
+    assert upstream.connections == 2
+
+
+async def test_a_trailing_line_break_after_the_answer_keeps_the_connection() -> None:
+    """A stray CRLF after a message is tolerated by HTTP/1.1 parsers (RFC 9112 §2.2)."""
+    upstream = Upstream(always(OK + b"\r\n"))
+    async with serve(upstream) as client:
+        for _ in range(3):
+            assert (await client.get("/x")).json() == {}
+    assert upstream.connections == 1
+
+
+async def test_bytes_an_idle_connection_received_close_it() -> None:
+    """The unasked-for bytes come after the answer, while the connection sits in the
+    pool (read by the loop, or still in the socket): never handed to the next request."""
+    sent = asyncio.Event()
+
+    class Late(Upstream):
+        async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            try:
+                while True:
+                    self.requests.append(await reader.readuntil(b"\r\n\r\n"))
+                    writer.write(OK)
+                    await writer.drain()
+                    if len(self.requests) == 1:
+                        writer.write(EVIL)
+                        await writer.drain()
+                        sent.set()
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+    upstream = Late(always(OK))
+    async with serve(upstream) as client:
+        assert (await client.get("/first")).json() == {}
+        await sent.wait()
+        second = await client.get("/second")
+    assert (second.status_code, second.json()) == (200, {})
+    assert upstream.connections == 2
+
+
+@pytest.mark.parametrize("fetch", [False, True], ids=["httpx", "fetch"])
+async def test_an_oversized_response_head_is_refused(fetch: bool) -> None:
+    """A 5 MB header: refused once the head passes the limit, connection closed."""
+    from naftiko.engine.transport import MAX_RESPONSE_HEAD, ResponseHeadTooLarge, wire_request
+
+    huge = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (5 * 1024 * 1024) + b"\r\n" + OK[17:]
+    answers = iter([huge, OK])
+    upstream = Upstream(lambda _: next(answers))
+    async with serve(upstream) as client:
+        with pytest.raises(ResponseHeadTooLarge) as caught:
+            if fetch:
+                transport = client._transport
+                assert isinstance(transport, Http11Transport)
+                request = client.build_request("GET", "/big")
+                request.extensions = {"timeout": client.timeout.as_dict()}
+                await transport.fetch(await wire_request(request), limit=1024)
+            else:
+                await client.get("/big")
+        assert str(MAX_RESPONSE_HEAD) in str(caught.value)
+        assert (await client.get("/next")).json() == {}
+
+
+async def test_a_head_just_under_the_limit_is_read() -> None:
+    """The limit is on the head only: a head under it and a large body in one write pass."""
+    from naftiko.engine.transport import MAX_RESPONSE_HEAD
+
+    body = b"b" * (1024 * 1024)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Pad: " % len(body)
+    head += b"p" * (MAX_RESPONSE_HEAD - len(head) - 4) + b"\r\n\r\n"
+    assert len(head) == MAX_RESPONSE_HEAD
+    async with serve(Upstream(always(head + body))) as client:
+        response = await client.get("/x")
+    assert response.status_code == 200 and response.content == body
+
+
+async def test_an_oversized_head_on_a_reused_connection_is_not_replayed() -> None:
+    """On a kept-alive connection, 64 KiB of line breaks (which parsers skip before a
+    status line) are an answer, not a dropped connection: refused, never sent again."""
+    from naftiko.engine.transport import ResponseHeadTooLarge
+
+    huge = b"\r\n" * (64 * 1024) + OK
+    answers = iter([OK, huge, OK, OK])
+    upstream = Upstream(lambda _: next(answers))
+    async with serve(upstream) as client:
+        assert (await client.get("/first")).json() == {}
+        with pytest.raises(ResponseHeadTooLarge):
+            await client.get("/second")
+    assert len(upstream.requests) == 2

@@ -476,12 +476,30 @@ def _response_reply(response: Response) -> _Reply:
 
 
 def _kept_headers(headers: Mapping[str, str]) -> _Headers:
-    """The result's headers, encoded, without any that describe the upstream's framing."""
-    return [
-        (name.lower().encode("latin-1"), value.encode("latin-1"))
-        for name, value in headers.items()
-        if name.lower() not in _DROPPED_RESULT_HEADERS
-    ]
+    """The result's headers, encoded, without any that describe the upstream's framing
+    or that cannot be written (a control character: the server would refuse the reply)."""
+    kept = []
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in _DROPPED_RESULT_HEADERS:
+            continue
+        encoded = _header_value(value)
+        if not _CONTROL.search(encoded):
+            kept.append((_header_value(lower), encoded))
+    return kept
+
+
+# What uvicorn refuses in a header value (its HEADER_VALUE_RE): CR, LF and the rest.
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _header_value(text: str) -> bytes:
+    """Latin-1, as ASGI carries headers; text that is not Latin-1 came from an upstream
+    header httpx read as UTF-8, so it goes on as those same UTF-8 bytes, never a 500."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
 
 
 def _result_reply(result: Result) -> _Reply:
@@ -497,7 +515,7 @@ def _result_reply(result: Result) -> _Reply:
         return _reply(status, headers)
     if isinstance(body, bytes | bytearray):
         media_type = result.media_type or "application/octet-stream"
-        headers.append((b"content-type", media_type.encode("latin-1")))
+        headers.append((b"content-type", _header_value(media_type)))
         return _reply(status, headers, bytes(body))
     try:
         content = json_bytes(body)
@@ -507,7 +525,7 @@ def _result_reply(result: Result) -> _Reply:
     if media_type == JSON_MEDIA_TYPE or "json" not in (media_type or ""):
         headers.append(_JSON_TYPE)
     else:
-        headers.append((b"content-type", media_type.encode("latin-1")))
+        headers.append((b"content-type", _header_value(media_type)))
     return _reply(status, headers, content)
 
 

@@ -13,16 +13,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 
 import httpx
 
+from naftiko.engine.decoding import (
+    CODINGS_EXTENSION,
+    BodyDecoder,
+    BodyTooLarge,
+    LimitedStream,
+    TooManyCodings,
+    read_limited,
+)
 from naftiko.engine.outbound_auth import OutboundAuthError
 from naftiko.engine.request import UpstreamRequest
 from naftiko.engine.settings import EngineSettings
-from naftiko.engine.transport import Http11Transport, ResponseTooLarge, WireRequest, wire_request
+from naftiko.engine.transport import (
+    Http11Transport,
+    ResponseHeadTooLarge,
+    ResponseTooLarge,
+    WireRequest,
+    wire_request,
+)
 from naftiko.engine.types import STATUS, ErrorKind, Problem
 from naftiko.engine.wire import ResponseHeaders, wire_of
 from naftiko.observability import get_observer
@@ -98,6 +112,7 @@ class UpstreamClients:
             trust_env=False,
             # One client serves every caller: a cookie set for one must never reach another.
             cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+            event_hooks={"response": [_bounded_by(s.max_response_bytes)]},
         )
         # The policy refuses every cookie, but httpx still wraps each response and its
         # request in urllib objects to ask it (~10% of the engine's CPU per call).
@@ -113,6 +128,23 @@ class UpstreamClients:
         return len(self._clients)
 
 
+def _bounded_by(limit: int) -> Callable[[httpx.Response], Awaitable[None]]:
+    """A response hook: every response httpx receives (redirects it follows and the 401
+    an auth flow answers included, whose bodies httpx reads itself) is cut at ``limit``
+    bytes, and its Content-Encoding is taken away from httpx's decoders, which inflate a
+    whole chunk before anything can count it. ``read_limited`` decodes it, bounded."""
+
+    async def hook(response: httpx.Response) -> None:
+        codings = response.headers.get("content-encoding")
+        if codings is not None:
+            del response.headers["content-encoding"]
+            response.extensions = {**response.extensions, CODINGS_EXTENSION: codings}
+        if not response.is_stream_consumed and isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = LimitedStream(response.stream, limit, response.status_code)
+
+    return hook
+
+
 class _RefusedCookies(httpx.Cookies):
     """A cookie store that never reads ``Set-Cookie``: upstream cookies are never kept."""
 
@@ -126,6 +158,8 @@ def _problem(kind: ErrorKind, title: str, detail: str) -> Problem:
 
 def _classify(exc: Exception, settings: EngineSettings) -> tuple[ErrorKind, str]:
     """Our own words for an httpx failure (never ``str(exc)``: it may hold the URL)."""
+    if isinstance(exc, ResponseHeadTooLarge):  # its message is ours: the limit only
+        return ErrorKind.BAD_UPSTREAM_RESPONSE, str(exc)
     if isinstance(exc, httpx.ConnectTimeout):
         return ErrorKind.TIMEOUT, f"no connection within {settings.connect_timeout_s:g}s"
     if isinstance(exc, httpx.ReadTimeout):
@@ -221,9 +255,13 @@ def _failure(
     if isinstance(exc, TimeoutError):
         reason = f": no complete response within {settings.total_timeout_s:g}s"
         return ErrorKind.TIMEOUT, reason, None, None
-    if isinstance(exc, (_TooLarge, ResponseTooLarge)):
+    if isinstance(exc, BodyTooLarge):
+        return ErrorKind.BAD_UPSTREAM_RESPONSE, f": {exc}", None, exc.status
+    if isinstance(exc, ResponseTooLarge):
         reason = f": response larger than {limit} bytes"
         return ErrorKind.BAD_UPSTREAM_RESPONSE, reason, None, exc.status
+    if isinstance(exc, TooManyCodings):  # its message is ours: a count, no upstream text
+        return ErrorKind.BAD_UPSTREAM_RESPONSE, f": {exc}", None, None
     if isinstance(exc, OutboundAuthError):
         # Its message is written to be safe (no secret, no token endpoint body); no
         # upstream status: the credentials were never obtained.
@@ -299,9 +337,14 @@ async def _fetch(
         raise _Redirected(raw.status)
     headers = ResponseHeaders.of(raw.headers)
     content = raw.content
-    if "content-encoding" in headers:  # rare (we never ask for it): httpx's decoders
-        response = httpx.Response(raw.status, headers=raw.headers, stream=httpx.ByteStream(content))
-        content = await _read_limited(response, raw.status, limit)
+    if "content-encoding" in headers:  # rare: httpx's client asks for gzip and deflate
+        decoder = BodyDecoder.of(headers["content-encoding"], limit)
+        if decoder is not None:
+            try:
+                content = decoder.decode(content)
+            except BodyTooLarge as exc:
+                exc.status = raw.status
+                raise
     return raw.status, headers, content
 
 
@@ -320,22 +363,11 @@ async def _send_with_client(
             raise _Redirected(status)
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise _TooLarge(status)
-        return status, response.headers, await _read_limited(response, status, limit)
+            raise BodyTooLarge(limit, status=status)
+        codings = response.extensions.get(CODINGS_EXTENSION)
+        return status, response.headers, await read_limited(response, limit, codings)
     finally:
         await response.aclose()
-
-
-async def _read_limited(response: httpx.Response, status: int, limit: int) -> bytes:
-    """The decoded body, refused once it grows past ``limit`` (decoding included)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge(status)
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _is_unfollowed_redirect(status: int, *, follow: bool) -> bool:
@@ -345,13 +377,6 @@ def _is_unfollowed_redirect(status: int, *, follow: bool) -> bool:
     over (no ``Location``) is then passed on as the upstream's answer.
     """
     return 300 <= status < 400 and status != 304 and not follow
-
-
-class _TooLarge(Exception):
-    """Internal signal: the body crossed the size limit."""
-
-    def __init__(self, status: int) -> None:
-        self.status = status
 
 
 class _Redirected(Exception):

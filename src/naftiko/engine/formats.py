@@ -50,6 +50,15 @@ FORMATS: Final = (
 _EXTRA_FORMATS: Final = ("text", "binary")
 _ALIASES: Final = {"yml": "yaml", "md": "markdown", "htm": "html", "proto": "protobuf"}
 
+MAX_NODES: Final = 1_000_000
+"""Values a YAML/Avro document may expand to: YAML aliases can nest into an exponential
+"billion laughs" tree that is small on the wire; we refuse it instead of walking it."""
+
+MAX_EXPANDED_BYTES: Final = 10 * 1024 * 1024
+"""Characters of text a document may expand to, when the caller gives no limit. Aliases
+to one large string pass the node budget (a 1 MB body became a 314 MB reply): every
+string, key and scalar counts each time it appears."""
+
 
 def normalize_format(fmt: str | None) -> str:
     """The canonical lower-case format name (``None`` means json)."""
@@ -102,15 +111,20 @@ def parse_body(
     *,
     schema: str | None = None,
     base_dir: Path | str = ".",
+    max_bytes: int = MAX_EXPANDED_BYTES,
 ) -> Any:
-    """Convert an upstream body to a JSON value; raises :class:`FormatError`."""
+    """Convert an upstream body to a JSON value; raises :class:`FormatError`.
+
+    ``max_bytes`` bounds what the body may expand to (YAML aliases): the engine passes
+    its response size limit, so a body's expanded size counts against that limit.
+    """
     name = normalize_format(fmt)
     parser = _PARSERS.get(name)
     if parser is None:
         if name == "protobuf":
             check_format(name, schema, base_dir)  # raises with the explanation
         raise FormatError(f"unsupported outputRawFormat {fmt!r}")
-    return parser(raw, schema, base_dir)
+    return parser(raw, schema, base_dir, max_bytes)
 
 
 def _decode(raw: bytes | str, what: str) -> str:
@@ -125,7 +139,7 @@ def _decode(raw: bytes | str, what: str) -> str:
 # --------------------------------------------------------------------------- json / yaml
 
 
-def _parse_json(raw: bytes, _schema: str | None, _base: Path | str) -> Any:
+def _parse_json(raw: bytes, _schema: str | None, _base: Path | str, _limit: int) -> Any:
     if not raw.strip():
         return None
     try:
@@ -140,10 +154,10 @@ def _parse_json(raw: bytes, _schema: str | None, _base: Path | str) -> Any:
         raise FormatError(f"JSON body is not valid UTF-8 (byte {exc.start})") from None
 
 
-def _parse_yaml(raw: bytes, _schema: str | None, _base: Path | str) -> Any:
+def _parse_yaml(raw: bytes, _schema: str | None, _base: Path | str, limit: int) -> Any:
     text = _decode(raw, "YAML")
     try:
-        return _jsonable(yaml.safe_load(text))
+        return _jsonable(yaml.safe_load(text), _Budget(limit))
     except yaml.MarkedYAMLError as exc:
         # str(exc) quotes the offending line of the body: build our own message.
         mark = exc.problem_mark
@@ -153,25 +167,38 @@ def _parse_yaml(raw: bytes, _schema: str | None, _base: Path | str) -> Any:
         raise FormatError(f"invalid YAML: {type(exc).__name__}") from None
 
 
-MAX_NODES: Final = 1_000_000
-"""Values a YAML/Avro document may expand to: YAML aliases can nest into an exponential
-"billion laughs" tree that is small on the wire; we refuse it instead of walking it."""
+class _Budget:
+    """What is left of the node and text budgets while a document is converted."""
+
+    __slots__ = ("limit", "nodes", "size")
+
+    def __init__(self, limit: int = MAX_EXPANDED_BYTES) -> None:
+        self.limit = limit
+        self.nodes = MAX_NODES
+        self.size = limit
+
+    def spend(self, size: int) -> None:
+        self.size -= size
+        if self.size < 0:
+            raise FormatError(f"document expands to more than {self.limit} bytes (aliases?)")
 
 
-def _jsonable(value: Any, budget: list[int] | None = None) -> Any:
+def _jsonable(value: Any, budget: _Budget | None = None) -> Any:
     """YAML/Avro values that JSON cannot hold (dates, bytes, decimals) as JSON values."""
     if budget is None:
-        budget = [MAX_NODES]
-    if value is None or isinstance(value, (str, bool, int, float)):
+        budget = _Budget()
+    if isinstance(value, str):
+        budget.spend(len(value))
         return value
-    budget[0] -= 1
-    if budget[0] < 0:
+    if value is None or isinstance(value, (bool, int, float)):
+        budget.spend(1)  # a scalar is at least one character of the reply
+        return value
+    budget.nodes -= 1
+    budget.spend(1)
+    if budget.nodes < 0:
         raise FormatError(f"document expands to more than {MAX_NODES} values (aliases?)")
     if isinstance(value, dict):
-        return {
-            key if isinstance(key, str) else str(key): _jsonable(item, budget)
-            for key, item in value.items()
-        }
+        return {_key(key, budget): _jsonable(item, budget) for key, item in value.items()}
     if isinstance(value, (list, tuple, set)):
         return [_jsonable(item, budget) for item in value]
     if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
@@ -183,7 +210,12 @@ def _jsonable(value: Any, budget: list[int] | None = None) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
     return str(value)
-    return str(value)
+
+
+def _key(key: Any, budget: _Budget) -> str:
+    text = key if isinstance(key, str) else str(key)
+    budget.spend(len(text))
+    return text
 
 
 # --------------------------------------------------------------------------- xml
@@ -221,7 +253,7 @@ def _xml_element(element: Any) -> Any:
     return node
 
 
-def _parse_xml(raw: bytes, _schema: str | None, _base: Path | str) -> Any:
+def _parse_xml(raw: bytes, _schema: str | None, _base: Path | str, _limit: int) -> Any:
     if not raw.strip():
         return None
     from xml.etree.ElementTree import ParseError
@@ -244,8 +276,8 @@ def _parse_xml(raw: bytes, _schema: str | None, _base: Path | str) -> Any:
 # --------------------------------------------------------------------------- csv
 
 
-def _delimited(delimiter: str) -> Callable[[bytes, str | None, Path | str], Any]:
-    def parse(raw: bytes, _schema: str | None, _base: Path | str) -> Any:
+def _delimited(delimiter: str) -> Callable[[bytes, str | None, Path | str, int], Any]:
+    def parse(raw: bytes, _schema: str | None, _base: Path | str, _limit: int) -> Any:
         text = _decode(raw, "CSV")
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
         try:
@@ -306,7 +338,7 @@ def _html_tables(tables: list[Any]) -> list[list[dict[str, str]]]:
     return result
 
 
-def _parse_html(raw: bytes, schema: str | None, _base: Path | str) -> Any:
+def _parse_html(raw: bytes, schema: str | None, _base: Path | str, _limit: int) -> Any:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(raw, "html.parser")
@@ -331,7 +363,7 @@ def _parse_html(raw: bytes, schema: str | None, _base: Path | str) -> Any:
 # --------------------------------------------------------------------------- markdown
 
 
-def _front_matter(text: str) -> tuple[dict[str, Any], str]:
+def _front_matter(text: str, limit: int) -> tuple[dict[str, Any], str]:
     if not text.startswith("---\n") and not text.startswith("---\r\n"):
         return {}, text
     lines = text.splitlines(keepends=True)
@@ -346,7 +378,8 @@ def _front_matter(text: str) -> tuple[dict[str, Any], str]:
                 raise FormatError(f"invalid front matter YAML: {exc.problem}{where}") from None
             except yaml.YAMLError as exc:
                 raise FormatError(f"invalid front matter YAML: {type(exc).__name__}") from None
-            return (_jsonable(data) if isinstance(data, dict) else {}), "".join(lines[index + 1 :])
+            front = _jsonable(data, _Budget(limit)) if isinstance(data, dict) else {}
+            return front, "".join(lines[index + 1 :])
     return {}, text
 
 
@@ -363,8 +396,8 @@ def _inline_text(token: Any) -> str:
     return "".join(parts)
 
 
-def _parse_markdown(raw: bytes, schema: str | None, _base: Path | str) -> Any:
-    front, body = _front_matter(_decode(raw, "Markdown"))
+def _parse_markdown(raw: bytes, schema: str | None, _base: Path | str, _limit: int) -> Any:
+    front, body = _front_matter(_decode(raw, "Markdown"), _limit)
     tokens = _markdown().parse(body)
     tables: list[list[dict[str, str]]] = []
     sections: list[dict[str, Any]] = []
@@ -455,7 +488,7 @@ def _avro_schema(path: str) -> Any:
         raise FormatError(f"Avro outputSchema {path} is not a valid schema: {exc}") from None
 
 
-def _parse_avro(raw: bytes, schema: str | None, base_dir: Path | str) -> Any:
+def _parse_avro(raw: bytes, schema: str | None, base_dir: Path | str, _limit: int) -> Any:
     import fastavro
 
     if not schema:
@@ -468,21 +501,21 @@ def _parse_avro(raw: bytes, schema: str | None, base_dir: Path | str) -> Any:
         raise FormatError(
             f"invalid Avro record: {type(exc).__name__} at byte {stream.tell()}"
         ) from None
-    return _jsonable(record)
+    return _jsonable(record, _Budget(_limit))
 
 
 # --------------------------------------------------------------------------- text / binary
 
 
-def _parse_text(raw: bytes, _schema: str | None, _base: Path | str) -> Any:
+def _parse_text(raw: bytes, _schema: str | None, _base: Path | str, _limit: int) -> Any:
     return raw.decode("utf-8", "replace")
 
 
-def _parse_binary(raw: bytes, _schema: str | None, _base: Path | str) -> Any:
+def _parse_binary(raw: bytes, _schema: str | None, _base: Path | str, _limit: int) -> Any:
     return raw
 
 
-_PARSERS: Final[dict[str, Callable[[bytes, str | None, Path | str], Any]]] = {
+_PARSERS: Final[dict[str, Callable[[bytes, str | None, Path | str, int], Any]]] = {
     "json": _parse_json,
     "xml": _parse_xml,
     "yaml": _parse_yaml,

@@ -398,6 +398,7 @@ class Engine:
             operation.output_raw_format if operation is not None else None,
             schema=operation.output_schema if operation is not None else None,
             base_dir=self._base_dir,
+            max_bytes=self.settings.max_response_bytes,  # what aliases may expand to
         )
 
     async def call_step(

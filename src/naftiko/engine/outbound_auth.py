@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import re
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from naftiko.engine.decoding import BodyTooLarge, read_limited
 from naftiko.spec.models import Authentication
 
 __all__ = [
@@ -43,6 +46,8 @@ ClientFactory = Callable[[], httpx.AsyncClient]
 EARLY_REFRESH = 30.0  # seconds before ``expires_in`` at which a cached token is dropped
 DEFAULT_TOKEN_TTL = 300.0  # cache time of a token whose response has no ``expires_in``
 TOKEN_FETCH_TIMEOUT = 10.0
+# A token response is a few hundred bytes; a token endpoint gets no more room than this.
+MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
 SUPPORTED_TYPES = ("basic", "bearer", "apikey", "digest", "oauth2")
 APIKEY_PLACEMENTS = ("header", "query", "cookie")
 TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
@@ -432,23 +437,26 @@ class OAuth2OutboundAuth(httpx.Auth):
         creds = self._credentials
         form, headers = creds.token_request()
         try:
-            async with self._client_factory() as client:
-                response = await client.post(creds.token_endpoint, data=form, headers=headers)
-                await response.aread()
+            async with (
+                self._client_factory() as client,
+                client.stream("POST", creds.token_endpoint, data=form, headers=headers) as response,
+            ):
+                # Bounded, and decoded by us: an endpoint's answer is as untrusted as any.
+                codings = response.headers.get("content-encoding")
+                content = await read_limited(response, MAX_TOKEN_RESPONSE_BYTES, codings)
+        except BodyTooLarge as exc:
+            raise OutboundAuthError(f"token endpoint {exc}", status=exc.status) from None
         except httpx.HTTPError as exc:
             # ``from None``: the httpx error and its request (with the secret) stay out.
             raise OutboundAuthError(
                 f"token endpoint unreachable ({type(exc).__name__})", status=None
             ) from None
+        payload = _json(content)
         if response.status_code >= 400:
             raise OutboundAuthError(
-                f"token endpoint answered {response.status_code}{_oauth_error(response)}",
+                f"token endpoint answered {response.status_code}{_oauth_error(payload)}",
                 status=response.status_code,
             )
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = None
         token = payload.get("access_token") if isinstance(payload, dict) else None
         if not isinstance(token, str) or not token:
             raise OutboundAuthError(
@@ -467,12 +475,16 @@ class OAuth2OutboundAuth(httpx.Auth):
         return f"OAuth2OutboundAuth({self._credentials!r})"
 
 
-def _oauth_error(response: httpx.Response) -> str:
-    """The registered OAuth ``error`` code of a failed token response, never the body."""
+def _json(content: bytes) -> Any:
+    """A token endpoint's JSON answer, or None when it is not JSON."""
     try:
-        payload = response.json()
-    except ValueError:
-        return ""
+        return json.loads(content)
+    except ValueError:  # UnicodeDecodeError included
+        return None
+
+
+def _oauth_error(payload: Any) -> str:
+    """The registered OAuth ``error`` code of a failed token response, never the body."""
     code = payload.get("error") if isinstance(payload, dict) else None
     if isinstance(code, str) and _OAUTH_ERROR_CODE.match(code):
         return f" ({code})"

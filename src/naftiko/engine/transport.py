@@ -27,9 +27,11 @@ import httpx
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 __all__ = [
+    "MAX_RESPONSE_HEAD",
     "DeadlineExceeded",
     "Http11Transport",
     "RawResponse",
+    "ResponseHeadTooLarge",
     "ResponseTooLarge",
     "WireRequest",
     "checked_head",
@@ -39,6 +41,10 @@ __all__ = [
 _Origin = tuple[bytes, str, int]
 _DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _BUFFER_HIGH = 256 * 1024  # pause reading above this many unread body bytes
+# Bytes of status lines and headers (interim responses included) before a response's
+# body: httptools buffers a header whole, so a 50 MB header held the loop for seconds.
+# 64 KiB is 4x what httpcore (h11) allowed and above what nginx accepts of a request.
+MAX_RESPONSE_HEAD = 64 * 1024
 # RFC 9110 §9.2.2: sending one of these twice has the effect of sending it once.
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
@@ -67,6 +73,7 @@ class _Connection(asyncio.Protocol):
         self._head = False
         self._eof_framed = False
         self._interim = False
+        self._head_bytes = 0
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -78,6 +85,21 @@ class _Connection(asyncio.Protocol):
         parser = self._parser
         if parser is None:  # bytes while idle: the server broke the protocol
             self.close()
+            return
+        if not self.headers_done:
+            room = MAX_RESPONSE_HEAD - self._head_bytes
+            if len(data) > room:  # the head may end inside the allowed part: parse that
+                head, data = data[:room], data[room:]
+                self._feed(parser, head)
+                if not self.headers_done:
+                    self._fail(ResponseHeadTooLarge(MAX_RESPONSE_HEAD))
+                    return
+            else:
+                self._head_bytes += len(data)
+        self._feed(parser, data)
+
+    def _feed(self, parser: HttpResponseParser, data: bytes) -> None:
+        if self._error is not None:
             return
         try:
             parser.feed_data(data)
@@ -111,9 +133,12 @@ class _Connection(asyncio.Protocol):
         self._wake_drain()
 
     # -- httptools callbacks
-    def on_status(self, status: bytes) -> None:
-        if self.complete:  # bytes after the response: never reuse this connection
+    def on_message_begin(self) -> None:
+        if self.complete:  # a byte of another message after ours: never reuse this one
             self.keep_alive = False
+
+    def on_status(self, status: bytes) -> None:
+        if self.complete:  # another message's (on_message_begin has marked the connection)
             return
         assert self._parser is not None
         self.status = self._parser.get_status_code()
@@ -170,6 +195,7 @@ class _Connection(asyncio.Protocol):
         self.headers = []
         self.headers_done = self.complete = self.keep_alive = False
         self._eof_framed = self._interim = False
+        self._head_bytes = 0
         self.chunks.clear()
         self._buffered = 0
         self._head = head
@@ -312,6 +338,14 @@ class RawResponse(NamedTuple):
     content: bytes
 
 
+class ResponseHeadTooLarge(httpx.RemoteProtocolError):
+    """The response's status lines and headers exceed :data:`MAX_RESPONSE_HEAD` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"response headers larger than {limit} bytes")
+        self.limit = limit
+
+
 class ResponseTooLarge(Exception):
     """The response body is larger than the caller's limit (its connection is closed)."""
 
@@ -436,12 +470,13 @@ class Http11Transport(httpx.AsyncBaseTransport):
             if conn is not None:
                 try:
                     return origin, conn, await self._send(conn, wire)
-                except (httpx.RemoteProtocolError, httpx.ReadError):
+                except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
                     # The peer closed the kept-alive connection as the request went out,
                     # before a byte of answer: most likely it never processed it, but it
                     # may have. Replayed once, on a fresh connection, only when sending it
-                    # twice does no harm (a POST is not).
-                    if conn.status or wire.head.split(b" ", 1)[0] not in _IDEMPOTENT:
+                    # twice does no harm (a POST is not). A head too large is an answer.
+                    answered = conn.status or isinstance(exc, ResponseHeadTooLarge)
+                    if answered or wire.head.split(b" ", 1)[0] not in _IDEMPOTENT:
                         raise
                     conn.close()
                     self._forget(conn)
