@@ -150,6 +150,37 @@ async def test_basic() -> None:
     assert (await call(app, {"Authorization": basic("alice", "pässword")})).status_code == 200
 
 
+async def test_exempt_paths_exempt_only_get_and_head() -> None:
+    """Issue 15: an exempt path must not open other methods (the MCP metadata bypass)."""
+    reached: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(f"{scope['method']} {scope['path']}")
+        await PlainTextResponse("inner")(scope, receive, send)
+
+    guard = build_inbound_auth(auth(type="bearer", token="{{API_TOKEN}}"), BINDS)
+    assert guard is not None
+    app = InboundAuthMiddleware(inner, guard, exempt_paths=("/health",))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for method in ("POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+            for path in ("/health", "/health?x=1", "/health/", "/HEALTH"):
+                assert_problem(await client.request(method, path, content=b"{}"), 401)
+        assert (await client.get("/health?x=1")).text == "inner"
+        assert (await client.head("/health")).status_code == 200
+        assert_problem(await client.get("/health/"), 401)
+    assert reached == ["GET /health", "HEAD /health"]
+
+
+def test_websocket_on_an_exempt_path_is_checked() -> None:
+    app = protected(build_inbound_auth(auth(type="bearer", token="{{API_TOKEN}}"), BINDS))
+    app.router.routes.append(WebSocketRoute("/health", echo_ws))
+    with TestClient(app) as client:
+        with pytest.raises(WebSocketDenialResponse) as refused, client.websocket_connect("/health"):
+            pass
+        assert refused.value.status_code == 401
+
+
 def test_websocket_is_checked() -> None:
     app = protected(build_inbound_auth(auth(type="bearer", token="{{API_TOKEN}}"), BINDS))
     with TestClient(app) as client:

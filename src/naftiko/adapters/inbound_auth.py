@@ -54,6 +54,7 @@ HttpClientFactory = Callable[[], httpx.AsyncClient]
 
 REALM = "naftiko"
 WELL_KNOWN_PROTECTED_RESOURCE = "/.well-known/oauth-protected-resource"
+EXEMPT_METHODS = frozenset({"GET", "HEAD"})  # exempt paths only ever serve reads
 JWKS_TTL = 300.0  # seconds a fetched JWKS is trusted
 JWKS_MIN_REFRESH = 30.0  # at most one refetch per this many seconds for an unknown kid
 CLOCK_LEEWAY = 30  # seconds of clock skew accepted on exp / nbf / iat
@@ -584,11 +585,14 @@ def build_inbound_auth(
 
 
 class InboundAuthMiddleware:
-    """Pure ASGI middleware: checks every http and websocket request except exempt paths.
+    """Pure ASGI middleware: checks every http and websocket request except exempt ones.
 
-    Exempt paths match the request path exactly, with or without the ``root_path``
-    prefix. A refused websocket gets the problem response when the server supports the
-    denial-response extension, otherwise a close with code 1008 (policy violation).
+    Only a GET or HEAD whose (decoded) path is exactly an exempt path, with or without the
+    ``root_path`` prefix, is exempt: any other method or a websocket on the same path is
+    checked, so an app that serves something else there (a catch-all mount) cannot be
+    reached through the exemption. A refused websocket gets the problem response when the
+    server supports the denial-response extension, otherwise a close with code 1008
+    (policy violation).
     """
 
     def __init__(
@@ -613,6 +617,8 @@ class InboundAuthMiddleware:
             await send({"type": "websocket.close", "code": 1008})
 
     def _exempt(self, scope: Scope) -> bool:
+        if scope["type"] != "http" or scope.get("method") not in EXEMPT_METHODS:
+            return False
         path: str = scope.get("path", "")
         root: str = scope.get("root_path", "")
         if path in self.exempt_paths:
