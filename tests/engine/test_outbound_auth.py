@@ -7,10 +7,12 @@ import base64
 import hashlib
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import httpx
 import pytest
 import respx
+from starlette.responses import JSONResponse
 
 from naftiko.engine.outbound_auth import (
     MAX_CACHED_TOKENS,
@@ -20,6 +22,7 @@ from naftiko.engine.outbound_auth import (
     build_outbound_auth,
 )
 from naftiko.spec.models import Authentication
+from support.servers import serve_asgi
 
 UPSTREAM = "https://api.example.com/items"
 TOKEN_URL = "https://auth.example.com/oauth/token"
@@ -498,3 +501,43 @@ def test_oauth2_cache_keeps_a_bounded_number_of_tokens() -> None:
     assert len(cache) == MAX_CACHED_TOKENS
     assert cache.get(("k", "0")) is None  # the oldest went first
     assert cache.get(("k", str(MAX_CACHED_TOKENS + 9))) == f"t{MAX_CACHED_TOKENS + 9}"
+
+
+class Recording:
+    """A loopback ASGI app that records request paths and answers ``answer``."""
+
+    def __init__(self, answer: dict[str, object]) -> None:
+        self.answer = answer
+        self.seen: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        self.seen.append(scope["path"])
+        response = JSONResponse(self.answer)
+        await response(scope, receive, send)
+
+
+async def test_oauth2_token_client_ignores_proxy_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 15: like the upstream client, the token client never goes through an env proxy."""
+    proxy = Recording({"access_token": "from-the-proxy"})
+    token_server = Recording({"access_token": "direct-tok", "expires_in": 60})
+    upstream = Recording({})
+    async with (
+        serve_asgi(proxy) as proxy_url,
+        serve_asgi(token_server) as token_url,
+        serve_asgi(upstream) as upstream_url,
+    ):
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+            monkeypatch.setenv(name, proxy_url)
+        spec = auth(type="oauth2", tokenEndpoint=token_url + "/token", clientId="cid")
+        built = build_outbound_auth(spec, RENDER)
+        async with httpx.AsyncClient(trust_env=False) as client:
+            request = client.build_request("GET", upstream_url + "/items")
+            assert (await client.send(request, auth=built)).status_code == 200
+    assert proxy.seen == []
+    assert token_server.seen == ["/token"] and upstream.seen == ["/items"]

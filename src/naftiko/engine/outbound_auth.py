@@ -184,7 +184,9 @@ def build_outbound_auth(
 
 
 def _default_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=TOKEN_FETCH_TIMEOUT, follow_redirects=False)
+    # No proxy from the environment, as for upstream calls (engine.client): the client
+    # secret must not go to whatever HTTP(S)_PROXY says.
+    return httpx.AsyncClient(timeout=TOKEN_FETCH_TIMEOUT, follow_redirects=False, trust_env=False)
 
 
 # --------------------------------------------------------------------------- simple types
