@@ -8,8 +8,8 @@ Public interface:
 * ``build_mcp_app(engine, plan, settings=AdapterSettings(), *, bindings=None) -> Starlette`` —
   streamable HTTP. Serves MCP on exactly ``/mcp``, ``/mcp/`` and ``/`` (the reference
   engine's tutorials post to ``/``), never with a 307 redirect; every other path is a 404
-  problem (:class:`McpPaths`). Stateless with JSON responses by default (``settings.mcp_stateless``,
-  ``settings.mcp_json_response``). DNS-rebinding protection is off for
+  problem (:class:`McpPaths`). Stateless with JSON responses by default
+  (``settings.mcp_stateless``, ``settings.mcp_json_response``). DNS-rebinding protection is off for
   ``allowed_hosts=("*",)`` (a container reached by its service name must work) and
   otherwise accepts exactly those hosts. The app's lifespan runs a session manager made
   for this app (one can only run once). Inbound auth is the shared
@@ -66,7 +66,7 @@ from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, get_tra
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocketClose
@@ -677,7 +677,7 @@ class McpPaths:
     ) -> None:
         self.endpoint = endpoint
         self.metadata_path = metadata[0] if metadata else None
-        self.metadata_body = json.dumps(metadata[1]).encode() if metadata else b""
+        self.metadata_body = JSONResponse(metadata[1]).body if metadata else b""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
