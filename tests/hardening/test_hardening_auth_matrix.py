@@ -30,7 +30,13 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from hardening_kit import CAPABILITIES, MCP_HEADERS, CapabilityThread, recorder_thread
+from hardening_kit import (
+    CAPABILITIES,
+    MCP_HEADERS,
+    CapabilityThread,
+    RuntimeProcess,
+    recorder_thread,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -507,3 +513,34 @@ def test_rest_without_credentials_every_path_method_and_encoding(matrix: Matrix,
     for method, target, _, answer in _walk(base, REST_BASE_PATHS, {}):
         assert answer.status == 401, f"{kind} {method} {target} -> {answer.status}"
     assert len(matrix.recorded) == before, "a request without a credential reached the upstream"
+
+
+def test_naftiko_run_metadata_path_does_not_reach_mcp() -> None:
+    """The issue's reproduction against ``naftiko run`` itself: no token, no tool."""
+    exploit = [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource/mcp?x=1",
+        "/.well-known/oauth-protected-resource/%6dcp",
+        "/.well-known/oauth-protected-resource",
+    ]
+    with recorder_thread() as (backend, recorder):
+        args = [str(AUTH_CAPABILITY), "--host", "127.0.0.1", "--base-uri", f"backend={backend}"]
+        for kind in KINDS:
+            args += ["--port", f"rest-{kind}=0", "--port", f"mcp-{kind}=0"]
+        env = {
+            "HARD_AUTH_TOKEN": TOKEN,
+            "HARD_AUTH_API_KEY": API_KEY,
+            "HARD_AUTH_USER": USER,
+            "HARD_AUTH_PASSWORD": PASSWORD,
+            "HARD_AUTH_ISSUER": "http://127.0.0.1:9",  # never reached: no token is sent
+        }
+        with RuntimeProcess(args, env) as run:
+            base = run.wait_ready()["mcp-oauth2"].removesuffix("/mcp")
+            headers = {**MCP_HEADERS, "Content-Type": "application/json"}
+            for target in exploit:
+                for method in ("POST", "PUT", "DELETE"):
+                    answer = _send_raw(base, method, target, headers, TOOL_CALL)
+                    assert answer.status == 401, (method, target, answer.status, answer.body)
+            metadata = _send_raw(base, "GET", exploit[0], headers, b"")
+        assert metadata.status == 200 and json.loads(metadata.body)["resource"]
+        assert recorder.requests == [], "the gateway's upstream was called without a token"
