@@ -31,6 +31,7 @@ from naftiko.adapters.inbound_auth import (
     protected_resource_metadata_url,
 )
 from naftiko.spec.models import Authentication
+from support.servers import serve_asgi
 
 BINDS = {"API_TOKEN": "s3cret-token", "API_KEY": "k3y&val", "USER": "alice", "PASS": "pässword"}
 NAMESPACES = {"vault": {"TOKEN": "ns-token"}}
@@ -150,6 +151,37 @@ async def test_basic() -> None:
     assert (await call(app, {"Authorization": basic("alice", "pässword")})).status_code == 200
 
 
+async def test_exempt_paths_exempt_only_get_and_head() -> None:
+    """Issue 15: an exempt path must not open other methods (the MCP metadata bypass)."""
+    reached: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(f"{scope['method']} {scope['path']}")
+        await PlainTextResponse("inner")(scope, receive, send)
+
+    guard = build_inbound_auth(auth(type="bearer", token="{{API_TOKEN}}"), BINDS)
+    assert guard is not None
+    app = InboundAuthMiddleware(inner, guard, exempt_paths=("/health",))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        for method in ("POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+            for path in ("/health", "/health?x=1", "/health/", "/HEALTH"):
+                assert_problem(await client.request(method, path, content=b"{}"), 401)
+        assert (await client.get("/health?x=1")).text == "inner"
+        assert (await client.head("/health")).status_code == 200
+        assert_problem(await client.get("/health/"), 401)
+    assert reached == ["GET /health", "HEAD /health"]
+
+
+def test_websocket_on_an_exempt_path_is_checked() -> None:
+    app = protected(build_inbound_auth(auth(type="bearer", token="{{API_TOKEN}}"), BINDS))
+    app.router.routes.append(WebSocketRoute("/health", echo_ws))
+    with TestClient(app) as client:
+        with pytest.raises(WebSocketDenialResponse) as refused, client.websocket_connect("/health"):
+            pass
+        assert refused.value.status_code == 401
+
+
 def test_websocket_is_checked() -> None:
     app = protected(build_inbound_auth(auth(type="bearer", token="{{API_TOKEN}}"), BINDS))
     with TestClient(app) as client:
@@ -248,7 +280,9 @@ class AuthorizationServer:
         self.ec = ec.generate_private_key(ec.SECP256R1())
         self.published = ["k1", "ec1"]
         self.jwks_fetches = 0
+        self.attempts = 0
         self.up = True
+        self.issuer: str | None = None  # served on loopback: its URL
         metadata_path = (
             "/.well-known/openid-configuration"
             if oidc_only
@@ -259,9 +293,11 @@ class AuthorizationServer:
         )
 
     async def metadata(self, _: Request) -> Response:
+        self.attempts += 1  # every key refresh starts here
         if not self.up:
             return Response(status_code=503)
-        return JSONResponse({"issuer": ISSUER, "jwks_uri": "https://as.example.com/jwks"})
+        issuer = self.issuer or ISSUER
+        return JSONResponse({"issuer": issuer, "jwks_uri": issuer.rstrip("/") + "/jwks"})
 
     async def jwks(self, _: Request) -> Response:
         self.jwks_fetches += 1
@@ -481,8 +517,84 @@ async def test_oauth2_jwks_expires_after_5_minutes_and_outage_is_503() -> None:
     server.up = False
     assert_problem(await call(app, {"Authorization": f"Bearer {token}"}), 503, token)
     server.up = True
+    clock.now += 30  # the next attempt after a failed one waits JWKS_MIN_REFRESH
     assert (await call(app, {"Authorization": f"Bearer {token}"})).status_code == 200
     assert server.jwks_fetches == 2
+
+
+async def test_oauth2_outage_does_not_cause_a_fetch_per_request() -> None:
+    """Issue 15: stale keys and a down authorization server: one attempt per 30 seconds."""
+    server = AuthorizationServer()
+    clock = Clock()
+    app = oauth_app(server, clock)
+    token = server.token()
+    assert (await call(app, {"Authorization": f"Bearer {token}"})).status_code == 200
+    server.up = False
+    clock.now += 300  # the keys are stale now
+    for i in range(20):
+        headers = {"Authorization": f"Bearer {server.token(kid=f'random-{i}')}"}
+        assert_problem(await call(app, headers), 503)
+        assert_problem(await call(app, {"Authorization": f"Bearer {token}"}), 503, token)
+    assert server.attempts == 2
+    clock.now += 29
+    assert_problem(await call(app, {"Authorization": f"Bearer {token}"}), 503, token)
+    assert server.attempts == 2
+    clock.now += 1
+    assert_problem(await call(app, {"Authorization": f"Bearer {token}"}), 503, token)
+    assert server.attempts == 3
+    server.up = True
+    clock.now += 30
+    assert (await call(app, {"Authorization": f"Bearer {token}"})).status_code == 200
+    assert server.attempts == 4
+
+
+async def test_oauth2_down_from_the_start_and_random_kids_are_rate_limited() -> None:
+    server = AuthorizationServer()
+    server.up = False
+    clock = Clock()
+    app = oauth_app(server, clock)
+    for i in range(20):
+        headers = {"Authorization": f"Bearer {server.token(kid=f'random-{i}')}"}
+        assert_problem(await call(app, headers), 503)
+    assert server.attempts == 1
+    server.up = True
+    clock.now += 30
+    assert (await call(app, {"Authorization": f"Bearer {server.token()}"})).status_code == 200
+    # Keys fresh, the server down again: random kids still cost one attempt per 30 s.
+    server.up = False
+    for i in range(20):
+        headers = {"Authorization": f"Bearer {server.token(kid=f'other-{i}')}"}
+        assert_problem(await call(app, headers), 401)
+        clock.now += 1
+    assert server.attempts == 2  # the first refetch waited 30 s since the successful one
+    assert (await call(app, {"Authorization": f"Bearer {server.token()}"})).status_code == 200
+
+
+async def test_oauth2_key_client_ignores_proxy_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 15: the JWKS client, like the upstream client, never uses an env proxy."""
+    server = AuthorizationServer()
+    proxied: list[str] = []
+
+    async def proxy(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            proxied.append(scope["path"])
+            await Response(status_code=502)(scope, receive, send)
+
+    async with serve_asgi(server.app) as issuer, serve_asgi(proxy) as proxy_url:
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+            monkeypatch.setenv(name, proxy_url)
+        guard = build_inbound_auth(OAUTH, {"AS_URI": issuer})
+        app = protected(guard)
+        # The token's issuer must be this server's; its metadata points the JWKS at itself.
+        server.issuer = issuer
+        token = server.token(iss=issuer)
+        response = await call(app, {"Authorization": f"Bearer {token}"})
+    assert proxied == []
+    assert response.status_code == 200, response.text
 
 
 # --------------------------------------------------------------------------- MCP metadata

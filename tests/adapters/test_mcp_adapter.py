@@ -535,6 +535,17 @@ async def test_http_serves_mcp_on_slash_and_mcp_without_redirects(engine: Engine
                 assert (await c.call_tool("echo", {"body": {}})).structured_content == {"got": {}}
 
 
+async def test_http_answers_404_off_the_mcp_paths(engine: EngineDouble) -> None:
+    """Issue 15: MCP answers on /mcp, /mcp/ and / only (a catch-all exposed every path)."""
+    async with serve_asgi(build_mcp_app(engine, plan(*TOOLS))) as base:
+        for path in ("/x", "/mcp/x", "/mcpx", "/MCP", "//mcp", "/mcp%0A", "/.well-known/x"):
+            response = await _post(base + path, "tools/call", {"name": "echo", "arguments": {}})
+            assert response.status_code == 404, path
+            assert response.headers["content-type"] == "application/problem+json", path
+            assert response.json()["status"] == 404 and response.headers["x-request-id"]
+    assert engine.calls == []
+
+
 async def test_stateful_mode_issues_a_session(engine: EngineDouble) -> None:
     settings = AdapterSettings(mcp_stateless=False, mcp_json_response=False)
     async with serve_asgi(build_mcp_app(engine, plan(*TOOLS), settings)) as base:

@@ -97,7 +97,7 @@ def engine() -> EngineDouble:
 async def pair(settings: AdapterSettings = AdapterSettings()) -> AsyncIterator[Pair]:  # noqa: B008
     fast_app = build_mcp_app(engine(), plan(*ALL_TOOLS), settings)
     sdk_app = build_mcp_app(engine(), plan(*ALL_TOOLS), settings, fast_path=False)
-    fast_path = fast_app.routes[-1].app  # type: ignore[attr-defined]
+    fast_path = fast_app.router.default.endpoint  # type: ignore[attr-defined]  # McpPaths
     assert isinstance(fast_path, ToolCallFastPath)
     counter = CountingSdk(fast_path.sdk)
     fast_path.sdk = counter
@@ -327,7 +327,8 @@ async def test_observer_and_engine_see_the_same_calls() -> None:
 )
 def test_the_fast_path_is_only_built_for_stateless_json(settings: AdapterSettings) -> None:
     app = build_mcp_app(engine(), plan(*ALL_TOOLS), settings)
-    assert not isinstance(app.routes[-1].app, ToolCallFastPath)  # type: ignore[attr-defined]
+    endpoint = app.router.default.endpoint  # type: ignore[attr-defined]  # McpPaths
+    assert not isinstance(endpoint, ToolCallFastPath)
 
 
 async def test_the_host_check_stands_in_front_of_the_fast_path() -> None:
@@ -335,7 +336,7 @@ async def test_the_host_check_stands_in_front_of_the_fast_path() -> None:
     a server with an allowed-host list too, and a foreign Host never reaches a tool."""
     double = engine()
     app = build_mcp_app(double, plan(*ALL_TOOLS), AdapterSettings(allowed_hosts=("mcp.gw",)))
-    assert isinstance(app.routes[-1].app, ToolCallFastPath)  # type: ignore[attr-defined]
+    assert isinstance(app.router.default.endpoint, ToolCallFastPath)  # type: ignore[attr-defined]
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://mcp.gw") as http,

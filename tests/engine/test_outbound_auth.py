@@ -7,18 +7,22 @@ import base64
 import hashlib
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import httpx
 import pytest
 import respx
+from starlette.responses import JSONResponse
 
 from naftiko.engine.outbound_auth import (
+    MAX_CACHED_TOKENS,
     OAuth2TokenCache,
     OutboundAuthConfigError,
     OutboundAuthError,
     build_outbound_auth,
 )
 from naftiko.spec.models import Authentication
+from support.servers import serve_asgi
 
 UPSTREAM = "https://api.example.com/items"
 TOKEN_URL = "https://auth.example.com/oauth/token"
@@ -409,3 +413,157 @@ async def test_oauth2_token_response_is_bounded(attack: str, words: str) -> None
             await send(build_outbound_auth(spec, RENDER), url=f"{attacker.url}/echo")
     assert str(MAX_TOKEN_RESPONSE_BYTES) in str(info.value)
     assert "tok-123" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- oauth2 cache key
+
+
+class CheckingTokenServer:
+    """A token endpoint that checks the client secret (Basic or form) like a real one."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.requests: list[httpx.Request] = []
+
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        form = dict(httpx.QueryParams(request.content.decode()))
+        presented = form.get("client_secret")
+        header = request.headers.get("Authorization", "")
+        if header.startswith("Basic "):
+            presented = base64.b64decode(header[6:]).decode().partition(":")[2]
+        if presented != self.secret:
+            return httpx.Response(401, json={"error": "invalid_client"})
+        return httpx.Response(200, json={"access_token": f"tok-{len(self.requests)}"})
+
+    def factory(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(self))
+
+
+CALLER_OAUTH = auth(
+    type="oauth2",
+    tokenEndpoint=TOKEN_URL,
+    clientId="{{client_id}}",
+    clientSecret="{{client_secret}}",
+)
+
+
+@respx.mock
+async def test_oauth2_cache_never_serves_a_token_to_a_wrong_secret() -> None:
+    """Issue 15, item 3: credentials from callers; the same client id, another secret."""
+    server = CheckingTokenServer("right-Secret-1")
+    route = respx.get(UPSTREAM).respond(200)
+    cache = OAuth2TokenCache()
+
+    def caller(secret: str) -> httpx.Auth | None:
+        render = renderer({"client_id": "cid", "client_secret": secret})
+        return build_outbound_auth(
+            CALLER_OAUTH, render, token_cache=cache, client_factory=server.factory
+        )
+
+    await send(caller("right-Secret-1"))
+    assert route.calls.last.request.headers["Authorization"] == "Bearer tok-1"
+    for wrong in ("wrong-Secret-2", "right-Secret-1 ", "RIGHT-SECRET-1"):
+        with pytest.raises(OutboundAuthError, match="invalid_client"):
+            await send(caller(wrong))
+    assert route.call_count == 1, "a wrong secret was served the cached token"
+    await send(caller("right-Secret-1"))  # the right secret still hits the cache
+    assert route.call_count == 2 and len(server.requests) == 4
+    assert "right-Secret-1" not in repr(cache) and "right-Secret-1" not in str(vars(cache))
+
+
+@respx.mock
+async def test_oauth2_cache_key_covers_everything_that_shapes_the_token() -> None:
+    server = TokenServer()
+    respx.get(UPSTREAM).respond(200)
+    cache = OAuth2TokenCache()
+    base = OAUTH.model_dump(by_alias=True, exclude_none=True)
+    variants = [
+        base,
+        {**base, "tokenEndpoint": TOKEN_URL + "/v2"},
+        {**base, "clientId": "bob"},
+        {**base, "clientSecret": "{{PASS}}"},
+        {**base, "scopes": ["read"]},
+        {**base, "audience": "https://a.example"},
+        {**base, "resource": "https://r.example"},
+        {**base, "tokenEndpointAuthMethod": "client_secret_post"},
+    ]
+    for fields in variants * 2:  # the second round is served from the cache
+        spec = Authentication.model_validate(fields)
+        await send(
+            build_outbound_auth(spec, RENDER, token_cache=cache, client_factory=server.factory)
+        )
+    assert len(server.requests) == len(variants) == len(cache)
+
+
+def test_oauth2_cache_key_holds_no_secret() -> None:
+    built = build_outbound_auth(OAUTH, RENDER)
+    key = vars(built)["_credentials"].cache_key
+    assert "tok-123" not in repr(key)
+    assert hashlib.sha256(b"tok-123").hexdigest() not in repr(key)  # no plain unsalted hash
+
+
+@respx.mock
+async def test_oauth2_cache_does_not_grow_with_refused_secrets() -> None:
+    """Callers choose the secret now in the key: refusals must leave nothing behind."""
+    server = CheckingTokenServer("right-Secret-1")
+    respx.get(UPSTREAM).respond(200)
+    cache = OAuth2TokenCache()
+    for i in range(50):
+        render = renderer({"client_id": "cid", "client_secret": f"guess-{i}"})
+        built = build_outbound_auth(
+            CALLER_OAUTH, render, token_cache=cache, client_factory=server.factory
+        )
+        with pytest.raises(OutboundAuthError):
+            await send(built)
+    assert len(cache) == 0 and vars(cache)["_locks"] == {}
+
+
+def test_oauth2_cache_keeps_a_bounded_number_of_tokens() -> None:
+    clock = Clock()
+    cache = OAuth2TokenCache(clock=clock)
+    for i in range(MAX_CACHED_TOKENS + 10):
+        cache.put(("k", str(i)), f"t{i}", 3600)
+    assert len(cache) == MAX_CACHED_TOKENS
+    assert cache.get(("k", "0")) is None  # the oldest went first
+    assert cache.get(("k", str(MAX_CACHED_TOKENS + 9))) == f"t{MAX_CACHED_TOKENS + 9}"
+
+
+class Recording:
+    """A loopback ASGI app that records request paths and answers ``answer``."""
+
+    def __init__(self, answer: dict[str, object]) -> None:
+        self.answer = answer
+        self.seen: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        self.seen.append(scope["path"])
+        response = JSONResponse(self.answer)
+        await response(scope, receive, send)
+
+
+async def test_oauth2_token_client_ignores_proxy_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 15: like the upstream client, the token client never goes through an env proxy."""
+    proxy = Recording({"access_token": "from-the-proxy"})
+    token_server = Recording({"access_token": "direct-tok", "expires_in": 60})
+    upstream = Recording({})
+    async with (
+        serve_asgi(proxy) as proxy_url,
+        serve_asgi(token_server) as token_url,
+        serve_asgi(upstream) as upstream_url,
+    ):
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
+            monkeypatch.setenv(name, proxy_url)
+        spec = auth(type="oauth2", tokenEndpoint=token_url + "/token", clientId="cid")
+        built = build_outbound_auth(spec, RENDER)
+        async with httpx.AsyncClient(trust_env=False) as client:
+            request = client.build_request("GET", upstream_url + "/items")
+            assert (await client.send(request, auth=built)).status_code == 200
+    assert proxy.seen == []
+    assert token_server.seen == ["/token"] and upstream.seen == ["/items"]

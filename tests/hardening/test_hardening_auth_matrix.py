@@ -7,23 +7,36 @@ wrong audience, wrong issuer, wrong key, ``alg: none``, HS256 with the public ke
 sent to every route and method, the OpenAPI document and the MCP endpoint included:
 all 401, the presented credential never echoed, and the recorder sees nothing. A
 positive control per adapter shows the refusals are not a misconfiguration.
+
+A second walk sends every path (the RFC 9728 metadata paths included) x method x
+encoding (queries, ``%xx``, ``//``, ``/./``, case, trailing slash, ``;params``) over a raw
+socket: without a credential only GET/HEAD on the exact metadata path pass; with one,
+MCP answers on ``/mcp``, ``/mcp/`` and ``/`` only and everything else is a 404 problem.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit
 
 import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from hardening_kit import CAPABILITIES, MCP_HEADERS, CapabilityThread, recorder_thread
+from hardening_kit import (
+    CAPABILITIES,
+    MCP_HEADERS,
+    CapabilityThread,
+    RuntimeProcess,
+    recorder_thread,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -316,3 +329,218 @@ def test_oauth2_missing_scope_is_403_everywhere(matrix: Matrix) -> None:
         )
     assert response.status_code == 403
     assert len(matrix.recorded) == before
+
+
+# --------------------------------------------------------------------------- paths x encodings
+#
+# Issue 15, item 1: the RFC 9728 metadata path was exempt from authentication for every
+# method, and every path served MCP, so ``POST /.well-known/oauth-protected-resource/mcp``
+# ran a tool without a token. The walk below sends requests exactly as written (a raw
+# socket: httpx would normalise ``/./`` and friends) to every path, method and encoding.
+
+METADATA_PATH = "/.well-known/oauth-protected-resource/mcp"
+MCP_PATHS = frozenset({"/mcp", "/mcp/", "/"})
+WALK_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+MCP_BASE_PATHS = (
+    "/mcp",
+    "/mcp/",
+    "/",
+    METADATA_PATH,
+    "/.well-known/oauth-protected-resource",
+    "/.well-known/oauth-authorization-server",
+    "/mcp/x",
+    "/mcpx",
+    "/nope",
+)
+REST_BASE_PATHS = (
+    "/items/1",
+    "/items",
+    "/proxy/x",
+    "/.well-known/openapi.json",
+    METADATA_PATH,
+    "/",
+    "/nope",
+)
+TOOL_CALL = json.dumps(MCP_REQUESTS[1][2]).encode()
+
+
+def _encodings(path: str) -> list[tuple[str, str | None]]:
+    """``(raw path, query)`` variants of ``path``: queries, ``%xx``, ``//``, case, slashes.
+
+    A query of ``None`` sends no ``?``; ``""`` sends a bare one.
+    """
+    variants: list[tuple[str, str | None]] = [
+        (path, None),
+        (path, "x=1"),
+        (path, ""),
+        (path + ";x=1", None),
+    ]
+    letters = [i for i, c in enumerate(path) if c.isalnum()]
+    if letters:
+        i = letters[-1]
+        for fmt in ("%{:02x}", "%{:02X}"):
+            variants.append((path[:i] + fmt.format(ord(path[i])) + path[i + 1 :], None))
+    slash = path.rfind("/")
+    if slash > 0:
+        variants.append((path[:slash] + "%2F" + path[slash + 1 :], None))
+        variants.append((path[:slash] + "/" + path[slash:], None))
+    variants += [
+        ("/" + path, None),
+        ("/." + path, None),
+        (path.upper(), None),
+        (path[:-1] if path.endswith("/") and path != "/" else path + "/", None),
+    ]
+    return variants
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def _send_raw(
+    base: str, method: str, target: str, headers: dict[str, str], body: bytes
+) -> RawAnswer:
+    """One HTTP/1.1 request with ``target`` exactly as given, on its own connection.
+
+    The body is read to the end of the connection, except for an event stream (a GET
+    that reached MCP opens one that stays open): its head is the answer.
+    """
+    parts = urlsplit(base)
+    lines = [
+        f"{method} {target} HTTP/1.1",
+        f"Host: {parts.netloc}",
+        "Connection: close",
+        f"Content-Length: {len(body)}",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
+    answer: RawAnswer | None = None
+    with socket.create_connection((parts.hostname, parts.port), timeout=30.0) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+            if answer is None and b"\r\n\r\n" in data:
+                answer = _parse_head(data)
+                if answer.headers.get("content-type", "").startswith("text/event-stream"):
+                    return answer
+    return _parse_head(data)
+
+
+def _parse_head(data: bytes) -> RawAnswer:
+    head, _, rest = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    fields = dict(line.split(":", 1) for line in header_lines)
+    return RawAnswer(
+        int(status_line.split(" ", 2)[1]),
+        {k.strip().lower(): v.strip() for k, v in fields.items()},
+        rest,
+    )
+
+
+def _walk(
+    base: str, paths: tuple[str, ...], credential: dict[str, Any]
+) -> Iterator[tuple[str, str, str, RawAnswer]]:
+    """Every method x path x encoding with ``credential``: ``(method, target, path, answer)``.
+
+    ``path`` is the decoded path the server sees (what routing and the exemption test).
+    """
+    headers = {**MCP_HEADERS, "Content-Type": "application/json", **credential.get("headers", {})}
+    extra = "&".join(f"{k}={quote(v, safe='')}" for k, v in credential.get("params", {}).items())
+    for path in paths:
+        for raw, query in _encodings(path):
+            joined = "&".join(q for q in (query, extra) if q)
+            target = raw + ("?" + joined if joined or query is not None else "")
+            decoded = unquote(raw)
+            for method in WALK_METHODS:
+                body = b"" if method in ("GET", "HEAD") else TOOL_CALL
+                yield method, target, decoded, _send_raw(base, method, target, headers, body)
+
+
+def _is_metadata_request(kind: str, method: str, decoded: str) -> bool:
+    return kind == "oauth2" and method in ("GET", "HEAD") and decoded == METADATA_PATH
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_mcp_without_credentials_every_path_method_and_encoding(matrix: Matrix, kind: str) -> None:
+    """Only GET/HEAD on the exact metadata path pass without a credential."""
+    before = len(matrix.recorded)
+    base = matrix.mcp[kind].removesuffix("/mcp")
+    for name in ("missing", "bare-scheme"):
+        credential = bad(kind, matrix.auth)[name]
+        for method, target, decoded, answer in _walk(base, MCP_BASE_PATHS, credential):
+            what = f"{kind}/{name} {method} {target} -> {answer.status}"
+            if _is_metadata_request(kind, method, decoded):
+                assert answer.status == 200, what
+                if method == "GET":
+                    assert json.loads(answer.body)["resource"] == AUDIENCE + "/mcp", what
+            else:
+                assert answer.status == 401, what
+    assert len(matrix.recorded) == before, "a request without a credential reached the upstream"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_mcp_answers_only_on_its_own_paths(matrix: Matrix, kind: str) -> None:
+    """With a good credential, MCP runs on /mcp, /mcp/ and / only; anything else is 404."""
+    before = len(matrix.recorded)
+    base = matrix.mcp[kind].removesuffix("/mcp")
+    tool_calls = 0
+    for method, target, decoded, answer in _walk(base, MCP_BASE_PATHS, good(kind, matrix.auth)):
+        what = f"{kind} {method} {target} -> {answer.status}"
+        if decoded in MCP_PATHS:
+            if method == "POST":
+                tool_calls += 1
+                assert answer.status == 200, what
+            continue
+        if _is_metadata_request(kind, method, decoded):
+            assert answer.status == 200, what
+            continue
+        expected = 405 if kind == "oauth2" and decoded == METADATA_PATH else 404
+        assert answer.status == expected, what
+        if method != "HEAD":
+            assert answer.headers["content-type"] == "application/problem+json", what
+            assert json.loads(answer.body)["status"] == expected, what
+        assert len(matrix.recorded) == before + tool_calls, f"{what}: reached the upstream"
+    assert tool_calls > 0 and len(matrix.recorded) == before + tool_calls
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_rest_without_credentials_every_path_method_and_encoding(matrix: Matrix, kind: str) -> None:
+    before = len(matrix.recorded)
+    base = matrix.rest[kind]
+    for method, target, _, answer in _walk(base, REST_BASE_PATHS, {}):
+        assert answer.status == 401, f"{kind} {method} {target} -> {answer.status}"
+    assert len(matrix.recorded) == before, "a request without a credential reached the upstream"
+
+
+def test_naftiko_run_metadata_path_does_not_reach_mcp() -> None:
+    """The issue's reproduction against ``naftiko run`` itself: no token, no tool."""
+    exploit = [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource/mcp?x=1",
+        "/.well-known/oauth-protected-resource/%6dcp",
+        "/.well-known/oauth-protected-resource",
+    ]
+    with recorder_thread() as (backend, recorder):
+        args = [str(AUTH_CAPABILITY), "--host", "127.0.0.1", "--base-uri", f"backend={backend}"]
+        for kind in KINDS:
+            args += ["--port", f"rest-{kind}=0", "--port", f"mcp-{kind}=0"]
+        env = {
+            "HARD_AUTH_TOKEN": TOKEN,
+            "HARD_AUTH_API_KEY": API_KEY,
+            "HARD_AUTH_USER": USER,
+            "HARD_AUTH_PASSWORD": PASSWORD,
+            "HARD_AUTH_ISSUER": "http://127.0.0.1:9",  # never reached: no token is sent
+        }
+        with RuntimeProcess(args, env) as run:
+            base = run.wait_ready()["mcp-oauth2"].removesuffix("/mcp")
+            headers = {**MCP_HEADERS, "Content-Type": "application/json"}
+            for target in exploit:
+                for method in ("POST", "PUT", "DELETE"):
+                    answer = _send_raw(base, method, target, headers, TOOL_CALL)
+                    assert answer.status == 401, (method, target, answer.status, answer.body)
+            metadata = _send_raw(base, "GET", exploit[0], headers, b"")
+        assert metadata.status == 200 and json.loads(metadata.body)["resource"]
+        assert recorder.requests == [], "the gateway's upstream was called without a token"

@@ -54,8 +54,9 @@ HttpClientFactory = Callable[[], httpx.AsyncClient]
 
 REALM = "naftiko"
 WELL_KNOWN_PROTECTED_RESOURCE = "/.well-known/oauth-protected-resource"
+EXEMPT_METHODS = frozenset({"GET", "HEAD"})  # exempt paths only ever serve reads
 JWKS_TTL = 300.0  # seconds a fetched JWKS is trusted
-JWKS_MIN_REFRESH = 30.0  # at most one refetch per this many seconds for an unknown kid
+JWKS_MIN_REFRESH = 30.0  # at most one fetch attempt per this many seconds (rotation, outage)
 CLOCK_LEEWAY = 30  # seconds of clock skew accepted on exp / nbf / iat
 ALLOWED_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
@@ -251,7 +252,9 @@ class OAuth2ResourceServer(InboundAuth):
     The JWKS is discovered from ``<issuer>/.well-known/oauth-authorization-server`` (falling
     back to ``/.well-known/openid-configuration``), trusted ``JWKS_TTL`` seconds, and
     refetched at most every ``JWKS_MIN_REFRESH`` seconds when a token names an unknown
-    ``kid`` (key rotation). ``clock`` (monotonic seconds) is injectable for tests.
+    ``kid`` (key rotation) and no more often while the authorization server is down
+    (requests meanwhile get 503 while no fresh keys are held). ``clock`` (monotonic
+    seconds) is injectable for tests.
     """
 
     type = "oauth2"
@@ -366,25 +369,30 @@ class OAuth2ResourceServer(InboundAuth):
 
     async def _key(self, kid: str | None, alg: str) -> dict[str, Any]:
         if not self._fresh():
-            await self._refresh(unknown_kid=False)
+            await self._refresh()
             if not self._fresh():
                 raise _KeysUnavailable
         key = _select_key(self._keys or [], kid, alg)
         if key is None and kid is not None:
-            await self._refresh(unknown_kid=True)  # maybe the keys rotated
+            await self._refresh()  # maybe the keys rotated
             key = _select_key(self._keys or [], kid, alg)
         if key is None:
             raise _InvalidToken("Signature verification failed")
         return key
 
-    async def _refresh(self, *, unknown_kid: bool) -> None:
-        """Fetch the keys once for all requests waiting; failures keep the old keys."""
+    async def _refresh(self) -> None:
+        """Fetch the keys once for all requests waiting; failures keep the old keys.
+
+        At most one attempt per ``JWKS_MIN_REFRESH`` seconds, whatever the reason (stale
+        keys, an unknown ``kid``, an earlier failure): tokens with random ``kid`` s or an
+        authorization server outage must not turn into a fetch per request.
+        """
         generation = self._generation
         async with self._lock:
             if self._generation != generation:
                 return  # another request fetched (or tried) while we waited
             now = self._clock()
-            if unknown_kid and now - self._attempted_at < JWKS_MIN_REFRESH:
+            if now - self._attempted_at < JWKS_MIN_REFRESH:
                 return
             self._generation += 1
             self._attempted_at = now
@@ -459,7 +467,9 @@ def _granted_scopes(claims: Mapping[str, Any]) -> set[str]:
 
 
 def _default_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=10.0, follow_redirects=False)
+    # No proxy from the environment, as for upstream calls (engine.client): the keys that
+    # decide who gets in must not be fetched through whatever HTTP(S)_PROXY says.
+    return httpx.AsyncClient(timeout=10.0, follow_redirects=False, trust_env=False)
 
 
 # --------------------------------------------------------------------------- building
@@ -584,11 +594,14 @@ def build_inbound_auth(
 
 
 class InboundAuthMiddleware:
-    """Pure ASGI middleware: checks every http and websocket request except exempt paths.
+    """Pure ASGI middleware: checks every http and websocket request except exempt ones.
 
-    Exempt paths match the request path exactly, with or without the ``root_path``
-    prefix. A refused websocket gets the problem response when the server supports the
-    denial-response extension, otherwise a close with code 1008 (policy violation).
+    Only a GET or HEAD whose (decoded) path is exactly an exempt path, with or without the
+    ``root_path`` prefix, is exempt: any other method or a websocket on the same path is
+    checked, so an app that serves something else there (a catch-all mount) cannot be
+    reached through the exemption. A refused websocket gets the problem response when the
+    server supports the denial-response extension, otherwise a close with code 1008
+    (policy violation).
     """
 
     def __init__(
@@ -613,6 +626,8 @@ class InboundAuthMiddleware:
             await send({"type": "websocket.close", "code": 1008})
 
     def _exempt(self, scope: Scope) -> bool:
+        if scope["type"] != "http" or scope.get("method") not in EXEMPT_METHODS:
+            return False
         path: str = scope.get("path", "")
         root: str = scope.get("root_path", "")
         if path in self.exempt_paths:

@@ -6,16 +6,17 @@ Public interface:
   server with our handlers; tools, resources and prompts come from the plan, and the
   ``Tool`` list is built once here (nothing per request but the call itself).
 * ``build_mcp_app(engine, plan, settings=AdapterSettings(), *, bindings=None) -> Starlette`` —
-  streamable HTTP. Serves MCP on **every path** (``/mcp`` and ``/`` in particular; the
-  reference engine does the same and its tutorials post to ``/``), so ``/mcp/`` never
-  307-redirects. Stateless with JSON responses by default (``settings.mcp_stateless``,
-  ``settings.mcp_json_response``). DNS rebinding: the Host and Origin checks are
-  :class:`~naftiko.adapters.origin.HostOriginMiddleware`, the first layer, shared with
-  the other adapters (a JSON-RPC error on refusal); the SDK's own check stays off (it
-  takes no bare host and no loopback spelling). The app's lifespan runs a session manager made
-  for this app (one can only run once). Inbound auth is the shared
+  streamable HTTP. Serves MCP on exactly ``/mcp``, ``/mcp/`` and ``/`` (the reference
+  engine's tutorials post to ``/``), never with a 307 redirect; every other path is a 404
+  problem (:class:`McpPaths`). Stateless with JSON responses by default
+  (``settings.mcp_stateless``, ``settings.mcp_json_response``). DNS rebinding: the Host
+  and Origin checks are :class:`~naftiko.adapters.origin.HostOriginMiddleware`, the first
+  layer, shared with the other adapters (a JSON-RPC error on refusal); the SDK's own check
+  stays off (it takes no bare host and no loopback spelling). The app's lifespan runs a
+  session manager made for this app (one can only run once). Inbound auth is the shared
   ``InboundAuthMiddleware``; with oauth2 the RFC 9728 metadata document is served,
-  unauthenticated, at ``protected_resource_metadata_path``. The engine is not started or
+  unauthenticated, to GET and HEAD at ``protected_resource_metadata_path`` (other methods
+  there need a credential and get a 405). The engine is not started or
   closed here: the runtime owns it (several adapters share it).
 * ``run_mcp_stdio(engine, plan)`` — newline-delimited JSON-RPC on stdin/stdout; returns
   when stdin closes. Logs go to stderr only (stdout is the protocol).
@@ -66,14 +67,20 @@ from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, get_tra
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import get_route_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from naftiko import __version__
 from naftiko.adapters import mcp_resources as res
-from naftiko.adapters.http_common import REQUEST_ID_BYTES, sane_request_id
+from naftiko.adapters.http_common import (
+    REQUEST_ID_BYTES,
+    problem_fields,
+    problem_response,
+    request_id_of,
+    sane_request_id,
+)
 from naftiko.adapters.inbound_auth import (
     InboundAuthMiddleware,
     build_inbound_auth,
@@ -644,6 +651,54 @@ def transport_security() -> TransportSecuritySettings:
     return TransportSecuritySettings(enable_dns_rebinding_protection=False)
 
 
+MCP_PATHS = frozenset({"/mcp", "/mcp/", "/"})
+_NOT_FOUND = problem_fields(
+    404, "Not found", "This server answers MCP at /mcp (or /) only.", "not-found"
+)
+_METADATA_METHODS = "GET, HEAD"
+
+
+class McpPaths:
+    """Routes by exact (decoded) path: MCP on :data:`MCP_PATHS`, the RFC 9728 metadata
+    document to GET/HEAD on its path, a 404 problem for anything else.
+
+    Exact comparison on purpose: a catch-all mount sent every path to MCP, so a path the
+    auth middleware exempts reached a tool (issue 15), and a Starlette path regex also
+    matches a path with a trailing (decoded) newline.
+    """
+
+    def __init__(
+        self, endpoint: ASGIApp, metadata: tuple[str, Mapping[str, Any]] | None = None
+    ) -> None:
+        self.endpoint = endpoint
+        self.metadata_path = metadata[0] if metadata else None
+        self.metadata_body = JSONResponse(metadata[1]).body if metadata else b""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await WebSocketClose()(scope, receive, send)
+            return
+        path = get_route_path(scope)
+        if path in MCP_PATHS:
+            await self.endpoint(scope, receive, send)
+            return
+        response: Response
+        if path != self.metadata_path:
+            response = problem_response(_NOT_FOUND, request_id_of(scope))
+        elif scope["method"] in ("GET", "HEAD"):
+            response = Response(self.metadata_body, media_type="application/json")
+        else:
+            fields = problem_fields(
+                405,
+                "Method not allowed",
+                f"The protected resource metadata answers {_METADATA_METHODS} only.",
+                "method-not-allowed",
+            )
+            headers = {"Allow": _METADATA_METHODS}
+            response = problem_response(fields, request_id_of(scope), headers=headers)
+        await response(scope, receive, send)
+
+
 def build_mcp_app(
     engine: Any,
     plan: McpAdapterPlan,
@@ -678,7 +733,7 @@ def build_mcp_app(
     binds = bindings or Bindings.empty()
     flat, namespaces = binds.as_scope(), binds.namespaced()
 
-    routes: list[BaseRoute] = []
+    metadata: tuple[str, dict[str, Any]] | None = None
     middleware = [
         Middleware(HostOriginMiddleware, policy=settings.host_origin_policy(), reply="jsonrpc")
     ]
@@ -687,25 +742,21 @@ def build_mcp_app(
         metadata_url: str | None = None
         if spec.type.strip().lower() == "oauth2":
             document = protected_resource_metadata(spec, flat, namespaces)
-            metadata_path = protected_resource_metadata_path(spec, flat, namespaces)
+            metadata = (protected_resource_metadata_path(spec, flat, namespaces), document)
             metadata_url = protected_resource_metadata_url(spec, flat, namespaces)
-
-            async def metadata(_: Request) -> JSONResponse:
-                return JSONResponse(document)
-
-            routes.append(Route(metadata_path, metadata, methods=["GET"]))
         auth = build_inbound_auth(spec, flat, namespaces, resource_metadata_url=metadata_url)
         if auth is not None:
-            exempt = tuple(r.path for r in routes if isinstance(r, Route))
+            exempt = (metadata[0],) if metadata else ()
             middleware.append(Middleware(InboundAuthMiddleware, auth=auth, exempt_paths=exempt))
-    routes.append(Mount("/", app=endpoint))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with manager.run():
             yield
 
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(middleware=middleware, lifespan=lifespan)
+    # No routes: every request goes to the router's default, which is ours to route.
+    app.router.default = McpPaths(endpoint, metadata)
     app.state.mcp_server = server
     return app
 

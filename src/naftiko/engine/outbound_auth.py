@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import hashlib
+import hmac
 import json
 import logging
+import os
 import re
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +35,7 @@ from naftiko.spec.models import Authentication
 __all__ = [
     "DEFAULT_TOKEN_TTL",
     "EARLY_REFRESH",
+    "MAX_CACHED_TOKENS",
     "OAuth2TokenCache",
     "OutboundAuthConfigError",
     "OutboundAuthError",
@@ -45,6 +50,8 @@ ClientFactory = Callable[[], httpx.AsyncClient]
 
 EARLY_REFRESH = 30.0  # seconds before ``expires_in`` at which a cached token is dropped
 DEFAULT_TOKEN_TTL = 300.0  # cache time of a token whose response has no ``expires_in``
+# Callers may supply the credentials, so they choose cache keys: the cache stays bounded.
+MAX_CACHED_TOKENS = 1024
 TOKEN_FETCH_TIMEOUT = 10.0
 # A token response is a few hundred bytes; a token endpoint gets no more room than this.
 MAX_TOKEN_RESPONSE_BYTES = 1024 * 1024
@@ -182,7 +189,9 @@ def build_outbound_auth(
 
 
 def _default_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=TOKEN_FETCH_TIMEOUT, follow_redirects=False)
+    # No proxy from the environment, as for upstream calls (engine.client): the client
+    # secret must not go to whatever HTTP(S)_PROXY says.
+    return httpx.AsyncClient(timeout=TOKEN_FETCH_TIMEOUT, follow_redirects=False, trust_env=False)
 
 
 # --------------------------------------------------------------------------- simple types
@@ -300,10 +309,17 @@ class OAuth2ClientCredentials:
 
     @property
     def cache_key(self) -> tuple[str, ...]:
-        # The secret is left out on purpose: the key is safe to log and to keep around.
+        """Everything that shapes the token, so a cached token only ever goes to a caller
+        who would have been issued it (documents may take the credentials from callers:
+        the same client id with another secret must not be served it).
+
+        The secret is there only as a keyed hash (:func:`_secret_digest`).
+        """
         return (
             self.token_endpoint,
             self.client_id,
+            _secret_digest(self.client_secret),
+            "client_secret_post" if self.secret_in_body else "client_secret_basic",
             " ".join(sorted(self.scopes)),
             self.audience or "",
             self.resource or "",
@@ -337,19 +353,32 @@ class OAuth2ClientCredentials:
         )
 
 
+# A per-process random key: a cache key that leaks (a heap dump, a debug log) is no
+# offline oracle for guessing a low-entropy client secret, as a plain hash would be.
+_SECRET_DIGEST_KEY = os.urandom(32)
+
+
+def _secret_digest(secret: str | None) -> str:
+    if secret is None:
+        return ""  # a public client: no secret at all, unlike an empty one
+    return "hmac:" + hmac.new(_SECRET_DIGEST_KEY, secret.encode(), hashlib.sha256).hexdigest()
+
+
 class OAuth2TokenCache:
-    """Access tokens by (endpoint, client id, scopes, audience, resource), until expiry.
+    """Access tokens by :attr:`OAuth2ClientCredentials.cache_key`, until expiry.
 
     A token is dropped ``EARLY_REFRESH`` seconds before its ``expires_in`` (at most half
     its lifetime early, so short-lived tokens are still reused); a token without
     ``expires_in`` is kept ``DEFAULT_TOKEN_TTL`` seconds. One ``asyncio.Lock`` per key makes
-    concurrent requests share one fetch. ``clock`` is injectable for tests.
+    concurrent requests share one fetch; it is dropped when nobody holds or waits for it.
+    At most ``MAX_CACHED_TOKENS`` tokens are kept (expired ones go first, then the
+    oldest). ``clock`` is injectable for tests.
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
-        self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
+        self._locks: dict[tuple[str, ...], tuple[asyncio.Lock, list[int]]] = {}
 
     def get(self, key: tuple[str, ...]) -> str | None:
         entry = self._tokens.get(key)
@@ -367,7 +396,16 @@ class OAuth2TokenCache:
         else:
             ttl = max(expires_in - EARLY_REFRESH, expires_in / 2)
         if ttl > 0:
+            if key not in self._tokens and len(self._tokens) >= MAX_CACHED_TOKENS:
+                self._evict()
             self._tokens[key] = (token, self._clock() + ttl)
+
+    def _evict(self) -> None:
+        now = self._clock()
+        for key in [k for k, (_, expires_at) in self._tokens.items() if now >= expires_at]:
+            del self._tokens[key]
+        if len(self._tokens) >= MAX_CACHED_TOKENS:
+            del self._tokens[next(iter(self._tokens))]  # dicts keep insertion order
 
     def invalidate(self, key: tuple[str, ...], token: str) -> None:
         """Forget ``token`` (rejected upstream) unless a newer one already replaced it."""
@@ -375,8 +413,18 @@ class OAuth2TokenCache:
         if entry is not None and entry[0] == token:
             del self._tokens[key]
 
-    def lock(self, key: tuple[str, ...]) -> asyncio.Lock:
-        return self._locks.setdefault(key, asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def locked(self, key: tuple[str, ...]) -> AsyncIterator[None]:
+        """Hold ``key``'s lock; the lock is forgotten once its last user leaves."""
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[key]
 
     def clear(self) -> None:
         self._tokens.clear()
@@ -423,7 +471,7 @@ class OAuth2OutboundAuth(httpx.Auth):
         key = self._credentials.cache_key
         if rejected is None and (token := self._cache.get(key)) is not None:
             return token
-        async with self._cache.lock(key):
+        async with self._cache.locked(key):
             if rejected is not None:
                 self._cache.invalidate(key, rejected)
             # Another request may have fetched while we waited for the lock.
