@@ -370,6 +370,10 @@ class OAuth2TokenCache:
         if entry is not None and entry[0] == token:
             del self._tokens[key]
 
+    def tokens(self) -> tuple[str, ...]:
+        """Every cached token, for masking in upstream answers (``engine.masking``)."""
+        return tuple(token for token, _ in self._tokens.values())
+
     def lock(self, key: tuple[str, ...]) -> asyncio.Lock:
         return self._locks.setdefault(key, asyncio.Lock())
 
