@@ -23,6 +23,8 @@ from naftiko.adapters.rest import _parse_query, build_rest_app
 from naftiko.adapters.settings import AdapterSettings
 from naftiko.engine.routes import route_pattern
 from naftiko.engine.types import (
+    FORM_MEDIA_TYPE,
+    MULTIPART_MEDIA_TYPE,
     PROBLEM_MEDIA_TYPE,
     ErrorKind,
     ForwardPlan,
@@ -39,7 +41,7 @@ from naftiko.spec.binds import Bindings
 from naftiko.spec.models import Authentication
 
 
-def unit(name: str, *inputs: InputField) -> Unit:
+def unit(name: str, *inputs: InputField, body_media: frozenset[str] = frozenset()) -> Unit:
     return Unit(
         id=f"api.{name}",
         kind="operation",
@@ -47,6 +49,7 @@ def unit(name: str, *inputs: InputField) -> Unit:
         adapter_namespace="api",
         inputs=inputs,
         input_schema={"type": "object"},
+        body_media=body_media,
     )
 
 
@@ -83,6 +86,13 @@ ITEM = unit(
     field("tags", "query", "array"),
 )
 CREATE = unit("createItem", field("name", "body", required=True), field("count", "body", "integer"))
+# The same inputs, where the document declares form and multipart bodies.
+FORM_CREATE = unit(
+    "createByForm",
+    field("name", "body", required=True),
+    field("count", "body", "integer"),
+    body_media=frozenset({FORM_MEDIA_TYPE, MULTIPART_MEDIA_TYPE}),
+)
 TOKEN = unit("exchangetoken")
 REFRESH = unit("refreshtoken")
 
@@ -102,6 +112,7 @@ def plan(*routes: RestRoute, auth: Authentication | None = None) -> RestAdapterP
 ROUTES = (
     RestRoute("/items/{id}", "item", None, {"GET": ITEM}),
     RestRoute("/items", "items", None, {"POST": CREATE}),
+    RestRoute("/forms", "forms", None, {"POST": FORM_CREATE}),
     RestRoute("/v1/v2/oauth/token", "token", None, {"POST": TOKEN}),
     RestRoute("/v1/v2/oauth/token/refresh", "refresh", None, {"POST": REFRESH}),
     RestRoute("/proxy/{path}", "proxy", None, {}, ForwardPlan("upstream", ("X-Trace",))),
@@ -242,7 +253,9 @@ async def test_a_forward_on_a_shared_path_takes_the_methods_no_earlier_resource_
         for method in ("GET", "POST", "PUT"):
             assert (await c.request(method, "/p/a/b")).status_code == 200
     assert [call[:2] for call in engine.calls] == [
-        ("invoke", "read"), ("forward", "/p/{path}"), ("forward", "/p/{path}")
+        ("invoke", "read"),
+        ("forward", "/p/{path}"),
+        ("forward", "/p/{path}"),
     ]
 
 
@@ -326,7 +339,7 @@ async def test_form_body_repeated_keys_and_coercion() -> None:
     engine = FakeEngine()
     async with client(engine) as c:
         await c.post(
-            "/items",
+            "/forms",
             content=b"name=n&count=7&x=1&x=2",
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
@@ -338,7 +351,7 @@ async def test_form_body_repeated_keys_and_coercion() -> None:
 async def test_multipart_fields_and_files() -> None:
     engine = FakeEngine()
     async with client(engine) as c:
-        await c.post("/items", data={"name": "n"}, files={"doc": ("a.bin", b"\x00\x01")})
+        await c.post("/forms", data={"name": "n"}, files={"doc": ("a.bin", b"\x00\x01")})
     assert engine.last.body == {"name": "n", "doc": b"\x00\x01"}
 
 
@@ -358,7 +371,7 @@ async def test_multipart_fields_and_files() -> None:
 async def test_malformed_multipart_is_400_problem(content_type: str, payload: bytes) -> None:
     engine = FakeEngine()
     async with client(engine) as c:
-        response = await c.post("/items", content=payload, headers={"content-type": content_type})
+        response = await c.post("/forms", content=payload, headers={"content-type": content_type})
     assert response.status_code == 400, response.text
     assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
     assert response.json()["title"] == "Malformed multipart body"
@@ -366,17 +379,27 @@ async def test_malformed_multipart_is_400_problem(content_type: str, payload: by
 
 
 @pytest.mark.parametrize(
-    ("content_type", "payload", "expected"),
+    ("path", "content_type", "payload"),
     [
-        ("text/plain; charset=utf-8", "héllo".encode(), "héllo"),
-        ("application/octet-stream", b"\xff\x00", b"\xff\x00"),
+        ("/v1/v2/oauth/token", "text/plain; charset=utf-8", "héllo".encode()),
+        ("/v1/v2/oauth/token", "application/octet-stream", b"\xff\x00"),
+        ("/v1/v2/oauth/token", None, b'{"a": 1}'),
+        ("/v1/v2/oauth/token", "application/x-www-form-urlencoded", b"a=1"),
+        ("/items", "multipart/form-data; boundary=b", b"garbage, never parsed"),
+        ("/forms", "text/plain", b"name=n"),
     ],
 )
-async def test_other_bodies_pass_whole(content_type: str, payload: bytes, expected: Any) -> None:
+async def test_undeclared_media_types_are_415_before_parsing(
+    path: str, content_type: str | None, payload: bytes
+) -> None:
     engine = FakeEngine()
+    headers = {"content-type": content_type} if content_type else {}
     async with client(engine) as c:
-        await c.post("/v1/v2/oauth/token", content=payload, headers={"content-type": content_type})
-    assert engine.last.body == expected
+        response = await c.post(path, content=payload, headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+    assert response.json()["type"].endswith("/unsupported-media-type")
+    assert engine.calls == []
 
 
 async def test_malformed_json_is_400() -> None:
@@ -408,14 +431,17 @@ async def test_body_over_limit_is_413_by_length_and_by_count() -> None:
     engine = FakeEngine()
     settings = AdapterSettings(max_body_bytes=10)
     async with client(engine, settings=settings) as c:
-        by_length = await c.post("/v1/v2/oauth/token", content=b"x" * 11)
+        json_type = {"content-type": "application/json"}
+        by_length = await c.post("/v1/v2/oauth/token", content=b"x" * 11, headers=json_type)
 
         async def chunks():  # no Content-Length: counted while reading
             yield b"x" * 6
             yield b"x" * 6
 
-        by_count = await c.post("/v1/v2/oauth/token", content=chunks())
-        at_limit = await c.post("/v1/v2/oauth/token", content=b"x" * 10)
+        by_count = await c.post("/v1/v2/oauth/token", content=chunks(), headers=json_type)
+        at_limit = await c.post(
+            "/v1/v2/oauth/token", content=b'"' + b"x" * 8 + b'"', headers=json_type
+        )
     assert by_length.status_code == 413
     assert by_count.status_code == 413
     assert at_limit.status_code == 200

@@ -84,37 +84,42 @@ def _tiktok(base_uri: str, **engine: Any) -> Any:
 # --------------------------------------------------------------------------- TikTok
 
 
-async def test_tiktok_exchange_forwards_form_body_and_returns_upstream_body(
+async def test_tiktok_published_form_body_is_415_json_reaches_the_upstream(
     fake_tiktok: LiveFake[FakeTikTok],
 ) -> None:
+    """The published document declares its bodies JSON ("Request body (JSON)"), not
+    forms: a form post is what a cross-site page sends, refused before the upstream."""
     fake = fake_tiktok.state
+    fake.accept_json = True
     code = fake.issue_code()
+    exchange = {
+        "client_key": DEFAULT_CLIENT_KEY,
+        "client_secret": DEFAULT_CLIENT_SECRET,
+        "code": code,
+        "grant_type": "authorization_code",
+        "redirect_uri": "https://app.example.com/auth/tiktok/callback",
+    }
     async with _tiktok(fake_tiktok.url) as client:
-        response = await client.post(
-            "/v1/v2/oauth/token/",
-            data={
-                "client_key": DEFAULT_CLIENT_KEY,
-                "client_secret": DEFAULT_CLIENT_SECRET,
-                "code": code,
-                "grant_type": "authorization_code",
-                "redirect_uri": "https://app.example.com/auth/tiktok/callback",
-            },
-        )
+        as_form = await client.post("/v1/v2/oauth/token/", data=exchange)
+        assert as_form.status_code == 415
+        assert fake.requests_to("/v2/oauth/token/") == []
+        response = await client.post("/v1/v2/oauth/token/", json=exchange)
     assert response.status_code == 200, response.text
     body = response.json()
     assert fake.access_token_valid(body["access_token"])
     assert set(body) >= {"access_token", "refresh_token", "open_id", "expires_in", "scope"}
     (upstream,) = fake.requests_to("/v2/oauth/token/")
     assert upstream.method == "POST"
-    assert upstream.form is not None and upstream.form["code"] == code  # `*` and `!` intact
+    assert upstream.json is not None and upstream.json["code"] == code  # `*` and `!` intact
 
 
 async def test_tiktok_error_keeps_status_and_body(fake_tiktok: LiveFake[FakeTikTok]) -> None:
     fake = fake_tiktok.state
+    fake.accept_json = True
     async with _tiktok(fake_tiktok.url) as client:
         response = await client.post(
             "/v1/v2/oauth/token",
-            data={"client_key": DEFAULT_CLIENT_KEY, "client_secret": "wrong", "code": "c"},
+            json={"client_key": DEFAULT_CLIENT_KEY, "client_secret": "wrong", "code": "c"},
         )
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/json"
@@ -161,7 +166,7 @@ async def test_tiktok_refresh_path_404_passes_through_unchanged(
     fake_tiktok: LiveFake[FakeTikTok],
 ) -> None:
     async with _tiktok(fake_tiktok.url) as client:
-        response = await client.post("/v1/v2/oauth/token/refresh", data={"x": "y"})
+        response = await client.post("/v1/v2/oauth/token/refresh", json={"x": "y"})
     assert response.status_code == 404  # the real host has no such path
     assert response.content == b"Not Found"
     assert response.headers["content-type"].startswith("text/plain")
@@ -382,16 +387,19 @@ async def test_invalid_inputs_are_400_before_the_upstream(echo: LiveFake[Echo]) 
     assert echo.state.requests == []
 
 
-async def test_json_and_form_bodies(echo: LiveFake[Echo]) -> None:
+async def test_json_bodies_and_declared_form_bodies(echo: LiveFake[Echo]) -> None:
     async with _test_capability(echo.url) as client:
         put = await client.put("/items/7", json={"name": "anchor", "count": 2})
-        form = await client.post("/notes", data={"text": "hello", "tag": ["a", "b"]})
+        undeclared = await client.post("/notes", data={"text": "hello"})
+        form = await client.post("/notes/form", data={"text": "hello", "tag": ["a", "b"]})
     assert put.status_code == 200, put.text
     assert json.loads(echo.state.requests[0]["body"])["name"] == "anchor"
+    assert undeclared.status_code == 415  # /notes sends its body on as JSON
     assert form.status_code == 200, form.text
     sent = echo.state.requests[1]
+    assert sent["path"] == "/notes/form"
     assert sent["headers"]["content-type"].startswith("application/x-www-form-urlencoded")
-    assert "text=hello" in sent["body"]
+    assert sent["body"] == "text=hello&tag=a&tag=b"
 
 
 async def test_upstream_error_status_and_body_pass_through(echo: LiveFake[Echo]) -> None:

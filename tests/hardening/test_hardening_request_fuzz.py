@@ -137,6 +137,8 @@ PATHS = st.sampled_from(
         "/things",
         "/things/7/extra",
         "/notes",
+        "/forms/7",
+        "/uploads/7",
         "/proxy/a/b",
         "/nope",
         "/.well-known/openapi.json",
@@ -234,7 +236,7 @@ def test_fuzzed_rest_requests_are_never_5xx(target: Target) -> None:
 
 def test_fuzzed_multipart_bodies_are_never_5xx(target: Target) -> None:
     @settings(FUZZ, max_examples=max(10, EXAMPLES // 2))
-    @given(body=multipart_bodies(), url=st.sampled_from(["/things/7", "/notes"]))
+    @given(body=multipart_bodies(), url=st.sampled_from(["/uploads/7", "/things/7"]))
     def check(body: bytes, url: str) -> None:
         headers = {"Content-Type": "multipart/form-data; boundary=b"}
         assert_not_5xx(target.rest.post(url, content=body, headers=headers))
@@ -289,7 +291,7 @@ def test_ten_megabyte_bodies_are_413(target: Target) -> None:
     ],
 )
 def test_invalid_utf8_bodies_are_never_5xx(target: Target, ctype: str, body: bytes) -> None:
-    for url in ("/things/7", "/notes"):
+    for url in ("/things/7", "/notes", "/forms/7", "/uploads/7"):
         response = target.rest.post(url, content=body, headers={"Content-Type": ctype})
         assert_not_5xx(response)
     target.assert_healthy()
@@ -307,7 +309,7 @@ def test_invalid_utf8_bodies_are_never_5xx(target: Target, ctype: str, body: byt
     ids=["part-without-name", "no-boundary"],
 )
 def test_malformed_multipart_is_400(target: Target, ctype: str, body: bytes) -> None:
-    response = target.rest.post("/things/7", content=body, headers={"Content-Type": ctype})
+    response = target.rest.post("/uploads/7", content=body, headers={"Content-Type": ctype})
     assert response.status_code == 400, response.text
 
 

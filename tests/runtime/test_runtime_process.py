@@ -52,8 +52,9 @@ async def test_serves_rest_and_mcp_and_stops_gracefully_on_sigterm(
         urls = run.wait_ready()
         assert set(urls) == {REST, MCP, "control"}
         async with httpx.AsyncClient(timeout=30) as http:
-            # REST: a form body is forwarded as a form, TikTok answers with tokens.
-            token = await http.post(f"{urls[REST]}/v1/v2/oauth/token", data=exchange_form(fake))
+            # REST: a JSON body is forwarded as JSON (the published document declares JSON
+            # bodies, so a form would be a 415), TikTok answers with tokens.
+            token = await http.post(f"{urls[REST]}/v1/v2/oauth/token", json=exchange_form(fake))
             assert token.status_code == 200, token.text
             assert token.json()["access_token"].startswith("act.")
 
@@ -87,7 +88,7 @@ async def test_serves_rest_and_mcp_and_stops_gracefully_on_sigterm(
             fake.delay_s = 1.5
             seen = len(fake.requests)
             slow = asyncio.create_task(
-                http.post(f"{urls[REST]}/v1/v2/oauth/token", data=exchange_form(fake))
+                http.post(f"{urls[REST]}/v1/v2/oauth/token", json=exchange_form(fake))
             )
             while len(fake.requests) == seen:  # the upstream has the request
                 assert not slow.done(), slow.result()
@@ -108,6 +109,7 @@ async def test_logs_never_contain_secrets(
     fake_tiktok: LiveFake[FakeTikTok], tiktok_capability_path: Path
 ) -> None:
     fake = fake_tiktok.state
+    fake.accept_json = True
     env = {"TIKTOK_FOR_DEVELOPERS_API_KEY": BIND_SECRET}
     client_secret = "caller-client-secret-5c1d"
     with NaftikoProcess(
@@ -120,7 +122,7 @@ async def test_logs_never_contain_secrets(
             form = {"client_key": "nobody", "client_secret": client_secret,
                     "code": BIND_SECRET, "grant_type": "authorization_code",
                     "redirect_uri": DEFAULT_REDIRECT_URI}
-            refused = await http.post(f"{urls[REST]}/v1/v2/oauth/token", data=form)
+            refused = await http.post(f"{urls[REST]}/v1/v2/oauth/token", json=form)
             assert refused.status_code == 401
             # A body the REST adapter cannot parse, with secrets in it.
             await http.post(f"{urls[REST]}/v1/v2/oauth/token",
@@ -149,6 +151,7 @@ async def test_shutdown_is_bounded_by_the_grace_period_or_a_second_signal(
     """An upstream that never answers cannot hold the process: after the grace period
     the call is cut (exit 0), and a second signal exits at once (exit 1)."""
     fake = fake_tiktok.state
+    fake.accept_json = True
     fake.delay_s = 60  # ends early when naftiko hangs up
     grace = "60" if second_signal else "0.2"
     env = {"TIKTOK_FOR_DEVELOPERS_API_KEY": BIND_SECRET}
@@ -157,7 +160,7 @@ async def test_shutdown_is_bounded_by_the_grace_period_or_a_second_signal(
         urls = run.wait_ready()
         async with httpx.AsyncClient(timeout=60) as http:
             stuck = asyncio.create_task(
-                http.post(f"{urls[REST]}/v1/v2/oauth/token", data=exchange_form(fake))
+                http.post(f"{urls[REST]}/v1/v2/oauth/token", json=exchange_form(fake))
             )
             while not fake.requests:
                 await asyncio.sleep(0.01)

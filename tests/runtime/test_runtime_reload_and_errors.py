@@ -45,6 +45,7 @@ async def test_reload_swaps_the_model_and_survives_a_broken_edit(
     capability = tmp_path / "tiktok.yaml"
     write(capability, original)
     fake = fake_tiktok.state
+    fake.accept_json = True
     argv = [str(capability), "--reload", "--host", "127.0.0.1", "--log-format", "json",
             "--base-uri", f"{NS}={fake_tiktok.url}", "--port", f"{REST}=0", "--port", f"{MCP}=0"]
     with NaftikoProcess(argv, ENV) as run:
@@ -55,7 +56,7 @@ async def test_reload_swaps_the_model_and_survives_a_broken_edit(
             form = {"client_key": DEFAULT_CLIENT_KEY, "client_secret": DEFAULT_CLIENT_SECRET,
                     "code": fake.issue_code(), "grant_type": "authorization_code",
                     "redirect_uri": DEFAULT_REDIRECT_URI}
-            slow = asyncio.create_task(http.post(f"{urls[REST]}/v1/v2/oauth/token", data=form))
+            slow = asyncio.create_task(http.post(f"{urls[REST]}/v1/v2/oauth/token", json=form))
             while not fake.requests:
                 await asyncio.sleep(0.01)
 
@@ -69,7 +70,7 @@ async def test_reload_swaps_the_model_and_survives_a_broken_edit(
             async with Client(urls[MCP]) as mcp:
                 tools = {t.name for t in (await mcp.list_tools()).tools}
             assert "revoke-token-v2" in tools and "revoke-access-token" not in tools
-            revoke = await http.post(f"{urls[REST]}/v2/revoke", data={"token": "t"})
+            revoke = await http.post(f"{urls[REST]}/v2/revoke", json={"token": "t"})
             assert revoke.status_code != 404  # the new route exists (TikTok refuses the call)
             assert (await http.post(f"{urls[REST]}/v1/v2/oauth/revoke")).status_code == 404
 
@@ -85,7 +86,7 @@ async def test_reload_swaps_the_model_and_survives_a_broken_edit(
             await asyncio.to_thread(
                 run.wait_for, lambda line: reload_outcome(line) == "restart-needed"
             )
-            assert (await http.post(f"{urls[REST]}/v2/revoke", data={})).status_code != 404
+            assert (await http.post(f"{urls[REST]}/v2/revoke", json={})).status_code != 404
         run.signal(signal.SIGTERM)
         assert run.wait() == 0
     failed = [e for e in run.events() if e.get("event") == "diagnostic"

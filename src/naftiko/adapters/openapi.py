@@ -6,6 +6,8 @@ what the adapter does rather than what an upstream might promise:
 
 * success is ``2XX`` (the upstream's status is kept) with the unit's output schema when the
   operation maps its output, otherwise any JSON or any passthrough media type;
+* request bodies are JSON, plus form and multipart where the document declares them
+  (what the adapter takes; anything else is a 415);
 * errors of ours are ``application/problem+json`` (400 invalid input, 413, 415, 502, 504...);
   an upstream's own error status and body pass through, so error responses also allow
   JSON and ``*/*``;
@@ -34,7 +36,6 @@ from naftiko.spec.models import Authentication, Info
 
 __all__ = ["OPENAPI_PATH", "build_openapi", "is_whole_body", "openapi_info", "openapi_path"]
 
-FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 SECURITY_SCHEME = "inbound"
 FORWARD_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -152,6 +153,15 @@ def is_whole_body(field: InputField) -> bool:
     return field.derived and field.location == "body" and field.name == "body"
 
 
+def _body_content(unit: Unit, schema: dict[str, Any], form_schema: Any = None) -> dict[str, Any]:
+    """JSON, plus the form and multipart types the document declares (what the adapter
+    takes; anything else is a 415)."""
+    content = {JSON_MEDIA_TYPE: {"schema": schema}}
+    for media in sorted(unit.body_media):
+        content[media] = {"schema": schema if form_schema is None else form_schema}
+    return content
+
+
 def _request_body(unit: Unit, method: str) -> dict[str, Any] | None:
     whole = [f for f in unit.inputs if is_whole_body(f)]
     fields = [f for f in unit.inputs if f.location == "body" and not is_whole_body(f)]
@@ -160,10 +170,7 @@ def _request_body(unit: Unit, method: str) -> dict[str, Any] | None:
         schema = _plain(whole[0].schema) or {}
         if whole[0].description and "description" not in schema:
             schema["description"] = whole[0].description
-        return {
-            "required": whole[0].required,
-            "content": {JSON_MEDIA_TYPE: {"schema": schema}, FORM_MEDIA_TYPE: {"schema": schema}},
-        }
+        return {"required": whole[0].required, "content": _body_content(unit, schema)}
     if fields:
         schema: dict[str, Any] = {
             "type": "object",
@@ -172,19 +179,10 @@ def _request_body(unit: Unit, method: str) -> dict[str, Any] | None:
         required = [f.name for f in fields if f.required]
         if required:
             schema["required"] = required
-        return {
-            "required": bool(required),
-            "content": {JSON_MEDIA_TYPE: {"schema": schema}, FORM_MEDIA_TYPE: {"schema": schema}},
-        }
+        return {"required": bool(required), "content": _body_content(unit, schema)}
     if method in _BODY_METHODS:
         # No declared fields: the whole body (``rest.body``) goes to the upstream as sent.
-        return {
-            "required": False,
-            "content": {
-                JSON_MEDIA_TYPE: {"schema": {}},
-                FORM_MEDIA_TYPE: {"schema": {"type": "object"}},
-            },
-        }
+        return {"required": False, "content": _body_content(unit, {}, {"type": "object"})}
     return None
 
 

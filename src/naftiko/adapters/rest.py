@@ -26,6 +26,13 @@ for GET operations without a body; a known path with another method gets 405 wit
 ``Allow`` unless the resource ``forward`` s; unknown paths get 404. Every error of ours is
 ``application/problem+json`` and every response carries ``X-Request-Id``.
 
+Request bodies: JSON (``application/json``, ``application/*+json``) always; form and
+multipart only where a consumed operation the unit calls declares that body type
+(``Unit.body_media``); any other body, or one without a Content-Type, is a 415 before it
+is parsed. Form, multipart and ``text/plain`` are what a browser sends cross-site without
+a preflight: they never run an operation whose body is JSON (CSRF). A request without a
+body is not refused. ``forward`` resources pass any body on as sent.
+
 Results: a success or a ``call`` unit's upstream error answers with the upstream's status
 and body, unchanged. A failed orchestration step answers ``application/problem+json``
 with the upstream's status, naming the step, the upstream body embedded (parsed JSON, or
@@ -78,7 +85,9 @@ from naftiko.engine import json_codec
 from naftiko.engine.coerce import coerce_text, schema_type
 from naftiko.engine.routes import route_pattern
 from naftiko.engine.types import (
+    FORM_MEDIA_TYPE,
     JSON_MEDIA_TYPE,
+    MULTIPART_MEDIA_TYPE,
     PROBLEM_MEDIA_TYPE,
     ErrorKind,
     InputField,
@@ -96,8 +105,6 @@ __all__ = ["OPENAPI_PATH", "RestEngine", "build_rest_app"]
 
 log = logging.getLogger(__name__)
 
-FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
-MULTIPART_MEDIA_TYPE = "multipart/form-data"
 # Upstream headers that describe the upstream's own framing, never ours.
 _DROPPED_RESULT_HEADERS = frozenset(
     {
@@ -128,20 +135,18 @@ class _Operation:
     """A unit as this adapter calls it, with what its requests need decided at build time."""
 
     unit: Unit
-    reads_fields: bool  # declares fields of a JSON or form body: a text/bytes body is a 415
     declared: frozenset[str]  # the names of its inputs
     # Each input, and whether its declared type takes one text value as it is (string or
     # untyped): ``coerce_text`` would return it unchanged.
     inputs: tuple[tuple[InputField, bool], ...]
+    # The 415 answered to a body of any media type besides JSON and ``unit.body_media``.
+    unsupported: Mapping[str, Any]
 
     @classmethod
     def of(cls, unit: Unit) -> _Operation:
-        reads_fields = any(
-            f.location == "body" and not f.derived and not is_whole_body(f) for f in unit.inputs
-        )
         declared = frozenset(f.name for f in unit.inputs)
         inputs = tuple((f, schema_type(f.schema) not in _CONVERTED_TYPES) for f in unit.inputs)
-        return cls(unit, reads_fields, declared, inputs)
+        return cls(unit, declared, inputs, _unsupported_media(unit))
 
 
 # The declared types ``coerce_text`` converts text to (any other passes through).
@@ -233,22 +238,12 @@ def _bad_request(title: str, detail: str, parameter: str | None = None) -> _Refu
 
 
 def _parse_body(raw: bytes, media: str, charset: str | None) -> tuple[Any, str]:
-    """The whole body as the engine wants it, and its kind (json/form/text/bytes).
+    """A non-empty body of a media type the operation takes (``_check_media_type``), as
+    the engine wants it, and its kind (json/form).
 
     ``media``/``charset`` as :func:`_media_type` gives them; multipart is
     :func:`_parse_multipart`'s (the only one that awaits).
     """
-    if not raw:
-        return None, "none"
-    if _is_json(media) or not media:
-        try:
-            return json_codec.loads(raw), "json"
-        except (ValueError, RecursionError) as exc:
-            if not media:  # no Content-Type: JSON if it parses, opaque bytes otherwise
-                return raw, "bytes"
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "cannot be decoded"
-            detail = f"The request body is not JSON: {reason}."
-            raise _bad_request("Malformed JSON body", detail) from None
     if media == FORM_MEDIA_TYPE:
         try:
             pairs = parse_qsl(
@@ -260,14 +255,12 @@ def _parse_body(raw: bytes, media: str, charset: str | None) -> tuple[Any, str]:
         except (UnicodeDecodeError, LookupError):
             raise _bad_request("Malformed form body", "The form body is not valid UTF-8.") from None
         return _multi_dict(pairs), "form"
-    if media.startswith("text/"):
-        try:
-            return raw.decode(charset or "utf-8"), "text"
-        except (UnicodeDecodeError, LookupError):
-            raise _bad_request(
-                "Malformed text body", "The text body does not match its charset."
-            ) from None
-    return raw, "bytes"
+    try:
+        return json_codec.loads(raw), "json"
+    except (ValueError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "cannot be decoded"
+        detail = f"The request body is not JSON: {reason}."
+        raise _bad_request("Malformed JSON body", detail) from None
 
 
 async def _parse_multipart(scope: Scope, raw: bytes) -> dict[str, Any]:
@@ -428,21 +421,27 @@ def _values(
     return values
 
 
-def _check_media_type(operation: _Operation, kind: str, media: str) -> None:
-    """415 when the unit declares body fields but the body is text or opaque bytes.
+def _unsupported_media(unit: Unit) -> dict[str, Any]:
+    """The 415 problem of ``unit``, naming the media types it takes."""
+    taken = ", ".join([JSON_MEDIA_TYPE, *sorted(unit.body_media)])
+    return problem_fields(
+        415,
+        "Unsupported media type",
+        f"This operation takes a request body of type {taken} (or application/*+json).",
+        "unsupported-media-type",
+    )
+
+
+def _check_media_type(operation: _Operation, media: str) -> None:
+    """415 unless a body's media type is JSON or one the document declares (form,
+    multipart). What a browser sends cross-site without a preflight (form, multipart,
+    ``text/plain``) or a body without a Content-Type never runs a JSON operation.
 
     A JSON body of the wrong shape (an array, a string) is not a media type problem: the
     engine's validation answers it with a 400 naming the missing field.
     """
-    if operation.reads_fields and kind in ("text", "bytes"):
-        raise _Refused(
-            problem_fields(
-                415,
-                "Unsupported media type",
-                f"This operation reads fields of a JSON or form body, not {media or 'bytes'}.",
-                "unsupported-media-type",
-            )
-        )
+    if not (_is_json(media) or media in operation.unit.body_media):
+        raise _Refused(operation.unsupported)
 
 
 # --------------------------------------------------------------------------- responses
@@ -701,11 +700,14 @@ class _RestEndpoint:
             result = await self.engine.forward(route.route, inputs)
         else:
             media, charset = _media_type(content_type)
-            if media == MULTIPART_MEDIA_TYPE and raw:
-                body, kind = await _parse_multipart(scope, raw), "multipart"
+            if not raw:
+                body, kind = None, "none"
             else:
-                body, kind = _parse_body(raw, media, charset)
-            _check_media_type(operation, kind, media)
+                _check_media_type(operation, media)  # before parsing: nothing refused is read
+                if media == MULTIPART_MEDIA_TYPE:
+                    body, kind = await _parse_multipart(scope, raw), "multipart"
+                else:
+                    body, kind = _parse_body(raw, media, charset)
             inputs = Inputs(
                 values=_values(operation, request, params, body, kind),
                 body=body,

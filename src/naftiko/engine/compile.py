@@ -61,6 +61,8 @@ from naftiko.engine.settings import EngineSettings
 from naftiko.engine.static_files import StaticFileError, resolve_file_location
 from naftiko.engine.templating import TemplateError, ValueExpr, compile_template
 from naftiko.engine.types import (
+    FORM_MEDIA_TYPE,
+    MULTIPART_MEDIA_TYPE,
     AdapterPlan,
     ControlAdapterPlan,
     DynamicResourcePlan,
@@ -152,6 +154,33 @@ def semantics_hints(fn: AggregateFunction) -> dict[str, bool]:
     if isinstance(semantics.idempotent, bool):
         hints["idempotentHint"] = semantics.idempotent
     return hints
+
+
+# A consumed body kind and the inbound media type it lets REST callers send.
+_BODY_PLAN_MEDIA = {"form": FORM_MEDIA_TYPE, "multipart": MULTIPART_MEDIA_TYPE}
+
+
+def declared_body_media(operation: OperationPlan) -> str | None:
+    """Form or multipart when ``operation`` declares that body type, else None.
+
+    Declared means ``body.type`` (``formUrlEncoded``, ``multipartForm``) or a literal
+    ``Content-Type`` header parameter with one of those media types. A templated
+    Content-Type is not a declaration: the caller would choose it.
+    """
+    if operation.body is not None and operation.body.kind in _BODY_PLAN_MEDIA:
+        return _BODY_PLAN_MEDIA[operation.body.kind]
+    for param in operation.params:
+        if (
+            param.location == "header"
+            and param.name.lower() == "content-type"
+            and param.value is not None
+            and param.value.is_constant
+            and isinstance(param.value.raw, str)
+        ):
+            essence = param.value.raw.split(";", 1)[0].strip().lower()
+            if essence in (FORM_MEDIA_TYPE, MULTIPART_MEDIA_TYPE):
+                return essence
+    return None
 
 
 def _resolve_call(call: str | CallSpec | None) -> tuple[str | None, dict[str, Any]]:
@@ -320,6 +349,21 @@ class _Compiler:
             description=description,
             hints=hints,
             plan=plan,
+            body_media=self._body_media(plan),
+        )
+
+    def _body_media(self, plan: UnitPlan) -> frozenset[str]:
+        """The form/multipart body types the consumed operations ``plan`` calls declare."""
+        if isinstance(plan, RefPlan):
+            function = self.functions.get(plan.function_id)
+            return function.body_media if function is not None else frozenset()
+        operations: list[OperationPlan | None] = []
+        if isinstance(plan, CallPlan):
+            operations.append(plan.operation)
+        elif isinstance(plan, StepsPlan):
+            operations += [self.find_operation(target) for target in plan.steps.operations]
+        return frozenset(
+            media for op in operations if op is not None and (media := declared_body_media(op))
         )
 
     def _visible(

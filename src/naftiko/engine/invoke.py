@@ -2,8 +2,10 @@
 
 ``invoke`` validates the caller's inputs against the unit's JSON Schema before anything
 leaves the process, then runs the unit's plan (call, mock, steps, ref) and turns the
-upstream answer into a :class:`Result`. It never raises: failures are ``Problem``s, and
-defects of ours are logged with a traceback and answered with a generic 500.
+upstream answer into a :class:`Result`; the secrets we inject are masked in every
+upstream answer first (``naftiko.engine.masking``). It never raises: failures are
+``Problem``s, and defects of ours are logged with a traceback and answered with a
+generic 500.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from jsonschema import ValidationError
 from naftiko.engine import json_codec
 from naftiko.engine.client import UpstreamClients, UpstreamResponse, send
 from naftiko.engine.formats import FormatError, parse_body
+from naftiko.engine.masking import SecretMask, load_secrets
 from naftiko.engine.orchestration import StepResponse
 from naftiko.engine.plans import (
     CallPlan,
@@ -180,6 +183,11 @@ class Engine:
         self.settings = settings or EngineSettings()
         self._clients = UpstreamClients(self.settings)
         self._base_dir = str(getattr(compiled.loaded, "base_dir", ".") or ".")
+        # The secrets masked in upstream answers: decided here, once (``engine.masking``).
+        bindings = getattr(compiled.loaded, "bindings", None)
+        self._mask = SecretMask(*load_secrets(bindings, compiled.consumes))
+        # The mask with the OAuth2 access tokens cached when it was made.
+        self._token_mask: tuple[tuple[str, ...], SecretMask] = ((), self._mask)
 
     @property
     def units(self) -> Mapping[str, Unit]:
@@ -340,7 +348,7 @@ class Engine:
         )
         if isinstance(response, Problem):
             return response
-        return response, built.scope
+        return self._masked(response), built.scope
 
     def read_response(
         self,
@@ -351,6 +359,8 @@ class Engine:
     ) -> Result:
         """Turn an upstream answer into a Result (errors kept intact; mapping on success)."""
         headers = kept_headers(response.headers)
+        if headers:
+            headers = self._masked_headers(headers)
         status = response.status
         if status >= 400:
             body, media = _passthrough_body(response)
@@ -479,7 +489,35 @@ class Engine:
         )
         if isinstance(response, Problem):
             return Result.failure(response)
-        return self.read_response(response, None, None, built.scope)
+        return self.read_response(self._masked(response), None, None, built.scope)
+
+    # ------------------------------------------------------------------ masking
+
+    def _current_mask(self) -> SecretMask:
+        """The load-time mask, plus the OAuth2 access tokens cached now (if any)."""
+        cache = self.compiled.token_cache
+        if not len(cache):
+            return self._mask
+        tokens = cache.tokens()
+        if tokens != self._token_mask[0]:
+            self._token_mask = (tokens, self._mask.plus(tokens))
+        return self._token_mask[1]
+
+    def _masked(self, response: UpstreamResponse) -> UpstreamResponse:
+        """``response`` with the secrets we inject masked in its body (see
+        ``naftiko.engine.masking``); the same object when there is nothing to mask."""
+        mask = self._current_mask()
+        if not mask or not response.content:
+            return response
+        content = mask.content(response.content, _is_json(response.media_type))
+        if content is None:
+            return response
+        return UpstreamResponse(status=response.status, headers=response.headers, content=content)
+
+    def _masked_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        """The kept upstream headers (correlation ids, rate limits) with secrets masked."""
+        mask = self._current_mask()
+        return {name: mask.text(value) for name, value in headers.items()} if mask else headers
 
 
 def _unreadable(operation: OperationPlan) -> Problem:

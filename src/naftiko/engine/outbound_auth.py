@@ -413,6 +413,10 @@ class OAuth2TokenCache:
         if entry is not None and entry[0] == token:
             del self._tokens[key]
 
+    def tokens(self) -> tuple[str, ...]:
+        """Every cached token, for masking in upstream answers (``engine.masking``)."""
+        return tuple(token for token, _ in self._tokens.values())
+
     @contextlib.asynccontextmanager
     async def locked(self, key: tuple[str, ...]) -> AsyncIterator[None]:
         """Hold ``key``'s lock; the lock is forgotten once its last user leaves."""

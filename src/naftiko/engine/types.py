@@ -17,6 +17,8 @@ from naftiko.spec.models import Authentication, ExposedSkill, McpPrompt
 
 JSON_MEDIA_TYPE = "application/json"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
+FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+MULTIPART_MEDIA_TYPE = "multipart/form-data"
 
 
 class ErrorKind(StrEnum):
@@ -115,10 +117,10 @@ class Inputs:
     parameters (path, query, header, cookie, body fields) plus, for lenient ``rest.x``
     references, undeclared path, then query, then top-level body fields (the engine
     keeps only the names the unit declares or its templates read: ``UnitPlan.visible``).
-    ``body`` is the whole request body (``rest.body``): a JSON value, a form ``dict``, or
-    ``str``/``bytes`` for other media types; ``None`` when there was none. ``media_type``
-    is the caller's Content-Type, kept so that a whole-body forward stays a form when it
-    was a form.
+    ``body`` is the whole request body (``rest.body``): a JSON value or a form/multipart
+    ``dict`` (the raw ``bytes`` on a ``forward``); ``None`` when there was none.
+    ``media_type`` is the caller's Content-Type, kept so that a whole-body forward stays a
+    form when it was one.
     ``headers``/``query_string``/``method``/``path`` serve ``forward`` resources.
     """
 
@@ -173,6 +175,10 @@ class Unit:
     description: str | None = None
     hints: Mapping[str, bool] = field(default_factory=dict)  # readOnlyHint, ... (MCP names)
     plan: Any = None
+    # Request body media types besides JSON that the document declares for this unit:
+    # ``FORM_MEDIA_TYPE``/``MULTIPART_MEDIA_TYPE`` when a consumed operation it calls
+    # sends that body type. A REST caller may send those; JSON is always taken.
+    body_media: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
