@@ -290,6 +290,10 @@ class _Compiler:
         else:
             reason = f"'{unit_id}' declares no call, steps or output values"
             plan = NotImplementedPlan(**common, reason=reason)
+            # A stub (generated documents have many) would otherwise load silently.
+            ctx.confined(
+                path, f"'{unit_id}' answers 501: it declares no call, steps or output values"
+            )
         return Unit(
             id=unit_id,
             kind=kind,  # type: ignore[arg-type]

@@ -15,12 +15,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from naftiko.engine.plans import NotImplementedPlan
 from naftiko.engine.types import (
     AdapterPlan,
     ControlAdapterPlan,
+    DynamicResourcePlan,
     McpAdapterPlan,
     RestAdapterPlan,
     SkillAdapterPlan,
+    Unit,
 )
 from naftiko.runtime.config import RuntimeConfig
 from naftiko.spec.diagnostics import Diagnostic, LoadError
@@ -305,18 +308,30 @@ def url_of(host: str, port: int | None, path: str = "") -> str:
     return f"http://{shown}:{port}{path}"
 
 
+ANSWERS_501 = " (answers 501)"
+
+
+def _item(label: str, unit: Unit) -> str:
+    """A served item, marked when its unit can only answer 501 (named by a load warning)."""
+    return label + ANSWERS_501 if isinstance(unit.plan, NotImplementedPlan) else label
+
+
 def serves(plan: AdapterPlan) -> list[str]:
     """What an adapter exposes, one short item each, for the start-up summary."""
     if isinstance(plan, RestAdapterPlan):
         items = []
         for route in plan.routes:
-            items += [f"{method} {route.path}" for method in route.operations]
+            items += [_item(f"{method} {route.path}", u) for method, u in route.operations.items()]
             if route.forward is not None:
                 items.append(f"* {route.path} -> {route.forward.target_namespace}")
         return items
     if isinstance(plan, McpAdapterPlan):
-        items = [f"tool {tool.name}" for tool in plan.tools]
-        items += [f"resource {resource.uri}" for resource in plan.resources]
+        items = [_item(f"tool {tool.name}", tool) for tool in plan.tools]
+        items += [
+            _item(f"resource {r.uri}", r.unit) if isinstance(r, DynamicResourcePlan)
+            else f"resource {r.uri}"
+            for r in plan.resources
+        ]
         items += [f"prompt {prompt.name}" for prompt in plan.prompts]
         return items
     if isinstance(plan, SkillAdapterPlan):
@@ -329,6 +344,13 @@ def serves(plan: AdapterPlan) -> list[str]:
                  "info": ["/status"]}
         return [p for name, on in features.items() if on for p in paths[name]]
     return []
+
+
+def served_count(items: Sequence[str]) -> str:
+    """``3 served``, or ``1 served, 2 answer 501`` when stubs are among them."""
+    stubs = sum(item.endswith(ANSWERS_501) for item in items)
+    counted = f"{len(items) - stubs} served"
+    return f"{counted}, {stubs} answer 501" if stubs else counted
 
 
 def adapter_path(plan: AdapterPlan) -> str:
@@ -359,7 +381,7 @@ class Summary:
                 port = (ports or {}).get(slot.key, slot.plan.port)
                 where = url_of(slot.host, port, adapter_path(slot.plan))
             items = serves(slot.plan)
-            out.append(f"  {slot.type} {slot.namespace} {where}: {len(items)} served")
+            out.append(f"  {slot.type} {slot.namespace} {where}: {served_count(items)}")
             out += [f"    {item}" for item in items]
         out += [f"skipped (not a capability): {path}" for path in self.skipped]
         out += [f"warning: {w}" for w in self.warnings]
