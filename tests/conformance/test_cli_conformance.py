@@ -56,3 +56,33 @@ def test_strict_refuses_units_that_would_answer_501(capsys: pytest.CaptureFixtur
     with pytest.raises(LoadError) as caught:
         compile_capability(load_capability(STUBS), strict=True)
     assert "'stubs-mcp.stub-tool' answers 501" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "origin", "typo", "meant"),
+    [
+        (["--port", "stubs-rset=0"], {}, "--port", "stubs-rset", "stubs-rest"),
+        ([], {"NAFTIKO_PORTS": "stubs-mpc=0"}, "--port", "stubs-mpc", "stubs-mcp"),
+        (["--base-uri", "stub-upstraem=http://127.0.0.1:1"], {}, "--base-uri", "stub-upstraem",
+         "stub-upstream"),
+        ([], {"NAFTIKO_BASE_URIS": "stub_upstream=http://127.0.0.1:1"}, "--base-uri",
+         "stub_upstream", "stub-upstream"),
+    ],
+)
+def test_a_mistyped_override_namespace_is_refused_with_the_closest_one(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    flags: list[str],
+    env: dict[str, str],
+    origin: str,
+    typo: str,
+    meant: str,
+) -> None:
+    """Never a warning and a run that keeps calling the document's (production) upstream."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for extra in (["--check"], []):  # a real run stops before opening any socket
+        code, out, err = run(capsys, str(STUBS), "--host", "127.0.0.1", *flags, *extra)
+        assert code == 2, (out, err)
+        assert f"{origin} {typo}:" in err and f"did you mean '{meant}'?" in err
+        assert "Traceback" not in err and "ready" not in out

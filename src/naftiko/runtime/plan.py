@@ -8,6 +8,7 @@ each adapter serves. Pure functions and data, so ``--check`` and the tests share
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -212,7 +213,8 @@ def plan_slots(
 ) -> tuple[list[Slot], list[str]]:
     """The adapters to serve, after overrides; raises :class:`PlanError` on conflicts.
 
-    The second value holds warnings (an override naming no adapter is probably a typo).
+    The second value holds warnings (none today: an override naming no namespace is an
+    error, :func:`override_typos`).
     """
     slots = [
         make_slot(plan, capability, config)
@@ -231,27 +233,50 @@ def plan_slots(
             authentication=None,
         )
         slots.append(make_slot(plan, None, config))
-    errors = [*port_errors(slots), *port_clashes(slots), *stdio_conflicts(slots)]
+    errors = [
+        *port_errors(slots),
+        *port_clashes(slots),
+        *stdio_conflicts(slots),
+        *override_typos(slots, config),
+    ]
     if errors:
         raise PlanError(errors)
-    known = {s.namespace for s in slots}
-    warnings = [
-        f"--port {ns}: no exposed adapter has this namespace (known: {', '.join(sorted(known))})"
+    return slots, []
+
+
+def override_typos(slots: Sequence[Slot], config: RuntimeConfig) -> list[str]:
+    """One line per ``--port``/``--base-uri`` (or environment form) naming no namespace.
+
+    A typo must stop the process: serving anyway would call the document's (usually
+    production) upstream, or bind the document's port, while the operator thinks not.
+    """
+    exposed = sorted({s.namespace for s in slots})
+    consumed = sorted(
+        {
+            c.namespace
+            for s in slots
+            if s.capability is not None
+            for c in s.capability.loaded.document.consumed()
+        }
+    )
+    lines = [
+        _unknown("--port", "NAFTIKO_PORTS", "exposed adapter", ns, exposed)
         for ns in config.ports
-        if ns not in known
+        if ns not in exposed
     ]
-    consumed = {
-        c.namespace
-        for s in slots
-        if s.capability is not None
-        for c in s.capability.loaded.document.consumed()
-    }
-    warnings += [
-        f"--base-uri {ns}: no consumed API has this namespace"
+    lines += [
+        _unknown("--base-uri", "NAFTIKO_BASE_URIS", "consumed API", ns, consumed)
         for ns in config.base_uris
         if ns not in consumed
     ]
-    return slots, warnings
+    return lines
+
+
+def _unknown(flag: str, variable: str, what: str, namespace: str, known: list[str]) -> str:
+    line = f"naftiko-run: {flag} {namespace}: no {what} has this namespace ({flag} or {variable})"
+    close = difflib.get_close_matches(namespace, known, n=1, cutoff=0.6)
+    line += f"; did you mean '{close[0]}'?" if close else "."
+    return f"{line} Known: {', '.join(known) or 'none'}"
 
 
 def port_errors(slots: Iterable[Slot]) -> list[str]:
@@ -328,7 +353,8 @@ def serves(plan: AdapterPlan) -> list[str]:
     if isinstance(plan, McpAdapterPlan):
         items = [_item(f"tool {tool.name}", tool) for tool in plan.tools]
         items += [
-            _item(f"resource {r.uri}", r.unit) if isinstance(r, DynamicResourcePlan)
+            _item(f"resource {r.uri}", r.unit)
+            if isinstance(r, DynamicResourcePlan)
             else f"resource {r.uri}"
             for r in plan.resources
         ]
