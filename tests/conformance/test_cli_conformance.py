@@ -63,10 +63,20 @@ def test_strict_refuses_units_that_would_answer_501(capsys: pytest.CaptureFixtur
     [
         (["--port", "stubs-rset=0"], {}, "--port", "stubs-rset", "stubs-rest"),
         ([], {"NAFTIKO_PORTS": "stubs-mpc=0"}, "--port", "stubs-mpc", "stubs-mcp"),
-        (["--base-uri", "stub-upstraem=http://127.0.0.1:1"], {}, "--base-uri", "stub-upstraem",
-         "stub-upstream"),
-        ([], {"NAFTIKO_BASE_URIS": "stub_upstream=http://127.0.0.1:1"}, "--base-uri",
-         "stub_upstream", "stub-upstream"),
+        (
+            ["--base-uri", "stub-upstraem=http://127.0.0.1:1"],
+            {},
+            "--base-uri",
+            "stub-upstraem",
+            "stub-upstream",
+        ),
+        (
+            [],
+            {"NAFTIKO_BASE_URIS": "stub_upstream=http://127.0.0.1:1"},
+            "--base-uri",
+            "stub_upstream",
+            "stub-upstream",
+        ),
     ],
 )
 def test_a_mistyped_override_namespace_is_refused_with_the_closest_one(

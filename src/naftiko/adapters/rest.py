@@ -238,7 +238,8 @@ def _parse_body(raw: bytes, media: str, charset: str | None) -> tuple[Any, str]:
     :func:`_parse_multipart`'s (the only one that awaits).
     """
     if not raw:
-        return None, "none"
+        # An empty form is a form with no fields (an object); other types carry nothing.
+        return ({}, "form") if media == FORM_MEDIA_TYPE else (None, "none")
     if _is_json(media) or not media:
         try:
             return json_codec.loads(raw), "json"
@@ -441,6 +442,20 @@ def _check_media_type(operation: _Operation, kind: str, media: str) -> None:
                 f"This operation reads fields of a JSON or form body, not {media or 'bytes'}.",
                 "unsupported-media-type",
             )
+        )
+
+
+def _check_null_body(operation: _Operation, kind: str, body: Any) -> None:
+    """400 for a JSON ``null`` where the OpenAPI document promises an object of fields.
+
+    ``null`` is a body that was sent, not an absent one: reading no field from it would
+    accept what the served contract refuses (schemathesis sends it).
+    """
+    if operation.reads_fields and kind == "json" and body is None:
+        raise _bad_request(
+            "Invalid request body",
+            "The request body is JSON null; this operation reads fields of a JSON object.",
+            parameter="body",
         )
 
 
@@ -682,6 +697,7 @@ class _RestEndpoint:
             else:
                 body, kind = _parse_body(raw, media, charset)
             _check_media_type(operation, kind, media)
+            _check_null_body(operation, kind, body)
             inputs = Inputs(
                 values=_values(operation, request, params, body, kind),
                 body=body,
