@@ -83,8 +83,10 @@ ITEM = unit(
     field("tags", "query", "array"),
 )
 CREATE = unit("createItem", field("name", "body", required=True), field("count", "body", "integer"))
-TOKEN = unit("exchangetoken")
-REFRESH = unit("refreshtoken")
+# ``rest.body``: the whole request body, as the compiler derives it for a token exchange.
+WHOLE_BODY = InputField(name="body", location="body", schema={}, derived=True)
+TOKEN = unit("exchangetoken", WHOLE_BODY)
+REFRESH = unit("refreshtoken", WHOLE_BODY)
 
 
 def plan(*routes: RestRoute, auth: Authentication | None = None) -> RestAdapterPlan:

@@ -176,15 +176,8 @@ def _request_body(unit: Unit, method: str) -> dict[str, Any] | None:
             "required": bool(required),
             "content": {JSON_MEDIA_TYPE: {"schema": schema}, FORM_MEDIA_TYPE: {"schema": schema}},
         }
-    if method in _BODY_METHODS:
-        # No declared fields: the whole body (``rest.body``) goes to the upstream as sent.
-        return {
-            "required": False,
-            "content": {
-                JSON_MEDIA_TYPE: {"schema": {}},
-                FORM_MEDIA_TYPE: {"schema": {"type": "object"}},
-            },
-        }
+    # No input reads the body: advertising one would promise what is never sent on (a
+    # caller's body is refused instead, ``rest._check_unread_body``).
     return None
 
 

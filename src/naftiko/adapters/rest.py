@@ -128,6 +128,7 @@ class _Operation:
 
     unit: Unit
     reads_fields: bool  # declares fields of a JSON or form body: a text/bytes body is a 415
+    reads_body: bool  # some input is in the body (fields or the whole body)
     declared: frozenset[str]  # the names of its inputs
     # Each input, and whether its declared type takes one text value as it is (string or
     # untyped): ``coerce_text`` would return it unchanged.
@@ -138,9 +139,10 @@ class _Operation:
         reads_fields = any(
             f.location == "body" and not f.derived and not is_whole_body(f) for f in unit.inputs
         )
+        reads_body = any(f.location == "body" for f in unit.inputs)
         declared = frozenset(f.name for f in unit.inputs)
         inputs = tuple((f, schema_type(f.schema) not in _CONVERTED_TYPES) for f in unit.inputs)
-        return cls(unit, reads_fields, declared, inputs)
+        return cls(unit, reads_fields, reads_body, declared, inputs)
 
 
 # The declared types ``coerce_text`` converts text to (any other passes through).
@@ -459,6 +461,23 @@ def _check_null_body(operation: _Operation, kind: str, body: Any) -> None:
         )
 
 
+def _check_unread_body(operation: _Operation, kind: str, body: Any) -> None:
+    """400 for a body no input reads: it would be dropped on the way to the upstream.
+
+    A JSON or form object whose fields are named like inputs is read (leniently, as
+    undeclared fields are); an empty one carries nothing to drop.
+    """
+    if operation.reads_body or kind == "none" or body == {}:
+        return
+    if isinstance(body, dict) and not operation.declared.isdisjoint(body):
+        return
+    raise _bad_request(
+        "Unexpected request body",
+        "This operation reads no request body; it would not reach the upstream.",
+        parameter="body",
+    )
+
+
 # --------------------------------------------------------------------------- responses
 
 _Headers = list[tuple[bytes, bytes]]
@@ -698,6 +717,7 @@ class _RestEndpoint:
                 body, kind = _parse_body(raw, media, charset)
             _check_media_type(operation, kind, media)
             _check_null_body(operation, kind, body)
+            _check_unread_body(operation, kind, body)
             inputs = Inputs(
                 values=_values(operation, request, params, body, kind),
                 body=body,

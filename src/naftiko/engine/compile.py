@@ -19,6 +19,7 @@ exposed adapters; each unit's inputs are gathered by ``naftiko.engine.inputs``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -47,6 +48,7 @@ from naftiko.engine.plans import (
     MockPlan,
     NotImplementedPlan,
     OperationPlan,
+    ParamPlan,
     RefPlan,
     StepsPlan,
     UnitPlan,
@@ -93,6 +95,37 @@ __all__ = ["compile_capability"]
 
 # Methods whose REST callers send no body (see ``Compiler.unit``).
 _BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _forwards_caller_body(
+    method: str, operation: OperationPlan, declared: Sequence[InputField]
+) -> bool:
+    """A REST operation and the operation it calls both take a body, and neither says
+    what goes in it: the author meant the caller's body (9 of 19 Notion operations)."""
+    return (
+        method in _BODY_METHODS
+        and operation.method.upper() in _BODY_METHODS
+        and operation.body is None
+        and not any(p.location == "body" for p in operation.params)
+        and not any(f.location == "body" for f in declared)
+    )
+
+
+def _with_caller_body(operation: OperationPlan) -> OperationPlan:
+    """``operation`` with a consumed ``body`` parameter that reads the caller's whole body
+    (``rest.body``); the unit derives its ``body`` input, and the OpenAPI document says so."""
+    body = ParamPlan(
+        name="body",
+        location="body",
+        value=None,
+        type=None,
+        required=False,
+        description="The request body, forwarded to the upstream as sent.",
+    )
+    return replace(operation, params=(*operation.params, body))
 
 
 def is_identity(params: Sequence[OutputParameter]) -> bool:
@@ -238,6 +271,13 @@ class _Compiler:
             rest=rest,
             caller_body=not rest or method not in _BODILESS_METHODS,
         )
+        if operation is not None and rest and _forwards_caller_body(method, operation, declared):
+            operation = _with_caller_body(operation)
+            ctx.warning(
+                path,
+                f"'{unit_id}' declares no body: the caller's request body is forwarded to "
+                f"'{operation.id}' as sent",
+            )
         if operation is not None:
             fields.derive_from_call(operation, with_, namespaces, ctx.is_bound)
         else:
