@@ -96,3 +96,25 @@ def test_a_mistyped_override_namespace_is_refused_with_the_closest_one(
         assert code == 2, (out, err)
         assert f"{origin} {typo}:" in err and f"did you mean '{meant}'?" in err
         assert "Traceback" not in err and "ready" not in out
+
+
+REST_MARKUP = ("``", ":func:", ":class:", ":mod:", ".. ")
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["run", "--help"], ["validate", "--help"], ["export", "--help"]]
+)
+def test_help_is_plain_text(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: naftiko")
+    assert not [m for m in REST_MARKUP if m in text], text
+
+
+def test_the_readme_says_where_the_openapi_document_is_served() -> None:
+    from naftiko.engine.routes import OPENAPI_PATH
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    assert f"`{OPENAPI_PATH}`" in readme
