@@ -34,7 +34,8 @@ Every flag has a NAFTIKO_* environment variable (flags win): NAFTIKO_HOST,
 NAFTIKO_PORTS="ns=port,ns2=port", NAFTIKO_BASE_URIS="ns=url,...", NAFTIKO_CONTROL_PORT,
 NAFTIKO_LOG_FORMAT, NAFTIKO_LOG_LEVEL, NAFTIKO_TIMEOUT, NAFTIKO_MAX_BODY_BYTES,
 NAFTIKO_MCP_STATEFUL, NAFTIKO_ALLOWED_HOSTS="h1,h2", NAFTIKO_GRACE_PERIOD, NAFTIKO_CHECK,
-NAFTIKO_RELOAD, and NAFTIKO_CAPABILITIES (paths, when none are given).
+NAFTIKO_RELOAD, and NAFTIKO_CAPABILITIES (paths, when none are given); --stdio has
+none (an MCP client's launch command names it).
 The default host is 0.0.0.0 inside a container (/.dockerenv or NAFTIKO_IN_CONTAINER=1),
 else 127.0.0.1; a document's 'address' is used when neither --host nor NAFTIKO_HOST is set.
 """
@@ -71,6 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="load and compile everything, print the summary, do not serve")
     parser.add_argument("--reload", action="store_true", default=None,
                         help="watch the documents and swap in new versions while serving")
+    parser.add_argument("--stdio", nargs="?", const="", metavar="NAMESPACE",
+                        help="serve this MCP adapter (default: the only one) on stdin/stdout "
+                             "and nothing else unless named with --port; put it after FILE")
 
 
 def _fail(lines: Any, code: int = EXIT_USAGE) -> int:
@@ -88,6 +92,9 @@ def _event_loop_factory() -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.stdio and os.path.exists(args.stdio):
+        # ``--stdio FILE``: argparse gave the optional namespace the file; it is a path.
+        args.paths, args.stdio = [*(args.paths or ()), args.stdio], ""
     try:
         config = resolve_config(args, os.environ)
     except ConfigError as exc:

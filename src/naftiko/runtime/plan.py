@@ -233,15 +233,69 @@ def plan_slots(
             authentication=None,
         )
         slots.append(make_slot(plan, None, config))
+    all_slots = slots
+    slots, notes = stdio_selection(slots, config)
     errors = [
         *port_errors(slots),
         *port_clashes(slots),
         *stdio_conflicts(slots),
-        *override_typos(slots, config),
+        *override_typos(all_slots, config),
     ]
     if errors:
         raise PlanError(errors)
-    return slots, []
+    return slots, notes
+
+
+def stdio_selection(slots: list[Slot], config: RuntimeConfig) -> tuple[list[Slot], list[str]]:
+    """Apply ``--stdio``; with a stdio adapter, keep only it and what ``--port`` names.
+
+    An MCP client launches the process for stdin/stdout: binding the document's other
+    ports too would make that launch fail whenever one is taken. Raises
+    :class:`PlanError` when ``--stdio`` names no MCP adapter.
+    """
+    if config.stdio is not None:
+        chosen = _stdio_choice(slots, config.stdio)
+        slots = [
+            replace(s, plan=replace(s.plan, transport="stdio")) if s is chosen else s
+            for s in slots
+            if s is chosen or not s.is_stdio
+        ]
+    if not any(s.is_stdio for s in slots):
+        return slots, []
+    kept, notes = [], []
+    for slot in slots:
+        asked = slot.namespace in config.ports or (
+            isinstance(slot.plan, ControlAdapterPlan) and config.control_port is not None
+        )
+        if slot.is_stdio or asked:
+            kept.append(slot)
+        else:
+            notes.append(
+                f"{slot.name()}: not served beside stdio; pass --port {slot.namespace}=PORT "
+                f"to serve it too"
+            )
+    return kept, notes
+
+
+def _stdio_choice(slots: Sequence[Slot], namespace: str) -> Slot:
+    mcp = [s for s in slots if isinstance(s.plan, McpAdapterPlan)]
+    if namespace:
+        found = [s for s in slots if s.namespace == namespace]
+        if found and found[0] in mcp:
+            return found[0]
+        names = [s.namespace for s in mcp]
+        if found:
+            line = f"naftiko-run: --stdio {namespace}: not an MCP adapter ({found[0].type})."
+        else:
+            line = f"naftiko-run: --stdio {namespace}: no MCP adapter has this namespace"
+            close = difflib.get_close_matches(namespace, names, n=1, cutoff=0.6)
+            line += f"; did you mean '{close[0]}'?" if close else "."
+        raise PlanError([f"{line} MCP adapters: {', '.join(names) or 'none'}"])
+    if len(mcp) != 1:
+        names = ", ".join(s.namespace for s in mcp) or "none"
+        line = f"--stdio needs a namespace: there is not exactly one MCP adapter ({names})"
+        raise PlanError([f"naftiko-run: {line}; pass --stdio NAMESPACE"])
+    return mcp[0]
 
 
 def override_typos(slots: Sequence[Slot], config: RuntimeConfig) -> list[str]:
