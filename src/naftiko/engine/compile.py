@@ -128,6 +128,30 @@ def _with_caller_body(operation: OperationPlan) -> OperationPlan:
     return replace(operation, params=(*operation.params, body))
 
 
+def _non_empty_path_inputs(
+    inputs: tuple[InputField, ...], operation: OperationPlan, with_: Mapping[str, ValueExpr]
+) -> tuple[InputField, ...]:
+    """String inputs that fill an upstream path segment get ``minLength: 1``.
+
+    An empty segment would change the upstream path, so it is refused; saying so in the
+    schema lets validation name the argument, and the OpenAPI document and the MCP
+    input schema advertise it (schemathesis sends ``?site_id=`` otherwise).
+    """
+    fed: set[str] = set()
+    for name, shown in (p for p in operation.path.parts if isinstance(p, tuple)):
+        expr = with_.get(name)
+        if expr is None:
+            fed.add(shown)
+        elif expr.is_input_reference:
+            fed |= set(expr.input_references)
+    return tuple(
+        replace(f, schema={**f.schema, "minLength": 1})
+        if f.name in fed and f.schema.get("type") == "string" and "minLength" not in f.schema
+        else f
+        for f in inputs
+    )
+
+
 def is_identity(params: Sequence[OutputParameter]) -> bool:
     """One output parameter mapping the whole root with nothing to shape: passthrough."""
     if len(params) != 1:
@@ -290,6 +314,8 @@ class _Compiler:
                 if f.name not in with_:
                     fields.add_function_input(f)
         inputs = fields.result()
+        if operation is not None:
+            inputs = _non_empty_path_inputs(inputs, operation, with_)
         schema = input_schema(inputs)
         common = {
             "unit_id": unit_id,

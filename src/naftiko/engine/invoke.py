@@ -127,6 +127,8 @@ def _describe(error: ValidationError, schema: Mapping[str, Any]) -> tuple[str | 
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else "?"
         return name, f"{where} needs the field '{missing}'"
+    if error.validator == "minLength" and error.validator_value == 1 and error.instance == "":
+        return name, f"{where} cannot be empty"
     return name, f"{where}: {error.validator} constraint not met"
 
 
