@@ -14,6 +14,11 @@ from collections.abc import Sequence
 
 from naftiko import __version__
 
+# What ``naftiko --help`` says: plain text (the module docstring is reStructuredText).
+DESCRIPTION = (
+    "Serve declarative API capability documents as REST APIs and MCP servers, "
+    "validate them, or export their OpenAPI documents."
+)
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("naftiko.runtime.command", "serve capability documents (same as naftiko-run)"),
@@ -37,7 +42,7 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
     one's module is imported: ``naftiko run`` should not pay for the exporter's imports,
     and ``naftiko --help`` needs none of them.
     """
-    parser = argparse.ArgumentParser(prog="naftiko", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="naftiko", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"naftiko {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in COMMANDS.items():

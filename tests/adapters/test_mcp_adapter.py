@@ -260,10 +260,12 @@ async def test_missing_argument_names_it_and_what_is_expected(server: Any, mode:
 
 async def test_unknown_tool_suggests_the_closest(server: Any, mode: str) -> None:
     async with Client(server, mode=mode) as client:
-        result = await client.call_tool("ecko", {})
-        assert result.is_error
-        assert "Unknown tool 'ecko'" in result.content[0].text
-        assert "Did you mean 'echo'?" in result.content[0].text
+        # 2025-11-25 "Error Handling": an unknown tool is a JSON-RPC error, not a result.
+        with pytest.raises(MCPError) as caught:
+            await client.call_tool("ecko", {})
+        assert caught.value.error.code == INVALID_PARAMS
+        assert "Unknown tool 'ecko'" in caught.value.error.message
+        assert "Did you mean 'echo'?" in caught.value.error.message
 
 
 async def test_an_exception_never_escapes_as_a_protocol_error(server: Any, mode: str) -> None:
@@ -293,7 +295,8 @@ async def test_observer_sees_each_call(server: Any) -> None:
     try:
         async with Client(server) as c:
             await c.call_tool("tiktok", {"body": {}})
-            await c.call_tool("no-such-tool-" + "x" * 50, {})
+            with pytest.raises(MCPError):
+                await c.call_tool("no-such-tool-" + "x" * 50, {})
     finally:
         set_observer(NullObserver())
     assert [(s["unit"], s["status"], s["is_error"], s["upstream_status"]) for s in seen] == [

@@ -141,7 +141,6 @@ CALLS = [
     ("empty", {"body": {}}),
     ("tiktok", {"body": {}}),  # upstream error: isError with the body
     ("echo", {}),  # engine validation: isError naming the argument
-    ("ecko", {}),  # unknown tool
     ("typed", {"body": {}}),  # output schema mismatch
     ("boom", {"body": {}}),  # an exception in the engine
     ("unicode", {"body": {}}),  # non-ASCII: escaped in one era, not the other
@@ -184,6 +183,7 @@ MODERN_META = {
 # must hand the SDK the same bytes).
 DELEGATED: list[tuple[str, bytes | str, dict[str, str]]] = [
     ("tools/list", _raw("tools/list", {}), headers("2025-06-18")),
+    ("unknown tool: the SDK's JSON-RPC error", call("ecko", {}), headers("2025-11-25", "ecko")),
     (
         "initialize",
         _raw(

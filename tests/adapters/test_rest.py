@@ -93,8 +93,10 @@ FORM_CREATE = unit(
     field("count", "body", "integer"),
     body_media=frozenset({FORM_MEDIA_TYPE, MULTIPART_MEDIA_TYPE}),
 )
-TOKEN = unit("exchangetoken")
-REFRESH = unit("refreshtoken")
+# ``rest.body``: the whole request body, as the compiler derives it for a token exchange.
+WHOLE_BODY = InputField(name="body", location="body", schema={}, derived=True)
+TOKEN = unit("exchangetoken", WHOLE_BODY)
+REFRESH = unit("refreshtoken", WHOLE_BODY)
 
 
 def plan(*routes: RestRoute, auth: Authentication | None = None) -> RestAdapterPlan:

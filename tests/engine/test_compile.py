@@ -118,7 +118,7 @@ def test_derived_inputs_are_typed_from_the_consumed_parameter(tmp_path: Path) ->
     )
     update = compiled.units["mcp.update"]
     props = update.input_schema["properties"]
-    assert props["id"] == {"type": "string"}
+    assert props["id"] == {"type": "string", "minLength": 1}  # it fills a path segment
     assert props["limit"] == {"type": "integer", "description": "Max"}
     assert props["mode"] == {"type": "string"}
     assert props["payload"] == {"type": "object"}

@@ -164,6 +164,19 @@ class McpHandlers:
     async def on_call_tool(
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
+        if params.name not in self.tools:
+            # 2025-11-25 ("Error Handling"): an unknown tool is a protocol error, -32602.
+            get_observer().request_finished(
+                adapter_type=ADAPTER_TYPE,
+                adapter=self.plan.namespace,
+                unit=UNKNOWN_UNIT,
+                status=404,
+                is_error=True,
+                duration_s=0.0,
+                request_id=_request_id(ctx),
+                upstream_status=None,
+            )
+            raise MCPError(INVALID_PARAMS, self._unknown_tool_text(params.name))
         return await self.call_tool(params.name, params.arguments, _request_id(ctx))
 
     async def call_tool(
@@ -581,8 +594,8 @@ class ToolCallFastPath:
             call = types.CallToolRequestParams.model_validate(params, by_name=False)
         except (ValidationError, KeyError, ValueError):
             return None
-        if modern and call.name in self.sdk_tools:
-            return None
+        if (modern and call.name in self.sdk_tools) or call.name not in self.handlers.tools:
+            return None  # the SDK's path answers (an unknown tool is its JSON-RPC error)
         rid = sane_request_id(request_id.decode("latin-1")) if request_id is not None else None
         result = await self.handlers.call_tool(call.name, call.arguments, rid)
         return self._encode(rpc_id, version, modern, result)

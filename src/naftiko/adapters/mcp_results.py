@@ -221,7 +221,12 @@ def call_tool_result(entry: ToolEntry, result: Result) -> types.CallToolResult:
         return error_result(failure_text(entry, result))
     body = result.body
     if isinstance(body, (bytes, bytearray)):
-        return types.CallToolResult(content=[_bytes_content(entry, bytes(body), result.media_type)])
+        block = _bytes_content(entry, bytes(body), result.media_type)
+        if entry.output_validator is not None:
+            # Not JSON, so never the structured content the output schema promises.
+            kind = (result.media_type or "application/octet-stream").split(";", 1)[0].strip()
+            return schema_mismatch(entry, f"the result is {kind}, not a JSON object", block)
+        return types.CallToolResult(content=[block])
     if body is None:
         content: list[types.ContentBlock] = []
         structured: Any = None
@@ -245,14 +250,27 @@ def call_tool_result(entry: ToolEntry, result: Result) -> types.CallToolResult:
                 if error is not None
                 else "the result is not a JSON object"
             )
-            log.warning(
-                "tool %r: result does not match its output schema (%s)", entry.unit.name, reason
-            )
-            return error_result(
-                f"The result of tool {entry.unit.name!r} does not match its declared output "
-                f"schema ({reason}). Result: {body_text(body)}"
-            )
+            return schema_mismatch(entry, reason, types.TextContent(text=body_text(body)))
     return types.CallToolResult(content=content, structured_content=structured)
+
+
+def schema_mismatch(
+    entry: ToolEntry, reason: str, answer: types.ContentBlock
+) -> types.CallToolResult:
+    """A result the output schema does not admit, as a tool error carrying the answer.
+
+    The spec requires structured content from a tool with an output schema and clients
+    reject a success without it, losing the data; clients skip the check for errors,
+    so the agent still sees the upstream's answer (text, or the image/audio/blob).
+    """
+    log.warning("tool %r: result does not match its output schema (%s)", entry.unit.name, reason)
+    text = (
+        f"The result of tool {entry.unit.name!r} does not match its declared output "
+        f"schema ({reason})."
+    )
+    if isinstance(answer, types.TextContent):
+        return error_result(f"{text} Result: {answer.text}")
+    return types.CallToolResult(content=[types.TextContent(text=text), answer], is_error=True)
 
 
 def failure_text(entry: ToolEntry, result: Result) -> str:

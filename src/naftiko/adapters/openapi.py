@@ -180,9 +180,8 @@ def _request_body(unit: Unit, method: str) -> dict[str, Any] | None:
         if required:
             schema["required"] = required
         return {"required": bool(required), "content": _body_content(unit, schema)}
-    if method in _BODY_METHODS:
-        # No declared fields: the whole body (``rest.body``) goes to the upstream as sent.
-        return {"required": False, "content": _body_content(unit, {}, {"type": "object"})}
+    # No input reads the body: advertising one would promise what is never sent on (a
+    # caller's body is refused instead, ``rest._check_unread_body``).
     return None
 
 

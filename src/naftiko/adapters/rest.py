@@ -135,6 +135,8 @@ class _Operation:
     """A unit as this adapter calls it, with what its requests need decided at build time."""
 
     unit: Unit
+    reads_fields: bool  # declares fields of a JSON or form body
+    reads_body: bool  # some input is in the body (fields or the whole body)
     declared: frozenset[str]  # the names of its inputs
     # Each input, and whether its declared type takes one text value as it is (string or
     # untyped): ``coerce_text`` would return it unchanged.
@@ -144,9 +146,13 @@ class _Operation:
 
     @classmethod
     def of(cls, unit: Unit) -> _Operation:
+        reads_fields = any(
+            f.location == "body" and not f.derived and not is_whole_body(f) for f in unit.inputs
+        )
+        reads_body = any(f.location == "body" for f in unit.inputs)
         declared = frozenset(f.name for f in unit.inputs)
         inputs = tuple((f, schema_type(f.schema) not in _CONVERTED_TYPES) for f in unit.inputs)
-        return cls(unit, declared, inputs, _unsupported_media(unit))
+        return cls(unit, reads_fields, reads_body, declared, inputs, _unsupported_media(unit))
 
 
 # The declared types ``coerce_text`` converts text to (any other passes through).
@@ -444,6 +450,45 @@ def _check_media_type(operation: _Operation, media: str) -> None:
         raise _Refused(operation.unsupported)
 
 
+def _empty_body(operation: _Operation, media: str) -> tuple[Any, str]:
+    """An empty body: a form with no fields where the operation takes forms (its schema
+    is an object), else nothing at all."""
+    if media == FORM_MEDIA_TYPE and media in operation.unit.body_media:
+        return {}, "form"
+    return None, "none"
+
+
+def _check_null_body(operation: _Operation, kind: str, body: Any) -> None:
+    """400 for a JSON ``null`` where the OpenAPI document promises an object of fields.
+
+    ``null`` is a body that was sent, not an absent one: reading no field from it would
+    accept what the served contract refuses (schemathesis sends it).
+    """
+    if operation.reads_fields and kind == "json" and body is None:
+        raise _bad_request(
+            "Invalid request body",
+            "The request body is JSON null; this operation reads fields of a JSON object.",
+            parameter="body",
+        )
+
+
+def _check_unread_body(operation: _Operation, kind: str, body: Any) -> None:
+    """400 for a body no input reads: it would be dropped on the way to the upstream.
+
+    A JSON or form object whose fields are named like inputs is read (leniently, as
+    undeclared fields are); an empty one carries nothing to drop.
+    """
+    if operation.reads_body or kind == "none" or body == {}:
+        return
+    if isinstance(body, dict) and not operation.declared.isdisjoint(body):
+        return
+    raise _bad_request(
+        "Unexpected request body",
+        "This operation reads no request body; it would not reach the upstream.",
+        parameter="body",
+    )
+
+
 # --------------------------------------------------------------------------- responses
 
 _Headers = list[tuple[bytes, bytes]]
@@ -701,13 +746,15 @@ class _RestEndpoint:
         else:
             media, charset = _media_type(content_type)
             if not raw:
-                body, kind = None, "none"
+                body, kind = _empty_body(operation, media)
             else:
                 _check_media_type(operation, media)  # before parsing: nothing refused is read
                 if media == MULTIPART_MEDIA_TYPE:
                     body, kind = await _parse_multipart(scope, raw), "multipart"
                 else:
                     body, kind = _parse_body(raw, media, charset)
+            _check_null_body(operation, kind, body)
+            _check_unread_body(operation, kind, body)
             inputs = Inputs(
                 values=_values(operation, request, params, body, kind),
                 body=body,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -51,6 +52,7 @@ from naftiko.engine.plans import (
     MockPlan,
     NotImplementedPlan,
     OperationPlan,
+    ParamPlan,
     RefPlan,
     StepsPlan,
     UnitPlan,
@@ -100,6 +102,61 @@ __all__ = ["compile_capability"]
 
 # Methods whose REST callers send no body (see ``Compiler.unit``).
 _BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _forwards_caller_body(
+    method: str, operation: OperationPlan, declared: Sequence[InputField]
+) -> bool:
+    """A REST operation and the operation it calls both take a body, and neither says
+    what goes in it: the author meant the caller's body (9 of 19 Notion operations)."""
+    return (
+        method in _BODY_METHODS
+        and operation.method.upper() in _BODY_METHODS
+        and operation.body is None
+        and not any(p.location == "body" for p in operation.params)
+        and not any(f.location == "body" for f in declared)
+    )
+
+
+def _with_caller_body(operation: OperationPlan) -> OperationPlan:
+    """``operation`` with a consumed ``body`` parameter that reads the caller's whole body
+    (``rest.body``); the unit derives its ``body`` input, and the OpenAPI document says so."""
+    body = ParamPlan(
+        name="body",
+        location="body",
+        value=None,
+        type=None,
+        required=False,
+        description="The request body, forwarded to the upstream as sent.",
+    )
+    return replace(operation, params=(*operation.params, body))
+
+
+def _non_empty_path_inputs(
+    inputs: tuple[InputField, ...], operation: OperationPlan, with_: Mapping[str, ValueExpr]
+) -> tuple[InputField, ...]:
+    """String inputs that fill an upstream path segment get ``minLength: 1``.
+
+    An empty segment would change the upstream path, so it is refused; saying so in the
+    schema lets validation name the argument, and the OpenAPI document and the MCP
+    input schema advertise it (schemathesis sends ``?site_id=`` otherwise).
+    """
+    fed: set[str] = set()
+    for name, shown in (p for p in operation.path.parts if isinstance(p, tuple)):
+        expr = with_.get(name)
+        if expr is None:
+            fed.add(shown)
+        elif expr.is_input_reference:
+            fed |= set(expr.input_references)
+    return tuple(
+        replace(f, schema={**f.schema, "minLength": 1})
+        if f.name in fed and f.schema.get("type") == "string" and "minLength" not in f.schema
+        else f
+        for f in inputs
+    )
 
 
 def is_identity(params: Sequence[OutputParameter]) -> bool:
@@ -282,6 +339,13 @@ class _Compiler:
             rest=rest,
             caller_body=not rest or method not in _BODILESS_METHODS,
         )
+        if operation is not None and rest and _forwards_caller_body(method, operation, declared):
+            operation = _with_caller_body(operation)
+            ctx.warning(
+                path,
+                f"'{unit_id}' declares no body: the caller's request body is forwarded to "
+                f"'{operation.id}' as sent",
+            )
         if operation is not None:
             fields.derive_from_call(operation, with_, namespaces, ctx.is_bound)
         else:
@@ -294,6 +358,8 @@ class _Compiler:
                 if f.name not in with_:
                     fields.add_function_input(f)
         inputs = fields.result()
+        if operation is not None:
+            inputs = _non_empty_path_inputs(inputs, operation, with_)
         # A tool that declares its inputs refuses unknown arguments by name (issue 15);
         # REST callers' extra query parameters and body fields are dropped instead.
         schema = input_schema(inputs, closed=kind == "tool" and bool(declared))
@@ -337,6 +403,10 @@ class _Compiler:
         else:
             reason = f"'{unit_id}' declares no call, steps or output values"
             plan = NotImplementedPlan(**common, reason=reason)
+            # A stub (generated documents have many) would otherwise load silently.
+            ctx.confined(
+                path, f"'{unit_id}' answers 501: it declares no call, steps or output values"
+            )
         return Unit(
             id=unit_id,
             kind=kind,  # type: ignore[arg-type]

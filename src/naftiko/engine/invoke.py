@@ -132,6 +132,8 @@ def _describe(error: ValidationError, schema: Mapping[str, Any]) -> tuple[str | 
         return name, f"{where} needs the field '{missing}'"
     if error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
         return _unknown(error, path)
+    if error.validator == "minLength" and error.validator_value == 1 and error.instance == "":
+        return name, f"{where} cannot be empty"
     return name, f"{where}: {error.validator} constraint not met"
 
 

@@ -129,6 +129,9 @@ def render_path(path: PathTemplate, scope: Scope) -> str:
             continue
         name, shown = part  # ``shown``: ``tools.id`` is the caller's ``id``
         value = scope.lookup(name)
+        if value == "":  # sent, so not "required": the caller may have used a query value
+            detail = f"argument '{shown}' cannot be empty: it is a segment of the upstream path"
+            raise RequestError(detail, parameter=shown)
         if _absent(value):
             raise RequestError(f"path parameter '{shown}' is required", parameter=shown)
         out.append(_segment(shown, value))

@@ -42,7 +42,8 @@ NAFTIKO_LOG_FORMAT, NAFTIKO_LOG_LEVEL, NAFTIKO_TIMEOUT, NAFTIKO_MAX_BODY_BYTES,
 NAFTIKO_MCP_STATEFUL, NAFTIKO_ALLOWED_HOSTS="h1,h2", NAFTIKO_ALLOWED_ORIGINS="o1,o2",
 NAFTIKO_MAX_HEADER_BYTES, NAFTIKO_HEADER_TIMEOUT, NAFTIKO_IDLE_TIMEOUT,
 NAFTIKO_MAX_CONNECTIONS, NAFTIKO_GRACE_PERIOD, NAFTIKO_CHECK, NAFTIKO_RELOAD, and
-NAFTIKO_CAPABILITIES (paths, when none are given).
+NAFTIKO_CAPABILITIES (paths, when none are given); --stdio has none (an MCP client's
+launch command names it).
 The default host is 0.0.0.0 inside a container (/.dockerenv or NAFTIKO_IN_CONTAINER=1),
 else 127.0.0.1; a document's 'address' is used when neither --host nor NAFTIKO_HOST is set.
 """
@@ -96,6 +97,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="load and compile everything, print the summary, do not serve")
     parser.add_argument("--reload", action="store_true", default=None,
                         help="watch the documents and swap in new versions while serving")
+    parser.add_argument("--stdio", nargs="?", const="", metavar="NAMESPACE",
+                        help="serve this MCP adapter (default: the only one) on stdin/stdout "
+                             "and nothing else unless named with --port; put it after FILE")
 
 
 def _fail(lines: Any, code: int = EXIT_USAGE) -> int:
@@ -113,6 +117,9 @@ def _event_loop_factory() -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.stdio and os.path.exists(args.stdio):
+        # ``--stdio FILE``: argparse gave the optional namespace the file; it is a path.
+        args.paths, args.stdio = [*(args.paths or ()), args.stdio], ""
     try:
         config = resolve_config(args, os.environ)
     except ConfigError as exc:

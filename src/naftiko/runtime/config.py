@@ -67,6 +67,8 @@ class RuntimeConfig:
     check: bool = False
     reload: bool = False
     reload_interval_s: float = 1.0
+    # ``--stdio [NS]``: that MCP adapter ("" = the only one) on stdin/stdout (flag only).
+    stdio: str | None = None
 
     def bind_host(self, document_address: str | None) -> str:
         """Flag/env host, else the document's ``address``, else the default."""
@@ -301,4 +303,5 @@ def resolve_config(
         else _positive_float(str(grace), "grace period", allow_zero=True),
         check=flag_or_env_bool(args.check, "NAFTIKO_CHECK"),
         reload=flag_or_env_bool(args.reload, "NAFTIKO_RELOAD"),
+        stdio=getattr(args, "stdio", None),
     )

@@ -8,6 +8,7 @@ each adapter serves. Pure functions and data, so ``--check`` and the tests share
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -15,12 +16,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from naftiko.engine.plans import NotImplementedPlan
 from naftiko.engine.types import (
     AdapterPlan,
     ControlAdapterPlan,
+    DynamicResourcePlan,
     McpAdapterPlan,
     RestAdapterPlan,
     SkillAdapterPlan,
+    Unit,
 )
 from naftiko.runtime.config import RuntimeConfig
 from naftiko.spec.diagnostics import Diagnostic, LoadError
@@ -209,7 +213,8 @@ def plan_slots(
 ) -> tuple[list[Slot], list[str]]:
     """The adapters to serve, after overrides; raises :class:`PlanError` on conflicts.
 
-    The second value holds warnings (an override naming no adapter is probably a typo).
+    The second value holds warnings (none today: an override naming no namespace is an
+    error, :func:`override_typos`).
     """
     slots = [
         make_slot(plan, capability, config)
@@ -228,27 +233,104 @@ def plan_slots(
             authentication=None,
         )
         slots.append(make_slot(plan, None, config))
-    errors = [*port_errors(slots), *port_clashes(slots), *stdio_conflicts(slots)]
+    all_slots = slots
+    slots, notes = stdio_selection(slots, config)
+    errors = [
+        *port_errors(slots),
+        *port_clashes(slots),
+        *stdio_conflicts(slots),
+        *override_typos(all_slots, config),
+    ]
     if errors:
         raise PlanError(errors)
-    known = {s.namespace for s in slots}
-    warnings = [
-        f"--port {ns}: no exposed adapter has this namespace (known: {', '.join(sorted(known))})"
+    return slots, notes
+
+
+def stdio_selection(slots: list[Slot], config: RuntimeConfig) -> tuple[list[Slot], list[str]]:
+    """Apply ``--stdio``; with a stdio adapter, keep only it and what ``--port`` names.
+
+    An MCP client launches the process for stdin/stdout: binding the document's other
+    ports too would make that launch fail whenever one is taken. Raises
+    :class:`PlanError` when ``--stdio`` names no MCP adapter.
+    """
+    if config.stdio is not None:
+        chosen = _stdio_choice(slots, config.stdio)
+        slots = [
+            replace(s, plan=replace(s.plan, transport="stdio")) if s is chosen else s
+            for s in slots
+            if s is chosen or not s.is_stdio
+        ]
+    if not any(s.is_stdio for s in slots):
+        return slots, []
+    kept, notes = [], []
+    for slot in slots:
+        asked = slot.namespace in config.ports or (
+            isinstance(slot.plan, ControlAdapterPlan) and config.control_port is not None
+        )
+        if slot.is_stdio or asked:
+            kept.append(slot)
+        else:
+            notes.append(
+                f"{slot.name()}: not served beside stdio; pass --port {slot.namespace}=PORT "
+                f"to serve it too"
+            )
+    return kept, notes
+
+
+def _stdio_choice(slots: Sequence[Slot], namespace: str) -> Slot:
+    mcp = [s for s in slots if isinstance(s.plan, McpAdapterPlan)]
+    if namespace:
+        found = [s for s in slots if s.namespace == namespace]
+        if found and found[0] in mcp:
+            return found[0]
+        names = [s.namespace for s in mcp]
+        if found:
+            line = f"naftiko-run: --stdio {namespace}: not an MCP adapter ({found[0].type})."
+        else:
+            line = f"naftiko-run: --stdio {namespace}: no MCP adapter has this namespace"
+            close = difflib.get_close_matches(namespace, names, n=1, cutoff=0.6)
+            line += f"; did you mean '{close[0]}'?" if close else "."
+        raise PlanError([f"{line} MCP adapters: {', '.join(names) or 'none'}"])
+    if len(mcp) != 1:
+        names = ", ".join(s.namespace for s in mcp) or "none"
+        line = f"--stdio needs a namespace: there is not exactly one MCP adapter ({names})"
+        raise PlanError([f"naftiko-run: {line}; pass --stdio NAMESPACE"])
+    return mcp[0]
+
+
+def override_typos(slots: Sequence[Slot], config: RuntimeConfig) -> list[str]:
+    """One line per ``--port``/``--base-uri`` (or environment form) naming no namespace.
+
+    A typo must stop the process: serving anyway would call the document's (usually
+    production) upstream, or bind the document's port, while the operator thinks not.
+    """
+    exposed = sorted({s.namespace for s in slots})
+    consumed = sorted(
+        {
+            c.namespace
+            for s in slots
+            if s.capability is not None
+            for c in s.capability.loaded.document.consumed()
+        }
+    )
+    lines = [
+        _unknown("--port", "NAFTIKO_PORTS", "exposed adapter", ns, exposed)
         for ns in config.ports
-        if ns not in known
+        if ns not in exposed
     ]
-    consumed = {
-        c.namespace
-        for s in slots
-        if s.capability is not None
-        for c in s.capability.loaded.document.consumed()
-    }
-    warnings += [
-        f"--base-uri {ns}: no consumed API has this namespace"
+    lines += [
+        _unknown("--base-uri", "NAFTIKO_BASE_URIS", "consumed API", ns, consumed)
         for ns in config.base_uris
         if ns not in consumed
     ]
-    return slots, warnings
+    return lines
+
+
+def _unknown(flag: str, variable: str, what: str, namespace: str, known: list[str]) -> str:
+    line = f"naftiko-run: {flag} {namespace}: no {what} has this namespace ({flag} or {variable})"
+    close = difflib.get_close_matches(namespace, known, n=1, cutoff=0.6)
+    line += f"; did you mean '{close[0]}'?" if close else "."
+    return f"{line} Known: {', '.join(known) or 'none'}"
 
 
 def port_errors(slots: Iterable[Slot]) -> list[str]:
@@ -305,18 +387,31 @@ def url_of(host: str, port: int | None, path: str = "") -> str:
     return f"http://{shown}:{port}{path}"
 
 
+ANSWERS_501 = " (answers 501)"
+
+
+def _item(label: str, unit: Unit) -> str:
+    """A served item, marked when its unit can only answer 501 (named by a load warning)."""
+    return label + ANSWERS_501 if isinstance(unit.plan, NotImplementedPlan) else label
+
+
 def serves(plan: AdapterPlan) -> list[str]:
     """What an adapter exposes, one short item each, for the start-up summary."""
     if isinstance(plan, RestAdapterPlan):
         items = []
         for route in plan.routes:
-            items += [f"{method} {route.path}" for method in route.operations]
+            items += [_item(f"{method} {route.path}", u) for method, u in route.operations.items()]
             if route.forward is not None:
                 items.append(f"* {route.path} -> {route.forward.target_namespace}")
         return items
     if isinstance(plan, McpAdapterPlan):
-        items = [f"tool {tool.name}" for tool in plan.tools]
-        items += [f"resource {resource.uri}" for resource in plan.resources]
+        items = [_item(f"tool {tool.name}", tool) for tool in plan.tools]
+        items += [
+            _item(f"resource {r.uri}", r.unit)
+            if isinstance(r, DynamicResourcePlan)
+            else f"resource {r.uri}"
+            for r in plan.resources
+        ]
         items += [f"prompt {prompt.name}" for prompt in plan.prompts]
         return items
     if isinstance(plan, SkillAdapterPlan):
@@ -329,6 +424,13 @@ def serves(plan: AdapterPlan) -> list[str]:
                  "info": ["/status"]}
         return [p for name, on in features.items() if on for p in paths[name]]
     return []
+
+
+def served_count(items: Sequence[str]) -> str:
+    """``3 served``, or ``1 served, 2 answer 501`` when stubs are among them."""
+    stubs = sum(item.endswith(ANSWERS_501) for item in items)
+    counted = f"{len(items) - stubs} served"
+    return f"{counted}, {stubs} answer 501" if stubs else counted
 
 
 def adapter_path(plan: AdapterPlan) -> str:
@@ -359,7 +461,7 @@ class Summary:
                 port = (ports or {}).get(slot.key, slot.plan.port)
                 where = url_of(slot.host, port, adapter_path(slot.plan))
             items = serves(slot.plan)
-            out.append(f"  {slot.type} {slot.namespace} {where}: {len(items)} served")
+            out.append(f"  {slot.type} {slot.namespace} {where}: {served_count(items)}")
             out += [f"    {item}" for item in items]
         out += [f"skipped (not a capability): {path}" for path in self.skipped]
         out += [f"warning: {w}" for w in self.warnings]
