@@ -193,6 +193,29 @@ async def test_a_silent_connection_is_closed_at_the_idle_timeout(
     assert await _exchange(ports[adapter], b"") == b""
 
 
+async def test_a_kept_alive_connection_outlives_the_idle_timeout(
+    limited: tuple[RuntimeProcess, dict[str, int]],
+) -> None:
+    """Found by the 10-minute stress run: with one timeout for both, the server closed a
+    pooled connection at the same moment as the client (httpx keeps one 5 s) sent its
+    next request on it, which failed without an answer. Between requests the keep-alive
+    timeout (20 s) applies, not the idle timeout before a first request (1 s here)."""
+    _, ports = limited
+    reader, writer = await asyncio.open_connection("127.0.0.1", ports["lim-rest"])
+    request = f"GET /hello HTTP/1.1\r\nHost: 127.0.0.1:{ports['lim-rest']}\r\n\r\n".encode()
+    try:
+        for _ in range(2):
+            writer.write(request)
+            await writer.drain()
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GUARD_S)
+            assert head.startswith(b"HTTP/1.1 200 ")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            await asyncio.wait_for(reader.readexactly(length), GUARD_S)
+            await asyncio.sleep(2.0)  # twice the idle timeout, a tenth of the keep-alive one
+    finally:
+        writer.close()
+
+
 async def test_keep_alive_requests_still_work_under_the_deadlines(
     limited: tuple[RuntimeProcess, dict[str, int]],
 ) -> None:

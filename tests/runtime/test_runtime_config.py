@@ -95,21 +95,24 @@ def test_defaults() -> None:
 def test_listener_limits_from_defaults_environment_and_flags() -> None:
     limits = config().listener_limits()
     assert (limits.max_header_bytes, limits.header_timeout_s, limits.idle_timeout_s,
-            limits.max_connections) == (32 * 1024, 10.0, 5.0, 1000)
+            limits.keep_alive_timeout_s, limits.max_connections) == (32 * 1024, 10.0, 5.0,
+                                                                      20.0, 1000)
     env = {
         "NAFTIKO_MAX_HEADER_BYTES": "4096",
         "NAFTIKO_HEADER_TIMEOUT": "2.5",
         "NAFTIKO_IDLE_TIMEOUT": "7",
+        "NAFTIKO_KEEP_ALIVE_TIMEOUT": "30",
         "NAFTIKO_MAX_CONNECTIONS": "50",
     }
     limits = config(env=env).listener_limits()
     assert (limits.max_header_bytes, limits.header_timeout_s, limits.idle_timeout_s,
-            limits.max_connections) == (4096, 2.5, 7.0, 50)
+            limits.keep_alive_timeout_s, limits.max_connections) == (4096, 2.5, 7.0, 30.0, 50)
     flagged = config("--max-header-bytes", "100", "--header-timeout", "1",
-                     "--idle-timeout", "0.5", "--max-connections", "3", env=env)
+                     "--idle-timeout", "0.5", "--keep-alive-timeout", "9",
+                     "--max-connections", "3", env=env)
     limits = flagged.listener_limits()
     assert (limits.max_header_bytes, limits.header_timeout_s, limits.idle_timeout_s,
-            limits.max_connections) == (100, 1.0, 0.5, 3)
+            limits.keep_alive_timeout_s, limits.max_connections) == (100, 1.0, 0.5, 9.0, 3)
 
 
 @pytest.mark.parametrize(
@@ -119,6 +122,7 @@ def test_listener_limits_from_defaults_environment_and_flags() -> None:
         ("--max-connections", "-1"),
         ("--header-timeout", "soon"),
         ("--idle-timeout", "0"),
+        ("--keep-alive-timeout", "-2"),
         ("--allowed-origin", "http://app.example/path"),
         ("--allowed-origin", "app.example"),
         ("--allowed-host", "a b"),

@@ -57,14 +57,14 @@ def test_every_listener_gets_the_configured_limits() -> None:
         pass
 
     config = RuntimeConfig(paths=(), max_header_bytes=100, header_timeout_s=2.0,
-                           idle_timeout_s=3.0, max_connections=4)
+                           idle_timeout_s=3.0, keep_alive_timeout_s=11.0, max_connections=4)
     made = Runtime(config, [], [], redactor=Redactor(), metrics=Metrics())._uvicorn_config(
         app, "rest shop (port 1)"
     )
     assert isinstance(made, ListenerConfig)
     assert made.listener_guard.name == "rest shop (port 1)"
     assert made.listener_guard.limits == config.listener_limits()
-    assert made.timeout_keep_alive == 3.0  # idle between requests: the same rule
+    assert made.timeout_keep_alive == 11.0  # between requests: the keep-alive timeout
 
 
 def test_descriptor_room_is_made_or_reported() -> None:

@@ -27,6 +27,7 @@ from naftiko.runtime.config import (
 from naftiko.runtime.http_protocol import (
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_KEEP_ALIVE_TIMEOUT_S,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HEADER_BYTES,
 )
@@ -41,9 +42,9 @@ NAFTIKO_PORTS="ns=port,ns2=port", NAFTIKO_BASE_URIS="ns=url,...", NAFTIKO_CONTRO
 NAFTIKO_LOG_FORMAT, NAFTIKO_LOG_LEVEL, NAFTIKO_TIMEOUT, NAFTIKO_MAX_BODY_BYTES,
 NAFTIKO_MCP_STATEFUL, NAFTIKO_ALLOWED_HOSTS="h1,h2", NAFTIKO_ALLOWED_ORIGINS="o1,o2",
 NAFTIKO_MAX_HEADER_BYTES, NAFTIKO_HEADER_TIMEOUT, NAFTIKO_IDLE_TIMEOUT,
-NAFTIKO_MAX_CONNECTIONS, NAFTIKO_GRACE_PERIOD, NAFTIKO_CHECK, NAFTIKO_RELOAD, and
-NAFTIKO_CAPABILITIES (paths, when none are given); --stdio has none (an MCP client's
-launch command names it).
+NAFTIKO_KEEP_ALIVE_TIMEOUT, NAFTIKO_MAX_CONNECTIONS, NAFTIKO_GRACE_PERIOD, NAFTIKO_CHECK,
+NAFTIKO_RELOAD, and NAFTIKO_CAPABILITIES (paths, when none are given); --stdio has none
+(an MCP client's launch command names it).
 The default host is 0.0.0.0 inside a container (/.dockerenv or NAFTIKO_IN_CONTAINER=1),
 else 127.0.0.1; a document's 'address' is used when neither --host nor NAFTIKO_HOST is set.
 """
@@ -85,8 +86,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"time a request head gets from its first byte; 408 past it "
                              f"(default {DEFAULT_HEADER_TIMEOUT_S:g})")
     parser.add_argument("--idle-timeout", type=str, metavar="SECONDS",
-                        help=f"a connection sending nothing, from accept or between "
-                             f"requests, is closed after it (default {DEFAULT_IDLE_TIMEOUT_S:g})")
+                        help=f"a connection sending no request after accept is closed after "
+                             f"it (default {DEFAULT_IDLE_TIMEOUT_S:g})")
+    parser.add_argument("--keep-alive-timeout", type=str, metavar="SECONDS",
+                        help=f"a kept-alive connection without a next request is closed "
+                             f"after it; longer than clients' pool expiry "
+                             f"(default {DEFAULT_KEEP_ALIVE_TIMEOUT_S:g})")
     parser.add_argument("--max-connections", type=str, metavar="N",
                         help=f"open connections per listener; more get 503 and are closed "
                              f"(default {DEFAULT_MAX_CONNECTIONS})")

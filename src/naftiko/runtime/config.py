@@ -20,6 +20,7 @@ from naftiko.engine.settings import EngineSettings
 from naftiko.runtime.http_protocol import (
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_IDLE_TIMEOUT_S,
+    DEFAULT_KEEP_ALIVE_TIMEOUT_S,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_HEADER_BYTES,
     ListenerLimits,
@@ -62,6 +63,7 @@ class RuntimeConfig:
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    keep_alive_timeout_s: float = DEFAULT_KEEP_ALIVE_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     grace_period_s: float = DEFAULT_GRACE_PERIOD_S
     check: bool = False
@@ -111,6 +113,7 @@ class RuntimeConfig:
             max_header_bytes=self.max_header_bytes,
             header_timeout_s=self.header_timeout_s,
             idle_timeout_s=self.idle_timeout_s,
+            keep_alive_timeout_s=self.keep_alive_timeout_s,
             max_connections=self.max_connections,
         )
 
@@ -265,6 +268,7 @@ def resolve_config(
     header_bytes = pick(args.max_header_bytes, "NAFTIKO_MAX_HEADER_BYTES")
     header_timeout = pick(args.header_timeout, "NAFTIKO_HEADER_TIMEOUT")
     idle_timeout = pick(args.idle_timeout, "NAFTIKO_IDLE_TIMEOUT")
+    keep_alive_timeout = pick(args.keep_alive_timeout, "NAFTIKO_KEEP_ALIVE_TIMEOUT")
     max_connections = pick(args.max_connections, "NAFTIKO_MAX_CONNECTIONS")
 
     def flag_or_env_bool(flag: bool | None, name: str) -> bool:
@@ -295,6 +299,9 @@ def resolve_config(
         idle_timeout_s=DEFAULT_IDLE_TIMEOUT_S
         if idle_timeout is None
         else _positive_float(str(idle_timeout), "idle timeout"),
+        keep_alive_timeout_s=DEFAULT_KEEP_ALIVE_TIMEOUT_S
+        if keep_alive_timeout is None
+        else _positive_float(str(keep_alive_timeout), "keep-alive timeout"),
         max_connections=DEFAULT_MAX_CONNECTIONS
         if max_connections is None
         else _positive_int(str(max_connections), "max connections"),

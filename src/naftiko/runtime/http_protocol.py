@@ -17,8 +17,11 @@ the process runs out of file descriptors. :class:`ListenerGuard` holds one liste
   connection is closed: counted as bytes arrive, so an endless head is cut at the limit,
   not buffered until it ends;
 * a head not complete ``header_timeout_s`` after its first bytes gets 408 and is closed;
-* a connection that sends nothing for ``idle_timeout_s`` (from accept, and between
-  keep-alive requests: uvicorn's keep-alive timer, also armed at accept) is closed;
+* a connection that sends nothing for ``idle_timeout_s`` after accept is closed, and one
+  kept alive is closed after ``keep_alive_timeout_s`` without a next request (uvicorn's
+  keep-alive timer). The second is longer on purpose: a client reuses a pooled
+  connection until its own expiry (httpx: 5 s), and a server closing first races the
+  client's next request, which then fails without an answer;
 * past ``max_connections`` open connections, a new one gets 503 and is closed at once,
   and the listener logs it once per episode.
 
@@ -50,6 +53,7 @@ log = logging.getLogger("naftiko.runtime")
 DEFAULT_MAX_HEADER_BYTES = 32 * 1024
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_IDLE_TIMEOUT_S = 5.0
+DEFAULT_KEEP_ALIVE_TIMEOUT_S = 20.0
 DEFAULT_MAX_CONNECTIONS = 1000
 # What a request line and a header line add to the bytes the parser reports: the method,
 # " HTTP/1.1" and CRLF on the first line, ": " and CRLF on each header line.
@@ -113,6 +117,7 @@ class ListenerLimits:
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
+    keep_alive_timeout_s: float = DEFAULT_KEEP_ALIVE_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
 
 
@@ -181,12 +186,11 @@ class ListenerGuard:
 class ListenerConfig(uvicorn.Config):
     """``uvicorn.Config`` carrying the listener's :class:`ListenerGuard` to its protocol.
 
-    The idle timeout is uvicorn's keep-alive timeout too: one rule for a connection
-    waiting for a request, whether or not it had one before.
+    The keep-alive timeout is uvicorn's; the idle timeout before a first request is ours.
     """
 
     def __init__(self, app: Any, *, guard: ListenerGuard, **kwargs: Any) -> None:
-        kwargs.setdefault("timeout_keep_alive", guard.limits.idle_timeout_s)
+        kwargs.setdefault("timeout_keep_alive", guard.limits.keep_alive_timeout_s)
         super().__init__(app, **kwargs)
         self.listener_guard = guard
 
@@ -229,7 +233,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         # uvicorn arms its keep-alive timer only after a response; a connection that
         # never sends a request must not stay open forever either.
         self.timeout_keep_alive_task = self.loop.call_later(
-            self.timeout_keep_alive, self.timeout_keep_alive_handler
+            self.guard.limits.idle_timeout_s, self.timeout_keep_alive_handler
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
