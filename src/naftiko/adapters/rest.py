@@ -475,13 +475,16 @@ def _check_null_body(operation: _Operation, kind: str, body: Any) -> None:
 def _check_unread_body(operation: _Operation, kind: str, body: Any) -> None:
     """400 for a body no input reads: it would be dropped on the way to the upstream.
 
-    A JSON or form object whose fields are named like inputs is read (leniently, as
-    undeclared fields are); an empty one carries nothing to drop.
+    A JSON or form object with a field named like an input, or like a name the unit's
+    templates read (``Unit.reads``), is read (leniently, as undeclared fields are); an
+    empty one carries nothing to drop.
     """
     if operation.reads_body or kind == "none" or body == {}:
         return
-    if isinstance(body, dict) and not operation.declared.isdisjoint(body):
-        return
+    if isinstance(body, dict):
+        reads = operation.unit.reads
+        if reads is None or not operation.declared.isdisjoint(body) or not reads.isdisjoint(body):
+            return
     raise _bad_request(
         "Unexpected request body",
         "This operation reads no request body; it would not reach the upstream.",

@@ -420,6 +420,7 @@ class _Compiler:
             hints=hints,
             plan=plan,
             body_media=self._body_media(plan),
+            reads=plan.visible,
         )
 
     def _body_media(self, plan: UnitPlan) -> frozenset[str]:

@@ -179,6 +179,9 @@ class Unit:
     # ``FORM_MEDIA_TYPE``/``MULTIPART_MEDIA_TYPE`` when a consumed operation it calls
     # sends that body type. A REST caller may send those; JSON is always taken.
     body_media: frozenset[str] = frozenset()
+    # The caller input names its templates may read besides ``inputs`` (``UnitPlan.visible``;
+    # None: any). A REST body whose fields none of these name reaches nothing.
+    reads: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
