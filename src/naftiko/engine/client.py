@@ -39,6 +39,7 @@ from naftiko.engine.transport import (
 )
 from naftiko.engine.types import STATUS, ErrorKind, Problem
 from naftiko.engine.wire import ResponseHeaders, wire_of
+from naftiko.errors import UpstreamError
 from naftiko.observability import get_observer
 
 __all__ = ["UpstreamClients", "UpstreamResponse", "send"]
@@ -379,7 +380,7 @@ def _is_unfollowed_redirect(status: int, *, follow: bool) -> bool:
     return 300 <= status < 400 and status != 304 and not follow
 
 
-class _Redirected(Exception):
+class _Redirected(UpstreamError):
     """Internal signal: the upstream answered with a redirect we do not follow."""
 
     def __init__(self, status: int) -> None:

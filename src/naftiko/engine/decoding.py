@@ -23,6 +23,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 
+from naftiko.errors import UpstreamError
+
 __all__ = [
     "CODINGS_EXTENSION",
     "MAX_CODINGS",
@@ -41,7 +43,7 @@ MAX_CODINGS = 2
 CODINGS_EXTENSION = "naftiko.content_encoding"
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(UpstreamError):
     """The body as received, or ``decoded`` (or one coding's output), passed ``limit``."""
 
     def __init__(self, limit: int, *, decoded: bool = False, status: int | None = None) -> None:
@@ -52,7 +54,7 @@ class BodyTooLarge(Exception):
         self.status = status
 
 
-class TooManyCodings(httpx.DecodingError):
+class TooManyCodings(httpx.DecodingError, UpstreamError):
     """More content codings than :data:`MAX_CODINGS` (a message in our own words)."""
 
     def __init__(self, count: int) -> None:

@@ -30,6 +30,7 @@ from urllib.parse import quote
 import httpx
 
 from naftiko.engine.decoding import BodyTooLarge, read_limited
+from naftiko.errors import AuthError, LoadTimeError, UpstreamError
 from naftiko.spec.models import Authentication
 
 __all__ = [
@@ -63,11 +64,11 @@ _COOKIE_SAFE = "!#$%&'()*+-./:<=>?@[]^_`{|}~"
 _OAUTH_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
-class OutboundAuthConfigError(ValueError):
+class OutboundAuthConfigError(ValueError, LoadTimeError):
     """The ``authentication`` block of a consumed API cannot work (unknown type, placement)."""
 
 
-class OutboundAuthError(Exception):
+class OutboundAuthError(UpstreamError, AuthError):
     """An OAuth2 token could not be obtained.
 
     ``status`` is the token endpoint's HTTP status, or ``None`` when it was not reached.
