@@ -106,6 +106,17 @@ def test_errors_imports_nothing_of_ours() -> None:
     assert out.strip() == "['naftiko', 'naftiko.errors']"
 
 
+def test_response_too_large_is_one_class_under_both_names() -> None:
+    from naftiko.engine import decoding, transport
+
+    assert decoding.BodyTooLarge is errors.ResponseTooLarge
+    assert transport.ResponseTooLarge is errors.ResponseTooLarge
+    assert str(errors.ResponseTooLarge(10, 200)) == "response larger than 10 bytes"
+    decoded = errors.ResponseTooLarge(10, decoded=True)
+    assert str(decoded) == "decoded response larger than 10 bytes"
+    assert (decoded.limit, decoded.status, decoded.decoded) == (10, None, True)
+
+
 def test_the_status_mapping_is_the_engine_contracts() -> None:
     from naftiko.engine import types
 

@@ -5,10 +5,11 @@ Every exception class under ``src/naftiko`` derives from :class:`NaftikoError`
 them is named in the tree below). The branches say whose fault a failure is and
 therefore how it ends; a leaf is defined next to the code that raises it (it carries
 that code's data: diagnostics, a ``Problem``, an httpx base) and is importable from
-there. This module imports nothing of ours (nor any library), so every layer (spec,
-engine, adapters, runtime) can import it. Where a leaf must also be a library's or the
-standard library's exception (``ValueError``, ``TimeoutError``, ``httpx.DecodingError``...),
-it keeps that base too, so that existing ``except`` clauses keep matching it.
+there, except :class:`ResponseTooLarge`, which four modules share. This module imports
+nothing of ours (nor any library), so every layer (spec, engine, adapters, runtime)
+can import it. Where a leaf must also be a library's or the standard library's
+exception (``ValueError``, ``TimeoutError``, ``httpx.DecodingError``...), it keeps
+that base too, so that existing ``except`` clauses keep matching it.
 
 Request-time failures become an :class:`ErrorKind`; :data:`STATUS` gives each kind its
 status (REST: the problem+json status; MCP: an ``isError`` result with the same
@@ -82,6 +83,7 @@ __all__ = [
     "InternalSignal",
     "LoadTimeError",
     "NaftikoError",
+    "ResponseTooLarge",
     "UpstreamError",
 ]
 
@@ -134,3 +136,18 @@ class InboundAuthError(AuthError):
 
 class InternalSignal(NaftikoError):
     """Control flow inside one module; one that escapes its module is a defect."""
+
+
+class ResponseTooLarge(UpstreamError):
+    """An upstream body (as received, or ``decoded``, or one coding's output) passed ``limit``.
+
+    ``status`` is the upstream's status when it had answered (for the request log).
+    Once two classes (the transport's and the decoder's); one meaning, one class.
+    """
+
+    def __init__(self, limit: int, status: int | None = None, *, decoded: bool = False) -> None:
+        what = "decoded response" if decoded else "response"
+        super().__init__(f"{what} larger than {limit} bytes")
+        self.limit = limit
+        self.decoded = decoded
+        self.status = status

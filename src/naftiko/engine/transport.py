@@ -26,7 +26,7 @@ from typing import NamedTuple
 import httpx
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
-from naftiko.errors import UpstreamError
+from naftiko.errors import ResponseTooLarge, UpstreamError
 
 __all__ = [
     "MAX_RESPONSE_HEAD",
@@ -346,15 +346,6 @@ class ResponseHeadTooLarge(httpx.RemoteProtocolError, UpstreamError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"response headers larger than {limit} bytes")
         self.limit = limit
-
-
-class ResponseTooLarge(UpstreamError):
-    """The response body is larger than the caller's limit (its connection is closed)."""
-
-    def __init__(self, limit: int, status: int) -> None:
-        super().__init__(f"response larger than {limit} bytes")
-        self.limit = limit
-        self.status = status
 
 
 class _Body(httpx.AsyncByteStream):
