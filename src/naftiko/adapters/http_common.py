@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from naftiko.engine import json_codec
 from naftiko.engine.types import JSON_MEDIA_TYPE, PROBLEM_MEDIA_TYPE, Problem
+from naftiko.errors import CallerError
 from naftiko.observability import get_observer
 
 __all__ = [
@@ -218,7 +219,7 @@ def report_finished(
 # --------------------------------------------------------------------------- bodies
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(CallerError):
     """The request body exceeds the adapter's limit (answer 413)."""
 
 

@@ -35,6 +35,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from naftiko.engine.types import PROBLEM_MEDIA_TYPE
+from naftiko.errors import InboundAuthError, LoadTimeError
 from naftiko.spec.models import Authentication
 
 __all__ = [
@@ -65,7 +66,7 @@ _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _TEMPLATE = re.compile(r"\{\{\{?\s*([^{}\s]+)\s*\}?\}\}")
 
 
-class InboundAuthConfigError(ValueError):
+class InboundAuthConfigError(ValueError, LoadTimeError):
     """The adapter's ``authentication`` block cannot be enforced; the adapter must not start."""
 
 
@@ -238,11 +239,11 @@ class BasicInboundAuth(InboundAuth):
 # --------------------------------------------------------------------------- oauth2
 
 
-class _InvalidToken(Exception):
+class _InvalidToken(InboundAuthError):
     """A rejected JWT; the message is one of a few fixed, credential-free reasons."""
 
 
-class _KeysUnavailable(Exception):
+class _KeysUnavailable(InboundAuthError):
     """The authorization server's metadata or JWKS could not be fetched."""
 
 

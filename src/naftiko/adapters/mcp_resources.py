@@ -27,13 +27,14 @@ from naftiko.engine.types import (
     Result,
     StaticResourcePlan,
 )
+from naftiko.errors import CallerError
 
 _TEMPLATE_VAR = re.compile(r"\{([^{}/]+)\}")
 
 Contents = types.TextResourceContents | types.BlobResourceContents
 
 
-class ResourceFailure(Exception):
+class ResourceFailure(CallerError):
     """A read that cannot be served; ``code`` is the JSON-RPC error code."""
 
     def __init__(self, code: int, message: str, *, status: int | None = None) -> None:

@@ -98,6 +98,7 @@ from naftiko.engine.types import (
     Result,
     Unit,
 )
+from naftiko.errors import CallerError
 from naftiko.spec.binds import Bindings
 from naftiko.spec.models import Info
 
@@ -199,7 +200,7 @@ def _raw_path(scope: Scope) -> str:
 # --------------------------------------------------------------------------- requests
 
 
-class _Refused(Exception):
+class _Refused(CallerError):
     """A request we answer ourselves with a problem (400, 413, 415)."""
 
     def __init__(self, fields: dict[str, Any]) -> None:

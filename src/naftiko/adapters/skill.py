@@ -54,6 +54,7 @@ from naftiko.engine.static_files import (
     resolve_under,
 )
 from naftiko.engine.types import AdapterPlan, SkillAdapterPlan
+from naftiko.errors import CallerError
 from naftiko.spec.binds import Bindings
 from naftiko.spec.models import ExposedSkill
 
@@ -120,7 +121,7 @@ def skill_detail(skill: ExposedSkill, modes: Mapping[str, str]) -> dict[str, Any
 # --------------------------------------------------------------------------- files
 
 
-class _NotFound(Exception):
+class _NotFound(CallerError):
     """Answer 404 with this message (safe: names only what the caller asked for)."""
 
 

@@ -22,7 +22,6 @@ import httpx
 from naftiko.engine.decoding import (
     CODINGS_EXTENSION,
     BodyDecoder,
-    BodyTooLarge,
     LimitedStream,
     TooManyCodings,
     read_limited,
@@ -33,12 +32,12 @@ from naftiko.engine.settings import EngineSettings
 from naftiko.engine.transport import (
     Http11Transport,
     ResponseHeadTooLarge,
-    ResponseTooLarge,
     WireRequest,
     wire_request,
 )
 from naftiko.engine.types import STATUS, ErrorKind, Problem
 from naftiko.engine.wire import ResponseHeaders, wire_of
+from naftiko.errors import ResponseTooLarge, UpstreamError
 from naftiko.observability import get_observer
 
 __all__ = ["UpstreamClients", "UpstreamResponse", "send"]
@@ -223,7 +222,7 @@ async def send(
                     client, route, auth, settings, limit
                 )
     except Exception as exc:
-        kind, reason, title, status = _failure(exc, settings, limit)
+        kind, reason, title, status = _failure(exc, settings)
         _report(namespace, request.method, status, kind.value, started)
         detail = f"upstream '{namespace}' ({operation}){reason}"
         return _problem(kind, title or _TITLES[kind], detail)
@@ -245,7 +244,7 @@ def _report(namespace: str, method: str, status: int | None, outcome: str, start
 
 
 def _failure(
-    exc: Exception, settings: EngineSettings, limit: int
+    exc: Exception, settings: EngineSettings
 ) -> tuple[ErrorKind, str, str | None, int | None]:
     """``(kind, reason, title or None, upstream status)`` of a failed exchange; re-raises
     what is not a transport failure (a defect: the engine reports it as one)."""
@@ -255,11 +254,8 @@ def _failure(
     if isinstance(exc, TimeoutError):
         reason = f": no complete response within {settings.total_timeout_s:g}s"
         return ErrorKind.TIMEOUT, reason, None, None
-    if isinstance(exc, BodyTooLarge):
+    if isinstance(exc, ResponseTooLarge):  # its message is ours: the limit only
         return ErrorKind.BAD_UPSTREAM_RESPONSE, f": {exc}", None, exc.status
-    if isinstance(exc, ResponseTooLarge):
-        reason = f": response larger than {limit} bytes"
-        return ErrorKind.BAD_UPSTREAM_RESPONSE, reason, None, exc.status
     if isinstance(exc, TooManyCodings):  # its message is ours: a count, no upstream text
         return ErrorKind.BAD_UPSTREAM_RESPONSE, f": {exc}", None, None
     if isinstance(exc, OutboundAuthError):
@@ -342,7 +338,7 @@ async def _fetch(
         if decoder is not None:
             try:
                 content = decoder.decode(content)
-            except BodyTooLarge as exc:
+            except ResponseTooLarge as exc:
                 exc.status = raw.status
                 raise
     return raw.status, headers, content
@@ -363,7 +359,7 @@ async def _send_with_client(
             raise _Redirected(status)
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise BodyTooLarge(limit, status=status)
+            raise ResponseTooLarge(limit, status)
         codings = response.extensions.get(CODINGS_EXTENSION)
         return status, response.headers, await read_limited(response, limit, codings)
     finally:
@@ -379,7 +375,7 @@ def _is_unfollowed_redirect(status: int, *, follow: bool) -> bool:
     return 300 <= status < 400 and status != 304 and not follow
 
 
-class _Redirected(Exception):
+class _Redirected(UpstreamError):
     """Internal signal: the upstream answered with a redirect we do not follow."""
 
     def __init__(self, status: int) -> None:

@@ -5,7 +5,8 @@ bytes of ``Content-Encoding: gzip, gzip`` became 2 GB of memory and seconds of a
 event loop. Here every coding inflates at most ``limit + 1`` bytes per call and stops
 there, so decoding a bomb costs about ``limit`` bytes of memory and work per coding:
 
-* the final output counts against the response size limit (:class:`BodyTooLarge`);
+* the final output counts against the response size limit
+  (:class:`~naftiko.errors.ResponseTooLarge`);
 * so does each intermediate coding's output: a first coding can inflate into a second
   stream that decodes to almost nothing (empty deflate blocks), all CPU and no output;
 * at most :data:`MAX_CODINGS` codings are accepted (:class:`TooManyCodings`): real
@@ -22,6 +23,8 @@ import zlib
 from collections.abc import AsyncIterator
 
 import httpx
+
+from naftiko.errors import ResponseTooLarge, UpstreamError
 
 __all__ = [
     "CODINGS_EXTENSION",
@@ -41,18 +44,12 @@ MAX_CODINGS = 2
 CODINGS_EXTENSION = "naftiko.content_encoding"
 
 
-class BodyTooLarge(Exception):
-    """The body as received, or ``decoded`` (or one coding's output), passed ``limit``."""
-
-    def __init__(self, limit: int, *, decoded: bool = False, status: int | None = None) -> None:
-        what = "decoded response" if decoded else "response"
-        super().__init__(f"{what} larger than {limit} bytes")
-        self.limit = limit
-        self.decoded = decoded
-        self.status = status
+# One class for every "upstream body too large" (the transport raises it too); the name
+# this module gave it stays importable.
+BodyTooLarge = ResponseTooLarge
 
 
-class TooManyCodings(httpx.DecodingError):
+class TooManyCodings(httpx.DecodingError, UpstreamError):
     """More content codings than :data:`MAX_CODINGS` (a message in our own words)."""
 
     def __init__(self, count: int) -> None:
@@ -95,7 +92,7 @@ class _Inflater:
     def _count(self, out: bytes, limit: int) -> bytes:
         self.produced += len(out)
         if self.produced > limit:
-            raise BodyTooLarge(limit, decoded=True)
+            raise ResponseTooLarge(limit, decoded=True)
         return out
 
 
@@ -145,11 +142,11 @@ class BodyDecoder:
 
 async def read_limited(response: httpx.Response, limit: int, codings: str | None) -> bytes:
     """``response``'s body undone of ``codings``, within ``limit`` bytes as received and
-    as decoded (:class:`BodyTooLarge`). httpx's decoders are never used: ``codings`` is
-    the Content-Encoding the caller took away from them."""
+    as decoded (:class:`~naftiko.errors.ResponseTooLarge`). httpx's decoders are never
+    used: ``codings`` is the Content-Encoding the caller took away from them."""
     if response.is_stream_consumed:  # read (and decoded) by a test double's transport
         if len(response.content) > limit:
-            raise BodyTooLarge(limit, status=response.status_code)
+            raise ResponseTooLarge(limit, status=response.status_code)
         return response.content
     decoder = BodyDecoder.of(codings, limit)
     chunks: list[bytes] = []
@@ -157,7 +154,7 @@ async def read_limited(response: httpx.Response, limit: int, codings: str | None
     async for chunk in response.aiter_raw():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge(limit, status=response.status_code)
+            raise ResponseTooLarge(limit, status=response.status_code)
         chunks.append(chunk if decoder is None else decoder.feed(chunk))
     if decoder is not None:
         chunks.append(decoder.flush())
@@ -178,7 +175,7 @@ class LimitedStream(httpx.AsyncByteStream):
         async for chunk in self._stream:
             size += len(chunk)
             if size > self._limit:
-                raise BodyTooLarge(self._limit, status=self._status)
+                raise ResponseTooLarge(self._limit, status=self._status)
             yield chunk
 
     async def aclose(self) -> None:

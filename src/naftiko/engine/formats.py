@@ -26,11 +26,12 @@ from typing import Any, Final
 import yaml
 
 from naftiko.engine import json_codec
+from naftiko.errors import UpstreamError
 
 __all__ = ["FORMATS", "FormatError", "check_format", "normalize_format", "parse_body"]
 
 
-class FormatError(ValueError):
+class FormatError(ValueError, UpstreamError):
     """A body or a format declaration that cannot be read; the message is safe to show."""
 
 

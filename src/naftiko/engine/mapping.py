@@ -30,6 +30,7 @@ from naftiko.engine.templating import (
     compile_template,
     compile_value,
 )
+from naftiko.errors import LoadTimeError
 from naftiko.spec.models import OutputParameter
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 ]
 
 
-class MappingError(ValueError):
+class MappingError(ValueError, LoadTimeError):
     """An output parameter that cannot be compiled (bad JSONPath, bad template)."""
 
 

@@ -51,6 +51,7 @@ from naftiko.engine.templating import (
     format_value,
 )
 from naftiko.engine.types import JSON_MEDIA_TYPE, ErrorKind, Problem, Result
+from naftiko.errors import LoadTimeError
 from naftiko.spec.models import CallSpec, OutputParameter, Step, StepMapping
 
 __all__ = [
@@ -81,7 +82,7 @@ SCRIPT_REFUSAL: Final = (
 )
 
 
-class StepsError(ValueError):
+class StepsError(ValueError, LoadTimeError):
     """Steps that cannot run; ``problems`` are the messages of :func:`check_steps`.
 
     ``at`` is where in the unit the first problem is (``("steps", 1)``,

@@ -29,7 +29,8 @@ from urllib.parse import quote
 
 import httpx
 
-from naftiko.engine.decoding import BodyTooLarge, read_limited
+from naftiko.engine.decoding import read_limited
+from naftiko.errors import AuthError, LoadTimeError, ResponseTooLarge, UpstreamError
 from naftiko.spec.models import Authentication
 
 __all__ = [
@@ -63,11 +64,11 @@ _COOKIE_SAFE = "!#$%&'()*+-./:<=>?@[]^_`{|}~"
 _OAUTH_ERROR_CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
-class OutboundAuthConfigError(ValueError):
+class OutboundAuthConfigError(ValueError, LoadTimeError):
     """The ``authentication`` block of a consumed API cannot work (unknown type, placement)."""
 
 
-class OutboundAuthError(Exception):
+class OutboundAuthError(UpstreamError, AuthError):
     """An OAuth2 token could not be obtained.
 
     ``status`` is the token endpoint's HTTP status, or ``None`` when it was not reached.
@@ -496,7 +497,7 @@ class OAuth2OutboundAuth(httpx.Auth):
                 # Bounded, and decoded by us: an endpoint's answer is as untrusted as any.
                 codings = response.headers.get("content-encoding")
                 content = await read_limited(response, MAX_TOKEN_RESPONSE_BYTES, codings)
-        except BodyTooLarge as exc:
+        except ResponseTooLarge as exc:
             raise OutboundAuthError(f"token endpoint {exc}", status=exc.status) from None
         except httpx.HTTPError as exc:
             # ``from None``: the httpx error and its request (with the secret) stay out.

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from naftiko.engine.static_files import resolve_file_location
+from naftiko.errors import CallerError
 from naftiko.spec.models import McpPrompt
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 
 
-class PromptError(ValueError):
+class PromptError(ValueError, CallerError):
     """A prompt could not be rendered; the message is safe to show to the caller."""
 
 

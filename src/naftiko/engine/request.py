@@ -28,6 +28,7 @@ from naftiko.engine.plans import BodyPlan, ConsumesPlan, OperationPlan, ParamPla
 from naftiko.engine.settings import EngineSettings
 from naftiko.engine.templating import MISSING, Scope, Template, format_value
 from naftiko.engine.types import STATUS, ErrorKind, Inputs, Problem
+from naftiko.errors import CallerError
 
 __all__ = [
     "BuiltRequest",
@@ -51,7 +52,7 @@ _CONTENT_TYPES = {"xml": "application/xml", "sparql": "application/sparql-query"
 _HOP_HEADERS = CONNECTION_HEADERS | {"proxy-authorization"}
 
 
-class RequestError(Exception):
+class RequestError(CallerError):
     """A request cannot be built from these inputs; carries a safe VALIDATION problem."""
 
     def __init__(self, detail: str, *, parameter: str | None = None) -> None:

@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from naftiko.errors import CallerError
+
 SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
 
 # The reference engine's fallback map, checked before the platform's mimetypes table so
@@ -38,7 +40,7 @@ OCTET_STREAM = "application/octet-stream"
 _TEXT_SUBTYPES = ("json", "yaml", "xml", "javascript", "markdown", "csv", "x-www-form-urlencoded")
 
 
-class StaticFileError(ValueError):
+class StaticFileError(ValueError, CallerError):
     """Base of the errors below; the message is safe to show to a caller."""
 
 

@@ -30,6 +30,8 @@ from pystache import parser as _pystache_parser
 from pystache.context import ContextStack
 from pystache.renderengine import RenderEngine
 
+from naftiko.errors import LoadTimeError
+
 __all__ = [
     "CONTEXTS",
     "EMPTY_SCOPE",
@@ -72,7 +74,7 @@ INPUT_PREFIXES: Final = frozenset({"rest", "tools"})
 """Namespaces that always mean "the caller's inputs" (our decision 10)."""
 
 
-class TemplateError(ValueError):
+class TemplateError(ValueError, LoadTimeError):
     """A template that cannot be parsed; the caller adds the file and line."""
 
 

@@ -26,6 +26,8 @@ from typing import NamedTuple
 import httpx
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
+from naftiko.errors import ResponseTooLarge, UpstreamError
+
 __all__ = [
     "MAX_RESPONSE_HEAD",
     "DeadlineExceeded",
@@ -308,7 +310,7 @@ def _bounded(
     return timeout, error
 
 
-class DeadlineExceeded(TimeoutError):
+class DeadlineExceeded(TimeoutError, UpstreamError):
     """The whole exchange ran past its deadline (``WireRequest.deadline``)."""
 
 
@@ -338,21 +340,12 @@ class RawResponse(NamedTuple):
     content: bytes
 
 
-class ResponseHeadTooLarge(httpx.RemoteProtocolError):
+class ResponseHeadTooLarge(httpx.RemoteProtocolError, UpstreamError):
     """The response's status lines and headers exceed :data:`MAX_RESPONSE_HEAD` bytes."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"response headers larger than {limit} bytes")
         self.limit = limit
-
-
-class ResponseTooLarge(Exception):
-    """The response body is larger than the caller's limit (its connection is closed)."""
-
-    def __init__(self, limit: int, status: int) -> None:
-        super().__init__(f"response larger than {limit} bytes")
-        self.limit = limit
-        self.status = status
 
 
 class _Body(httpx.AsyncByteStream):

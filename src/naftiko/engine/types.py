@@ -10,37 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, Literal
 
+# Defined beside the exception tree; the adapter contract names them, so they stay here too.
+from naftiko.errors import STATUS as STATUS
+from naftiko.errors import ErrorKind as ErrorKind
 from naftiko.spec.models import Authentication, ExposedSkill, McpPrompt
 
 JSON_MEDIA_TYPE = "application/json"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 MULTIPART_MEDIA_TYPE = "multipart/form-data"
-
-
-class ErrorKind(StrEnum):
-    """Why an invocation failed. One place decides the status of each kind (``STATUS``)."""
-
-    VALIDATION = "validation"  # the caller's inputs are missing or of the wrong type (400)
-    UPSTREAM = "upstream"  # the upstream answered >= 400; its status and body are kept
-    UNREACHABLE = "unreachable"  # connection refused/reset, DNS failure (502)
-    TIMEOUT = "timeout"  # connect/read timeout (504)
-    BAD_UPSTREAM_RESPONSE = "bad-upstream-response"  # unparseable or oversized body (502)
-    NOT_IMPLEMENTED = "not-implemented"  # the unit cannot run: broken call target... (501)
-    INTERNAL = "internal"  # a defect of ours; logged with a traceback, never shown (500)
-
-
-STATUS: Mapping[ErrorKind, int] = {
-    ErrorKind.VALIDATION: 400,
-    ErrorKind.UNREACHABLE: 502,
-    ErrorKind.TIMEOUT: 504,
-    ErrorKind.BAD_UPSTREAM_RESPONSE: 502,
-    ErrorKind.NOT_IMPLEMENTED: 501,
-    ErrorKind.INTERNAL: 500,
-}
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from naftiko.adapters.origin import is_loopback, normalize_origin, split_host
 from naftiko.adapters.settings import AdapterSettings
 from naftiko.engine.settings import EngineSettings
+from naftiko.errors import LoadTimeError
 from naftiko.runtime.http_protocol import (
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_IDLE_TIMEOUT_S,
@@ -35,7 +36,7 @@ TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 
 
-class ConfigError(ValueError):
+class ConfigError(ValueError, LoadTimeError):
     """A flag or environment value that cannot be used; reported as one line, exit 2."""
 
 

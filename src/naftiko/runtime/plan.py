@@ -26,6 +26,7 @@ from naftiko.engine.types import (
     SkillAdapterPlan,
     Unit,
 )
+from naftiko.errors import LoadTimeError
 from naftiko.runtime.config import RuntimeConfig
 from naftiko.spec.diagnostics import Diagnostic, LoadError
 from naftiko.spec.loader import LoadedCapability, discover, is_capability_document, load_source
@@ -36,7 +37,7 @@ _LOOKS_LIKE_CAPABILITY = re.compile(r"^(naftiko|ikanos)\s*:", re.MULTILINE)
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})
 
 
-class PlanError(Exception):
+class PlanError(LoadTimeError):
     """The process cannot start; ``lines`` are printed as they are, exit code 2."""
 
     def __init__(self, lines: Sequence[str], code: int = 2) -> None:

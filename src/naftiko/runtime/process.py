@@ -36,6 +36,7 @@ from naftiko.engine.types import (
     RestAdapterPlan,
     SkillAdapterPlan,
 )
+from naftiko.errors import LoadTimeError
 from naftiko.runtime import heap
 from naftiko.runtime.config import RuntimeConfig
 from naftiko.runtime.http_protocol import (
@@ -64,7 +65,7 @@ NOT_SERVED, STDIO = "not-served", "stdio"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
-class StartupError(Exception):
+class StartupError(LoadTimeError):
     """Something in the documents or the machine prevents serving; ``code`` is the exit."""
 
     def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:

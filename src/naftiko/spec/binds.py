@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from naftiko.errors import LoadTimeError
 from naftiko.spec.models import Binding
 from naftiko.spec.source import PathT
 
@@ -96,7 +97,7 @@ def referenced_names(texts: Iterable[str]) -> frozenset[str]:
     return frozenset(m.group(1) for text in texts for m in _TAG.finditer(text))
 
 
-class BindLookupError(Exception):
+class BindLookupError(LoadTimeError):
     """A bind source cannot be read. The message names the file, never a value."""
 
 

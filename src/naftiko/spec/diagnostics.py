@@ -6,6 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from naftiko.errors import LoadTimeError
+
 Severity = Literal["error", "warning"]
 
 # A key or value quoted from the document may hold line breaks or other control
@@ -34,7 +36,7 @@ class Diagnostic:
         return f"{where}: {self.severity}: {self.message}{at}".translate(_CONTROL)
 
 
-class LoadError(Exception):
+class LoadError(LoadTimeError):
     """A document cannot run. Carries every diagnostic found, errors and warnings."""
 
     def __init__(self, diagnostics: Iterable[Diagnostic]) -> None:

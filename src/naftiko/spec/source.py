@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from naftiko.errors import InternalSignal, LoadTimeError
 from naftiko.spec.diagnostics import Diagnostic, Severity
 
 PathT = tuple[str | int, ...]
@@ -64,7 +65,7 @@ _IMPLICIT = {
 }
 
 
-class SourceError(Exception):
+class SourceError(LoadTimeError):
     """The text cannot be parsed; carries a 1-based position when the parser gave one."""
 
     def __init__(self, message: str, line: int | None = None, column: int | None = None) -> None:
@@ -329,7 +330,7 @@ _SEQ = "tag:yaml.org,2002:seq"
 _DELEGATED_SCALARS = frozenset({"tag:yaml.org,2002:int", "tag:yaml.org,2002:float", _BOOL})
 
 
-class _Unusual(Exception):
+class _Unusual(InternalSignal):
     """A node :func:`_construct_plain` leaves to PyYAML's constructor."""
 
 
