@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from naftiko.engine.inputs import plainly_valid
+from naftiko.engine.media_types import OCTET_STREAM, as_written, essence
 from naftiko.engine.static_files import is_text_media_type
 from naftiko.engine.types import ErrorKind, Result, Unit
 
@@ -63,14 +64,14 @@ def body_text(body: Any) -> str:
 
 def is_binary(media_type: str | None, data: bytes) -> bool:
     """Binary when the media type says so; with no useful type, when it is not UTF-8."""
-    essence = (media_type or "").split(";", 1)[0].strip().lower()
-    if essence and essence != "application/octet-stream":
-        return not is_text_media_type(essence)
+    media = essence(media_type)
+    if media and media != OCTET_STREAM:
+        return not is_text_media_type(media)
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
         return True
-    return essence == "application/octet-stream"
+    return media == OCTET_STREAM
 
 
 Check = Callable[[Any], bool]
@@ -224,7 +225,7 @@ def call_tool_result(entry: ToolEntry, result: Result) -> types.CallToolResult:
         block = _bytes_content(entry, bytes(body), result.media_type)
         if entry.output_validator is not None:
             # Not JSON, so never the structured content the output schema promises.
-            kind = (result.media_type or "application/octet-stream").split(";", 1)[0].strip()
+            kind = as_written(result.media_type or OCTET_STREAM)
             return schema_mismatch(entry, f"the result is {kind}, not a JSON object", block)
         return types.CallToolResult(content=[block])
     if body is None:
@@ -307,7 +308,7 @@ def validation_text(entry: ToolEntry, parameter: str | None, detail: str) -> str
 def _bytes_content(entry: ToolEntry, data: bytes, media_type: str | None) -> types.ContentBlock:
     if not is_binary(media_type, data):
         return types.TextContent(text=data.decode("utf-8", errors="replace"))
-    mime = (media_type or "application/octet-stream").split(";", 1)[0].strip()
+    mime = as_written(media_type or OCTET_STREAM)
     encoded = base64.b64encode(data).decode("ascii")
     if mime.startswith("image/"):
         return types.ImageContent(data=encoded, mime_type=mime)

@@ -27,6 +27,7 @@ from naftiko.engine.decoding import (
     TooManyCodings,
     read_limited,
 )
+from naftiko.engine.media_types import essence
 from naftiko.engine.outbound_auth import OutboundAuthError
 from naftiko.engine.request import UpstreamRequest
 from naftiko.engine.settings import EngineSettings
@@ -62,7 +63,7 @@ class UpstreamResponse:
         raw = self.headers.get("content-type")
         if not raw:
             return None
-        return raw.split(";", 1)[0].strip().lower() or None
+        return essence(raw) or None
 
     @property
     def content_type(self) -> str | None:

@@ -23,6 +23,7 @@ from naftiko.engine import json_codec
 from naftiko.engine.client import UpstreamClients, UpstreamResponse, send
 from naftiko.engine.formats import FormatError, parse_body
 from naftiko.engine.masking import SecretMask, load_secrets
+from naftiko.engine.media_types import OCTET_STREAM, is_json
 from naftiko.engine.orchestration import StepResponse
 from naftiko.engine.plans import (
     CallPlan,
@@ -82,13 +83,6 @@ def _internal_failure(doing: str) -> Result:
             f"the runtime failed while {doing}; see the server log",
         )
     )
-
-
-def _is_json(media_type: str | None) -> bool:
-    if not media_type:
-        return False
-    essence = media_type.split(";", 1)[0].strip().lower()
-    return essence == "application/json" or essence.endswith("+json")
 
 
 # --------------------------------------------------------------------------- validation
@@ -511,7 +505,7 @@ class Engine:
         mask = self._current_mask()
         if not mask or not response.content:
             return response
-        content = mask.content(response.content, _is_json(response.media_type))
+        content = mask.content(response.content, is_json(response.media_type))
         if content is None:
             return response
         return UpstreamResponse(status=response.status, headers=response.headers, content=content)
@@ -530,10 +524,10 @@ def _unreadable(operation: OperationPlan) -> Problem:
 
 def _passthrough_body(response: UpstreamResponse) -> tuple[Any, str]:
     """JSON parsed when the upstream says JSON (and it parses); bytes otherwise."""
-    media = response.content_type or "application/octet-stream"
+    media = response.content_type or OCTET_STREAM
     if not response.content:
         return None, media
-    if _is_json(response.media_type):
+    if is_json(response.media_type):
         try:
             # The essence is kept: ``application/problem+json`` stays what it was.
             return json_codec.loads(response.content), response.media_type or "application/json"
