@@ -38,7 +38,7 @@ from naftiko.engine.transport import (
     WireRequest,
     wire_request,
 )
-from naftiko.engine.types import STATUS, ErrorKind, Problem
+from naftiko.engine.types import ErrorKind, Problem
 from naftiko.engine.wire import ResponseHeaders, wire_of
 from naftiko.observability import get_observer
 
@@ -153,10 +153,6 @@ class _RefusedCookies(httpx.Cookies):
         return None
 
 
-def _problem(kind: ErrorKind, title: str, detail: str) -> Problem:
-    return Problem(kind=kind, title=title, detail=detail, status=STATUS[kind])
-
-
 def _classify(exc: Exception, settings: EngineSettings) -> tuple[ErrorKind, str]:
     """Our own words for an httpx failure (never ``str(exc)``: it may hold the URL)."""
     if isinstance(exc, ResponseHeadTooLarge):  # its message is ours: the limit only
@@ -227,7 +223,7 @@ async def send(
         kind, reason, title, status = _failure(exc, settings, limit)
         _report(namespace, request.method, status, kind.value, started)
         detail = f"upstream '{namespace}' ({operation}){reason}"
-        return _problem(kind, title or _TITLES[kind], detail)
+        return Problem.of(kind, title or _TITLES[kind], detail)
     _report(namespace, request.method, status, "ok" if status < 400 else _UPSTREAM, started)
     return UpstreamResponse(status=status, headers=headers, content=content)
 

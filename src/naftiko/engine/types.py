@@ -54,6 +54,19 @@ class Problem:
     parameter: str | None = None  # the offending input, for validation errors
     step: str | None = None  # the orchestration step that failed, if any
 
+    @classmethod
+    def of(
+        cls,
+        kind: ErrorKind,
+        title: str,
+        detail: str,
+        *,
+        parameter: str | None = None,
+        step: str | None = None,
+    ) -> Problem:
+        """A problem whose status is the one :data:`STATUS` maps its kind to."""
+        return cls(kind, title, detail, STATUS[kind], parameter, step)
+
     def as_json(self) -> dict[str, Any]:
         """The RFC 9457 problem document (REST body; MCP error text)."""
         body: dict[str, Any] = {
