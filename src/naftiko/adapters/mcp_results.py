@@ -24,7 +24,7 @@ from jsonschema.exceptions import SchemaError
 from naftiko.engine.inputs import plainly_valid
 from naftiko.engine.media_types import OCTET_STREAM, as_written, essence
 from naftiko.engine.static_files import is_text_media_type
-from naftiko.engine.types import ErrorKind, Result, Unit
+from naftiko.engine.types import ErrorKind, Result, Unit, thaw
 
 log = logging.getLogger("naftiko.adapters.mcp")
 
@@ -35,15 +35,6 @@ _SHORT_HINTS = {
     "idempotent": "idempotentHint",
     "openWorld": "openWorldHint",
 }
-
-
-def plain(value: Any) -> Any:
-    """Deep copy of a schema into plain ``dict``/``list`` (plans hold read-only mappings)."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
 
 
 def to_json_text(value: Any) -> str:
@@ -172,7 +163,7 @@ class ToolEntry:
 
 def build_tool(unit: Unit) -> ToolEntry:
     """The MCP tool for a unit (schemas copied, hints mapped, only set hints kept)."""
-    input_schema = plain(unit.input_schema) or {}
+    input_schema = thaw(unit.input_schema) or {}
     if input_schema.get("type") != "object":
         # MCP requires an object root; a unit without inputs may come with an empty schema.
         if "type" in input_schema:
@@ -180,7 +171,7 @@ def build_tool(unit: Unit) -> ToolEntry:
                 "tool %r: input schema type %r replaced by object", unit.name, input_schema["type"]
             )
         input_schema = {**input_schema, "type": "object"}
-    output_schema = plain(unit.output_schema) if unit.output_schema else None
+    output_schema = thaw(unit.output_schema) if unit.output_schema else None
     validator: Draft202012Validator | None = None
     if output_schema is not None:
         if output_schema.get("type") != "object":  # old clients require an object root

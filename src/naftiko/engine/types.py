@@ -270,3 +270,16 @@ class SkillAdapterPlan(AdapterPlan):
 class ControlAdapterPlan(AdapterPlan):
     management: Mapping[str, Any] = field(default_factory=dict)
     observability: Mapping[str, Any] = field(default_factory=dict)
+
+
+def thaw(value: Any) -> Any:
+    """Deep copy of frozen plan data (mappings, tuples) as plain ``dict``/``list``.
+
+    Plans hold schemas as read-only mappings; adapters thaw them to publish them (MCP
+    tool schemas, the OpenAPI document).
+    """
+    if isinstance(value, Mapping):
+        return {str(k): thaw(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [thaw(v) for v in value]
+    return value
