@@ -24,17 +24,12 @@ from jsonschema.exceptions import SchemaError
 from naftiko.engine.inputs import plainly_valid
 from naftiko.engine.media_types import OCTET_STREAM, as_written, essence
 from naftiko.engine.static_files import is_text_media_type
-from naftiko.engine.types import ErrorKind, Result, Unit, thaw
+from naftiko.engine.types import TOOL_HINTS, ErrorKind, Result, Unit, thaw
 
 log = logging.getLogger("naftiko.adapters.mcp")
 
-HINT_NAMES = ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint")
-_SHORT_HINTS = {
-    "readOnly": "readOnlyHint",
-    "destructive": "destructiveHint",
-    "idempotent": "idempotentHint",
-    "openWorld": "openWorldHint",
-}
+HINT_NAMES = tuple(TOOL_HINTS.values())
+_SHORT_HINTS = {name.removesuffix("Hint"): name for name in HINT_NAMES}  # readOnly, ...
 
 
 def to_json_text(value: Any) -> str:

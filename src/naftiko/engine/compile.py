@@ -65,6 +65,7 @@ from naftiko.engine.templating import TemplateError, ValueExpr, compile_template
 from naftiko.engine.types import (
     FORM_MEDIA_TYPE,
     MULTIPART_MEDIA_TYPE,
+    TOOL_HINTS,
     AdapterPlan,
     ControlAdapterPlan,
     DynamicResourcePlan,
@@ -179,20 +180,12 @@ def is_identity(params: Sequence[OutputParameter]) -> bool:
     )
 
 
-_HINTS = {
-    "read_only": "readOnlyHint",
-    "destructive": "destructiveHint",
-    "idempotent": "idempotentHint",
-    "open_world": "openWorldHint",
-}
-
-
 def tool_hints(hints: McpToolHints | None) -> dict[str, bool]:
     if hints is None:
         return {}
     return {
         mcp: value
-        for attr, mcp in _HINTS.items()
+        for attr, mcp in TOOL_HINTS.items()
         if isinstance(value := getattr(hints, attr), bool)
     }
 

@@ -20,6 +20,15 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 MULTIPART_MEDIA_TYPE = "multipart/form-data"
 
+# The MCP tool annotation hints: the spec's field (``McpToolHints``) -> the MCP name. The
+# one mapping: units carry the MCP names (``Unit.hints``), the MCP adapter publishes them.
+TOOL_HINTS: Mapping[str, str] = {
+    "read_only": "readOnlyHint",
+    "destructive": "destructiveHint",
+    "idempotent": "idempotentHint",
+    "open_world": "openWorldHint",
+}
+
 
 class ErrorKind(StrEnum):
     """Why an invocation failed. One place decides the status of each kind (``STATUS``)."""
