@@ -78,6 +78,7 @@ from naftiko.adapters.http_common import (
     REQUEST_ID_BYTES,
     problem_fields,
     problem_response,
+    receive_body,
     request_id_of,
     sane_request_id,
 )
@@ -538,21 +539,13 @@ class ToolCallFastPath:
 
     async def _read_body(self, receive: Receive) -> bytes | list[Message]:
         """The whole body, or the messages read so far when the SDK must answer."""
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": True}]
-                return [*replay, message] if chunks else [message]
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-            if size > self.max_body:
-                return [{"type": "http.request", "body": b"".join(chunks), "more_body": more}]
-            if not more:
-                return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+        read = await receive_body(receive, self.max_body)
+        if isinstance(read, bytes):
+            return read
+        body: Message = {"type": "http.request", "body": read.data, "more_body": read.more_body}
+        if read.interrupted_by is None:
+            return [body]
+        return [body, read.interrupted_by] if read.started else [read.interrupted_by]
 
     async def _answer(
         self, body: bytes, routing: dict[str, str], request_id: bytes | None
