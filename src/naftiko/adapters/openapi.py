@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from naftiko.engine.routes import OPENAPI_PATH, PATH_VARIABLE
+from naftiko.engine.routes import OPENAPI_PATH
 from naftiko.engine.types import (
     JSON_MEDIA_TYPE,
     PROBLEM_MEDIA_TYPE,
@@ -33,6 +33,7 @@ from naftiko.engine.types import (
     thaw,
 )
 from naftiko.spec.models import Authentication, Info
+from naftiko.spec.template_syntax import PATH_VARIABLE
 
 __all__ = ["OPENAPI_PATH", "build_openapi", "is_whole_body", "openapi_info", "openapi_path"]
 

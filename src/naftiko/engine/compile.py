@@ -94,6 +94,7 @@ from naftiko.spec.models import (
     McpToolHints,
     OutputParameter,
 )
+from naftiko.spec.template_syntax import has_tags
 
 __all__ = ["compile_capability"]
 
@@ -245,7 +246,7 @@ def _auth_references(spec: Authentication) -> set[str]:
     """The names the credential fields of a consumed authentication read."""
     refs: set[str] = set()
     for text in credential_fields(spec):
-        if isinstance(text, str) and "{{" in text:
+        if isinstance(text, str) and has_tags(text):
             with contextlib.suppress(TemplateError):  # reported where it is compiled
                 refs |= compile_template(text).references
     return refs
