@@ -7,6 +7,7 @@ from naftiko.engine.media_types import (
     essence,
     is_json,
     is_json_request_body,
+    media_and_charset,
     parse_media_type,
 )
 
@@ -18,6 +19,13 @@ def test_parse_lower_cases_names_and_keeps_values() -> None:
     )
     assert parse_media_type(None) == ("", {})
     assert parse_media_type("text/plain; charset=a; charset=b")[1]["charset"] == "b"
+
+
+def test_media_and_charset_agrees_with_the_parser() -> None:
+    values = (None, "", "Text/Plain", 't/p; CHARSET="x"; a=b', "a/b; charset=; x")
+    for value in values:
+        media, params = parse_media_type(value)
+        assert media_and_charset(value) == (media, params.get("charset") or None)
 
 
 def test_essence_and_as_written() -> None:

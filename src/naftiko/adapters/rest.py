@@ -83,7 +83,7 @@ from naftiko.adapters.origin import refusal_fields
 from naftiko.adapters.settings import AdapterSettings
 from naftiko.engine import json_codec
 from naftiko.engine.coerce import coerce_text, schema_type
-from naftiko.engine.media_types import is_json_request_body, parse_media_type
+from naftiko.engine.media_types import is_json_request_body, media_and_charset
 from naftiko.engine.routes import route_pattern
 from naftiko.engine.types import (
     FORM_MEDIA_TYPE,
@@ -229,7 +229,7 @@ def _parse_body(raw: bytes, media: str, charset: str | None) -> tuple[Any, str]:
     """A non-empty body of a media type the operation takes (``_check_media_type``), as
     the engine wants it, and its kind (json/form).
 
-    ``media``/``charset`` as :func:`parse_media_type` gives them; multipart is
+    ``media``/``charset`` as :func:`media_and_charset` gives them; multipart is
     :func:`_parse_multipart`'s (the only one that awaits).
     """
     if media == FORM_MEDIA_TYPE:
@@ -726,8 +726,7 @@ class _RestEndpoint:
             )
             result = await self.engine.forward(route.route, inputs)
         else:
-            media, media_params = parse_media_type(content_type)
-            charset = media_params.get("charset") or None
+            media, charset = media_and_charset(content_type)
             if not raw:
                 body, kind = _empty_body(operation, media)
             else:
