@@ -14,7 +14,7 @@ from naftiko.adapters.http_common import (
     read_asgi_body,
     receive_body,
 )
-from naftiko.adapters.mcp import ToolCallFastPath
+from naftiko.adapters.mcp import _replay_of
 
 
 def _receive(*messages: dict[str, Any]) -> Any:
@@ -42,6 +42,13 @@ async def test_over_the_limit_keeps_what_was_read() -> None:
         await read_asgi_body(_receive(_part(b"ab", True), _part(b"cd", True)), None, 3)
 
 
+async def test_a_declared_length_over_the_limit_is_refused_unread() -> None:
+    read = await receive_body(_receive(), 3, "4")  # an empty queue: any read would fail
+    assert read == UnfinishedBody(b"", False, False, None)
+    with pytest.raises(BodyTooLarge):
+        await read_asgi_body(_receive(), "4", 3)
+
+
 async def test_a_disconnect_interrupts() -> None:
     gone = {"type": "http.disconnect"}
     read = await receive_body(_receive(_part(b"ab", True), gone), 10)
@@ -51,12 +58,12 @@ async def test_a_disconnect_interrupts() -> None:
 
 
 async def test_the_mcp_fast_path_replays_what_it_could_not_finish() -> None:
-    fast = ToolCallFastPath.__new__(ToolCallFastPath)
-    fast.max_body = 3
+    async def replay(*messages: dict[str, Any]) -> Any:
+        read = await receive_body(_receive(*messages), 3)
+        return read if isinstance(read, bytes) else _replay_of(read)
+
     gone = {"type": "http.disconnect"}
-    assert await fast._read_body(_receive(_part(b"abc", False))) == b"abc"
-    assert await fast._read_body(_receive(_part(b"ab", True), _part(b"cd", False))) == [
-        _part(b"abcd", False)
-    ]
-    assert await fast._read_body(_receive(_part(b"a", True), gone)) == [_part(b"a", True), gone]
-    assert await fast._read_body(_receive(gone)) == [gone]
+    assert await replay(_part(b"abc", False)) == b"abc"
+    assert await replay(_part(b"ab", True), _part(b"cd", False)) == [_part(b"abcd", False)]
+    assert await replay(_part(b"a", True), gone) == [_part(b"a", True), gone]
+    assert await replay(gone) == [gone]

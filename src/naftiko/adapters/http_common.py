@@ -39,6 +39,7 @@ __all__ = [
     "Outcome",
     "RequestObserverMiddleware",
     "UnfinishedBody",
+    "finished",
     "json_bytes",
     "json_response",
     "new_request_id",
@@ -236,9 +237,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def read_asgi_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """:func:`read_body` on the raw ASGI ``receive`` (no ``Request`` to build)."""
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    read = await receive_body(receive, limit)
+    return finished(await receive_body(receive, limit, declared))
+
+
+def finished(read: bytes | UnfinishedBody) -> bytes:
+    """The body :func:`receive_body` read, or the refusal: :class:`BodyTooLarge` over the
+    limit, ``ClientDisconnect`` when another message came first."""
     if isinstance(read, bytes):
         return read
     if read.interrupted_by is None:
@@ -256,27 +260,32 @@ class UnfinishedBody:
     interrupted_by: Message | None  # the message that came instead; None: over the limit
 
 
-async def receive_body(receive: Receive, limit: int) -> bytes | UnfinishedBody:
+async def receive_body(
+    receive: Receive, limit: int, declared: str | None = None
+) -> bytes | UnfinishedBody:
     """The whole body from ASGI ``receive``; :class:`UnfinishedBody` when it passes ``limit``
-    bytes or another message (a disconnect) comes before its end.
+    bytes or another message (a disconnect) comes before its end. A ``declared``
+    Content-Length over the limit is refused before anything is read.
 
-    The one body reader: REST refuses what is unfinished (:func:`read_asgi_body`); the MCP
-    fast path replays it to the SDK, which answers.
+    The one body reader: REST refuses what is unfinished (as :func:`finished` does); the
+    MCP fast path replays it to the SDK, which answers. Both await it directly, not
+    through a wrapper: on the request path a frame and two calls fewer are measurable.
     """
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        return UnfinishedBody(b"", False, False, None)
     chunks: list[bytes] = []
     size = 0
-    started = False
+    more: bool | None = None  # None until a body message comes
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return UnfinishedBody(b"".join(chunks), started, True, message)
-        started = True
+            return UnfinishedBody(b"".join(chunks), more is not None, True, message)
         chunk = message.get("body", b"")
         more = message.get("more_body", False)
         if chunk:
             size += len(chunk)
             chunks.append(chunk)
             if size > limit:
-                return UnfinishedBody(b"".join(chunks), started, more, None)
+                return UnfinishedBody(b"".join(chunks), True, bool(more), None)
         if not more:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)

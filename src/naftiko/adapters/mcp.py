@@ -76,6 +76,7 @@ from naftiko import __version__
 from naftiko.adapters import mcp_resources as res
 from naftiko.adapters.http_common import (
     REQUEST_ID_BYTES,
+    UnfinishedBody,
     problem_fields,
     problem_response,
     receive_body,
@@ -415,6 +416,14 @@ def _tracing() -> bool:
     return not isinstance(get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
 
 
+def _replay_of(read: UnfinishedBody) -> list[Message]:
+    """The messages read of a body the fast path could not finish, for the SDK to read."""
+    body: Message = {"type": "http.request", "body": read.data, "more_body": read.more_body}
+    if read.interrupted_by is None:
+        return [body]
+    return [body, read.interrupted_by] if read.started else [read.interrupted_by]
+
+
 class _Replay:
     """A ``receive`` that hands back what the fast path already read, then the rest."""
 
@@ -503,9 +512,9 @@ class ToolCallFastPath:
         ):
             await self.sdk(scope, receive, send)
             return
-        read = await self._read_body(receive)
-        if isinstance(read, list):  # too large, or not a plain body: the SDK decides
-            await self.sdk(scope, _Replay(read, receive), send)
+        read = await receive_body(receive, self.max_body)
+        if not isinstance(read, bytes):  # too large, or not a plain body: the SDK decides
+            await self.sdk(scope, _Replay(_replay_of(read), receive), send)
             return
         answer = await self._answer(read, routing, request_id)
         if answer is None:
@@ -536,16 +545,6 @@ class ToolCallFastPath:
             if len(self.accept_cache) < 64:  # clients send a handful of distinct values
                 self.accept_cache[accept] = known
         return known
-
-    async def _read_body(self, receive: Receive) -> bytes | list[Message]:
-        """The whole body, or the messages read so far when the SDK must answer."""
-        read = await receive_body(receive, self.max_body)
-        if isinstance(read, bytes):
-            return read
-        body: Message = {"type": "http.request", "body": read.data, "more_body": read.more_body}
-        if read.interrupted_by is None:
-            return [body]
-        return [body, read.interrupted_by] if read.started else [read.interrupted_by]
 
     async def _answer(
         self, body: bytes, routing: dict[str, str], request_id: bytes | None

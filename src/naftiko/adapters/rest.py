@@ -69,11 +69,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 from naftiko.adapters.http_common import (
     REQUEST_ID_BYTES,
-    BodyTooLarge,
     Outcome,
     json_bytes,
     problem_fields,
-    read_asgi_body,
+    receive_body,
     report_finished,
     request_id_of,
 )
@@ -707,10 +706,11 @@ class _RestEndpoint:
             outcome.unit = route.route.name or route.route.path
         request = _Incoming.of(scope)
         limit = self.settings.max_body_bytes
-        try:
-            raw = await read_asgi_body(receive, request.header("content-length"), limit)
-        except BodyTooLarge:
-            return _problem_reply(self.too_large)
+        raw = await receive_body(receive, limit, request.header("content-length"))
+        if not isinstance(raw, bytes):  # http_common.finished, inlined: on every request
+            if raw.interrupted_by is None:
+                return _problem_reply(self.too_large)
+            raise ClientDisconnect
         content_type = request.header("content-type")
         if operation is None:
             # ``Inputs.path`` is the remainder the engine appends to the target base URI.
