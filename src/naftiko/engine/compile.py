@@ -37,6 +37,7 @@ from naftiko.engine.inputs import (
     plainly_valid,
 )
 from naftiko.engine.mapping import OutputMapper
+from naftiko.engine.media_types import essence
 from naftiko.engine.orchestration import (
     CallStepPlan,
     CompiledSteps,
@@ -228,9 +229,9 @@ def declared_body_media(operation: OperationPlan) -> str | None:
             and param.value.is_constant
             and isinstance(param.value.raw, str)
         ):
-            essence = param.value.raw.split(";", 1)[0].strip().lower()
-            if essence in (FORM_MEDIA_TYPE, MULTIPART_MEDIA_TYPE):
-                return essence
+            media = essence(param.value.raw)
+            if media in (FORM_MEDIA_TYPE, MULTIPART_MEDIA_TYPE):
+                return media
     return None
 
 

@@ -26,6 +26,7 @@ import httpx
 from naftiko.engine.context import CompileContext, PathT
 from naftiko.engine.formats import FormatError, check_format
 from naftiko.engine.inputs import json_type
+from naftiko.engine.media_types import essence
 from naftiko.engine.outbound_auth import (
     OutboundAuthConfigError,
     build_outbound_auth,
@@ -285,12 +286,12 @@ _KIND_CONTEXTS = {"json": "json", "xml": "xml", "form": "form"}
 
 def _media_context(media_type: str | None) -> str | None:
     """The template context a declared ``Content-Type`` implies, or None."""
-    essence = (media_type or "").split(";", 1)[0].strip().lower()
-    if essence == "application/x-www-form-urlencoded":
+    media = essence(media_type)
+    if media == "application/x-www-form-urlencoded":
         return "form"
-    if essence in ("application/json", "text/json") or essence.endswith("+json"):
+    if media in ("application/json", "text/json") or media.endswith("+json"):
         return "json"
-    if essence in ("application/xml", "text/xml") or essence.endswith("+xml"):
+    if media in ("application/xml", "text/xml") or media.endswith("+xml"):
         return "xml"
     return None
 
