@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by the REST, control and skill adapters.
+"""HTTP plumbing shared by the REST, control, skill and MCP adapters.
 
 * :func:`request_id_of` — one request id per request: the caller's ``X-Request-Id`` when
   it is sane (short, printable, no separators that could forge a log line), else a new
@@ -11,7 +11,8 @@
   tell it what they did through :func:`outcome_of`. (The REST adapter does the same in
   its endpoint, to save the layers on its hot path.)
 * :func:`read_body` — reads a request body under a byte limit (Content-Length first,
-  then counting), so a huge upload is refused before it is buffered.
+  then counting), so a huge upload is refused before it is buffered. Both it and the MCP
+  fast path read through :func:`receive_body`, the one size-limited body reader.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ __all__ = [
     "BodyTooLarge",
     "Outcome",
     "RequestObserverMiddleware",
+    "UnfinishedBody",
+    "finished",
     "json_bytes",
     "json_response",
     "new_request_id",
@@ -46,6 +49,7 @@ __all__ = [
     "problem_response",
     "read_asgi_body",
     "read_body",
+    "receive_body",
     "report_finished",
     "request_id_of",
     "sane_request_id",
@@ -234,21 +238,55 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def read_asgi_body(receive: Receive, declared: str | None, limit: int) -> bytes:
     """:func:`read_body` on the raw ASGI ``receive`` (no ``Request`` to build)."""
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+    return finished(await receive_body(receive, limit, declared))
+
+
+def finished(read: bytes | UnfinishedBody) -> bytes:
+    """The body :func:`receive_body` read, or the refusal: :class:`BodyTooLarge` over the
+    limit, ``ClientDisconnect`` when another message came first."""
+    if isinstance(read, bytes):
+        return read
+    if read.interrupted_by is None:
         raise BodyTooLarge
+    raise ClientDisconnect  # ``http.disconnect``: the only other message HTTP receives
+
+
+@dataclass(slots=True)
+class UnfinishedBody:
+    """What :func:`receive_body` read of a body it could not finish, for a replay."""
+
+    data: bytes  # the body bytes read, the one over the limit included
+    started: bool  # whether any ``http.request`` message came
+    more_body: bool  # the last body message's flag (True when interrupted)
+    interrupted_by: Message | None  # the message that came instead; None: over the limit
+
+
+async def receive_body(
+    receive: Receive, limit: int, declared: str | None = None
+) -> bytes | UnfinishedBody:
+    """The whole body from ASGI ``receive``; :class:`UnfinishedBody` when it passes ``limit``
+    bytes or another message (a disconnect) comes before its end. A ``declared``
+    Content-Length over the limit is refused before anything is read.
+
+    The one body reader: REST refuses what is unfinished (as :func:`finished` does); the
+    MCP fast path replays it to the SDK, which answers. Both await it directly, not
+    through a wrapper: on the request path a frame and two calls fewer are measurable.
+    """
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        return UnfinishedBody(b"", False, False, None)
     chunks: list[bytes] = []
     size = 0
+    more: bool | None = None  # None until a body message comes
     while True:
         message = await receive()
-        kind = message["type"]
-        if kind == "http.request":
-            chunk = message.get("body", b"")
+        if message["type"] != "http.request":
+            return UnfinishedBody(b"".join(chunks), more is not None, True, message)
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
+        if chunk:
             size += len(chunk)
+            chunks.append(chunk)
             if size > limit:
-                raise BodyTooLarge
-            if chunk:
-                chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        elif kind == "http.disconnect":
-            raise ClientDisconnect
+                return UnfinishedBody(b"".join(chunks), True, bool(more), None)
+        if not more:
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

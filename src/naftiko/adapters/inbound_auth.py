@@ -37,6 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from naftiko.engine.types import PROBLEM_MEDIA_TYPE
 from naftiko.errors import InboundAuthError, LoadTimeError
 from naftiko.spec.models import Authentication
+from naftiko.spec.template_syntax import VARIABLE_TAG
 
 __all__ = [
     "AuthFailure",
@@ -63,7 +64,6 @@ ALLOWED_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
 )
 _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
-_TEMPLATE = re.compile(r"\{\{\{?\s*([^{}\s]+)\s*\}?\}\}")
 
 
 class InboundAuthConfigError(ValueError, LoadTimeError):
@@ -506,7 +506,7 @@ def _resolve(
             )
         return value
 
-    value = _TEMPLATE.sub(substitute, template)
+    value = VARIABLE_TAG.sub(substitute, template)
     if "{{" in value or "}}" in value:
         raise InboundAuthConfigError(
             f"inbound authentication field {field!r} has a template that cannot be resolved"

@@ -76,8 +76,10 @@ from naftiko import __version__
 from naftiko.adapters import mcp_resources as res
 from naftiko.adapters.http_common import (
     REQUEST_ID_BYTES,
+    UnfinishedBody,
     problem_fields,
     problem_response,
+    receive_body,
     request_id_of,
     sane_request_id,
 )
@@ -414,6 +416,14 @@ def _tracing() -> bool:
     return not isinstance(get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
 
 
+def _replay_of(read: UnfinishedBody) -> list[Message]:
+    """The messages read of a body the fast path could not finish, for the SDK to read."""
+    body: Message = {"type": "http.request", "body": read.data, "more_body": read.more_body}
+    if read.interrupted_by is None:
+        return [body]
+    return [body, read.interrupted_by] if read.started else [read.interrupted_by]
+
+
 class _Replay:
     """A ``receive`` that hands back what the fast path already read, then the rest."""
 
@@ -502,9 +512,9 @@ class ToolCallFastPath:
         ):
             await self.sdk(scope, receive, send)
             return
-        read = await self._read_body(receive)
-        if isinstance(read, list):  # too large, or not a plain body: the SDK decides
-            await self.sdk(scope, _Replay(read, receive), send)
+        read = await receive_body(receive, self.max_body)
+        if not isinstance(read, bytes):  # too large, or not a plain body: the SDK decides
+            await self.sdk(scope, _Replay(_replay_of(read), receive), send)
             return
         answer = await self._answer(read, routing, request_id)
         if answer is None:
@@ -535,24 +545,6 @@ class ToolCallFastPath:
             if len(self.accept_cache) < 64:  # clients send a handful of distinct values
                 self.accept_cache[accept] = known
         return known
-
-    async def _read_body(self, receive: Receive) -> bytes | list[Message]:
-        """The whole body, or the messages read so far when the SDK must answer."""
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": True}]
-                return [*replay, message] if chunks else [message]
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            chunks.append(chunk)
-            more = message.get("more_body", False)
-            if size > self.max_body:
-                return [{"type": "http.request", "body": b"".join(chunks), "more_body": more}]
-            if not more:
-                return b"".join(chunks) if len(chunks) != 1 else chunks[0]
 
     async def _answer(
         self, body: bytes, routing: dict[str, str], request_id: bytes | None

@@ -22,27 +22,14 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from naftiko.engine.inputs import plainly_valid
+from naftiko.engine.media_types import OCTET_STREAM, as_written, essence
 from naftiko.engine.static_files import is_text_media_type
-from naftiko.engine.types import ErrorKind, Result, Unit
+from naftiko.engine.types import TOOL_HINTS, ErrorKind, Result, Unit, thaw
 
 log = logging.getLogger("naftiko.adapters.mcp")
 
-HINT_NAMES = ("readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint")
-_SHORT_HINTS = {
-    "readOnly": "readOnlyHint",
-    "destructive": "destructiveHint",
-    "idempotent": "idempotentHint",
-    "openWorld": "openWorldHint",
-}
-
-
-def plain(value: Any) -> Any:
-    """Deep copy of a schema into plain ``dict``/``list`` (plans hold read-only mappings)."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
+HINT_NAMES = tuple(TOOL_HINTS.values())
+_SHORT_HINTS = {name.removesuffix("Hint"): name for name in HINT_NAMES}  # readOnly, ...
 
 
 def to_json_text(value: Any) -> str:
@@ -63,14 +50,14 @@ def body_text(body: Any) -> str:
 
 def is_binary(media_type: str | None, data: bytes) -> bool:
     """Binary when the media type says so; with no useful type, when it is not UTF-8."""
-    essence = (media_type or "").split(";", 1)[0].strip().lower()
-    if essence and essence != "application/octet-stream":
-        return not is_text_media_type(essence)
+    media = essence(media_type)
+    if media and media != OCTET_STREAM:
+        return not is_text_media_type(media)
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
         return True
-    return essence == "application/octet-stream"
+    return media == OCTET_STREAM
 
 
 Check = Callable[[Any], bool]
@@ -171,7 +158,7 @@ class ToolEntry:
 
 def build_tool(unit: Unit) -> ToolEntry:
     """The MCP tool for a unit (schemas copied, hints mapped, only set hints kept)."""
-    input_schema = plain(unit.input_schema) or {}
+    input_schema = thaw(unit.input_schema) or {}
     if input_schema.get("type") != "object":
         # MCP requires an object root; a unit without inputs may come with an empty schema.
         if "type" in input_schema:
@@ -179,7 +166,7 @@ def build_tool(unit: Unit) -> ToolEntry:
                 "tool %r: input schema type %r replaced by object", unit.name, input_schema["type"]
             )
         input_schema = {**input_schema, "type": "object"}
-    output_schema = plain(unit.output_schema) if unit.output_schema else None
+    output_schema = thaw(unit.output_schema) if unit.output_schema else None
     validator: Draft202012Validator | None = None
     if output_schema is not None:
         if output_schema.get("type") != "object":  # old clients require an object root
@@ -224,7 +211,7 @@ def call_tool_result(entry: ToolEntry, result: Result) -> types.CallToolResult:
         block = _bytes_content(entry, bytes(body), result.media_type)
         if entry.output_validator is not None:
             # Not JSON, so never the structured content the output schema promises.
-            kind = (result.media_type or "application/octet-stream").split(";", 1)[0].strip()
+            kind = as_written(result.media_type or OCTET_STREAM)
             return schema_mismatch(entry, f"the result is {kind}, not a JSON object", block)
         return types.CallToolResult(content=[block])
     if body is None:
@@ -307,7 +294,7 @@ def validation_text(entry: ToolEntry, parameter: str | None, detail: str) -> str
 def _bytes_content(entry: ToolEntry, data: bytes, media_type: str | None) -> types.ContentBlock:
     if not is_binary(media_type, data):
         return types.TextContent(text=data.decode("utf-8", errors="replace"))
-    mime = (media_type or "application/octet-stream").split(";", 1)[0].strip()
+    mime = as_written(media_type or OCTET_STREAM)
     encoded = base64.b64encode(data).decode("ascii")
     if mime.startswith("image/"):
         return types.ImageContent(data=encoded, mime_type=mime)

@@ -20,10 +20,9 @@ what the adapter does rather than what an upstream might promise:
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
-from naftiko.engine.routes import OPENAPI_PATH, PATH_VARIABLE
+from naftiko.engine.routes import OPENAPI_PATH
 from naftiko.engine.types import (
     JSON_MEDIA_TYPE,
     PROBLEM_MEDIA_TYPE,
@@ -31,8 +30,10 @@ from naftiko.engine.types import (
     RestAdapterPlan,
     RestRoute,
     Unit,
+    thaw,
 )
 from naftiko.spec.models import Authentication, Info
+from naftiko.spec.template_syntax import PATH_VARIABLE
 
 __all__ = ["OPENAPI_PATH", "build_openapi", "is_whole_body", "openapi_info", "openapi_path"]
 
@@ -73,15 +74,6 @@ def openapi_path(path: str) -> str:
     """The OpenAPI path key: ``{{x}}`` normalised to ``{x}``, leading slash ensured."""
     normalised = PATH_VARIABLE.sub(lambda m: "{" + m.group(1) + "}", path)
     return normalised if normalised.startswith("/") else "/" + normalised
-
-
-def _plain(value: Any) -> Any:
-    """Mappings and tuples (frozen plan data) as plain dicts and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _error_content() -> dict[str, Any]:
@@ -127,7 +119,7 @@ def _parameter(field: InputField) -> dict[str, Any]:
         "name": field.name,
         "in": field.location,
         "required": True if field.location == "path" else field.required,
-        "schema": _plain(field.schema) or {"type": "string"},
+        "schema": thaw(field.schema) or {"type": "string"},
     }
     description = field.description or field.schema.get("description")
     if description:
@@ -167,14 +159,14 @@ def _request_body(unit: Unit, method: str) -> dict[str, Any] | None:
     fields = [f for f in unit.inputs if f.location == "body" and not is_whole_body(f)]
     if whole and not fields:
         # ``rest.body``: the request body is the value, sent on as JSON or as a form.
-        schema = _plain(whole[0].schema) or {}
+        schema = thaw(whole[0].schema) or {}
         if whole[0].description and "description" not in schema:
             schema["description"] = whole[0].description
         return {"required": whole[0].required, "content": _body_content(unit, schema)}
     if fields:
         schema: dict[str, Any] = {
             "type": "object",
-            "properties": {f.name: _plain(f.schema) or {} for f in fields},
+            "properties": {f.name: thaw(f.schema) or {} for f in fields},
         }
         required = [f.name for f in fields if f.required]
         if required:
@@ -187,7 +179,7 @@ def _request_body(unit: Unit, method: str) -> dict[str, Any] | None:
 
 def _success(unit: Unit) -> dict[str, Any]:
     if unit.output_schema:
-        content = {JSON_MEDIA_TYPE: {"schema": _plain(unit.output_schema)}}
+        content = {JSON_MEDIA_TYPE: {"schema": thaw(unit.output_schema)}}
     else:
         content = {JSON_MEDIA_TYPE: {"schema": {}}, "*/*": {"schema": {}}}
     return {

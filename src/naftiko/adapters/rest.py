@@ -69,11 +69,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 from naftiko.adapters.http_common import (
     REQUEST_ID_BYTES,
-    BodyTooLarge,
     Outcome,
     json_bytes,
     problem_fields,
-    read_asgi_body,
+    receive_body,
     report_finished,
     request_id_of,
 )
@@ -83,6 +82,7 @@ from naftiko.adapters.origin import refusal_fields
 from naftiko.adapters.settings import AdapterSettings
 from naftiko.engine import json_codec
 from naftiko.engine.coerce import coerce_text, schema_type
+from naftiko.engine.media_types import is_json_request_body, media_and_charset
 from naftiko.engine.routes import route_pattern
 from naftiko.engine.types import (
     FORM_MEDIA_TYPE,
@@ -208,25 +208,6 @@ class _Refused(CallerError):
         self.fields = fields
 
 
-def _media_type(content_type: str | None) -> tuple[str, str | None]:
-    """``(type/subtype lower-cased, charset or None)``."""
-    if not content_type:
-        return "", None
-    main, *params = content_type.split(";")
-    charset = None
-    for param in params:
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "charset":
-            charset = value.strip().strip('"') or None
-    return main.strip().lower(), charset
-
-
-def _is_json(media: str) -> bool:
-    return media == JSON_MEDIA_TYPE or (
-        media.startswith("application/") and media.endswith("+json")
-    )
-
-
 def _multi_dict(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """Pairs to a dict; a repeated key becomes a list of its values in order."""
     result: dict[str, Any] = {}
@@ -248,7 +229,7 @@ def _parse_body(raw: bytes, media: str, charset: str | None) -> tuple[Any, str]:
     """A non-empty body of a media type the operation takes (``_check_media_type``), as
     the engine wants it, and its kind (json/form).
 
-    ``media``/``charset`` as :func:`_media_type` gives them; multipart is
+    ``media``/``charset`` as :func:`media_and_charset` gives them; multipart is
     :func:`_parse_multipart`'s (the only one that awaits).
     """
     if media == FORM_MEDIA_TYPE:
@@ -447,7 +428,7 @@ def _check_media_type(operation: _Operation, media: str) -> None:
     A JSON body of the wrong shape (an array, a string) is not a media type problem: the
     engine's validation answers it with a 400 naming the missing field.
     """
-    if not (_is_json(media) or media in operation.unit.body_media):
+    if not (is_json_request_body(media) or media in operation.unit.body_media):
         raise _Refused(operation.unsupported)
 
 
@@ -729,10 +710,11 @@ class _RestEndpoint:
             outcome.unit = route.route.name or route.route.path
         request = _Incoming.of(scope)
         limit = self.settings.max_body_bytes
-        try:
-            raw = await read_asgi_body(receive, request.header("content-length"), limit)
-        except BodyTooLarge:
-            return _problem_reply(self.too_large)
+        raw = await receive_body(receive, limit, request.header("content-length"))
+        if not isinstance(raw, bytes):  # http_common.finished, inlined: on every request
+            if raw.interrupted_by is None:
+                return _problem_reply(self.too_large)
+            raise ClientDisconnect
         content_type = request.header("content-type")
         if operation is None:
             # ``Inputs.path`` is the remainder the engine appends to the target base URI.
@@ -748,7 +730,7 @@ class _RestEndpoint:
             )
             result = await self.engine.forward(route.route, inputs)
         else:
-            media, charset = _media_type(content_type)
+            media, charset = media_and_charset(content_type)
             if not raw:
                 body, kind = _empty_body(operation, media)
             else:

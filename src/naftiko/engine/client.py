@@ -26,6 +26,7 @@ from naftiko.engine.decoding import (
     TooManyCodings,
     read_limited,
 )
+from naftiko.engine.media_types import essence
 from naftiko.engine.outbound_auth import OutboundAuthError
 from naftiko.engine.request import UpstreamRequest
 from naftiko.engine.settings import EngineSettings
@@ -35,7 +36,7 @@ from naftiko.engine.transport import (
     WireRequest,
     wire_request,
 )
-from naftiko.engine.types import STATUS, ErrorKind, Problem
+from naftiko.engine.types import ErrorKind, Problem
 from naftiko.engine.wire import ResponseHeaders, wire_of
 from naftiko.errors import ResponseTooLarge, UpstreamError
 from naftiko.observability import get_observer
@@ -61,7 +62,7 @@ class UpstreamResponse:
         raw = self.headers.get("content-type")
         if not raw:
             return None
-        return raw.split(";", 1)[0].strip().lower() or None
+        return essence(raw) or None
 
     @property
     def content_type(self) -> str | None:
@@ -151,10 +152,6 @@ class _RefusedCookies(httpx.Cookies):
         return None
 
 
-def _problem(kind: ErrorKind, title: str, detail: str) -> Problem:
-    return Problem(kind=kind, title=title, detail=detail, status=STATUS[kind])
-
-
 def _classify(exc: Exception, settings: EngineSettings) -> tuple[ErrorKind, str]:
     """Our own words for an httpx failure (never ``str(exc)``: it may hold the URL)."""
     if isinstance(exc, ResponseHeadTooLarge):  # its message is ours: the limit only
@@ -225,7 +222,7 @@ async def send(
         kind, reason, title, status = _failure(exc, settings)
         _report(namespace, request.method, status, kind.value, started)
         detail = f"upstream '{namespace}' ({operation}){reason}"
-        return _problem(kind, title or _TITLES[kind], detail)
+        return Problem.of(kind, title or _TITLES[kind], detail)
     _report(namespace, request.method, status, "ok" if status < 400 else _UPSTREAM, started)
     return UpstreamResponse(status=status, headers=headers, content=content)
 

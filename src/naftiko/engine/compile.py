@@ -37,6 +37,7 @@ from naftiko.engine.inputs import (
     plainly_valid,
 )
 from naftiko.engine.mapping import OutputMapper
+from naftiko.engine.media_types import essence
 from naftiko.engine.orchestration import (
     CallStepPlan,
     CompiledSteps,
@@ -65,6 +66,7 @@ from naftiko.engine.templating import TemplateError, ValueExpr, compile_template
 from naftiko.engine.types import (
     FORM_MEDIA_TYPE,
     MULTIPART_MEDIA_TYPE,
+    TOOL_HINTS,
     AdapterPlan,
     ControlAdapterPlan,
     DynamicResourcePlan,
@@ -93,6 +95,7 @@ from naftiko.spec.models import (
     McpToolHints,
     OutputParameter,
 )
+from naftiko.spec.template_syntax import has_tags
 
 __all__ = ["compile_capability"]
 
@@ -179,20 +182,12 @@ def is_identity(params: Sequence[OutputParameter]) -> bool:
     )
 
 
-_HINTS = {
-    "read_only": "readOnlyHint",
-    "destructive": "destructiveHint",
-    "idempotent": "idempotentHint",
-    "open_world": "openWorldHint",
-}
-
-
 def tool_hints(hints: McpToolHints | None) -> dict[str, bool]:
     if hints is None:
         return {}
     return {
         mcp: value
-        for attr, mcp in _HINTS.items()
+        for attr, mcp in TOOL_HINTS.items()
         if isinstance(value := getattr(hints, attr), bool)
     }
 
@@ -234,9 +229,9 @@ def declared_body_media(operation: OperationPlan) -> str | None:
             and param.value.is_constant
             and isinstance(param.value.raw, str)
         ):
-            essence = param.value.raw.split(";", 1)[0].strip().lower()
-            if essence in (FORM_MEDIA_TYPE, MULTIPART_MEDIA_TYPE):
-                return essence
+            media = essence(param.value.raw)
+            if media in (FORM_MEDIA_TYPE, MULTIPART_MEDIA_TYPE):
+                return media
     return None
 
 
@@ -252,7 +247,7 @@ def _auth_references(spec: Authentication) -> set[str]:
     """The names the credential fields of a consumed authentication read."""
     refs: set[str] = set()
     for text in credential_fields(spec):
-        if isinstance(text, str) and "{{" in text:
+        if isinstance(text, str) and has_tags(text):
             with contextlib.suppress(TemplateError):  # reported where it is compiled
                 refs |= compile_template(text).references
     return refs

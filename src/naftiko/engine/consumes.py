@@ -18,7 +18,6 @@ text and escapes nothing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +26,7 @@ import httpx
 from naftiko.engine.context import CompileContext, PathT
 from naftiko.engine.formats import FormatError, check_format
 from naftiko.engine.inputs import json_type
+from naftiko.engine.media_types import essence
 from naftiko.engine.outbound_auth import (
     OutboundAuthConfigError,
     build_outbound_auth,
@@ -43,6 +43,7 @@ from naftiko.engine.plans import (
 from naftiko.engine.templating import MISSING, Scope, TemplateError, compile_template
 from naftiko.engine.wire import plain_origin
 from naftiko.spec.models import Authentication, ConsumesHttp, InputParameter, RequestBody
+from naftiko.spec.template_syntax import CONSUMED_PATH_VARIABLE, has_tags
 
 __all__ = [
     "CONNECTION_HEADERS",
@@ -53,7 +54,6 @@ __all__ = [
     "render_or_none",
 ]
 
-_VAR = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}|\{([^{}/]+)\}")
 _BODY_KINDS = {
     "json": "json",
     "text": "text",
@@ -70,7 +70,7 @@ def compile_path(text: str) -> PathTemplate:
     """Split a path into literal text and variables (``{x}`` and ``{{x}}``)."""
     parts: list[str | tuple[str, str]] = []
     last = 0
-    for match in _VAR.finditer(text):
+    for match in CONSUMED_PATH_VARIABLE.finditer(text):
         if match.start() > last:
             parts.append(text[last : match.start()])
         name = (match.group(1) or match.group(2)).strip()
@@ -84,7 +84,7 @@ def compile_path(text: str) -> PathTemplate:
 def compile_tree(raw: Any) -> Any:
     """Data with template leaves: strings holding ``{{`` become :class:`Template`."""
     if isinstance(raw, str):
-        if "{{" in raw:
+        if has_tags(raw):
             template = compile_template(raw)
             return raw if template.is_constant else template
         return raw
@@ -182,7 +182,7 @@ def _format_problem(ctx: CompileContext, fmt: str | None, schema: str | None) ->
 def _base_uri(ctx: CompileContext, spec: ConsumesHttp, path: PathT) -> str | None:
     ns = spec.namespace
     raw = ctx.settings.base_uri_overrides.get(ns, spec.base_uri)
-    if "{{" not in raw:
+    if not has_tags(raw):
         return raw
     template = ctx.template(raw, path)
     if template is None:
@@ -286,12 +286,12 @@ _KIND_CONTEXTS = {"json": "json", "xml": "xml", "form": "form"}
 
 def _media_context(media_type: str | None) -> str | None:
     """The template context a declared ``Content-Type`` implies, or None."""
-    essence = (media_type or "").split(";", 1)[0].strip().lower()
-    if essence == "application/x-www-form-urlencoded":
+    media = essence(media_type)
+    if media == "application/x-www-form-urlencoded":
         return "form"
-    if essence in ("application/json", "text/json") or essence.endswith("+json"):
+    if media in ("application/json", "text/json") or media.endswith("+json"):
         return "json"
-    if essence in ("application/xml", "text/xml") or essence.endswith("+xml"):
+    if media in ("application/xml", "text/xml") or media.endswith("+xml"):
         return "xml"
     return None
 
@@ -345,7 +345,7 @@ def _body(
 def _context_template(ctx: CompileContext, text: str, context: str, path: PathT) -> Any:
     """A body template string compiled for ``context``; its text when it has no tags;
     None after reporting a syntax error."""
-    if "{{" not in text:
+    if not has_tags(text):
         return text
     try:
         template = compile_template(text, context)

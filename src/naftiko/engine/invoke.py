@@ -23,6 +23,7 @@ from naftiko.engine import json_codec
 from naftiko.engine.client import UpstreamClients, UpstreamResponse, send
 from naftiko.engine.formats import FormatError, parse_body
 from naftiko.engine.masking import SecretMask, load_secrets
+from naftiko.engine.media_types import OCTET_STREAM, is_json
 from naftiko.engine.orchestration import StepResponse
 from naftiko.engine.plans import (
     CallPlan,
@@ -38,7 +39,6 @@ from naftiko.engine.request import RequestError, build_forward_request, build_re
 from naftiko.engine.settings import EngineSettings
 from naftiko.engine.templating import MISSING, Scope
 from naftiko.engine.types import (
-    STATUS,
     AdapterPlan,
     ErrorKind,
     Inputs,
@@ -69,26 +69,15 @@ def kept_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return kept
 
 
-def _problem(kind: ErrorKind, title: str, detail: str, **extra: Any) -> Problem:
-    return Problem(kind=kind, title=title, detail=detail, status=STATUS[kind], **extra)
-
-
 def _internal_failure(doing: str) -> Result:
     """A defect of ours (already logged with its traceback): no detail for the caller."""
     return Result.failure(
-        _problem(
+        Problem.of(
             ErrorKind.INTERNAL,
             "Internal error",
             f"the runtime failed while {doing}; see the server log",
         )
     )
-
-
-def _is_json(media_type: str | None) -> bool:
-    if not media_type:
-        return False
-    essence = media_type.split(";", 1)[0].strip().lower()
-    return essence == "application/json" or essence.endswith("+json")
 
 
 # --------------------------------------------------------------------------- validation
@@ -166,7 +155,7 @@ def validation_problem(plan: UnitPlan, values: Mapping[str, Any]) -> Problem | N
     schema = plan.validator.schema
     described = [_describe(e, schema) for e in errors[:5]]
     parameter = described[0][0]
-    return _problem(
+    return Problem.of(
         ErrorKind.VALIDATION,
         "Invalid arguments",
         "; ".join(message for _, message in described),
@@ -227,7 +216,7 @@ class Engine:
         plan = unit.plan
         if not isinstance(plan, UnitPlan):
             return Result.failure(
-                _problem(ErrorKind.NOT_IMPLEMENTED, "Not implemented", f"'{unit.id}' has no plan")
+                Problem.of(ErrorKind.NOT_IMPLEMENTED, "Not implemented", f"'{unit.id}' has no plan")
             )
         values = dict(inputs.values)
         if "body" not in values and inputs.body is not None:
@@ -260,7 +249,7 @@ class Engine:
         if isinstance(plan, StepsPlan):
             return await self._steps(plan, unit, scope, inputs)
         reason = plan.reason if isinstance(plan, NotImplementedPlan) else "unknown plan"
-        return Result.failure(_problem(ErrorKind.NOT_IMPLEMENTED, "Not implemented", reason))
+        return Result.failure(Problem.of(ErrorKind.NOT_IMPLEMENTED, "Not implemented", reason))
 
     async def _call(self, plan: CallPlan, scope: Scope, inputs: Inputs) -> Result:
         if not plan.passthrough and plan.operation.format_problem is not None:
@@ -305,7 +294,7 @@ class Engine:
     async def _steps(self, plan: StepsPlan, unit: Unit, scope: Scope, inputs: Inputs) -> Result:
         if importlib.util.find_spec("naftiko.engine.orchestration") is None:
             return Result.failure(
-                _problem(
+                Problem.of(
                     ErrorKind.NOT_IMPLEMENTED,
                     "Not implemented",
                     f"'{unit.id}' uses orchestration steps, which this runtime does not run yet",
@@ -327,9 +316,9 @@ class Engine:
         """
         consumes = self.compiled.consumes[operation.namespace]
         if consumes.unavailable is not None:
-            return _problem(ErrorKind.NOT_IMPLEMENTED, "Not implemented", consumes.unavailable)
+            return Problem.of(ErrorKind.NOT_IMPLEMENTED, "Not implemented", consumes.unavailable)
         if consumes.base_uri is None:
-            return _problem(
+            return Problem.of(
                 ErrorKind.NOT_IMPLEMENTED,
                 "Not implemented",
                 f"the base URI of '{operation.namespace}' references an unbound variable",
@@ -390,7 +379,7 @@ class Engine:
             where = f"'{operation.namespace}' ({operation.label})" if operation else "upstream"
             reason = str(exc)[:200]
             return Result.failure(
-                _problem(
+                Problem.of(
                     ErrorKind.BAD_UPSTREAM_RESPONSE,
                     "Bad upstream response",
                     f"upstream {where}: the response cannot be read as {fmt or 'json'}: {reason}",
@@ -453,12 +442,12 @@ class Engine:
         consumes = self.compiled.consumes.get(forward.target_namespace) if forward else None
         if consumes is not None and consumes.unavailable is not None:
             return Result.failure(
-                _problem(ErrorKind.NOT_IMPLEMENTED, "Not implemented", consumes.unavailable)
+                Problem.of(ErrorKind.NOT_IMPLEMENTED, "Not implemented", consumes.unavailable)
             )
         if forward is None or consumes is None or consumes.base_uri is None:
             target = forward.target_namespace if forward else "none"
             return Result.failure(
-                _problem(
+                Problem.of(
                     ErrorKind.NOT_IMPLEMENTED,
                     "Not implemented",
                     f"'{route.path}' forwards to '{target}', which cannot be reached",
@@ -511,7 +500,7 @@ class Engine:
         mask = self._current_mask()
         if not mask or not response.content:
             return response
-        content = mask.content(response.content, _is_json(response.media_type))
+        content = mask.content(response.content, is_json(response.media_type))
         if content is None:
             return response
         return UpstreamResponse(status=response.status, headers=response.headers, content=content)
@@ -525,15 +514,15 @@ class Engine:
 def _unreadable(operation: OperationPlan) -> Problem:
     """501 before sending: the body of ``operation`` could not be read (load warning)."""
     detail = f"the body of '{operation.id}' cannot be read: {operation.format_problem}"
-    return _problem(ErrorKind.NOT_IMPLEMENTED, "Not implemented", detail)
+    return Problem.of(ErrorKind.NOT_IMPLEMENTED, "Not implemented", detail)
 
 
 def _passthrough_body(response: UpstreamResponse) -> tuple[Any, str]:
     """JSON parsed when the upstream says JSON (and it parses); bytes otherwise."""
-    media = response.content_type or "application/octet-stream"
+    media = response.content_type or OCTET_STREAM
     if not response.content:
         return None, media
-    if _is_json(response.media_type):
+    if is_json(response.media_type):
         try:
             # The essence is kept: ``application/problem+json`` stays what it was.
             return json_codec.loads(response.content), response.media_type or "application/json"

@@ -18,8 +18,7 @@ from pathlib import Path
 from naftiko.engine.static_files import resolve_file_location
 from naftiko.errors import CallerError
 from naftiko.spec.models import McpPrompt
-
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+from naftiko.spec.template_syntax import PROMPT_PLACEHOLDER
 
 
 class PromptError(ValueError, CallerError):
@@ -57,7 +56,7 @@ def render_text(template: str, values: Mapping[str, str]) -> str:
         value = values.get(match.group(1))
         return match.group(0) if value is None else str(value)
 
-    return PLACEHOLDER.sub(replace, template)
+    return PROMPT_PLACEHOLDER.sub(replace, template)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from urllib.parse import quote, quote_plus
 import httpx
 
 from naftiko.engine.consumes import CONNECTION_HEADERS, render_or_none
+from naftiko.engine.media_types import JSON, essence
 from naftiko.engine.outbound_auth import OAuth2TokenCache, build_outbound_auth
 from naftiko.engine.plans import BodyPlan, ConsumesPlan, OperationPlan, ParamPlan, PathTemplate
 from naftiko.engine.settings import EngineSettings
@@ -45,7 +46,6 @@ _HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
 _UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
-JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 _CONTENT_TYPES = {"xml": "application/xml", "sparql": "application/sparql-query", "text": TEXT}
 # Never copied from a caller, even when listed as trusted: they describe *this* hop.
@@ -334,20 +334,16 @@ def _explicit_body(plan: BodyPlan, scope: Scope) -> _Body:
     return _Body(content, media)
 
 
-def _essence(media_type: str | None) -> str:
-    return (media_type or "").split(";", 1)[0].strip().lower()
-
-
 def _forwarded_body(value: Any, media_type: str | None) -> _Body:
     """The caller's whole body, encoded as the caller sent it (form stays a form)."""
-    essence = _essence(media_type)
-    if essence == FORM:
+    media = essence(media_type)
+    if media == FORM:
         return _Body(*_form_body(value))
-    if essence == MULTIPART:
+    if media == MULTIPART:
         if isinstance(value, Mapping):
             return _Body(files=_multipart_from_mapping(value))
         return _Body(*_json_body(value))
-    if isinstance(value, (str, bytes)) and essence and essence != JSON:
+    if isinstance(value, (str, bytes)) and media and media != JSON:
         raw = value.encode() if isinstance(value, str) else value
         return _Body(raw, media_type)
     return _Body(*_json_body(value))
@@ -455,7 +451,7 @@ def build_request(
     if "user-agent" not in lower:
         headers["User-Agent"] = settings.user_agent
     declared_type = (
-        _essence(headers.get(lower["content-type"])) if "content-type" in lower else None
+        essence(headers.get(lower["content-type"])) if "content-type" in lower else None
     )
 
     if operation.body is not None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
+from naftiko.spec.template_syntax import PATH_VARIABLE
+
 __all__ = [
     "OPENAPI_PATH",
-    "PATH_VARIABLE",
     "normalize_route_path",
     "route_pattern",
     "shadowing_reserved_path",
@@ -20,8 +21,6 @@ __all__ = [
 OPENAPI_PATH = "/.well-known/openapi.json"
 """Served by every REST adapter (its OpenAPI document); no resource may declare it."""
 
-PATH_VARIABLE = re.compile(r"\{\{?\s*([^{}\s]+?)\s*\}?\}")
-"""A ``{x}`` or ``{{x}}`` variable of a route path; group 1 is its name."""
 # Characters that may appear unencoded in a path segment (RFC 3986 pchar minus "%").
 _PCHAR_SAFE = "/:@!$&'()*+,;=-._~"
 

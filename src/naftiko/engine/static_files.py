@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from naftiko.engine.media_types import OCTET_STREAM, essence
 from naftiko.errors import CallerError
 
 SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -35,7 +36,6 @@ _EXTENSION_TYPES = {
     ".csv": "text/csv",
     ".html": "text/html",
 }
-OCTET_STREAM = "application/octet-stream"
 
 _TEXT_SUBTYPES = ("json", "yaml", "xml", "javascript", "markdown", "csv", "x-www-form-urlencoded")
 
@@ -117,10 +117,10 @@ def is_text_media_type(media_type: str | None) -> bool:
     """Whether content of this type is text (sent as text rather than base64)."""
     if not media_type:
         return False
-    essence = media_type.split(";", 1)[0].strip().lower()
-    if essence.startswith("text/"):
+    media = essence(media_type)
+    if media.startswith("text/"):
         return True
-    subtype = essence.partition("/")[2]
+    subtype = media.partition("/")[2]
     return any(subtype == t or subtype.endswith("+" + t) for t in _TEXT_SUBTYPES)
 
 

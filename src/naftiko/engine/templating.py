@@ -31,6 +31,7 @@ from pystache.context import ContextStack
 from pystache.renderengine import RenderEngine
 
 from naftiko.errors import LoadTimeError
+from naftiko.spec.template_syntax import has_tags
 
 __all__ = [
     "CONTEXTS",
@@ -491,7 +492,7 @@ class Template:
         self._lone: str | None = None
         self._parsed: Any = None
         self._parts: tuple[str | tuple[str, Escaper], ...] | None = None
-        if "{{" not in text:
+        if not has_tags(text):
             self.is_constant = True
             self.references: frozenset[str] = frozenset()
             self._parts = (text,)
@@ -668,7 +669,7 @@ def _evaluate_structure(node: Any, scope: Scope) -> Any:
 def _compile_structure(raw: Any, refs: set[str]) -> tuple[Any, bool]:
     """Replace template leaves by :class:`Template`s; returns (structure, has_templates)."""
     if isinstance(raw, str):
-        if "{{" in raw:
+        if has_tags(raw):
             template = compile_template(raw)
             if not template.is_constant:
                 refs.update(template.references)
@@ -704,7 +705,7 @@ def compile_value(raw: Any, input_namespaces: Collection[str] = ()) -> ValueExpr
         name = _input_reference(raw, namespaces)
         if name is not None:
             return ValueExpr("input", raw, input_name=name, input_references=frozenset({name}))
-        if "{{" in raw:
+        if has_tags(raw):
             template = compile_template(raw)
             if not template.is_constant:
                 return ValueExpr(

@@ -29,9 +29,11 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from naftiko.errors import ResponseTooLarge, UpstreamError
 
 __all__ = [
+    "DEFAULT_PORTS",
     "MAX_RESPONSE_HEAD",
     "DeadlineExceeded",
     "Http11Transport",
+    "Origin",
     "RawResponse",
     "ResponseHeadTooLarge",
     "ResponseTooLarge",
@@ -40,8 +42,8 @@ __all__ = [
     "wire_request",
 ]
 
-_Origin = tuple[bytes, str, int]
-_DEFAULT_PORTS = {b"http": 80, b"https": 443}
+Origin = tuple[bytes, str, int]  # (scheme, host, port): what a pooled connection serves
+DEFAULT_PORTS = {b"http": 80, b"https": 443}  # the schemes we send over, by raw scheme
 _BUFFER_HIGH = 256 * 1024  # pause reading above this many unread body bytes
 # Bytes of status lines and headers (interim responses included) before a response's
 # body: httptools buffers a header whole, so a 50 MB header held the loop for seconds.
@@ -322,7 +324,7 @@ def _expire(future: asyncio.Future[None]) -> None:
 class WireRequest(NamedTuple):
     """A request as it goes on the wire: where to, the head bytes and the body bytes."""
 
-    origin: _Origin  # (scheme, host, port)
+    origin: Origin  # (scheme, host, port)
     head: bytes  # request line and headers, ending with the empty line
     body: bytes  # already framed (chunked when the head says so)
     head_only: bool  # a HEAD request: the response has no body whatever it declares
@@ -352,7 +354,7 @@ class _Body(httpx.AsyncByteStream):
     """The response body as it arrives; closing it returns the connection to the pool."""
 
     def __init__(
-        self, pool: Http11Transport, origin: _Origin, conn: _Connection, read: float | None
+        self, pool: Http11Transport, origin: Origin, conn: _Connection, read: float | None
     ) -> None:
         self._pool = pool
         self._origin = origin
@@ -396,7 +398,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self._max_idle = max_idle
         self._expiry = keepalive_expiry_s
         self._ssl = ssl_context
-        self._idle: dict[_Origin, list[_Connection]] = {}
+        self._idle: dict[Origin, list[_Connection]] = {}
         self._idle_count = 0
         self._open = 0
         self._slots: asyncio.Semaphore | None = None
@@ -451,7 +453,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         finally:
             self._release(origin, conn)  # an incomplete exchange closes its connection
 
-    async def _exchange(self, wire: WireRequest) -> tuple[_Origin, _Connection, float | None]:
+    async def _exchange(self, wire: WireRequest) -> tuple[Origin, _Connection, float | None]:
         """Write ``wire`` on a pooled connection and wait for the response head."""
         if self._closed:
             raise RuntimeError("the transport is closed")
@@ -522,7 +524,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         assert self._slots is not None
         self._slots.release()
 
-    def _take_idle(self, origin: _Origin) -> _Connection | None:
+    def _take_idle(self, origin: Origin) -> _Connection | None:
         conns = self._idle.get(origin)
         now = time.monotonic()
         while conns:
@@ -535,7 +537,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
         return None
 
     async def _connect(
-        self, origin: _Origin, timeout: float | None, deadline: float | None = None
+        self, origin: Origin, timeout: float | None, deadline: float | None = None
     ) -> _Connection:
         if self._open >= self._max_connections:
             self._evict_one()
@@ -568,7 +570,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
                 self._open -= 1
                 return
 
-    def _release(self, origin: _Origin, conn: _Connection) -> None:
+    def _release(self, origin: Origin, conn: _Connection) -> None:
         conn.finish()
         reusable = conn.complete and conn.keep_alive and not conn.closed and not self._closed
         if reusable and self._idle_count < self._max_idle:
@@ -592,10 +594,10 @@ async def wire_request(request: httpx.Request) -> WireRequest:
     """The bytes httpx's ``request`` stands for (its ``timeout`` extension included)."""
     url = request.url
     scheme = url.raw_scheme
-    port = _DEFAULT_PORTS.get(scheme)
+    port = DEFAULT_PORTS.get(scheme)
     if port is None:
         raise httpx.UnsupportedProtocol("the URL has no supported scheme", request=request)
-    origin: _Origin = (scheme, url.raw_host.decode("ascii"), url.port or port)
+    origin: Origin = (scheme, url.raw_host.decode("ascii"), url.port or port)
     raw = request.headers.raw
     head = checked_head(
         b"".join(

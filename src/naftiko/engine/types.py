@@ -22,6 +22,15 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 MULTIPART_MEDIA_TYPE = "multipart/form-data"
 
+# The MCP tool annotation hints: the spec's field (``McpToolHints``) -> the MCP name. The
+# one mapping: units carry the MCP names (``Unit.hints``), the MCP adapter publishes them.
+TOOL_HINTS: Mapping[str, str] = {
+    "read_only": "readOnlyHint",
+    "destructive": "destructiveHint",
+    "idempotent": "idempotentHint",
+    "open_world": "openWorldHint",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -33,6 +42,19 @@ class Problem:
     status: int
     parameter: str | None = None  # the offending input, for validation errors
     step: str | None = None  # the orchestration step that failed, if any
+
+    @classmethod
+    def of(
+        cls,
+        kind: ErrorKind,
+        title: str,
+        detail: str,
+        *,
+        parameter: str | None = None,
+        step: str | None = None,
+    ) -> Problem:
+        """A problem whose status is the one :data:`STATUS` maps its kind to."""
+        return cls(kind, title, detail, STATUS[kind], parameter, step)
 
     def as_json(self) -> dict[str, Any]:
         """The RFC 9457 problem document (REST body; MCP error text)."""
@@ -240,3 +262,16 @@ class SkillAdapterPlan(AdapterPlan):
 class ControlAdapterPlan(AdapterPlan):
     management: Mapping[str, Any] = field(default_factory=dict)
     observability: Mapping[str, Any] = field(default_factory=dict)
+
+
+def thaw(value: Any) -> Any:
+    """Deep copy of frozen plan data (mappings, tuples) as plain ``dict``/``list``.
+
+    Plans hold schemas as read-only mappings; adapters thaw them to publish them (MCP
+    tool schemas, the OpenAPI document).
+    """
+    if isinstance(value, Mapping):
+        return {str(k): thaw(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [thaw(v) for v in value]
+    return value

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from naftiko.engine.transport import WireRequest, checked_head
+from naftiko.engine.transport import DEFAULT_PORTS, Origin, WireRequest, checked_head
 
 if TYPE_CHECKING:
     from naftiko.engine.plans import PathTemplate
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ResponseHeaders", "plain_origin", "wire_of"]
 
-_Origin = tuple[bytes, str, int]
-_DEFAULT_PORTS = {b"http": 80, b"https": 443}
 _PRINTABLE = {chr(i) for i in range(0x21, 0x7F)}
 # The characters httpx leaves as they are (its PATH_SAFE / QUERY_SAFE, space excluded).
 
@@ -43,7 +41,7 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # httpx sends Content-Lengt
 _FRAMING = frozenset({"host", "content-length", "transfer-encoding"})
 
 # scheme://authority -> (origin, Host header value), or None when httpx must handle it.
-_authorities: dict[str, tuple[_Origin, bytes] | None] = {}
+_authorities: dict[str, tuple[Origin, bytes] | None] = {}
 _MAX_AUTHORITIES = 1024  # base URIs come from documents: a handful per process
 
 
@@ -90,7 +88,7 @@ def wire_of(
     return WireRequest(origin, head, body, method == "HEAD", timeout.as_dict(), deadline)
 
 
-def _locate(url: str) -> tuple[_Origin, bytes, bytes] | None:
+def _locate(url: str) -> tuple[Origin, bytes, bytes] | None:
     """Origin, Host header and request target of an absolute URL; None if unusual."""
     if len(url) > _MAX_URL:
         return None
@@ -121,7 +119,7 @@ def _locate(url: str) -> tuple[_Origin, bytes, bytes] | None:
     return known[0], known[1], target.encode("ascii")
 
 
-def plain_origin(base: str, path: PathTemplate) -> tuple[_Origin, bytes, int] | None:
+def plain_origin(base: str, path: PathTemplate) -> tuple[Origin, bytes, int] | None:
     """Origin, Host header and where the request target starts, shared by every URL
     that ``naftiko.engine.request`` builds from ``base`` and ``path``, when no such URL
     needs httpx's rules; else None (then each URL is examined on its own). Decided once
@@ -146,12 +144,12 @@ def plain_origin(base: str, path: PathTemplate) -> tuple[_Origin, bytes, int] | 
     return located[0], located[1], len(sample) if end < 0 else end
 
 
-def _parse_authority(authority: str) -> tuple[_Origin, bytes] | None:
+def _parse_authority(authority: str) -> tuple[Origin, bytes] | None:
     try:
         parsed = httpx.URL(authority + "/")
     except (httpx.InvalidURL, ValueError):
         return None
-    port = _DEFAULT_PORTS.get(parsed.raw_scheme)
+    port = DEFAULT_PORTS.get(parsed.raw_scheme)
     if port is None or parsed.userinfo or not parsed.raw_host:
         return None  # unsupported scheme, or credentials httpx turns into Basic auth
     origin = (parsed.raw_scheme, parsed.raw_host.decode("ascii"), parsed.port or port)

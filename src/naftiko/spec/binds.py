@@ -25,9 +25,9 @@ import yaml
 from naftiko.errors import LoadTimeError
 from naftiko.spec.models import Binding
 from naftiko.spec.source import PathT
+from naftiko.spec.template_syntax import REFERENCE_TAG
 
 # ``{{ VAR }}``, ``{{ns.VAR}}``, ``{{env.VAR}}``, ``{{{VAR}}}``, sections ``{{#VAR}}``.
-_TAG = re.compile(r"\{\{[{#^&/]?\s*([A-Za-z_$][\w.$-]*)\s*\}?\}\}")
 
 
 class Bindings:
@@ -94,7 +94,7 @@ class Bindings:
 
 def referenced_names(texts: Iterable[str]) -> frozenset[str]:
     """Every name used in a mustache tag of ``texts`` (``VAR``, ``ns.VAR``, ``env.VAR``)."""
-    return frozenset(m.group(1) for text in texts for m in _TAG.finditer(text))
+    return frozenset(m.group(1) for text in texts for m in REFERENCE_TAG.finditer(text))
 
 
 class BindLookupError(LoadTimeError):
