@@ -188,6 +188,23 @@ class RawRequest:
     def header(self, name: str) -> list[str]:
         return [v for k, v in self.headers if k == name.lower()]
 
+    @classmethod
+    async def received(cls, scope: Any, receive: Any) -> RawRequest:
+        """The ASGI request ``scope`` with its whole body read from ``receive``."""
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        return cls(
+            method=scope["method"],
+            raw_path=scope.get("raw_path", scope["path"].encode()).decode("latin-1"),
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]),
+            body=body,
+        )
+
 
 @dataclass
 class RawRecorder:
@@ -204,19 +221,7 @@ class RawRecorder:
                 elif message["type"] == "lifespan.shutdown":
                     await send({"type": "lifespan.shutdown.complete"})
                     return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        seen = RawRequest(
-            method=scope["method"],
-            raw_path=scope.get("raw_path", scope["path"].encode()).decode("latin-1"),
-            query_string=scope.get("query_string", b"").decode("latin-1"),
-            headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]),
-            body=body,
-        )
+        seen = await RawRequest.received(scope, receive)
         self.requests.append(seen)
         echo = json.dumps(
             {"method": seen.method, "raw_path": seen.raw_path, "query": seen.query_string}

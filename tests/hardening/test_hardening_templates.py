@@ -48,23 +48,7 @@ class ProfileUpstream:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        self.requests.append(
-            RawRequest(
-                method=scope["method"],
-                raw_path=scope.get("raw_path", scope["path"].encode()).decode("latin-1"),
-                query_string=scope.get("query_string", b"").decode("latin-1"),
-                headers=tuple(
-                    (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]
-                ),
-                body=body,
-            )
-        )
+        self.requests.append(await RawRequest.received(scope, receive))
         answer = {"tenant": TENANT, "user": "u-1"} if scope["path"] == "/api/profile" else {}
         await send(
             {

@@ -15,12 +15,11 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
-from uuid import uuid4
 
 import httpx
 import pytest
 from hardening_kit import CAPABILITIES, CLIENT_TIMEOUT, McpReply, mcp_call, serve_capability
-from test_hardening_upstream_faults import assert_problem, peak_rss_growth
+from test_hardening_upstream_faults import assert_problem, assert_still_serving, peak_rss_growth
 
 from fakes.attacker import MIB, UTF8_NOTE, AttackerState, AttackerThread
 from naftiko.engine.settings import EngineSettings
@@ -67,21 +66,9 @@ async def gateway(
         yield Gateway(rest, served.mcp[MCP], http)
 
 
-async def healthy_calls(gw: Gateway) -> None:
-    """A healthy call on each adapter gets its own token back."""
-    token = uuid4().hex
-    response = await gw.rest.get("/echo", params={"token": token})
-    assert response.status_code == 200, response.text
-    assert response.json()["query"] == {"token": token}
-    token = uuid4().hex
-    reply = await gw.tool("echo", {"token": token})
-    assert reply.status == 200 and not reply.is_error, reply.text
-    assert reply.structured["query"] == {"token": token}
-
-
 async def while_healthy_calls_run(gw: Gateway, attack: Any) -> Any:
     """``attack`` awaited alongside healthy calls on both adapters; its result."""
-    result, *_ = await asyncio.gather(attack, *(healthy_calls(gw) for _ in range(4)))
+    result, *_ = await asyncio.gather(attack, *(assert_still_serving(gw) for _ in range(4)))
     return result
 
 
@@ -107,7 +94,7 @@ async def test_a_decompression_bomb_is_a_502_and_does_not_stall_other_callers(
             gw, gw.rest.get(f"/raw/{args['mode']}", params=query)
         )
         reply = await while_healthy_calls_run(gw, gw.tool("raw", args))
-        await healthy_calls(gw)
+        await assert_still_serving(gw)
     assert_problem(response, 502, "bad-upstream-response")
     assert f"decoded response larger than {LIMIT} bytes" in response.json()["detail"]
     assert_mcp_502(reply, f"decoded response larger than {LIMIT} bytes")
@@ -121,7 +108,7 @@ async def test_more_than_two_stacked_encodings_are_refused(
     async with gateway(attacker.url, via_httpx=via_httpx) as gw:
         response = await gw.rest.get(f"/raw/{args['mode']}", params={"size": args["size"]})
         reply = await gw.tool("raw", args)
-        await healthy_calls(gw)
+        await assert_still_serving(gw)
     assert_problem(response, 502, "bad-upstream-response")
     assert "3 content encodings" in response.json()["detail"]
     assert_mcp_502(reply, "3 content encodings")
@@ -149,7 +136,7 @@ async def test_a_decompression_bomb_is_never_inflated_whole(
     """
     size = str(256 * MIB)
     async with gateway(attacker.url, via_httpx=via_httpx) as gw:
-        await healthy_calls(gw)  # warm every code path first
+        await assert_still_serving(gw)  # warm every code path first
         await gw.rest.get("/raw/bomb-gzip-gzip", params={"size": str(MIB)})  # and the bomb's
         with peak_rss_growth() as growth:
             for _ in range(2):
@@ -166,12 +153,12 @@ async def test_redirect_bodies_httpx_reads_itself_are_bounded(
     """Following redirects, httpx reads each redirect's body itself: a 256 MiB bomb there
     is never inflated (the redirect is followed), and 50 MiB of plain body is a 502."""
     async with gateway(attacker.url, via_httpx=True) as gw:
-        await healthy_calls(gw)
+        await assert_still_serving(gw)
         await gw.rest.get("/raw/redirect-bomb", params={"size": str(MIB)})  # warm the path
         with peak_rss_growth() as growth:
             bombed = await gw.rest.get("/raw/redirect-bomb", params={"size": str(256 * MIB)})
         big = await gw.rest.get("/raw/redirect-big", params={"size": str(50 * MIB)})
-        await healthy_calls(gw)
+        await assert_still_serving(gw)
     assert bombed.status_code == 200 and bombed.json()["path"] == "/echo", bombed.text[:200]
     assert growth[0] < 25 * MIB, f"peak RSS grew by {growth[0] / MIB:.1f} MiB"
     assert_problem(big, 502, "bad-upstream-response")
@@ -191,7 +178,7 @@ async def test_yaml_aliases_expanding_past_the_limit_are_a_502(
         response = await gw.rest.get("/yaml/yaml-aliases", params=query)
         reply = await gw.tool("yaml", args)
         small = await gw.rest.get("/yaml/yaml-aliases", params={"size": "10", "chunks": "3"})
-        await healthy_calls(gw)
+        await assert_still_serving(gw)
     assert response.status_code == 502, f"{response.status_code}, {len(response.content)} bytes"
     assert_problem(response, 502, "bad-upstream-response")
     assert f"expands to more than {LIMIT} bytes" in response.json()["detail"]
@@ -209,14 +196,14 @@ async def test_a_huge_response_header_is_a_502_and_does_not_stall_other_callers(
     """A 50 MiB header: refused once the head passes 64 KiB, never buffered whole."""
     args = {"mode": "big-header", "size": str(50 * MIB)}
     async with gateway(attacker.url, via_httpx=via_httpx) as gw:
-        await healthy_calls(gw)  # warm every code path first
+        await assert_still_serving(gw)  # warm every code path first
         query = {"size": args["size"]}
         with peak_rss_growth() as growth:
             response = await while_healthy_calls_run(
                 gw, gw.rest.get("/raw/big-header", params=query)
             )
             reply = await while_healthy_calls_run(gw, gw.tool("raw", args))
-        await healthy_calls(gw)
+        await assert_still_serving(gw)
     assert_problem(response, 502, "bad-upstream-response")
     assert "response headers larger than 65536 bytes" in response.json()["detail"]
     assert_mcp_502(reply, "response headers larger than")
@@ -238,7 +225,7 @@ async def test_an_unasked_second_response_never_reaches_the_next_caller(
         if mode == "smuggle-late":  # a sync point, not a speed expectation; blocking the
             assert attacker.state.late_sent.wait(10)  # loop leaves the bytes unread
         for _ in range(3):
-            await healthy_calls(gw)
+            await assert_still_serving(gw)
     assert first.status_code == 200 and first.json() == {"answer": "first"}
     assert attacker.state.paths.count("/echo") == 6
     assert attacker.state.connections == 2  # the attacked one, then one for every call
@@ -254,7 +241,7 @@ async def test_a_non_latin1_upstream_header_never_gives_a_500(
     async with gateway(attacker.url) as gw:
         response = await gw.rest.get("/raw/utf8-header")
         reply = await gw.tool("raw", {"mode": "utf8-header"})
-        await healthy_calls(gw)
+        await assert_still_serving(gw)
     assert response.status_code == 200, response.text
     assert response.json() == {"answer": "headers"}
     assert response.headers.raw  # raw bytes, as sent by the upstream
