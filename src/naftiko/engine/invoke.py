@@ -177,8 +177,8 @@ class Engine:
         # The secrets masked in upstream answers: decided here, once (``engine.masking``).
         bindings = getattr(compiled.loaded, "bindings", None)
         self._mask = SecretMask(*load_secrets(bindings, compiled.consumes))
-        # The mask with the OAuth2 access tokens cached when it was made.
-        self._token_mask: tuple[tuple[str, ...], SecretMask] = ((), self._mask)
+        # The mask with the OAuth2 access tokens cached at the token cache's generation.
+        self._token_mask: tuple[int, SecretMask] = (-1, self._mask)
 
     @property
     def units(self) -> Mapping[str, Unit]:
@@ -489,9 +489,8 @@ class Engine:
         cache = self.compiled.token_cache
         if not len(cache):
             return self._mask
-        tokens = cache.tokens()
-        if tokens != self._token_mask[0]:
-            self._token_mask = (tokens, self._mask.plus(tokens))
+        if cache.generation != self._token_mask[0]:
+            self._token_mask = (cache.generation, self._mask.plus(cache.tokens()))
         return self._token_mask[1]
 
     def _masked(self, response: UpstreamResponse) -> UpstreamResponse:

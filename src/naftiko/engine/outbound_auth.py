@@ -380,6 +380,9 @@ class OAuth2TokenCache:
         self._clock = clock
         self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
         self._locks: dict[tuple[str, ...], tuple[asyncio.Lock, list[int]]] = {}
+        # Bumped whenever the set of tokens changes: who derives something from
+        # :meth:`tokens` (the engine's mask) rebuilds it only then.
+        self.generation = 0
 
     def get(self, key: tuple[str, ...]) -> str | None:
         entry = self._tokens.get(key)
@@ -388,6 +391,7 @@ class OAuth2TokenCache:
         token, expires_at = entry
         if self._clock() >= expires_at:
             del self._tokens[key]
+            self.generation += 1
             return None
         return token
 
@@ -400,6 +404,7 @@ class OAuth2TokenCache:
             if key not in self._tokens and len(self._tokens) >= MAX_CACHED_TOKENS:
                 self._evict()
             self._tokens[key] = (token, self._clock() + ttl)
+            self.generation += 1
 
     def _evict(self) -> None:
         now = self._clock()
@@ -413,6 +418,7 @@ class OAuth2TokenCache:
         entry = self._tokens.get(key)
         if entry is not None and entry[0] == token:
             del self._tokens[key]
+            self.generation += 1
 
     def tokens(self) -> tuple[str, ...]:
         """Every cached token, for masking in upstream answers (``engine.masking``)."""
@@ -433,6 +439,7 @@ class OAuth2TokenCache:
 
     def clear(self) -> None:
         self._tokens.clear()
+        self.generation += 1
 
     def __len__(self) -> int:
         return len(self._tokens)
