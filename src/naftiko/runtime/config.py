@@ -9,7 +9,7 @@ other than the container marker.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -266,11 +266,12 @@ def resolve_config(
     origins = list(args.allowed_origin or []) or _split_list(
         env.get("NAFTIKO_ALLOWED_ORIGINS", "")
     )
-    header_bytes = pick(args.max_header_bytes, "NAFTIKO_MAX_HEADER_BYTES")
-    header_timeout = pick(args.header_timeout, "NAFTIKO_HEADER_TIMEOUT")
-    idle_timeout = pick(args.idle_timeout, "NAFTIKO_IDLE_TIMEOUT")
-    keep_alive_timeout = pick(args.keep_alive_timeout, "NAFTIKO_KEEP_ALIVE_TIMEOUT")
-    max_connections = pick(args.max_connections, "NAFTIKO_MAX_CONNECTIONS")
+
+    def limit(flag: Any, name: str, default: Any, parse: Callable[[str, str], Any],
+              what: str) -> Any:
+        """A listener limit: the flag, else ``name`` in the environment, else ``default``."""
+        value = pick(flag, name)
+        return default if value is None else parse(str(value), what)
 
     def flag_or_env_bool(flag: bool | None, name: str) -> bool:
         if flag:
@@ -291,21 +292,17 @@ def resolve_config(
         mcp_stateful=flag_or_env_bool(args.mcp_stateful, "NAFTIKO_MCP_STATEFUL"),
         allowed_hosts=tuple(_host(h, "allowed host") for h in allowed),
         allowed_origins=tuple(_origin(o, "allowed origin") for o in origins),
-        max_header_bytes=DEFAULT_MAX_HEADER_BYTES
-        if header_bytes is None
-        else _positive_int(str(header_bytes), "max header bytes"),
-        header_timeout_s=DEFAULT_HEADER_TIMEOUT_S
-        if header_timeout is None
-        else _positive_float(str(header_timeout), "header timeout"),
-        idle_timeout_s=DEFAULT_IDLE_TIMEOUT_S
-        if idle_timeout is None
-        else _positive_float(str(idle_timeout), "idle timeout"),
-        keep_alive_timeout_s=DEFAULT_KEEP_ALIVE_TIMEOUT_S
-        if keep_alive_timeout is None
-        else _positive_float(str(keep_alive_timeout), "keep-alive timeout"),
-        max_connections=DEFAULT_MAX_CONNECTIONS
-        if max_connections is None
-        else _positive_int(str(max_connections), "max connections"),
+        max_header_bytes=limit(args.max_header_bytes, "NAFTIKO_MAX_HEADER_BYTES",
+                               DEFAULT_MAX_HEADER_BYTES, _positive_int, "max header bytes"),
+        header_timeout_s=limit(args.header_timeout, "NAFTIKO_HEADER_TIMEOUT",
+                               DEFAULT_HEADER_TIMEOUT_S, _positive_float, "header timeout"),
+        idle_timeout_s=limit(args.idle_timeout, "NAFTIKO_IDLE_TIMEOUT",
+                             DEFAULT_IDLE_TIMEOUT_S, _positive_float, "idle timeout"),
+        keep_alive_timeout_s=limit(args.keep_alive_timeout, "NAFTIKO_KEEP_ALIVE_TIMEOUT",
+                                   DEFAULT_KEEP_ALIVE_TIMEOUT_S, _positive_float,
+                                   "keep-alive timeout"),
+        max_connections=limit(args.max_connections, "NAFTIKO_MAX_CONNECTIONS",
+                              DEFAULT_MAX_CONNECTIONS, _positive_int, "max connections"),
         grace_period_s=DEFAULT_GRACE_PERIOD_S
         if grace is None
         else _positive_float(str(grace), "grace period", allow_zero=True),
