@@ -28,8 +28,9 @@ async def serve(spec_path: Path, upstream: str, port: int) -> None:
     client = httpx2.AsyncClient(base_url=upstream, timeout=30.0)
     server = FastMCP.from_openapi(spec, client=client, name="bench-fastmcp")
     app = server.http_app(path="/mcp", json_response=True, stateless_http=True)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
+    )
     uv = uvicorn.Server(config)
     task = asyncio.create_task(uv.serve())
     while not uv.started and not task.done():

@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import uvicorn
 
-from naftiko.engine.request import UpstreamRequest
-from naftiko.engine.transport import Http11Transport
-from naftiko.engine.wire import wire_of
 from naftiko.runtime.http_protocol import CoalescingHttpToolsProtocol
+from naftiko.upstream.request import UpstreamRequest
+from naftiko.upstream.transport import Http11Transport
+from naftiko.upstream.wire import wire_of
 
 UPSTREAM, PORT = sys.argv[1].rstrip("/"), int(sys.argv[2])
 TRANSPORT = Http11Transport(max_connections=100, max_idle=100)
@@ -62,8 +62,15 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 if __name__ == "__main__":
     uvicorn.Server(
         uvicorn.Config(
-            app, host="127.0.0.1", port=PORT, loop="uvloop", http=CoalescingHttpToolsProtocol,
-            access_log=False, log_level="warning", lifespan="on", server_header=False,
+            app,
+            host="127.0.0.1",
+            port=PORT,
+            loop="uvloop",
+            http=CoalescingHttpToolsProtocol,
+            access_log=False,
+            log_level="warning",
+            lifespan="on",
+            server_header=False,
             proxy_headers=False,
         )
     ).run()

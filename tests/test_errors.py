@@ -51,10 +51,10 @@ def test_the_walk_finds_the_classes_it_must() -> None:
     for name in (
         "naftiko.errors.NaftikoError",
         "naftiko.spec.diagnostics.LoadError",
-        "naftiko.engine.request.RequestError",
-        "naftiko.adapters.rest._Refused",
-        "naftiko.engine.decoding.TooManyCodings",
-        "naftiko.runtime.plan.PlanError",
+        "naftiko.upstream.request.RequestError",
+        "naftiko.adapters.rest.app._Refused",
+        "naftiko.upstream.decoding.TooManyCodings",
+        "naftiko.runtime.placement.PlanError",
     ):
         assert name in found
 
@@ -107,7 +107,7 @@ def test_errors_imports_nothing_of_ours() -> None:
 
 
 def test_response_too_large_is_one_class_under_both_names() -> None:
-    from naftiko.engine import decoding, transport
+    from naftiko.upstream import decoding, transport
 
     assert decoding.BodyTooLarge is errors.ResponseTooLarge
     assert transport.ResponseTooLarge is errors.ResponseTooLarge
@@ -127,11 +127,11 @@ def test_the_status_mapping_is_the_engine_contracts() -> None:
 @pytest.mark.parametrize(
     ("path", "library_base"),
     [
-        ("naftiko.engine.decoding.TooManyCodings", httpx.DecodingError),
-        ("naftiko.engine.transport.ResponseHeadTooLarge", httpx.RemoteProtocolError),
-        ("naftiko.engine.transport.DeadlineExceeded", TimeoutError),
-        ("naftiko.engine.formats.FormatError", ValueError),
-        ("naftiko.engine.templating.TemplateError", ValueError),
+        ("naftiko.upstream.decoding.TooManyCodings", httpx.DecodingError),
+        ("naftiko.upstream.transport.ResponseHeadTooLarge", httpx.RemoteProtocolError),
+        ("naftiko.upstream.transport.DeadlineExceeded", TimeoutError),
+        ("naftiko.upstream.formats.FormatError", ValueError),
+        ("naftiko.templating.TemplateError", ValueError),
         ("naftiko.runtime.config.ConfigError", ValueError),
         ("naftiko.engine.static_files.PathRejected", ValueError),
     ],

@@ -30,9 +30,9 @@ Send = Callable[[], Awaitable[int]]  # one exchange; returns the status
 async def _naftiko_fetch(spec: dict[str, Any]) -> tuple[Send, Callable[[], Awaitable[None]]]:
     import httpx
 
-    from naftiko.engine.request import UpstreamRequest
-    from naftiko.engine.transport import Http11Transport
-    from naftiko.engine.wire import wire_of
+    from naftiko.upstream.request import UpstreamRequest
+    from naftiko.upstream.transport import Http11Transport
+    from naftiko.upstream.wire import wire_of
 
     transport = Http11Transport(max_connections=100, max_idle=100)
     timeout = httpx.Timeout(30.0)
@@ -54,18 +54,22 @@ async def _httpx(spec: dict[str, Any], ours: bool) -> tuple[Send, Callable[[], A
     import httpx
 
     if ours:
-        from naftiko.engine.transport import Http11Transport
+        from naftiko.upstream.transport import Http11Transport
 
-        client = httpx.AsyncClient(transport=Http11Transport(max_connections=100, max_idle=100),
-                                   timeout=30.0, trust_env=False)
+        client = httpx.AsyncClient(
+            transport=Http11Transport(max_connections=100, max_idle=100),
+            timeout=30.0,
+            trust_env=False,
+        )
     else:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
         client = httpx.AsyncClient(limits=limits, timeout=30.0, trust_env=False)
     body = spec["body"].encode() or None
 
     async def send() -> int:
-        response = await client.request(spec["method"], spec["url"], content=body,
-                                        headers=spec["headers"])
+        response = await client.request(
+            spec["method"], spec["url"], content=body, headers=spec["headers"]
+        )
         return response.status_code  # read whole: not a streamed request
 
     return send, client.aclose
@@ -74,13 +78,15 @@ async def _httpx(spec: dict[str, Any], ours: bool) -> tuple[Send, Callable[[], A
 async def _aiohttp(spec: dict[str, Any]) -> tuple[Send, Callable[[], Awaitable[None]]]:
     import aiohttp
 
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100),
-                                    timeout=aiohttp.ClientTimeout(total=30.0))
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=100), timeout=aiohttp.ClientTimeout(total=30.0)
+    )
     body = spec["body"].encode() or None
 
     async def send() -> int:
-        async with session.request(spec["method"], spec["url"], data=body,
-                                   headers=spec["headers"]) as response:
+        async with session.request(
+            spec["method"], spec["url"], data=body, headers=spec["headers"]
+        ) as response:
             await response.read()
             return response.status
 
@@ -120,8 +126,12 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:
     phase["stop"] = True
     await asyncio.gather(*tasks)
     await close()
-    return {"requests": counts["requests"], "errors": counts["errors"], "cpu_s": cpu,
-            "wall_s": wall}
+    return {
+        "requests": counts["requests"],
+        "errors": counts["errors"],
+        "cpu_s": cpu,
+        "wall_s": wall,
+    }
 
 
 if __name__ == "__main__":

@@ -55,21 +55,32 @@ def rest_app() -> Any:
     import argparse
     import os
 
+    from naftiko.cli.run import add_arguments
     from naftiko.observability import set_observer
-    from naftiko.runtime.command import add_arguments
     from naftiko.runtime.config import resolve_config
     from naftiko.runtime.logs import Redactor, configure_logging
     from naftiko.runtime.metrics import Metrics, RuntimeObserver
-    from naftiko.runtime.plan import load_all, plan_slots
+    from naftiko.runtime.placement import load_all, plan_slots
     from naftiko.runtime.process import Runtime
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     document = Path(__file__).resolve().parents[1] / "capabilities" / "bench.yaml"
-    args = parser.parse_args([
-        str(document), "--host", "127.0.0.1", "--port", "bench-rest=0", "--log-format",
-        "json", "--log-level", "info", "--base-uri",
-        f"bench-upstream={os.environ['DEPS_UPSTREAM']}"])
+    args = parser.parse_args(
+        [
+            str(document),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "bench-rest=0",
+            "--log-format",
+            "json",
+            "--log-level",
+            "info",
+            "--base-uri",
+            f"bench-upstream={os.environ['DEPS_UPSTREAM']}",
+        ]
+    )
     config = resolve_config(args, os.environ)
     capabilities, _ = load_all(config)
     slots, _ = plan_slots(capabilities, config)
@@ -94,9 +105,16 @@ def _config(kind: str, port: int, served: Any) -> Any:
     import uvicorn
 
     common: dict[str, Any] = {
-        "host": "127.0.0.1", "port": port, "loop": "uvloop", "lifespan": "on",
-        "log_config": None, "log_level": "warning", "access_log": False, "ws": "none",
-        "server_header": False, "proxy_headers": False,
+        "host": "127.0.0.1",
+        "port": port,
+        "loop": "uvloop",
+        "lifespan": "on",
+        "log_config": None,
+        "log_level": "warning",
+        "access_log": False,
+        "ws": "none",
+        "server_header": False,
+        "proxy_headers": False,
     }
     if kind == "coalescing":
         from naftiko.runtime.http_protocol import (
@@ -106,8 +124,12 @@ def _config(kind: str, port: int, served: Any) -> Any:
             ListenerLimits,
         )
 
-        return ListenerConfig(served, guard=ListenerGuard("bench", ListenerLimits()),
-                              http=CoalescingHttpToolsProtocol, **common)
+        return ListenerConfig(
+            served,
+            guard=ListenerGuard("bench", ListenerLimits()),
+            http=CoalescingHttpToolsProtocol,
+            **common,
+        )
     if kind == "uvicorn":
         return uvicorn.Config(served, http="httptools", **common)
     raise SystemExit(f"unknown server {kind!r}")
@@ -117,5 +139,6 @@ if __name__ == "__main__":
     import uvicorn
 
     which = sys.argv[3] if len(sys.argv) > 3 else "tiny"
-    uvicorn.Server(_config(sys.argv[1], int(sys.argv[2]),
-                           rest_app() if which == "rest" else app)).run()
+    uvicorn.Server(
+        _config(sys.argv[1], int(sys.argv[2]), rest_app() if which == "rest" else app)
+    ).run()

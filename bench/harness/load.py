@@ -70,34 +70,59 @@ class LoadGenerator:
     def tool(self) -> str:
         return "wrk" if self.wrk else "python-httpx"
 
-    def run(self, request: Request, *, connections: int, duration_s: float,
-            delay_ms: float = 0.0, server_pids: Callable[[], list[int]] | None = None
-            ) -> LoadResult:
+    def run(
+        self,
+        request: Request,
+        *,
+        connections: int,
+        duration_s: float,
+        delay_ms: float = 0.0,
+        server_pids: Callable[[], list[int]] | None = None,
+    ) -> LoadResult:
         """One run; with ``server_pids`` also the server's CPU seconds per request.
 
         CPU per request is the steadiest figure on a shared machine: other work slows the
         server's wall clock but does not add to its own CPU time.
         """
         before = cpu_seconds(server_pids()) if server_pids else None
-        result = (self._wrk(request, connections, duration_s, delay_ms) if self.wrk
-                  else self._python(request, connections, duration_s, delay_ms))
+        result = (
+            self._wrk(request, connections, duration_s, delay_ms)
+            if self.wrk
+            else self._python(request, connections, duration_s, delay_ms)
+        )
         if server_pids and before is not None:
             result.server_cpu_s = cpu_seconds(server_pids()) - before
             if result.requests:
                 result.cpu_us_per_request = result.server_cpu_s / result.requests * 1e6
         return result
 
-    def _wrk(self, request: Request, connections: int, duration_s: float,
-             delay_ms: float) -> LoadResult:
-        env = dict(os.environ, BENCH_METHOD=request.method, BENCH_BODY=request.body,
-                   BENCH_HEADERS="\n".join(f"{k}: {v}" for k, v in request.headers.items()),
-                   BENCH_DELAY_MS=f"{delay_ms:.3f}")
+    def _wrk(
+        self, request: Request, connections: int, duration_s: float, delay_ms: float
+    ) -> LoadResult:
+        env = dict(
+            os.environ,
+            BENCH_METHOD=request.method,
+            BENCH_BODY=request.body,
+            BENCH_HEADERS="\n".join(f"{k}: {v}" for k, v in request.headers.items()),
+            BENCH_DELAY_MS=f"{delay_ms:.3f}",
+        )
         assert self.wrk is not None
-        cmd = pinned([self.wrk, "-t1", f"-c{connections}", f"-d{max(1, round(duration_s))}s",
-                      "--latency", "--timeout", "10s", "-s", str(LUA_SCRIPT), request.url],
-                     self.cpu)
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                              timeout=duration_s + 60)
+        cmd = pinned(
+            [
+                self.wrk,
+                "-t1",
+                f"-c{connections}",
+                f"-d{max(1, round(duration_s))}s",
+                "--latency",
+                "--timeout",
+                "10s",
+                "-s",
+                str(LUA_SCRIPT),
+                request.url,
+            ],
+            self.cpu,
+        )
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration_s + 60)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
         if proc.returncode != 0 or line is None:
             raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stdout}\n{proc.stderr}")
@@ -105,25 +130,43 @@ class LoadGenerator:
         lat = data["latency_us"]
         duration = data["duration_us"] / 1e6
         return LoadResult(
-            tool="wrk", connections=connections, duration_s=duration,
-            requests=data["requests"], errors=sum(data["errors"].values()),
+            tool="wrk",
+            connections=connections,
+            duration_s=duration,
+            requests=data["requests"],
+            errors=sum(data["errors"].values()),
             rps=data["requests"] / duration if duration else 0.0,
-            p50_ms=lat["p50"] / 1000, p90_ms=lat["p90"] / 1000, p99_ms=lat["p99"] / 1000,
-            max_ms=lat["max"] / 1000, delay_ms=delay_ms,
+            p50_ms=lat["p50"] / 1000,
+            p90_ms=lat["p90"] / 1000,
+            p99_ms=lat["p99"] / 1000,
+            max_ms=lat["max"] / 1000,
+            delay_ms=delay_ms,
         )
 
-    def _python(self, request: Request, connections: int, duration_s: float,
-                delay_ms: float) -> LoadResult:
-        spec = json.dumps({"url": request.url, "method": request.method, "body": request.body,
-                           "headers": dict(request.headers), "connections": connections,
-                           "duration_s": duration_s, "delay_ms": delay_ms})
-        proc = subprocess.run(pinned([self.python, str(PYLOAD), spec], self.cpu),
-                              capture_output=True, text=True, timeout=duration_s + 60)
+    def _python(
+        self, request: Request, connections: int, duration_s: float, delay_ms: float
+    ) -> LoadResult:
+        spec = json.dumps(
+            {
+                "url": request.url,
+                "method": request.method,
+                "body": request.body,
+                "headers": dict(request.headers),
+                "connections": connections,
+                "duration_s": duration_s,
+                "delay_ms": delay_ms,
+            }
+        )
+        proc = subprocess.run(
+            pinned([self.python, str(PYLOAD), spec], self.cpu),
+            capture_output=True,
+            text=True,
+            timeout=duration_s + 60,
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"pyload failed ({proc.returncode}): {proc.stderr[-2000:]}")
         data = json.loads(proc.stdout.strip().splitlines()[-1])
-        return LoadResult(tool="python-httpx", connections=connections, delay_ms=delay_ms,
-                          **data)
+        return LoadResult(tool="python-httpx", connections=connections, delay_ms=delay_ms, **data)
 
 
 def rate_delay_ms(connections: int, target_rps: float, latency_ms: float) -> float:
@@ -131,9 +174,16 @@ def rate_delay_ms(connections: int, target_rps: float, latency_ms: float) -> flo
     return max(0.0, connections / target_rps * 1000.0 - latency_ms)
 
 
-def run_at_rate(gen: LoadGenerator, request: Request, *, target_rps: float, connections: int,
-                duration_s: float, calibrate_s: float,
-                server_pids: Callable[[], list[int]] | None = None) -> LoadResult:
+def run_at_rate(
+    gen: LoadGenerator,
+    request: Request,
+    *,
+    target_rps: float,
+    connections: int,
+    duration_s: float,
+    calibrate_s: float,
+    server_pids: Callable[[], list[int]] | None = None,
+) -> LoadResult:
     """A run held near ``target_rps``: one short calibration pass, then the measured one.
 
     The first guess assumes zero latency; the calibration pass measures the typical (p50)
@@ -143,13 +193,20 @@ def run_at_rate(gen: LoadGenerator, request: Request, *, target_rps: float, conn
     """
     delay = rate_delay_ms(connections, target_rps, 0.0)
     if calibrate_s > 0:
-        trial = gen.run(request, connections=connections, duration_s=calibrate_s,
-                        delay_ms=delay)
+        trial = gen.run(request, connections=connections, duration_s=calibrate_s, delay_ms=delay)
         delay = rate_delay_ms(connections, target_rps, trial.p50_ms)
-    return gen.run(request, connections=connections, duration_s=duration_s, delay_ms=delay,
-                   server_pids=server_pids)
+    return gen.run(
+        request,
+        connections=connections,
+        duration_s=duration_s,
+        delay_ms=delay,
+        server_pids=server_pids,
+    )
 
 
 if __name__ == "__main__":  # smoke: python -m harness.load URL
-    print(LoadGenerator("", sys.executable).run(Request(sys.argv[1]), connections=4,
-                                                duration_s=1).to_dict())
+    print(
+        LoadGenerator("", sys.executable)
+        .run(Request(sys.argv[1]), connections=4, duration_s=1)
+        .to_dict()
+    )

@@ -35,11 +35,25 @@ def ensure_py_spy(venv_bin: Path) -> str | None:
     return py_spy_path(venv_bin)
 
 
-def record(py_spy: str, pid: int, seconds: int, output: Path, rate: int = 200
-           ) -> subprocess.Popen[str]:
+def record(
+    py_spy: str, pid: int, seconds: int, output: Path, rate: int = 200
+) -> subprocess.Popen[str]:
     """Start sampling ``pid`` for ``seconds`` in the background (returns the process)."""
-    cmd = [py_spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", str(rate),
-           "--format", "raw", "--output", str(output), "--nonblocking"]
+    cmd = [
+        py_spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(seconds),
+        "--rate",
+        str(rate),
+        "--format",
+        "raw",
+        "--output",
+        str(output),
+        "--nonblocking",
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -81,14 +95,25 @@ def summarise(collapsed: Path, top: int = 15) -> dict[str, object]:
         ours[deepest] += count
 
     def share(counter: Counter[str]) -> list[dict[str, object]]:
-        return [{"frame": f, "percent": round(100 * c / total, 1)}
-                for f, c in counter.most_common(top)] if total else []
+        return (
+            [
+                {"frame": f, "percent": round(100 * c / total, 1)}
+                for f, c in counter.most_common(top)
+            ]
+            if total
+            else []
+        )
 
     # Inclusive frames that wrap everything (the event loop, main) say nothing: keep the
     # ones under 90% of samples.
     inner = Counter({f: c for f, c in inclusive.items() if total and c / total < 0.9})
-    return {"samples": total, "self": share(self_counts), "inclusive": share(inner),
-            "by_package": share(modules), "under_naftiko_frame": share(ours)}
+    return {
+        "samples": total,
+        "self": share(self_counts),
+        "inclusive": share(inner),
+        "by_package": share(modules),
+        "under_naftiko_frame": share(ours),
+    }
 
 
 if __name__ == "__main__":  # python -m harness.profiling FILE

@@ -33,8 +33,9 @@ async def worker(spec: dict, deadline: float, latencies: list[float], errors: li
         while time.perf_counter() < deadline:
             started = time.perf_counter()
             try:
-                response = await client.request(spec["method"], spec["url"], content=content,
-                                                headers=spec["headers"])
+                response = await client.request(
+                    spec["method"], spec["url"], content=content, headers=spec["headers"]
+                )
                 await response.aread()
                 if response.status_code >= 400:
                     errors[0] += 1
@@ -50,14 +51,21 @@ async def main(spec: dict) -> dict:
     errors = [0]
     started = time.perf_counter()
     deadline = started + spec["duration_s"]
-    await asyncio.gather(*(worker(spec, deadline, latencies, errors)
-                           for _ in range(spec["connections"])))
+    await asyncio.gather(
+        *(worker(spec, deadline, latencies, errors) for _ in range(spec["connections"]))
+    )
     duration = time.perf_counter() - started
     latencies.sort()
-    return {"duration_s": duration, "requests": len(latencies), "errors": errors[0],
-            "rps": len(latencies) / duration, "p50_ms": percentile(latencies, 50),
-            "p90_ms": percentile(latencies, 90), "p99_ms": percentile(latencies, 99),
-            "max_ms": latencies[-1] if latencies else 0.0}
+    return {
+        "duration_s": duration,
+        "requests": len(latencies),
+        "errors": errors[0],
+        "rps": len(latencies) / duration,
+        "p50_ms": percentile(latencies, 50),
+        "p90_ms": percentile(latencies, 90),
+        "p99_ms": percentile(latencies, 99),
+        "max_ms": latencies[-1] if latencies else 0.0,
+    }
 
 
 if __name__ == "__main__":

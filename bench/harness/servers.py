@@ -47,10 +47,19 @@ def _ready_event(line: str) -> bool:
         return False
 
 
-def start_naftiko(naftiko_run: str, document: Path, *, name: str, log_dir: Path, cpu: str,
-                  env: Mapping[str, str], namespaces: list[str],
-                  base_uris: Mapping[str, str] | None = None, log_level: str = "info",
-                  timeout: float = 60.0) -> Started:
+def start_naftiko(
+    naftiko_run: str,
+    document: Path,
+    *,
+    name: str,
+    log_dir: Path,
+    cpu: str,
+    env: Mapping[str, str],
+    namespaces: list[str],
+    base_uris: Mapping[str, str] | None = None,
+    log_level: str = "info",
+    timeout: float = 60.0,
+) -> Started:
     """``naftiko-run DOCUMENT`` on ephemeral loopback ports, waited for until ready.
 
     Every exposed namespace gets ``--port NS=0`` so documents that hard-code ports (the
@@ -61,8 +70,16 @@ def start_naftiko(naftiko_run: str, document: Path, *, name: str, log_dir: Path,
     # readiness is "every port accepts connections" instead.
     quiet = log_level not in ("debug", "info")
     ports = {namespace: free_port() if quiet else 0 for namespace in namespaces}
-    cmd = [naftiko_run, str(document), "--host", "127.0.0.1", "--log-format", "json",
-           "--log-level", log_level]
+    cmd = [
+        naftiko_run,
+        str(document),
+        "--host",
+        "127.0.0.1",
+        "--log-format",
+        "json",
+        "--log-level",
+        log_level,
+    ]
     for namespace, port in ports.items():
         cmd += ["--port", f"{namespace}={port}"]
     for namespace, url in (base_uris or {}).items():
@@ -73,9 +90,14 @@ def start_naftiko(naftiko_run: str, document: Path, *, name: str, log_dir: Path,
             for port in ports.values():
                 wait_for_port(port, timeout=timeout, proc=service.proc)
             ready_s = time.perf_counter() - service.started_at
-            return Started(service, ready_s, {
-                ns: f"http://127.0.0.1:{port}" + ("/mcp" if "mcp" in ns else "")
-                for ns, port in ports.items()})
+            return Started(
+                service,
+                ready_s,
+                {
+                    ns: f"http://127.0.0.1:{port}" + ("/mcp" if "mcp" in ns else "")
+                    for ns, port in ports.items()
+                },
+            )
         line, ready_s = service.wait_line(_ready_event, timeout=timeout)
     except Exception:
         service.stop()
@@ -84,24 +106,34 @@ def start_naftiko(naftiko_run: str, document: Path, *, name: str, log_dir: Path,
     return Started(service, ready_s, {a["namespace"]: a["url"] for a in adapters})
 
 
-def start_fastmcp(python: str, upstream_url: str, port: int, *, log_dir: Path, cpu: str,
-                  timeout: float = 60.0) -> Started:
+def start_fastmcp(
+    python: str, upstream_url: str, port: int, *, log_dir: Path, cpu: str, timeout: float = 60.0
+) -> Started:
     """FastMCP ``from_openapi`` on the same upstream operation (its own venv's python)."""
     cmd = [python, str(FASTMCP_SERVER), str(OPENAPI), upstream_url, str(port)]
     service, ready_s = _start_until_ready("fastmcp", pinned(cmd, cpu), log_dir, None, timeout)
     return Started(service, ready_s, {"mcp": f"http://127.0.0.1:{port}/mcp"})
 
 
-def start_stack_floor(python: str, upstream_url: str, port: int, *, log_dir: Path, cpu: str,
-                      env: Mapping[str, str], timeout: float = 60.0) -> Started:
+def start_stack_floor(
+    python: str,
+    upstream_url: str,
+    port: int,
+    *,
+    log_dir: Path,
+    cpu: str,
+    env: Mapping[str, str],
+    timeout: float = 60.0,
+) -> Started:
     """``bench/stack_floor.py``: naftiko's server and upstream client, no engine."""
     cmd = [python, str(STACK_FLOOR), upstream_url, str(port)]
     service, ready_s = _start_until_ready("stack-floor", pinned(cmd, cpu), log_dir, env, timeout)
     return Started(service, ready_s, {"rest": f"http://127.0.0.1:{port}"})
 
 
-def _start_until_ready(name: str, cmd: list[str], log_dir: Path, env: Mapping[str, str] | None,
-                       timeout: float) -> tuple[Service, float]:
+def _start_until_ready(
+    name: str, cmd: list[str], log_dir: Path, env: Mapping[str, str] | None, timeout: float
+) -> tuple[Service, float]:
     """Start a server that prints ``ready`` once listening; stopped again if it never does."""
     service = Service.start(name, cmd, log_dir, env=env)
     try:
@@ -121,8 +153,12 @@ def document_namespaces_and_binds(document: Path) -> tuple[list[str], list[str]]
     data = yaml.safe_load(document.read_text()) or {}
     exposes = (data.get("capability") or {}).get("exposes") or []
     namespaces = [e["namespace"] for e in exposes if isinstance(e, dict) and e.get("namespace")]
-    keys = [key for bind in data.get("binds") or [] if isinstance(bind, dict)
-            for key in (bind.get("keys") or {})]
+    keys = [
+        key
+        for bind in data.get("binds") or []
+        if isinstance(bind, dict)
+        for key in (bind.get("keys") or {})
+    ]
     return namespaces, keys
 
 

@@ -45,8 +45,11 @@ class Cores:
     def describe(self) -> dict[str, str]:
         if not self.server:
             return {"pinning": "none"}
-        return {"load_generator": self.load, "server_under_test": self.server,
-                "upstream": self.upstream}
+        return {
+            "load_generator": self.load,
+            "server_under_test": self.server,
+            "upstream": self.upstream,
+        }
 
 
 def pinned(cmd: Sequence[str], cpu: str) -> list[str]:
@@ -133,14 +136,25 @@ class Service:
     _pending: str = ""
 
     @classmethod
-    def start(cls, name: str, cmd: Sequence[str], log_dir: Path,
-              env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Service:
+    def start(
+        cls,
+        name: str,
+        cmd: Sequence[str],
+        log_dir: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> Service:
         log_path = log_dir / f"{name}.log"
         with log_path.open("wb") as log:
             started = time.perf_counter()
             proc = subprocess.Popen(
-                list(cmd), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True,
+                list(cmd),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                start_new_session=True,
             )
         return cls(name, proc, started, log_path)
 
@@ -167,8 +181,9 @@ class Service:
         *complete, self._pending = text.split("\n")
         return complete
 
-    def wait_line(self, predicate: Callable[[str], bool], timeout: float = 30.0
-                  ) -> tuple[str, float]:
+    def wait_line(
+        self, predicate: Callable[[str], bool], timeout: float = 30.0
+    ) -> tuple[str, float]:
         """The first new output line matching ``predicate``, and seconds since start.
 
         Polled every millisecond, so start-up times are accurate to about that.
@@ -179,8 +194,9 @@ class Service:
                 if predicate(line):
                     return line, time.perf_counter() - self.started_at
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
-                                   + self.tail())
+                raise RuntimeError(
+                    f"{self.name} exited with {self.proc.returncode}:\n" + self.tail()
+                )
             time.sleep(0.001)
         raise TimeoutError(f"{self.name}: no ready line after {timeout:.0f}s:\n{self.tail()}")
 

@@ -39,13 +39,17 @@ def _apt_install(packages: list[str]) -> str | None:
         return "apt-get not available (not a Debian/Ubuntu machine)"
     prefix: list[str] = []
     if os.geteuid() != 0:
-        if shutil.which("sudo") is None or subprocess.run(
-                ["sudo", "-n", "true"], capture_output=True).returncode != 0:
+        if (
+            shutil.which("sudo") is None
+            or subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode != 0
+        ):
             return "not root and no passwordless sudo"
         prefix = ["sudo", "-n"]
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages]):
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
+    ):
         proc = subprocess.run(prefix + cmd, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             return f"{' '.join(cmd[:2])} failed: {proc.stderr.strip()[-300:]}"
@@ -56,16 +60,25 @@ def _fastmcp_python() -> str | None:
     python = FASTMCP_VENV / "bin" / "python"
     if not python.exists():
         return None
-    check = subprocess.run([str(python), "-c", "import fastmcp, httpx2, uvicorn"],
-                           capture_output=True)
+    check = subprocess.run(
+        [str(python), "-c", "import fastmcp, httpx2, uvicorn"], capture_output=True
+    )
     return str(python) if check.returncode == 0 else None
 
 
 def _install_fastmcp() -> str | None:
     """Create bench/.venv-fastmcp and install fastmcp; return a reason on failure."""
-    steps = [[sys.executable, "-m", "venv", "--clear", str(FASTMCP_VENV)],
-             [str(FASTMCP_VENV / "bin" / "python"), "-m", "pip", "install", "--quiet",
-              FASTMCP_REQUIREMENT]]
+    steps = [
+        [sys.executable, "-m", "venv", "--clear", str(FASTMCP_VENV)],
+        [
+            str(FASTMCP_VENV / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            FASTMCP_REQUIREMENT,
+        ],
+    ]
     for cmd in steps:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
@@ -79,8 +92,9 @@ def prepare(*, install: bool, use_external: bool) -> Tools:
     if not use_external:
         tools.notes.append("--python-only: nginx, wrk and FastMCP not used")
         return tools
-    missing = [pkg for pkg, found in (("nginx", nginx_binary()), ("wrk", shutil.which("wrk")))
-               if not found]
+    missing = [
+        pkg for pkg, found in (("nginx", nginx_binary()), ("wrk", shutil.which("wrk"))) if not found
+    ]
     if missing and install:
         reason = _apt_install(missing)
         if reason:

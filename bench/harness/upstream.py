@@ -30,8 +30,13 @@ TOKEN_RESPONSE = {
 VIDEOS_RESPONSE = {
     "data": {
         "videos": [
-            {"id": f"73{i:017d}", "title": f"Benchmark video {i}", "view_count": 1000 + i,
-             "duration": 15 + i, "cover_image_url": f"https://example.com/cover/{i}.jpg"}
+            {
+                "id": f"73{i:017d}",
+                "title": f"Benchmark video {i}",
+                "view_count": 1000 + i,
+                "duration": 15 + i,
+                "cover_image_url": f"https://example.com/cover/{i}.jpg",
+            }
             for i in range(5)
         ],
         "cursor": 1700000000000,
@@ -45,7 +50,8 @@ VIDEOS_PREFIX = "/v2/users/"  # /v2/users/{user_id}/videos/
 
 def nginx_binary() -> str | None:
     return shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None)
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None
+    )
 
 
 def _common(scratch: Path, name: str) -> str:
@@ -73,7 +79,9 @@ http {{
 def upstream_conf(scratch: Path, port: int) -> str:
     token = json.dumps(TOKEN_RESPONSE, separators=(",", ":"))
     videos = json.dumps(VIDEOS_RESPONSE, separators=(",", ":"))
-    return _common(scratch, "upstream") + f"""
+    return (
+        _common(scratch, "upstream")
+        + f"""
     server {{
         listen 127.0.0.1:{port} reuseport backlog=4096;
         default_type application/json;
@@ -83,11 +91,14 @@ def upstream_conf(scratch: Path, port: int) -> str:
     }}
 }}
 """
+    )
 
 
 def proxy_conf(scratch: Path, port: int, upstream_port: int) -> str:
     """nginx as a plain reverse proxy with upstream keep-alive (the "physical limit")."""
-    return _common(scratch, "proxy") + f"""
+    return (
+        _common(scratch, "proxy")
+        + f"""
     upstream bench_upstream {{
         server 127.0.0.1:{upstream_port};
         keepalive 64;
@@ -102,6 +113,7 @@ def proxy_conf(scratch: Path, port: int, upstream_port: int) -> str:
     }}
 }}
 """
+    )
 
 
 @dataclass
@@ -116,21 +128,24 @@ def start_nginx(scratch: Path, name: str, conf: str, port: int, cpu: str) -> Ser
     path.write_text(conf)
     nginx = nginx_binary()
     assert nginx is not None
-    service = Service.start(f"nginx-{name}",
-                            pinned([nginx, "-c", str(path), "-g", "daemon off;"], cpu), scratch)
+    service = Service.start(
+        f"nginx-{name}", pinned([nginx, "-c", str(path), "-g", "daemon off;"], cpu), scratch
+    )
     wait_for_port(port, proc=service.proc)
     return service
 
 
-def start_upstream(scratch: Path, port: int, cpu: str, python: str,
-                   prefer_nginx: bool = True) -> Upstream:
+def start_upstream(
+    scratch: Path, port: int, cpu: str, python: str, prefer_nginx: bool = True
+) -> Upstream:
     """nginx serving static JSON when available, else the Python stand-in."""
     if prefer_nginx and nginx_binary():
         service = start_nginx(scratch, "upstream", upstream_conf(scratch, port), port, cpu)
         return Upstream("nginx", f"http://127.0.0.1:{port}", service)
     script = Path(__file__).with_name("pyupstream.py")
-    service = Service.start("python-upstream", pinned([python, str(script), str(port)], cpu),
-                            scratch)
+    service = Service.start(
+        "python-upstream", pinned([python, str(script), str(port)], cpu), scratch
+    )
     service.wait_line(lambda line: line.strip() == "ready", timeout=30)
     return Upstream("python", f"http://127.0.0.1:{port}", service)
 

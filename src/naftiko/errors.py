@@ -72,7 +72,9 @@ status and body are passed on (``UPSTREAM``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 __all__ = [
     "STATUS",
@@ -83,6 +85,7 @@ __all__ = [
     "InternalSignal",
     "LoadTimeError",
     "NaftikoError",
+    "Problem",
     "ResponseTooLarge",
     "UpstreamError",
 ]
@@ -151,3 +154,42 @@ class ResponseTooLarge(UpstreamError):
         self.limit = limit
         self.decoded = decoded
         self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """An error that is ours to describe (RFC 9457 fields). Never contains a secret."""
+
+    kind: ErrorKind
+    title: str
+    detail: str
+    status: int
+    parameter: str | None = None  # the offending input, for validation errors
+    step: str | None = None  # the orchestration step that failed, if any
+
+    @classmethod
+    def of(
+        cls,
+        kind: ErrorKind,
+        title: str,
+        detail: str,
+        *,
+        parameter: str | None = None,
+        step: str | None = None,
+    ) -> Problem:
+        """A problem whose status is the one :data:`STATUS` maps its kind to."""
+        return cls(kind, title, detail, STATUS[kind], parameter, step)
+
+    def as_json(self) -> dict[str, Any]:
+        """The RFC 9457 problem document (REST body; MCP error text)."""
+        body: dict[str, Any] = {
+            "type": f"https://naftiko.dev/problems/{self.kind.value}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if self.parameter is not None:
+            body["parameter"] = self.parameter
+        if self.step is not None:
+            body["step"] = self.step
+        return body

@@ -14,12 +14,12 @@ import asyncio
 import logging
 import sys
 
-from naftiko.adapters.mcp import run_mcp_stdio
-from naftiko.engine.compile import compile_capability
+from naftiko.adapters.mcp.server import run_mcp_stdio
+from naftiko.compile.capability import compile_capability
 from naftiko.engine.invoke import Engine
-from naftiko.engine.settings import EngineSettings
 from naftiko.engine.types import McpAdapterPlan
 from naftiko.spec.loader import load_capability
+from naftiko.upstream.settings import UpstreamSettings
 
 
 def _parse() -> argparse.Namespace:
@@ -33,7 +33,7 @@ def _parse() -> argparse.Namespace:
 async def main() -> None:
     args = _parse()
     overrides = dict(item.split("=", 1) for item in args.base_uri)
-    settings = EngineSettings(base_uri_overrides=overrides)
+    settings = UpstreamSettings(base_uri_overrides=overrides)
     compiled = compile_capability(load_capability(args.capability), settings)
     plan = next(
         a

@@ -8,13 +8,13 @@ from typing import Any
 import pytest
 from starlette.requests import ClientDisconnect
 
-from naftiko.adapters.http_common import (
+from naftiko.adapters.http.common import (
     BodyTooLarge,
     UnfinishedBody,
     read_asgi_body,
     receive_body,
 )
-from naftiko.adapters.mcp import _replay_of
+from naftiko.adapters.mcp.server import _replay_of
 
 
 def _receive(*messages: dict[str, Any]) -> Any:

@@ -36,13 +36,13 @@ from fakes.tiktok import (
     TOKEN_PATH,
     FakeTikTok,
 )
-from naftiko.adapters.mcp import build_mcp_app
-from naftiko.adapters.settings import AdapterSettings
-from naftiko.engine.compile import compile_capability
+from naftiko.adapters.http.settings import AdapterSettings
+from naftiko.adapters.mcp.server import build_mcp_app
+from naftiko.compile.capability import compile_capability
 from naftiko.engine.invoke import Engine
-from naftiko.engine.settings import EngineSettings
 from naftiko.engine.types import McpAdapterPlan
 from naftiko.spec.loader import load_capability
+from naftiko.upstream.settings import UpstreamSettings
 from support.servers import LiveFake, serve_asgi
 
 HERE = Path(__file__).resolve().parent
@@ -66,7 +66,7 @@ async def serve_capability(
     settings: AdapterSettings = AdapterSettings(),  # noqa: B008
 ) -> AsyncIterator[str]:
     """Load, compile, start the engine and serve the MCP adapter; yield its base URL."""
-    engine_settings = EngineSettings(base_uri_overrides=dict(overrides))
+    engine_settings = UpstreamSettings(base_uri_overrides=dict(overrides))
     loaded = load_capability(path, env=dict(env))
     compiled = compile_capability(loaded, engine_settings)
     plan = next(a for a in compiled.adapters if isinstance(a, McpAdapterPlan))

@@ -20,9 +20,9 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import INVALID_PARAMS
 
 import naftiko
-from naftiko.adapters.mcp import build_mcp_app, build_mcp_server
-from naftiko.adapters.mcp_results import build_tool, failure_text
-from naftiko.adapters.settings import AdapterSettings
+from naftiko.adapters.http.settings import AdapterSettings
+from naftiko.adapters.mcp.results import build_tool, failure_text
+from naftiko.adapters.mcp.server import build_mcp_app, build_mcp_server
 from naftiko.engine.types import (
     DynamicResourcePlan,
     ErrorKind,

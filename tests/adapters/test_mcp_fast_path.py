@@ -21,10 +21,10 @@ from jsonschema import Draft202012Validator
 from starlette.types import ASGIApp, Receive, Scope, Send
 from test_mcp_adapter import TOOLS, EngineDouble, plan, unit
 
-from naftiko.adapters import mcp as mcp_adapter
-from naftiko.adapters.mcp import ToolCallFastPath, build_mcp_app
-from naftiko.adapters.mcp_results import compile_check
-from naftiko.adapters.settings import AdapterSettings
+from naftiko.adapters.http.settings import AdapterSettings
+from naftiko.adapters.mcp import server as mcp_adapter
+from naftiko.adapters.mcp.results import compile_check
+from naftiko.adapters.mcp.server import ToolCallFastPath, build_mcp_app
 from naftiko.engine.types import Result
 from naftiko.observability import NullObserver, set_observer
 

@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from naftiko.adapters.mcp.prompts import (
+    CompiledPrompt,
+    MissingArgument,
+    PromptFileError,
+    render_text,
+)
 from naftiko.engine import static_files
-from naftiko.engine.prompts import CompiledPrompt, MissingArgument, PromptFileError, render_text
 from naftiko.spec.models import McpPrompt
 
 

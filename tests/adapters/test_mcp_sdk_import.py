@@ -29,7 +29,7 @@ def test_the_adapter_does_not_import_the_client_or_mcpserver() -> None:
     out = _run(
         """
         import sys
-        import naftiko.adapters.mcp
+        import naftiko.adapters.mcp.server
         skipped = ["mcp.client", "mcp.server.mcpserver", "httpx2"]
         print([name for name in skipped if name in sys.modules])
         """
@@ -50,7 +50,7 @@ def test_the_adapter_does_not_import_the_client_or_mcpserver() -> None:
 def test_the_sdk_package_is_whole_after_the_adapter(statement: str) -> None:
     out = _run(
         f"""
-        import naftiko.adapters.mcp as adapter
+        import naftiko.adapters.mcp.server as adapter
         {statement}
         import mcp, mcp.server, mcp.types
         assert mcp.server.Server is adapter.Server
@@ -70,7 +70,7 @@ def test_an_sdk_imported_first_is_left_alone() -> None:
         """
         import mcp
         init = mcp.__dict__.get("__getattr__")
-        import naftiko.adapters.mcp
+        import naftiko.adapters.mcp.server
         import sys
         print(init is None and "mcp.client" in sys.modules)
         """

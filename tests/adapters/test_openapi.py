@@ -10,9 +10,9 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
-from naftiko.adapters.openapi import build_openapi, openapi_info, security_scheme
-from naftiko.cli import main
-from naftiko.engine.compile import compile_capability
+from naftiko.adapters.rest.openapi import build_openapi, openapi_info, security_scheme
+from naftiko.cli.main import main
+from naftiko.compile.capability import compile_capability
 from naftiko.engine.types import RestAdapterPlan
 from naftiko.spec.loader import load_capability
 from naftiko.spec.models import Authentication

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from naftiko.adapters.origin import HostOriginPolicy, is_loopback, normalize_origin, split_host
+from naftiko.adapters.http.origin import HostOriginPolicy, is_loopback, normalize_origin, split_host
 
 
 def scope(host: str | None, origin: str | None, port: int = 8080) -> dict[str, Any]:

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from naftiko.adapters.http_common import new_request_id, request_id_of, sane_request_id
-from naftiko.adapters.inbound_auth import InboundAuthConfigError
-from naftiko.adapters.rest import _parse_query, build_rest_app
-from naftiko.adapters.settings import AdapterSettings
-from naftiko.engine.routes import route_pattern
+from naftiko.adapters.http.common import new_request_id, request_id_of, sane_request_id
+from naftiko.adapters.http.inbound_auth import InboundAuthConfigError
+from naftiko.adapters.http.settings import AdapterSettings
+from naftiko.adapters.rest.app import _parse_query, build_rest_app
+from naftiko.adapters.rest.routes import route_pattern
 from naftiko.engine.types import (
     FORM_MEDIA_TYPE,
     MULTIPART_MEDIA_TYPE,
@@ -755,7 +755,7 @@ async def test_openapi_path_rejects_other_methods() -> None:
 def test_kept_upstream_headers_are_encoded_never_refused() -> None:
     """Not Latin-1: sent as the UTF-8 bytes the upstream sent; a control character
     (which the server would refuse, a 500): that header is dropped, the others kept."""
-    from naftiko.adapters.rest import _kept_headers
+    from naftiko.adapters.rest.app import _kept_headers
 
     kept = _kept_headers({"ETag": '"v\u2713"', "X-RateLimit-Note": "a\x01b", "Retry-After": "5"})
     assert kept == [(b"etag", '"v\u2713"'.encode()), (b"retry-after", b"5")]

@@ -29,13 +29,13 @@ from starlette.routing import Route
 
 from fakes import ALL_METHODS
 from fakes.tiktok import DEFAULT_CLIENT_KEY, DEFAULT_CLIENT_SECRET, FakeTikTok
-from naftiko.adapters.rest import OPENAPI_PATH, build_rest_app
-from naftiko.adapters.settings import AdapterSettings
-from naftiko.engine.compile import compile_capability
+from naftiko.adapters.http.settings import AdapterSettings
+from naftiko.adapters.rest.app import OPENAPI_PATH, build_rest_app
+from naftiko.compile.capability import compile_capability
 from naftiko.engine.invoke import Engine
-from naftiko.engine.settings import EngineSettings
 from naftiko.engine.types import PROBLEM_MEDIA_TYPE, RestAdapterPlan
 from naftiko.spec.loader import load_capability
+from naftiko.upstream.settings import UpstreamSettings
 from support.servers import BackgroundServer, LiveFake, ServerThread, closed_port, serve_asgi
 
 TEST_CAPABILITY = Path(__file__).parent / "capabilities" / "rest-adapter-test.yaml"
@@ -51,7 +51,7 @@ async def serve_capability(
     adapter: str,
     *,
     env: dict[str, str],
-    engine_settings: EngineSettings,
+    engine_settings: UpstreamSettings,
     adapter_settings: AdapterSettings | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """Load, compile and serve one REST adapter of ``path``; yield a client bound to it."""
@@ -77,7 +77,7 @@ PUBLISHED_TIKTOK = Path(__file__).parents[2] / "capabilities" / "tiktok-login-ki
 
 def _tiktok(base_uri: str, **engine: Any) -> Any:
     """The published TikTok capability, unchanged, with its upstream moved to ``base_uri``."""
-    settings = EngineSettings(base_uri_overrides={TIKTOK_NS: base_uri}, **engine)
+    settings = UpstreamSettings(base_uri_overrides={TIKTOK_NS: base_uri}, **engine)
     return serve_capability(PUBLISHED_TIKTOK, TIKTOK_REST, env=TIKTOK_ENV, engine_settings=settings)
 
 
@@ -320,7 +320,7 @@ def _test_capability(
         TEST_CAPABILITY,
         adapter,
         env={**AUTH_ENV, "REST_TEST_ISSUER": issuer},
-        engine_settings=EngineSettings(base_uri_overrides={"echo": echo_url}, **engine),
+        engine_settings=UpstreamSettings(base_uri_overrides={"echo": echo_url}, **engine),
     )
 
 
@@ -512,10 +512,10 @@ async def test_inbound_oauth2_jwt(echo: LiveFake[Echo], auth_server: AuthServer)
 
 
 async def test_unresolvable_inbound_credential_refuses_to_start(echo: LiveFake[Echo]) -> None:
-    from naftiko.adapters.inbound_auth import InboundAuthConfigError
+    from naftiko.adapters.http.inbound_auth import InboundAuthConfigError
 
     loaded = load_capability(TEST_CAPABILITY, env={}, require_binds=False)
-    compiled = compile_capability(loaded, EngineSettings())
+    compiled = compile_capability(loaded, UpstreamSettings())
     plan = next(a for a in compiled.adapters if a.namespace == "bearer")
     assert isinstance(plan, RestAdapterPlan)
     with pytest.raises(InboundAuthConfigError):

@@ -22,13 +22,23 @@ HANG_GUARD_S = 300
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str],
-                                                                  Path]:
+def quick_run(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     results_dir = tmp_path_factory.mktemp("bench-results")
     proc = subprocess.run(
-        [sys.executable, str(BENCH_DIR / "run.py"), "--quick", "--results-dir", str(results_dir),
-         "--verbose"],
-        capture_output=True, text=True, timeout=HANG_GUARD_S, cwd=REPO_ROOT,
+        [
+            sys.executable,
+            str(BENCH_DIR / "run.py"),
+            "--quick",
+            "--results-dir",
+            str(results_dir),
+            "--verbose",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_S,
+        cwd=REPO_ROOT,
     )
     return proc, results_dir
 
@@ -70,8 +80,14 @@ def test_startup_and_memory_were_measured(results) -> None:
 
 def test_every_target_has_a_verdict_and_every_skip_a_reason(results) -> None:
     keys = {t["key"] for t in results["targets"]}
-    assert keys == {"rest_throughput_ratio", "added_p99_ms", "mcp_ratio", "startup_largest_s",
-                    "idle_rss_mb", "rss_growth_mb"}
+    assert keys == {
+        "rest_throughput_ratio",
+        "added_p99_ms",
+        "mcp_ratio",
+        "startup_largest_s",
+        "idle_rss_mb",
+        "rss_growth_mb",
+    }
     assert all(t["met"] in (True, False, None) for t in results["targets"])
     assert all(s["what"] and s["reason"] for s in results["skipped"])
     # The whole-corpus validation and the profile are full-run only.
@@ -88,18 +104,34 @@ def test_targets_are_judged_only_on_comparable_measurements() -> None:
     row = {"rps": 100.0, "cpu_us_per_request": 1000.0}
     fast = {"rps": 1000.0, "cpu_us_per_request": 10.0}
     measured: dict[str, Any] = {
-        "rest": {"post": {"naftiko": row, "nginx_proxy": fast},
-                 "get": {"naftiko": row, "nginx_proxy": fast},
-                 "latency_at_half_saturation": {"added_p99_ms": 1.5}},
+        "rest": {
+            "post": {"naftiko": row, "nginx_proxy": fast},
+            "get": {"naftiko": row, "nginx_proxy": fast},
+            "latency_at_half_saturation": {"added_p99_ms": 1.5},
+        },
         "mcp": {"naftiko": {"rps": 300.0}, "fastmcp": {"rps": 100.0}},
         "startup": {"largest": {"ready_s_median": 0.4}},
         "memory": {"idle_rss_mb": 90.0, "growth_mb": 0.5, "requests": 100_000},
     }
-    comparable = {t["key"]: t["met"] for t in report.evaluate_targets(
-        {**measured, "meta": {"load_generator": "wrk", "upstream": "nginx"}})}
-    assert comparable == {"rest_throughput_ratio": True, "added_p99_ms": True, "mcp_ratio": True,
-                          "startup_largest_s": True, "idle_rss_mb": False, "rss_growth_mb": True}
-    fallback = {t["key"]: t["met"] for t in report.evaluate_targets(
-        {**measured, "meta": {"load_generator": "python-httpx", "upstream": "python"}})}
+    comparable = {
+        t["key"]: t["met"]
+        for t in report.evaluate_targets(
+            {**measured, "meta": {"load_generator": "wrk", "upstream": "nginx"}}
+        )
+    }
+    assert comparable == {
+        "rest_throughput_ratio": True,
+        "added_p99_ms": True,
+        "mcp_ratio": True,
+        "startup_largest_s": True,
+        "idle_rss_mb": False,
+        "rss_growth_mb": True,
+    }
+    fallback = {
+        t["key"]: t["met"]
+        for t in report.evaluate_targets(
+            {**measured, "meta": {"load_generator": "python-httpx", "upstream": "python"}}
+        )
+    }
     assert fallback["rest_throughput_ratio"] is None and fallback["mcp_ratio"] is None
     assert fallback["idle_rss_mb"] is False

@@ -1,6 +1,6 @@
 """``naftiko-run`` as a newcomer meets it: ``--check``, override typos, ``--help``.
 
-In process through :func:`naftiko.cli.main` (the same code as the console script);
+In process through :func:`naftiko.cli.main.main` (the same code as the console script);
 ``--check`` and the refusals below stop before any socket is opened.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from naftiko.cli import main
+from naftiko.cli.main import main
 
 CAPABILITIES = Path(__file__).parent / "capabilities"
 STUBS = CAPABILITIES / "stubs.yaml"
@@ -49,7 +49,7 @@ def test_units_that_answer_501_are_named_at_load_and_counted_apart(
 
 
 def test_strict_refuses_units_that_would_answer_501(capsys: pytest.CaptureFixture[str]) -> None:
-    from naftiko.engine.compile import compile_capability
+    from naftiko.compile.capability import compile_capability
     from naftiko.spec.diagnostics import LoadError
     from naftiko.spec.loader import load_capability
 
@@ -114,7 +114,7 @@ def test_help_is_plain_text(capsys: pytest.CaptureFixture[str], argv: list[str])
 
 
 def test_the_readme_says_where_the_openapi_document_is_served() -> None:
-    from naftiko.engine.routes import OPENAPI_PATH
+    from naftiko.adapters.rest.routes import OPENAPI_PATH
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     assert f"`{OPENAPI_PATH}`" in readme

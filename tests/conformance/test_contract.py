@@ -14,7 +14,7 @@ import httpx
 import pytest
 from hardening_kit import CLIENT_TIMEOUT, RawRecorder, mcp_rpc, recorder_thread, serve_capability
 
-from naftiko.engine.settings import EngineSettings
+from naftiko.upstream.settings import UpstreamSettings
 
 CAPABILITY = Path(__file__).parent / "capabilities" / "contract.yaml"
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -33,7 +33,7 @@ class Gateway:
 @pytest.fixture
 async def gateway() -> AsyncIterator[Gateway]:
     with recorder_thread() as (url, recorder):
-        settings = EngineSettings(base_uri_overrides={"recorder": url})
+        settings = UpstreamSettings(base_uri_overrides={"recorder": url})
         async with (
             serve_capability(CAPABILITY, engine_settings=settings) as served,
             httpx.AsyncClient(

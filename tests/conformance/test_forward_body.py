@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 from hardening_kit import CLIENT_TIMEOUT, recorder_thread, serve_capability
 
-from naftiko.engine.compile import compile_capability
-from naftiko.engine.settings import EngineSettings
+from naftiko.compile.capability import compile_capability
 from naftiko.spec.loader import load_capability
+from naftiko.upstream.settings import UpstreamSettings
 
 CAPABILITY = Path(__file__).parent / "capabilities" / "forward_body.yaml"
 
@@ -34,7 +34,7 @@ def test_a_load_warning_names_each_unit_that_forwards_the_body() -> None:
 
 async def test_the_caller_s_body_reaches_the_upstream_as_sent() -> None:
     with recorder_thread() as (url, recorder):
-        settings = EngineSettings(base_uri_overrides={"pages-api": url})
+        settings = UpstreamSettings(base_uri_overrides={"pages-api": url})
         async with (
             serve_capability(CAPABILITY, engine_settings=settings) as served,
             httpx.AsyncClient(base_url=served.rest["pages-rest"], timeout=CLIENT_TIMEOUT) as rest,
@@ -66,7 +66,7 @@ async def test_the_caller_s_body_reaches_the_upstream_as_sent() -> None:
 
 async def test_a_body_nothing_reads_is_refused_not_dropped() -> None:
     with recorder_thread() as (url, recorder):
-        settings = EngineSettings(base_uri_overrides={"pages-api": url})
+        settings = UpstreamSettings(base_uri_overrides={"pages-api": url})
         async with (
             serve_capability(CAPABILITY, engine_settings=settings) as served,
             httpx.AsyncClient(base_url=served.rest["pages-rest"], timeout=CLIENT_TIMEOUT) as rest,

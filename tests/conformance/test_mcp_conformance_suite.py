@@ -153,8 +153,13 @@ def mcp_url() -> Iterator[str]:
     port = free_port()
     with ServerThread(conformance_upstream.app) as upstream:
         args = [
-            str(CAPABILITY), "--host", "127.0.0.1", "--port", f"conformance-mcp={port}",
-            "--base-uri", f"fixtures={upstream.url}",
+            str(CAPABILITY),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            f"conformance-mcp={port}",
+            "--base-uri",
+            f"fixtures={upstream.url}",
         ]  # fmt: skip  (the defaults pass the DNS-rebinding scenario: no --allowed-host)
         with RuntimeProcess(args) as process:
             yield process.wait_ready()["conformance-mcp"]

@@ -19,12 +19,12 @@ import pytest
 from hardening_kit import RawRecorder
 from hypothesis import HealthCheck, given, settings
 
-from naftiko.adapters.rest import OPENAPI_PATH, build_rest_app
-from naftiko.engine.compile import compile_capability
+from naftiko.adapters.rest.app import OPENAPI_PATH, build_rest_app
+from naftiko.compile.capability import compile_capability
 from naftiko.engine.invoke import Engine
-from naftiko.engine.settings import EngineSettings
 from naftiko.engine.types import RestAdapterPlan
 from naftiko.spec.loader import load_capability
+from naftiko.upstream.settings import UpstreamSettings
 from support.servers import BackgroundServer, ServerThread, serve_asgi
 
 # (document under ../shared/corpus, the bind variables it needs: dummy values)
@@ -44,7 +44,7 @@ class _Served(BackgroundServer):
         async def factory() -> AsyncIterator[str]:
             loaded = load_capability(path, env=env)
             consumed = {c.namespace: upstream for c in loaded.document.consumed()}
-            settings = EngineSettings(base_uri_overrides=consumed)
+            settings = UpstreamSettings(base_uri_overrides=consumed)
             compiled = compile_capability(loaded, settings)
             (plan,) = [p for p in compiled.adapters if isinstance(p, RestAdapterPlan)][:1]
             async with Engine(compiled, settings) as engine:

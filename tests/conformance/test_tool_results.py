@@ -18,7 +18,7 @@ import httpx
 import pytest
 from hardening_kit import CLIENT_TIMEOUT, mcp_call, serve_capability
 
-from naftiko.engine.settings import EngineSettings
+from naftiko.upstream.settings import UpstreamSettings
 from support.servers import ServerThread
 
 CAPABILITY = Path(__file__).parent / "capabilities" / "results.yaml"
@@ -52,7 +52,7 @@ def upstream() -> Any:
 
 @pytest.fixture
 async def mcp(upstream: str) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
-    settings = EngineSettings(base_uri_overrides={"kinds": upstream})
+    settings = UpstreamSettings(base_uri_overrides={"kinds": upstream})
     async with (
         serve_capability(CAPABILITY, engine_settings=settings) as served,
         httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as http,

@@ -12,13 +12,13 @@ import yaml
 
 from fakes.faults import FaultState
 from naftiko import observability
-from naftiko.engine.client import UpstreamClients, send
-from naftiko.engine.compile import compile_capability
+from naftiko.compile.capability import compile_capability
 from naftiko.engine.invoke import Engine, kept_headers
-from naftiko.engine.settings import EngineSettings
 from naftiko.engine.types import ErrorKind, Inputs, Result
-from naftiko.engine.wire import ResponseHeaders
 from naftiko.spec.loader import load_capability
+from naftiko.upstream.client import UpstreamClients, send
+from naftiko.upstream.settings import UpstreamSettings
+from naftiko.upstream.wire import ResponseHeaders
 from support.servers import LiveFake, closed_port
 
 SECRET = "sk-live-0123456789"
@@ -70,7 +70,7 @@ async def run(tmp_path: Path) -> AsyncIterator[Run]:
     async def invoke(base: str, path: str, outputs: Any = None, **settings: Any) -> Result:
         file = tmp_path / f"c{len(engines)}.yaml"
         file.write_text(yaml.safe_dump(document(base, path, outputs)))
-        engine_settings = EngineSettings(**settings)
+        engine_settings = UpstreamSettings(**settings)
         loaded = load_capability(file, env={"API_KEY": SECRET})
         engine = Engine(compile_capability(loaded, engine_settings), engine_settings)
         engines.append(engine)
@@ -225,7 +225,7 @@ async def test_each_call_is_reported(
 
 
 async def test_clients_are_pooled_per_namespace_and_closed() -> None:
-    clients = UpstreamClients(EngineSettings(connect_timeout_s=1.5, read_timeout_s=7))
+    clients = UpstreamClients(UpstreamSettings(connect_timeout_s=1.5, read_timeout_s=7))
     clients.start(["a", "b"])
     first = clients.get("a")
     assert clients.get("a") is first and clients.get("b") is not first
@@ -242,7 +242,7 @@ async def test_upstream_cookies_are_not_kept_between_callers() -> None:
         calls.append(request)
         return httpx.Response(200, headers={"set-cookie": "sid=caller-a; Path=/"})
 
-    clients = UpstreamClients(EngineSettings())
+    clients = UpstreamClients(UpstreamSettings())
     client = clients.get("up")
     client._transport = httpx.MockTransport(handler)  # type: ignore[attr-defined]
     for _ in range(2):
@@ -250,7 +250,7 @@ async def test_upstream_cookies_are_not_kept_between_callers() -> None:
             client,
             httpx.Request("GET", "http://up.test/x"),
             auth=None,
-            settings=EngineSettings(),
+            settings=UpstreamSettings(),
             namespace="up",
             operation="GET /x",
         )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from naftiko.engine.compile import compile_capability
+from naftiko.compile.capability import compile_capability
 from naftiko.engine.plans import (
     CallPlan,
     CompiledCapability,
@@ -413,8 +413,10 @@ def test_resources_sharing_a_path_warn_only_about_what_the_first_one_shadows(
     ]
     compiled = compile_doc(
         tmp_path,
-        {"exposes": [{"type": "rest", "namespace": "api", "resources": resources}],
-         "consumes": [CONSUMES]},
+        {
+            "exposes": [{"type": "rest", "namespace": "api", "resources": resources}],
+            "consumes": [CONSUMES],
+        },
     )
     shadowed = {w.path: w.message for w in compiled.warnings if "never called" in w.message}
     assert shadowed == {
@@ -436,28 +438,45 @@ def test_derived_inputs_for_upstream_body_fields_are_query_inputs_of_bodiless_me
         "type": "http",
         "namespace": "up",
         "baseUri": "https://api.example.com",
-        "resources": [{"name": "s", "path": "/search", "operations": [{
-            "name": "search",
-            "method": "POST",
-            "inputParameters": [
-                {"name": "text", "in": "body", "type": "string", "required": True},
-                {"name": "X-Mode", "in": "header", "type": "string"},
-            ],
-        }]}],
+        "resources": [
+            {
+                "name": "s",
+                "path": "/search",
+                "operations": [
+                    {
+                        "name": "search",
+                        "method": "POST",
+                        "inputParameters": [
+                            {"name": "text", "in": "body", "type": "string", "required": True},
+                            {"name": "X-Mode", "in": "header", "type": "string"},
+                        ],
+                    }
+                ],
+            }
+        ],
     }
     operations = [
         {"method": method, "name": method.lower(), "call": "up.search"}
         for method in ("GET", "DELETE", "POST", "PUT")
     ]
-    compiled = compile_doc(tmp_path, {
-        "consumes": [consumes],
-        "exposes": [
-            {"type": "rest", "namespace": "api",
-             "resources": [{"name": "r", "path": "/s", "operations": operations}]},
-            {"type": "mcp", "namespace": "tools",
-             "tools": [{"name": "search", "description": "d", "call": "up.search"}]},
-        ],
-    })
+    compiled = compile_doc(
+        tmp_path,
+        {
+            "consumes": [consumes],
+            "exposes": [
+                {
+                    "type": "rest",
+                    "namespace": "api",
+                    "resources": [{"name": "r", "path": "/s", "operations": operations}],
+                },
+                {
+                    "type": "mcp",
+                    "namespace": "tools",
+                    "tools": [{"name": "search", "description": "d", "call": "up.search"}],
+                },
+            ],
+        },
+    )
     located = {
         unit.name: [(f.name, f.location, f.required) for f in unit.inputs]
         for unit in compiled.units.values()

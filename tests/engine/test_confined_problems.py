@@ -12,7 +12,7 @@ import pytest
 import respx
 import yaml
 
-from naftiko.engine.compile import compile_capability
+from naftiko.compile.capability import compile_capability
 from naftiko.engine.invoke import Engine
 from naftiko.engine.plans import CompiledCapability, NotImplementedPlan
 from naftiko.engine.types import ErrorKind, Inputs, RestRoute, Result

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from fakes.attacker import MIB, encoded_bomb
-from naftiko.engine.decoding import MAX_CODINGS, BodyDecoder, BodyTooLarge, TooManyCodings
+from naftiko.upstream.decoding import MAX_CODINGS, BodyDecoder, BodyTooLarge, TooManyCodings
 
 PLAIN = b'{"data": "' + b"x" * 100_000 + b'"}'
 

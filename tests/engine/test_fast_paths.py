@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from naftiko.engine.compile import quick_check
-from naftiko.engine.inputs import plainly_valid
-from naftiko.engine.request import _with_query
+from naftiko.compile.capability import quick_check
+from naftiko.compile.inputs import plainly_valid
+from naftiko.upstream.request import _with_query
 
 TYPES = ["string", "integer", "number", "boolean", "object", "array", "null", "strnig", 3]
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5))

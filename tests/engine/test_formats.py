@@ -10,10 +10,10 @@ from typing import Any
 import fastavro
 import pytest
 
-from naftiko.engine import formats
-from naftiko.engine.formats import FormatError, check_format, parse_body
 from naftiko.engine.mapping import compile_outputs
 from naftiko.spec.models import OutputParameter
+from naftiko.upstream import formats
+from naftiko.upstream.formats import FormatError, check_format, parse_body
 
 SECRET = "tok-SECRET-123"
 

@@ -13,9 +13,9 @@ import pytest
 import respx
 import yaml
 
+from naftiko.adapters.rest.coerce import coerce_text
+from naftiko.compile.capability import compile_capability
 from naftiko.engine import invoke as invoke_module
-from naftiko.engine.coerce import coerce_text
-from naftiko.engine.compile import compile_capability
 from naftiko.engine.invoke import Engine
 from naftiko.engine.types import ErrorKind, InputField, Inputs, RestAdapterPlan
 from naftiko.spec.loader import load_capability

@@ -16,11 +16,11 @@ from fakes.tiktok import (
     TOKEN_PATH,
     FakeTikTok,
 )
-from naftiko.engine.compile import compile_capability
+from naftiko.compile.capability import compile_capability
 from naftiko.engine.invoke import Engine
-from naftiko.engine.settings import EngineSettings
 from naftiko.engine.types import Inputs
 from naftiko.spec.loader import load_capability
+from naftiko.upstream.settings import UpstreamSettings
 from support.servers import LiveFake
 
 NS = "tiktok-login-kit-oauth"
@@ -33,7 +33,7 @@ FORM = "application/x-www-form-urlencoded"
 async def engine(
     tiktok_capability_path: Path, fake_tiktok: LiveFake[FakeTikTok]
 ) -> AsyncIterator[Engine]:
-    settings = EngineSettings(base_uri_overrides={NS: fake_tiktok.url}, read_timeout_s=10)
+    settings = UpstreamSettings(base_uri_overrides={NS: fake_tiktok.url}, read_timeout_s=10)
     compiled = compile_capability(load_capability(tiktok_capability_path, env={}), settings)
     async with Engine(compiled, settings) as running:
         yield running

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from naftiko.engine import json_codec
+from naftiko import json_codec
 
 _stdlib_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
@@ -37,8 +37,9 @@ def _same(a: Any, b: Any) -> bool:
 
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=5), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -137,7 +138,7 @@ def test_documents_with_many_containers_take_the_standard_librarys_way() -> None
 
 
 def test_too_deep_upstream_json_is_a_format_error_not_a_crash() -> None:
-    from naftiko.engine.formats import FormatError, parse_body
+    from naftiko.upstream.formats import FormatError, parse_body
 
     with pytest.raises(FormatError, match="nested too deeply"):
         parse_body(b"[" * 100_000 + b"]" * 100_000, "json")

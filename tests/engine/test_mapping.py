@@ -13,8 +13,8 @@ from naftiko.engine.mapping import (
     compile_jsonpath,
     compile_outputs,
 )
-from naftiko.engine.templating import Scope
 from naftiko.spec.models import OutputParameter
+from naftiko.templating import Scope
 
 
 def outputs(*params: dict[str, Any]):

@@ -20,8 +20,8 @@ from naftiko.engine.mapping import (
     coerce_scalar,
     compile_outputs,
 )
-from naftiko.engine.templating import EMPTY_SCOPE, Scope
 from naftiko.spec.models import OutputParameter
+from naftiko.templating import EMPTY_SCOPE, Scope
 
 
 def finish(node: _Node, value: Any) -> Any:
@@ -43,10 +43,7 @@ def interpret(node: _Node, document: Any, scope: Scope, in_container: bool) -> A
     if node.path is not None:
         document = node.path(document)
     elif (
-        not in_container
-        and node.properties is None
-        and node.items is None
-        and node.values is None
+        not in_container and node.properties is None and node.items is None and node.values is None
     ):
         return None
     if type_ == "array" or (type_ is None and node.items is not None):
@@ -93,8 +90,21 @@ trees = st.recursive(
 documents = st.one_of(st.dictionaries(st.sampled_from(KEYS), trees, min_size=2), trees)
 paths = st.one_of(
     st.none(),
-    st.sampled_from(["$", "$.a", "$.b", "a", "$.a.b", "$.items[0]", "$.id", "$['n']", "$.a[*]",
-                     "$..id", "$.items[-1].a"]),
+    st.sampled_from(
+        [
+            "$",
+            "$.a",
+            "$.b",
+            "a",
+            "$.a.b",
+            "$.items[0]",
+            "$.id",
+            "$['n']",
+            "$.a[*]",
+            "$..id",
+            "$.items[-1].a",
+        ]
+    ),
 )
 types = st.sampled_from([None, "string", "integer", "number", "boolean", "object", "array"])
 
@@ -158,8 +168,10 @@ key_leaf = st.fixed_dictionaries(
     optional={"maxLength": st.integers(0, 4), "value": st.sampled_from(["fixed"])},
 )
 key_leaf_objects = st.fixed_dictionaries(
-    {"type": st.sampled_from([None, "object"]),
-     "properties": st.dictionaries(st.sampled_from(KEYS), key_leaf, min_size=1, max_size=4)},
+    {
+        "type": st.sampled_from([None, "object"]),
+        "properties": st.dictionaries(st.sampled_from(KEYS), key_leaf, min_size=1, max_size=4),
+    },
     optional={"mapping": st.sampled_from(["$", "$.a", "$.items[0]"])},
 )
 
@@ -167,8 +179,13 @@ key_leaf_objects = st.fixed_dictionaries(
 @settings(max_examples=1000, deadline=None)
 @given(key_leaf_objects, documents)
 @example(
-    {"type": "object", "properties": {"a": {"type": "integer", "mapping": "$.a"},
-                                      "b": {"type": "string", "mapping": "$.b", "maxLength": 1}}},
+    {
+        "type": "object",
+        "properties": {
+            "a": {"type": "integer", "mapping": "$.a"},
+            "b": {"type": "string", "mapping": "$.b", "maxLength": 1},
+        },
+    },
     {"a": "7", "b": 123},
 )
 @example(

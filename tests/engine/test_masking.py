@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from naftiko.engine.compile import compile_capability
+from naftiko.compile.capability import compile_capability
 from naftiko.engine.masking import MASK, SecretMask, load_secrets
-from naftiko.engine.outbound_auth import OAuth2TokenCache
-from naftiko.engine.settings import EngineSettings
 from naftiko.spec.loader import load_capability
+from naftiko.upstream.outbound_auth import OAuth2TokenCache
+from naftiko.upstream.settings import UpstreamSettings
 
 SECRET = 'tok"en/+x9'
 
@@ -99,7 +99,7 @@ capability:
         "M_TENANT": "tenant-42",
     }
     loaded = load_capability(document, env=env)
-    compiled = compile_capability(loaded, EngineSettings())
+    compiled = compile_capability(loaded, UpstreamSettings())
     secrets, encoded = load_secrets(loaded.bindings, compiled.consumes)
     assert secrets == {"svc-user", "p4ss-word", "tenant-42", "literal-token-1"}
     assert encoded == {base64.b64encode(b"svc-user:p4ss-word").decode()}

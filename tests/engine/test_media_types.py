@@ -1,8 +1,8 @@
-"""Tests of the one media-type parser (``naftiko.engine.media_types``)."""
+"""Tests of the one media-type parser (``naftiko.media_types``)."""
 
 from __future__ import annotations
 
-from naftiko.engine.media_types import (
+from naftiko.media_types import (
     as_written,
     essence,
     is_json,

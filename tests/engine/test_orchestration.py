@@ -20,9 +20,9 @@ from naftiko.engine.orchestration import (
     compile_steps,
     execute_steps,
 )
-from naftiko.engine.templating import MISSING, Scope
 from naftiko.engine.types import ErrorKind, Problem
 from naftiko.spec.models import OutputParameter, Step, StepMapping
+from naftiko.templating import MISSING, Scope
 
 SHIP = {
     "imo_number": "IMO-1",
@@ -398,7 +398,7 @@ capability:
 
 def test_the_compiler_refuses_a_script_step_with_its_position(tmp_path: Any) -> None:
     """A script step fails the load, so no plan that could answer 501 is ever built."""
-    from naftiko.engine.compile import compile_capability
+    from naftiko.compile.capability import compile_capability
     from naftiko.spec.diagnostics import LoadError
     from naftiko.spec.loader import load_capability
 
@@ -413,7 +413,7 @@ def test_the_compiler_refuses_a_script_step_with_its_position(tmp_path: Any) -> 
 
 
 def test_a_function_with_a_script_step_is_refused_too(tmp_path: Any) -> None:
-    from naftiko.engine.compile import compile_capability
+    from naftiko.compile.capability import compile_capability
     from naftiko.spec.diagnostics import LoadError
     from naftiko.spec.loader import load_capability
 

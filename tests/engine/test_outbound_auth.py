@@ -14,14 +14,14 @@ import pytest
 import respx
 from starlette.responses import JSONResponse
 
-from naftiko.engine.outbound_auth import (
+from naftiko.spec.models import Authentication
+from naftiko.upstream.outbound_auth import (
     MAX_CACHED_TOKENS,
     OAuth2TokenCache,
     OutboundAuthConfigError,
     OutboundAuthError,
     build_outbound_auth,
 )
-from naftiko.spec.models import Authentication
 from support.servers import serve_asgi
 
 UPSTREAM = "https://api.example.com/items"
@@ -400,7 +400,7 @@ async def test_oauth2_token_response_is_bounded(attack: str, words: str) -> None
     """A token endpoint is an upstream like any: its answer is cut at 1 MiB, as received
     and as decoded, on a real socket (a 256 MiB gzip bomb, then 20 MiB of plain body)."""
     from fakes.attacker import AttackerThread
-    from naftiko.engine.outbound_auth import MAX_TOKEN_RESPONSE_BYTES
+    from naftiko.upstream.outbound_auth import MAX_TOKEN_RESPONSE_BYTES
 
     with AttackerThread() as attacker:
         spec = auth(

@@ -12,11 +12,11 @@ import pytest
 import respx
 import yaml
 
-from naftiko.engine.compile import compile_capability
+from naftiko.compile.capability import compile_capability
 from naftiko.engine.invoke import Engine
-from naftiko.engine.settings import EngineSettings
 from naftiko.engine.types import ErrorKind, Inputs, Result
 from naftiko.spec.loader import load_capability
+from naftiko.upstream.settings import UpstreamSettings
 
 BASE = "https://api.example.com/v1"
 
@@ -64,7 +64,7 @@ async def make(tmp_path: Path) -> AsyncIterator[Make]:
     def build(doc: dict[str, Any], env: dict[str, str] | None = None, **settings: Any) -> Engine:
         file = tmp_path / f"cap{len(engines)}.yaml"
         file.write_text(yaml.safe_dump(doc, sort_keys=False))
-        engine_settings = EngineSettings(**settings)
+        engine_settings = UpstreamSettings(**settings)
         loaded = load_capability(file, env=env or {})
         engine = Engine(compile_capability(loaded, engine_settings), engine_settings)
         engines.append(engine)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from naftiko.engine.templating import (
+from naftiko.templating import (
     MISSING,
     Scope,
     TemplateError,

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from naftiko.engine.transport import Http11Transport
+from naftiko.upstream.transport import Http11Transport
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}"
 
@@ -471,7 +471,7 @@ async def test_bytes_an_idle_connection_received_close_it() -> None:
 @pytest.mark.parametrize("fetch", [False, True], ids=["httpx", "fetch"])
 async def test_an_oversized_response_head_is_refused(fetch: bool) -> None:
     """A 5 MB header: refused once the head passes the limit, connection closed."""
-    from naftiko.engine.transport import MAX_RESPONSE_HEAD, ResponseHeadTooLarge, wire_request
+    from naftiko.upstream.transport import MAX_RESPONSE_HEAD, ResponseHeadTooLarge, wire_request
 
     huge = b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (5 * 1024 * 1024) + b"\r\n" + OK[17:]
     answers = iter([huge, OK])
@@ -492,7 +492,7 @@ async def test_an_oversized_response_head_is_refused(fetch: bool) -> None:
 
 async def test_a_head_just_under_the_limit_is_read() -> None:
     """The limit is on the head only: a head under it and a large body in one write pass."""
-    from naftiko.engine.transport import MAX_RESPONSE_HEAD
+    from naftiko.upstream.transport import MAX_RESPONSE_HEAD
 
     body = b"b" * (1024 * 1024)
     head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Pad: " % len(body)
@@ -506,7 +506,7 @@ async def test_a_head_just_under_the_limit_is_read() -> None:
 async def test_an_oversized_head_on_a_reused_connection_is_not_replayed() -> None:
     """On a kept-alive connection, 64 KiB of line breaks (which parsers skip before a
     status line) are an answer, not a dropped connection: refused, never sent again."""
-    from naftiko.engine.transport import ResponseHeadTooLarge
+    from naftiko.upstream.transport import ResponseHeadTooLarge
 
     huge = b"\r\n" * (64 * 1024) + OK
     answers = iter([OK, huge, OK, OK])

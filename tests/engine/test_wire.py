@@ -11,21 +11,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from naftiko.engine.consumes import compile_path
-from naftiko.engine.outbound_auth import (
+from naftiko.compile.consumes import compile_path
+from naftiko.engine.types import Inputs
+from naftiko.templating import Scope
+from naftiko.upstream.outbound_auth import (
     ApiKeyOutboundAuth,
     BasicOutboundAuth,
     BearerOutboundAuth,
     DigestOutboundAuth,
     OAuth2TokenCache,
 )
-from naftiko.engine.plans import ConsumesPlan, OperationPlan, ParamPlan
-from naftiko.engine.request import RequestError, UpstreamRequest, build_request, form_encode
-from naftiko.engine.settings import EngineSettings
-from naftiko.engine.templating import Scope
-from naftiko.engine.transport import WireRequest, wire_request
-from naftiko.engine.types import Inputs
-from naftiko.engine.wire import ResponseHeaders, plain_origin, wire_of
+from naftiko.upstream.plans import ConsumesPlan, OperationPlan, ParamPlan
+from naftiko.upstream.request import RequestError, UpstreamRequest, build_request, form_encode
+from naftiko.upstream.settings import UpstreamSettings
+from naftiko.upstream.transport import WireRequest, wire_request
+from naftiko.upstream.wire import ResponseHeaders, plain_origin, wire_of
 
 TIMEOUT = httpx.Timeout(connect=3, read=20, write=20, pool=3)
 
@@ -115,8 +115,9 @@ header_values = st.text(alphabet="abc XYZ019-._~;=/,:\t", max_size=12)
 @given(
     path=segment,
     query=st.one_of(st.none(), segment),
-    headers=st.dictionaries(st.sampled_from(["Accept", "X-Trace", "accept", "Cookie"]),
-                            header_values, max_size=3),
+    headers=st.dictionaries(
+        st.sampled_from(["Accept", "X-Trace", "accept", "Cookie"]), header_values, max_size=3
+    ),
     content=st.one_of(st.none(), st.binary(max_size=8)),
 )
 async def test_whenever_we_write_it_httpx_would_write_the_same(
@@ -152,7 +153,7 @@ def test_form_encoding_is_urlencode(pairs: list[tuple[str, str]]) -> None:
 
 
 def test_a_body_nested_beyond_the_encoder_is_a_request_error() -> None:
-    from naftiko.engine.request import RequestError, _json_body
+    from naftiko.upstream.request import RequestError, _json_body
 
     deep: list[object] = []
     for _ in range(5000):
@@ -183,7 +184,7 @@ TEMPLATES = [
     "/{id}/.",
     "/q?fixed=1&x={id}",
     "/frag#{id}",
-    "/quote\"{id}",
+    '/quote"{id}',
 ]
 values = st.text(alphabet="abcXYZ019-._~%20:@!$&'()*+,;=/é ?#{}`\"<>\r", min_size=1, max_size=8)
 
@@ -217,8 +218,12 @@ async def test_the_plain_origin_shortcut_writes_what_examining_the_url_writes(
     inputs = {"id": path_values[0], "other": path_values[1], **dict(query)}
     try:
         built = build_request(
-            operation, consumes, Scope(inputs=inputs), Inputs(values=inputs),
-            EngineSettings(), OAuth2TokenCache(),
+            operation,
+            consumes,
+            Scope(inputs=inputs),
+            Inputs(values=inputs),
+            UpstreamSettings(),
+            OAuth2TokenCache(),
         )
     except RequestError:
         return  # refused before any URL exists (a '.' or '..' segment)

@@ -26,13 +26,13 @@ from fakes.tiktok import (
     TOKEN_PATH,
     FakeTikTok,
 )
-from naftiko.adapters.mcp import build_mcp_app
-from naftiko.adapters.rest import build_rest_app
-from naftiko.engine.compile import compile_capability
+from naftiko.adapters.mcp.server import build_mcp_app
+from naftiko.adapters.rest.app import build_rest_app
+from naftiko.compile.capability import compile_capability
 from naftiko.engine.invoke import Engine
-from naftiko.engine.settings import EngineSettings
 from naftiko.engine.types import McpAdapterPlan, RestAdapterPlan
 from naftiko.spec.loader import load_capability
+from naftiko.upstream.settings import UpstreamSettings
 from support.servers import LiveFake, serve_asgi
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tiktok-login-kit-oauth"
@@ -49,7 +49,7 @@ class Served:
 
 @contextlib.asynccontextmanager
 async def serve_example(live: LiveFake[FakeTikTok]) -> AsyncIterator[Served]:
-    settings = EngineSettings(base_uri_overrides={"tiktok-oauth": live.url})
+    settings = UpstreamSettings(base_uri_overrides={"tiktok-oauth": live.url})
     loaded = load_capability(CAPABILITY, env=ENV)
     compiled = compile_capability(loaded, settings)
     rest_plan = next(a for a in compiled.adapters if isinstance(a, RestAdapterPlan))

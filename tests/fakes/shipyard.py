@@ -401,5 +401,5 @@ class LiveShipyard:
     dockyard: Dockyard
 
     def base_uri_overrides(self) -> dict[str, str]:
-        """For ``EngineSettings.base_uri_overrides`` / ``--base-uri`` (tutorial namespaces)."""
+        """For ``UpstreamSettings.base_uri_overrides`` / ``--base-uri`` (tutorial namespaces)."""
         return {"registry": self.registry_url, "legacy": self.dockyard_url}

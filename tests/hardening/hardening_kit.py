@@ -30,14 +30,14 @@ from typing import Any
 
 import httpx
 
-from naftiko.adapters.mcp import build_mcp_app
-from naftiko.adapters.rest import build_rest_app
-from naftiko.adapters.settings import AdapterSettings
-from naftiko.engine.compile import compile_capability
+from naftiko.adapters.http.settings import AdapterSettings
+from naftiko.adapters.mcp.server import build_mcp_app
+from naftiko.adapters.rest.app import build_rest_app
+from naftiko.compile.capability import compile_capability
 from naftiko.engine.invoke import Engine
-from naftiko.engine.settings import EngineSettings
 from naftiko.engine.types import McpAdapterPlan, RestAdapterPlan
 from naftiko.spec.loader import load_capability
+from naftiko.upstream.settings import UpstreamSettings
 from support.servers import ServerThread, serve_asgi
 
 HERE = Path(__file__).resolve().parent
@@ -70,12 +70,12 @@ async def serve_capability(
     path: Path,
     *,
     env: Mapping[str, str] | None = None,
-    engine_settings: EngineSettings | None = None,
+    engine_settings: UpstreamSettings | None = None,
     adapter_settings: AdapterSettings | None = None,
     only: Sequence[str] | None = None,
 ) -> AsyncIterator[Served]:
     """Load, compile and serve the REST and MCP adapters of ``path`` (or ``only`` those)."""
-    settings = engine_settings or EngineSettings()
+    settings = engine_settings or UpstreamSettings()
     adapters = adapter_settings or AdapterSettings()
     loaded = load_capability(path, env=dict(env or {}))
     compiled = compile_capability(loaded, settings)

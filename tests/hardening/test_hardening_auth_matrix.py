@@ -42,7 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from naftiko.engine.settings import EngineSettings
+from naftiko.upstream.settings import UpstreamSettings
 from support.servers import ServerThread
 
 AUTH_CAPABILITY = CAPABILITIES / "auth.yaml"
@@ -146,7 +146,7 @@ def matrix() -> Iterator[Matrix]:
             "HARD_AUTH_PASSWORD": PASSWORD,
             "HARD_AUTH_ISSUER": issuer.url,
         }
-        settings = EngineSettings(base_uri_overrides={"backend": backend})
+        settings = UpstreamSettings(base_uri_overrides={"backend": backend})
         with CapabilityThread(AUTH_CAPABILITY, env=env, engine_settings=settings) as served:
             rest = {k: served.served.rest[f"rest-{k}"] for k in KINDS}
             mcp = {k: served.served.mcp[f"mcp-{k}"] for k in KINDS}

@@ -31,10 +31,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fakes import ALL_METHODS
-from naftiko.engine.settings import EngineSettings
 from naftiko.engine.types import InputField, RestAdapterPlan, Unit
 from naftiko.spec.diagnostics import LoadError
 from naftiko.spec.loader import load_capability
+from naftiko.upstream.settings import UpstreamSettings
 from support.servers import ServerThread
 
 SAMPLE_SIZE = 24
@@ -157,7 +157,7 @@ async def test_declared_operations_and_tools_of_corpus_documents_answer(
     for path, env in sample:
         loaded = load_capability(path, env=env)
         overrides = {c.namespace: upstream for c in loaded.document.consumed() if c.namespace}
-        settings = EngineSettings(base_uri_overrides=overrides)
+        settings = UpstreamSettings(base_uri_overrides=overrides)
         async with (
             serve_capability(path, env=env, engine_settings=settings) as served,
             httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as http,

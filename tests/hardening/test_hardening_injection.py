@@ -236,8 +236,12 @@ async def test_forward_never_copies_host_or_framing_headers_even_when_trusted() 
 async def test_framing_headers_are_never_taken_from_a_callers_arguments() -> None:
     """A ``Content-Length`` shorter than the body would leave the rest of the body on the
     pooled connection, to be read as the next request (request smuggling)."""
-    framing = {"Content-Length": 1, "Transfer-Encoding": "chunked", "Host": "evil.com",
-               "Connection": "close"}
+    framing = {
+        "Content-Length": 1,
+        "Transfer-Encoding": "chunked",
+        "Host": "evil.com",
+        "Connection": "close",
+    }
     async with rig() as r:
         for body in ({"name": "first", "admin": True}, {"name": "second"}):
             arguments = {"id": "7", "body": body, **framing}

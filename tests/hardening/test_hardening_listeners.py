@@ -28,9 +28,18 @@ ADAPTERS = ("lim-rest", "lim-mcp", "lim-skill", "control")
 
 def _args(*extra: str) -> list[str]:
     return [
-        str(CAPABILITY), "--host", "127.0.0.1",
-        "--port", "lim-rest=0", "--port", "lim-mcp=0", "--port", "lim-skill=0",
-        "--control-port", "0", *extra,
+        str(CAPABILITY),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "lim-rest=0",
+        "--port",
+        "lim-mcp=0",
+        "--port",
+        "lim-skill=0",
+        "--control-port",
+        "0",
+        *extra,
     ]
 
 
@@ -41,8 +50,9 @@ def _ports(urls: dict[str, str]) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def limited() -> Iterator[tuple[RuntimeProcess, dict[str, int]]]:
     """Small header limit and short deadlines, so the tests stay fast."""
-    args = _args("--max-header-bytes", str(HEADER_LIMIT), "--header-timeout", "1",
-                 "--idle-timeout", "1")
+    args = _args(
+        "--max-header-bytes", str(HEADER_LIMIT), "--header-timeout", "1", "--idle-timeout", "1"
+    )
     with RuntimeProcess(args) as process:
         yield process, _ports(process.wait_ready())
 
@@ -98,8 +108,7 @@ def _request(path: str, port: int, *headers: str) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-PATHS = {"lim-rest": "/hello", "lim-mcp": "/mcp", "lim-skill": "/skills",
-         "control": "/health/live"}
+PATHS = {"lim-rest": "/hello", "lim-mcp": "/mcp", "lim-skill": "/skills", "control": "/health/live"}
 
 
 # --------------------------------------------------------------------------- header size

@@ -20,9 +20,18 @@ CAPABILITY = CAPABILITIES / "listeners.yaml"
 
 def _args(*extra: str) -> list[str]:
     return [
-        str(CAPABILITY), "--host", "127.0.0.1",
-        "--port", "lim-rest=0", "--port", "lim-mcp=0", "--port", "lim-skill=0",
-        "--control-port", "0", *extra,
+        str(CAPABILITY),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "lim-rest=0",
+        "--port",
+        "lim-mcp=0",
+        "--port",
+        "lim-skill=0",
+        "--control-port",
+        "0",
+        *extra,
     ]
 
 
@@ -38,8 +47,14 @@ def default_urls() -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def configured_urls() -> Iterator[dict[str, str]]:
-    yield from _serve("--allowed-origin", "https://app.example", "--allowed-host", "mcp-gw",
-                      "--allowed-host", "localhost")
+    yield from _serve(
+        "--allowed-origin",
+        "https://app.example",
+        "--allowed-host",
+        "mcp-gw",
+        "--allowed-host",
+        "localhost",
+    )
 
 
 async def _call(urls: dict[str, str], adapter: str, headers: dict[str, str]) -> httpx.Response:
@@ -54,13 +69,19 @@ async def _call(urls: dict[str, str], adapter: str, headers: dict[str, str]) -> 
         if adapter == "control":
             return await http.get(urls["control"] + "/status", headers=headers)
         reply = await mcp_call(http, urls["lim-mcp"], "hello", {}, headers=headers)
-        return httpx.Response(reply.status, text=reply.text,
-                              headers={"content-type": "application/json"})
+        return httpx.Response(
+            reply.status, text=reply.text, headers={"content-type": "application/json"}
+        )
 
 
 def _port(urls: dict[str, str], adapter: str) -> int:
-    name = {"rest": "lim-rest", "rest-get": "lim-rest", "mcp": "lim-mcp",
-            "skill": "lim-skill", "control": "control"}[adapter]
+    name = {
+        "rest": "lim-rest",
+        "rest-get": "lim-rest",
+        "mcp": "lim-mcp",
+        "skill": "lim-skill",
+        "control": "control",
+    }[adapter]
     return int(urlsplit(urls[name]).port or 0)
 
 
@@ -144,8 +165,9 @@ async def test_allowed_origins_and_bare_allowed_hosts(
     for host in (f"localhost:{port}", f"mcp-gw:{port}", "mcp-gw"):
         response = await _call(configured_urls, adapter, {"Host": host})
         assert _ran(adapter, response), (host, response.status_code, response.text)
-    same = await _call(configured_urls, adapter,
-                       {"Host": f"mcp-gw:{port}", "Origin": f"http://mcp-gw:{port}"})
+    same = await _call(
+        configured_urls, adapter, {"Host": f"mcp-gw:{port}", "Origin": f"http://mcp-gw:{port}"}
+    )
     assert _ran(adapter, same), same.text
     refused = await _call(configured_urls, adapter, {"Host": f"evil.example:{port}"})
     assert _refused(adapter, refused, 421)

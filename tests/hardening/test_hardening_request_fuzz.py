@@ -28,7 +28,7 @@ from hardening_kit import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from naftiko.engine.settings import EngineSettings
+from naftiko.upstream.settings import UpstreamSettings
 
 FUZZ_CAPABILITY = CAPABILITIES / "fuzz.yaml"
 EXAMPLES = int(os.environ.get("NAFTIKO_FUZZ_EXAMPLES", "80"))
@@ -75,7 +75,7 @@ class Target:
 @pytest.fixture(scope="module")
 def target() -> Iterator[Target]:
     with recorder_thread() as (url, recorder):
-        settings = EngineSettings(base_uri_overrides={"sink": url})
+        settings = UpstreamSettings(base_uri_overrides={"sink": url})
         with CapabilityThread(FUZZ_CAPABILITY, engine_settings=settings) as served:
             t = Target(served.served.rest["fuzz-rest"], served.served.mcp["fuzz-mcp"], recorder)
             try:

@@ -18,9 +18,9 @@ import httpx
 import pytest
 from hardening_kit import RawRecorder, recorder_thread, serve_capability
 
-from naftiko.adapters.rest import OPENAPI_PATH
-from naftiko.engine.settings import EngineSettings
+from naftiko.adapters.rest.app import OPENAPI_PATH
 from naftiko.engine.types import PROBLEM_MEDIA_TYPE
+from naftiko.upstream.settings import UpstreamSettings
 
 CAPABILITY = Path(__file__).parent / "capabilities" / "rest-media-types.yaml"
 TOKEN = "media-token-5d1c9e"
@@ -35,7 +35,7 @@ def recorder() -> Iterator[tuple[str, RawRecorder]]:
 
 @asynccontextmanager
 async def rest_client(upstream: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = EngineSettings(base_uri_overrides={"up": upstream})
+    settings = UpstreamSettings(base_uri_overrides={"up": upstream})
     env = {"MEDIA_TEST_TOKEN": TOKEN}
     async with (
         serve_capability(CAPABILITY, env=env, engine_settings=settings) as served,

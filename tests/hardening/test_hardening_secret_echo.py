@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from naftiko.engine.settings import EngineSettings
+from naftiko.upstream.settings import UpstreamSettings
 from support.servers import ServerThread
 
 CAPABILITY = CAPABILITIES / "secret-echo.yaml"
@@ -122,7 +122,7 @@ async def test_echoed_secrets_are_masked_for_rest_and_mcp(
 ) -> None:
     url, echo = upstream
     namespaces = ("bearer", "keyed", "basic", "oauthed")
-    settings = EngineSettings(base_uri_overrides={ns: url for ns in namespaces})
+    settings = UpstreamSettings(base_uri_overrides={ns: url for ns in namespaces})
     seen: dict[str, str] = {}  # what each caller received: status, headers, body
     async with (
         serve_capability(CAPABILITY, env=_env(url), engine_settings=settings) as served,

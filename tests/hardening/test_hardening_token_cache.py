@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from naftiko.engine.settings import EngineSettings
+from naftiko.upstream.settings import UpstreamSettings
 from support.servers import ServerThread
 
 CLIENT_ID = "shared-client"
@@ -49,7 +49,7 @@ class TokenEndpoint:
 def served() -> Iterator[tuple[str, RawRecorder, TokenEndpoint]]:
     endpoint = TokenEndpoint()
     with ServerThread(endpoint.app) as tokens, recorder_thread() as (backend, recorder):
-        settings = EngineSettings(base_uri_overrides={"backend": backend})
+        settings = UpstreamSettings(base_uri_overrides={"backend": backend})
         env = {"HARD_CALLER_TOKEN_URL": tokens.url}
         path = CAPABILITIES / "caller-oauth.yaml"
         with CapabilityThread(path, env=env, engine_settings=settings) as thread:

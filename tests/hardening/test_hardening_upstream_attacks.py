@@ -22,7 +22,7 @@ from hardening_kit import CAPABILITIES, CLIENT_TIMEOUT, McpReply, mcp_call, serv
 from test_hardening_upstream_faults import assert_problem, assert_still_serving, peak_rss_growth
 
 from fakes.attacker import MIB, UTF8_NOTE, AttackerState, AttackerThread
-from naftiko.engine.settings import EngineSettings
+from naftiko.upstream.settings import UpstreamSettings
 from support.servers import LiveFake
 
 ATTACKS_CAPABILITY = CAPABILITIES / "attacks.yaml"
@@ -53,7 +53,7 @@ async def gateway(
 ) -> AsyncIterator[Gateway]:
     """The attacks capability served against ``base_uri``. ``via_httpx``: redirects are
     followed, so every upstream call goes through ``httpx.AsyncClient.send``."""
-    settings = EngineSettings(
+    settings = UpstreamSettings(
         max_response_bytes=limit,
         base_uri_overrides={"attacker": base_uri},
         follow_redirects=via_httpx,

@@ -21,8 +21,8 @@ import pytest
 from hardening_kit import CAPABILITIES, CLIENT_TIMEOUT, mcp_call, serve_capability
 
 from fakes.faults import INVALID_JSON, FaultState
-from naftiko.engine.settings import EngineSettings
 from naftiko.engine.types import PROBLEM_MEDIA_TYPE
+from naftiko.upstream.settings import UpstreamSettings
 from support.servers import LiveFake, closed_port
 
 FAULTS_CAPABILITY = CAPABILITIES / "faults.yaml"
@@ -41,7 +41,7 @@ class Gateway:
 
 @contextlib.asynccontextmanager
 async def gateway(base_uri: str, **engine: Any) -> AsyncIterator[Gateway]:
-    settings = EngineSettings(
+    settings = UpstreamSettings(
         read_timeout_s=READ_TIMEOUT_S,
         connect_timeout_s=READ_TIMEOUT_S,
         max_response_bytes=LIMIT,

@@ -35,8 +35,9 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 class NaftikoProcess:
     """``naftiko run ARGS`` with stdout/stderr collected line by line in threads."""
 
-    def __init__(self, args: Sequence[str], env: Mapping[str, str] | None = None,
-                 cwd: Path | None = None) -> None:
+    def __init__(
+        self, args: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> None:
         self.args = [sys.executable, "-m", "naftiko", "run", *args]
         self.env = clean_env(env)
         self.cwd = cwd or REPO_ROOT
@@ -48,8 +49,12 @@ class NaftikoProcess:
 
     def start(self) -> NaftikoProcess:
         self.proc = subprocess.Popen(
-            self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=self.env, cwd=self.cwd,
+            self.args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            cwd=self.cwd,
         )
         for stream, sink in ((self.proc.stdout, self.stdout), (self.proc.stderr, self.stderr)):
             thread = threading.Thread(target=self._pump, args=(stream, sink), daemon=True)
@@ -141,10 +146,16 @@ class NaftikoProcess:
             t.join(5)
 
 
-def run_to_exit(args: Sequence[str], env: Mapping[str, str] | None = None,
-                timeout: float = EXIT_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+def run_to_exit(
+    args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = EXIT_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
     """``naftiko run ARGS`` for commands that end by themselves (``--check``, errors)."""
     return subprocess.run(
-        [sys.executable, "-m", "naftiko", "run", *args], capture_output=True, text=True,
-        env=clean_env(env), cwd=REPO_ROOT, timeout=timeout, check=False,
+        [sys.executable, "-m", "naftiko", "run", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(env),
+        cwd=REPO_ROOT,
+        timeout=timeout,
+        check=False,
     )

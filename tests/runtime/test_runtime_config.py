@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from naftiko.cli.run import add_arguments
 from naftiko.engine.types import RestAdapterPlan
-from naftiko.runtime.command import add_arguments
 from naftiko.runtime.config import ConfigError, default_host, in_container, resolve_config
-from naftiko.runtime.plan import make_slot
+from naftiko.runtime.placement import make_slot
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -28,8 +28,12 @@ def config(*argv: str, env: dict[str, str] | None = None, marker: Path = NO_MARK
 
 def rest_plan(port: int = 8080, address: str | None = None) -> RestAdapterPlan:
     return RestAdapterPlan(
-        type="rest", namespace="shop-rest", address=address, port=port,
-        description=None, authentication=None,
+        type="rest",
+        namespace="shop-rest",
+        address=address,
+        port=port,
+        description=None,
+        authentication=None,
     )
 
 
@@ -77,8 +81,19 @@ def test_scalar_knobs_from_environment_and_flags() -> None:
     assert adapter.max_body_bytes == 100 and adapter.mcp_stateless is False
     assert adapter.allowed_hosts == ("a.example", "b.example")
 
-    flagged = config("--log-format", "text", "--timeout", "9", "--grace-period", "0",
-                     "--allowed-host", "c.example", "--control-port", "1234", env=env)
+    flagged = config(
+        "--log-format",
+        "text",
+        "--timeout",
+        "9",
+        "--grace-period",
+        "0",
+        "--allowed-host",
+        "c.example",
+        "--control-port",
+        "1234",
+        env=env,
+    )
     assert flagged.log_format == "text" and flagged.grace_period_s == 0.0
     assert flagged.engine_settings().read_timeout_s == 9.0
     assert flagged.adapter_settings().allowed_hosts == ("c.example",)
@@ -94,9 +109,13 @@ def test_defaults() -> None:
 
 def test_listener_limits_from_defaults_environment_and_flags() -> None:
     limits = config().listener_limits()
-    assert (limits.max_header_bytes, limits.header_timeout_s, limits.idle_timeout_s,
-            limits.keep_alive_timeout_s, limits.max_connections) == (32 * 1024, 10.0, 5.0,
-                                                                      20.0, 1000)
+    assert (
+        limits.max_header_bytes,
+        limits.header_timeout_s,
+        limits.idle_timeout_s,
+        limits.keep_alive_timeout_s,
+        limits.max_connections,
+    ) == (32 * 1024, 10.0, 5.0, 20.0, 1000)
     env = {
         "NAFTIKO_MAX_HEADER_BYTES": "4096",
         "NAFTIKO_HEADER_TIMEOUT": "2.5",
@@ -105,14 +124,34 @@ def test_listener_limits_from_defaults_environment_and_flags() -> None:
         "NAFTIKO_MAX_CONNECTIONS": "50",
     }
     limits = config(env=env).listener_limits()
-    assert (limits.max_header_bytes, limits.header_timeout_s, limits.idle_timeout_s,
-            limits.keep_alive_timeout_s, limits.max_connections) == (4096, 2.5, 7.0, 30.0, 50)
-    flagged = config("--max-header-bytes", "100", "--header-timeout", "1",
-                     "--idle-timeout", "0.5", "--keep-alive-timeout", "9",
-                     "--max-connections", "3", env=env)
+    assert (
+        limits.max_header_bytes,
+        limits.header_timeout_s,
+        limits.idle_timeout_s,
+        limits.keep_alive_timeout_s,
+        limits.max_connections,
+    ) == (4096, 2.5, 7.0, 30.0, 50)
+    flagged = config(
+        "--max-header-bytes",
+        "100",
+        "--header-timeout",
+        "1",
+        "--idle-timeout",
+        "0.5",
+        "--keep-alive-timeout",
+        "9",
+        "--max-connections",
+        "3",
+        env=env,
+    )
     limits = flagged.listener_limits()
-    assert (limits.max_header_bytes, limits.header_timeout_s, limits.idle_timeout_s,
-            limits.keep_alive_timeout_s, limits.max_connections) == (100, 1.0, 0.5, 9.0, 3)
+    assert (
+        limits.max_header_bytes,
+        limits.header_timeout_s,
+        limits.idle_timeout_s,
+        limits.keep_alive_timeout_s,
+        limits.max_connections,
+    ) == (100, 1.0, 0.5, 9.0, 3)
 
 
 @pytest.mark.parametrize(
@@ -169,8 +208,9 @@ def test_container_detection(tmp_path: Path) -> None:
         (("--control-port", "x"), {}, "control port"),
     ],
 )
-def test_bad_values_are_config_errors(argv: tuple[str, ...], env: dict[str, str],
-                                      message: str) -> None:
+def test_bad_values_are_config_errors(
+    argv: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
     with pytest.raises(ConfigError, match=message):
         config(*argv, env=env)
 

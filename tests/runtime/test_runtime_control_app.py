@@ -21,8 +21,15 @@ class StubState:
 
     def adapter_states(self) -> list[dict[str, Any]]:
         state = "started" if self.ready else "starting"
-        return [{"type": "rest", "namespace": "shop-rest", "url": "http://127.0.0.1:1",
-                 "port": 1, "state": state}]
+        return [
+            {
+                "type": "rest",
+                "namespace": "shop-rest",
+                "url": "http://127.0.0.1:1",
+                "port": 1,
+                "state": state,
+            }
+        ]
 
     def is_ready(self) -> bool:
         return self.ready
@@ -35,8 +42,14 @@ class StubState:
 
 
 def plan(**kwargs: Any) -> ControlAdapterPlan:
-    fields: dict[str, Any] = {"type": "control", "namespace": "control", "address": None,
-                              "port": 9091, "description": None, "authentication": None}
+    fields: dict[str, Any] = {
+        "type": "control",
+        "namespace": "control",
+        "address": None,
+        "port": 9091,
+        "description": None,
+        "authentication": None,
+    }
     return ControlAdapterPlan(**{**fields, **kwargs})
 
 
@@ -73,8 +86,11 @@ async def test_metrics_and_status() -> None:
         ({}, {}, {"health": True, "info": True, "metrics": True}),
         ({"health": False, "info": False}, {}, {"health": False, "info": False, "metrics": True}),
         ({}, {"enabled": False}, {"health": True, "info": True, "metrics": False}),
-        ({}, {"metrics": {"local": {"enabled": False}}},
-         {"health": True, "info": True, "metrics": False}),
+        (
+            {},
+            {"metrics": {"local": {"enabled": False}}},
+            {"health": True, "info": True, "metrics": False},
+        ),
     ],
 )
 def test_features_follow_management_and_observability(
@@ -84,8 +100,9 @@ def test_features_follow_management_and_observability(
 
 
 async def test_disabled_routes_are_absent() -> None:
-    app = build_control_app(StubState(), plan(management={"info": False},
-                                              observability={"enabled": False}))
+    app = build_control_app(
+        StubState(), plan(management={"info": False}, observability={"enabled": False})
+    )
     async with client(app) as http:
         assert (await http.get("/status")).status_code == 404
         assert (await http.get("/metrics")).status_code == 404

@@ -85,7 +85,8 @@ def test_ca_certificates_installed() -> None:
 
 def test_dockerignore_keeps_build_context_small() -> None:
     ignored = [
-        line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
     for entry in (".git", ".venv", "tests"):
@@ -136,10 +137,15 @@ def test_installed_package_checks_the_tiktok_capability(
     (site / "zz_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     install = subprocess.run(
         [python, "-m", "pip", "install", "--no-deps", "--quiet", str(REPO)],
-        capture_output=True, text=True, timeout=300, check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
-    if install.returncode != 0 and "hatchling" in install.stderr and "No matching" in (
-        install.stderr
+    if (
+        install.returncode != 0
+        and "hatchling" in install.stderr
+        and "No matching" in (install.stderr)
     ):
         pytest.skip("the build backend is not available from the package index")
     assert install.returncode == 0, install.stderr
@@ -147,11 +153,20 @@ def test_installed_package_checks_the_tiktok_capability(
         [python, "-c", "import naftiko; print(naftiko.__file__)"], text=True
     )
     assert str(site) in installed  # the installed copy, not the source tree
-    env = {"TIKTOK_FOR_DEVELOPERS_API_KEY": "x" * 8, "PATH": str(target / "bin"),
-           "NAFTIKO_IN_CONTAINER": "1", "NAFTIKO_CONTROL_PORT": "9091"}
+    env = {
+        "TIKTOK_FOR_DEVELOPERS_API_KEY": "x" * 8,
+        "PATH": str(target / "bin"),
+        "NAFTIKO_IN_CONTAINER": "1",
+        "NAFTIKO_CONTROL_PORT": "9091",
+    }
     check = subprocess.run(
         [target / "bin" / "naftiko-run", "--check", str(tiktok_capability_path)],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+        check=False,
     )
     assert check.returncode == 0, check.stderr
     assert "rest tiktok-login-kit-oauth-rest http://0.0.0.0:8080" in check.stdout

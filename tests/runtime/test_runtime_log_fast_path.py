@@ -48,20 +48,45 @@ BIND_SECRET = "bind-S3cret/value+1"  # only characters a sane request id may hol
 def _reference_record(**fields: Any) -> logging.LogRecord:
     """The record the observer made before: ``REQUEST_LOGGER.info(msg, *args, extra=...)``."""
     upstream = fields["upstream_status"]
-    args = (fields["adapter_type"], fields["adapter"], fields["unit"] or "-", fields["status"],
-            "-" if upstream is None else str(upstream), fields["duration_ms"],
-            fields["request_id"] or "-")
-    extra = {"event": "request", "request_id": fields["request_id"],
-             "adapter_type": fields["adapter_type"], "adapter": fields["adapter"],
-             "unit": fields["unit"], "status": fields["status"], "error": fields["is_error"],
-             "upstream_status": upstream, "duration_ms": fields["duration_ms"]}
-    return REQUEST_LOGGER.makeRecord(REQUEST_LOGGER.name, logging.INFO, __file__, 1,
-                                     "%s %s %s -> %s (upstream %s) %.1f ms [%s]", args,
-                                     None, "request_finished", extra)
+    args = (
+        fields["adapter_type"],
+        fields["adapter"],
+        fields["unit"] or "-",
+        fields["status"],
+        "-" if upstream is None else str(upstream),
+        fields["duration_ms"],
+        fields["request_id"] or "-",
+    )
+    extra = {
+        "event": "request",
+        "request_id": fields["request_id"],
+        "adapter_type": fields["adapter_type"],
+        "adapter": fields["adapter"],
+        "unit": fields["unit"],
+        "status": fields["status"],
+        "error": fields["is_error"],
+        "upstream_status": upstream,
+        "duration_ms": fields["duration_ms"],
+    }
+    return REQUEST_LOGGER.makeRecord(
+        REQUEST_LOGGER.name,
+        logging.INFO,
+        __file__,
+        1,
+        "%s %s %s -> %s (upstream %s) %.1f ms [%s]",
+        args,
+        None,
+        "request_finished",
+        extra,
+    )
 
 
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "color_message", "taskName"}
+    "message",
+    "asctime",
+    "color_message",
+    "taskName",
+}
 
 
 def _reference_text(record: logging.LogRecord, redactor: Redactor) -> str:
@@ -111,8 +136,13 @@ def request_records() -> Iterator[list[logging.LogRecord]]:
 
 def _fields(**overrides: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {
-        "adapter_type": "rest", "adapter": "shop-rest", "unit": "list", "status": 200,
-        "is_error": False, "duration_ms": 12.3, "request_id": "3f2a9c1e0b7d4e6a",
+        "adapter_type": "rest",
+        "adapter": "shop-rest",
+        "unit": "list",
+        "status": 200,
+        "is_error": False,
+        "duration_ms": 12.3,
+        "request_id": "3f2a9c1e0b7d4e6a",
         "upstream_status": 200,
     }
     fields.update(overrides)
@@ -124,7 +154,7 @@ CASES = [
     _fields(unit="", request_id=None, upstream_status=None, status=404, is_error=True),
     _fields(adapter_type="mcp", adapter="shop-mcp", unit="(unknown)", duration_ms=0.0),
     _fields(request_id="r-1.a@b+c/d_e", duration_ms=123456.7),
-    _fields(adapter="ünïcode \"quoted\" a\\b", unit="tab\there"),
+    _fields(adapter='ünïcode "quoted" a\\b', unit="tab\there"),
     _fields(request_id="token=abc"),  # a pattern matches: redacted, the generic way
     _fields(request_id="code:xyz"),
     _fields(request_id=f"x{BIND_SECRET}"),  # a bind value inside a sane id
@@ -167,13 +197,15 @@ def test_plain_request_lines_take_the_fast_path(
     monkeypatch.setattr(Redactor, "redact", lambda self, t: calls.append(t) or t)
     line = as_json.format(second)
     assert text.format(second).endswith(
-        "Z INFO naftiko.request: rest shop-rest list -> 200 (upstream -) 12.3 ms [-]")
+        "Z INFO naftiko.request: rest shop-rest list -> 200 (upstream -) 12.3 ms [-]"
+    )
     assert calls == []  # no pattern ran on either line
     assert line.endswith(
         '"level": "info", "logger": "naftiko.request", "message": "rest shop-rest list -> 200 '
         '(upstream -) 12.3 ms [-]", "event": "request", "request_id": null, "adapter_type": '
         '"rest", "adapter": "shop-rest", "unit": "list", "status": 200, "error": false, '
-        '"upstream_status": null, "duration_ms": 12.3}')
+        '"upstream_status": null, "duration_ms": 12.3}'
+    )
 
 
 def test_a_changed_record_goes_the_generic_way(
@@ -193,8 +225,9 @@ def test_secrets_never_reach_the_request_line() -> None:
         redactor = Redactor([BIND_SECRET])
         stream = io.StringIO()
         handler = BatchingStreamHandler(stream)
-        handler.setFormatter(JsonFormatter(redactor) if log_format == "json"
-                             else TextFormatter(redactor))
+        handler.setFormatter(
+            JsonFormatter(redactor) if log_format == "json" else TextFormatter(redactor)
+        )
         logger = logging.getLogger(f"naftiko.test.fast.{log_format}")
         logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO)
@@ -226,31 +259,49 @@ def test_observer_caches_children_and_counts_like_labels() -> None:
     metrics = Metrics()
     observer = RuntimeObserver(metrics)
     for status, error in ((200, False), (200, False), (502, True)):
-        observer.request_finished(adapter_type="rest", adapter="a", unit="u", status=status,
-                                  is_error=error, duration_s=0.01, request_id="r")
-    observer.request_finished(adapter_type="rest", adapter="a", unit="ok", status=200,
-                              is_error=False, duration_s=0.01)
+        observer.request_finished(
+            adapter_type="rest",
+            adapter="a",
+            unit="u",
+            status=status,
+            is_error=error,
+            duration_s=0.01,
+            request_id="r",
+        )
+    observer.request_finished(
+        adapter_type="rest", adapter="a", unit="ok", status=200, is_error=False, duration_s=0.01
+    )
     for _ in range(3):
-        observer.upstream_finished(namespace="ns", method="GET", status=200, outcome="ok",
-                                   duration_s=0.02)
+        observer.upstream_finished(
+            namespace="ns", method="GET", status=200, outcome="ok", duration_s=0.02
+        )
     text = metrics.exposition().decode()
     requests = 'naftiko_requests_total{adapter="a",adapter_type="rest",status="%s",unit="u"} %s'
     assert requests % (200, "2.0") in text and requests % (502, "1.0") in text
     assert 'naftiko_request_errors_total{adapter="a",adapter_type="rest",unit="u"} 1.0' in text
     # an error series appears with the first error, as with labels() before
     assert 'naftiko_request_errors_total{adapter="a",adapter_type="rest",unit="ok"}' not in text
-    assert ('naftiko_request_duration_seconds_count{adapter="a",adapter_type="rest",unit="u"} '
-            '3.0') in text
-    assert ('naftiko_upstream_requests_total{method="GET",namespace="ns",outcome="ok",'
-            'status="200"} 3.0') in text
+    assert (
+        'naftiko_request_duration_seconds_count{adapter="a",adapter_type="rest",unit="u"} 3.0'
+    ) in text
+    assert (
+        'naftiko_upstream_requests_total{method="GET",namespace="ns",outcome="ok",status="200"} 3.0'
+    ) in text
     assert 'naftiko_upstream_duration_seconds_count{method="GET",namespace="ns"} 3.0' in text
 
 
 def test_request_records_reach_every_handler(caplog: pytest.LogCaptureFixture) -> None:
     observer = RuntimeObserver(Metrics())
     with caplog.at_level(logging.INFO, logger="naftiko.request"):
-        observer.request_finished(adapter_type="rest", adapter="a", unit="u", status=201,
-                                  is_error=False, duration_s=0.002, request_id="r-9")
+        observer.request_finished(
+            adapter_type="rest",
+            adapter="a",
+            unit="u",
+            status=201,
+            is_error=False,
+            duration_s=0.002,
+            request_id="r-9",
+        )
     (record,) = caplog.records
     assert record.getMessage() == "rest a u -> 201 (upstream -) 2.0 ms [r-9]"
     assert record.status == 201 and record.request_id == "r-9"  # type: ignore[attr-defined]
@@ -325,7 +376,10 @@ def test_a_loop_that_ends_with_lines_pending_does_not_keep_them() -> None:
     assert stream.getvalue() == "INFO in the first loop\n"
     log.info("no loop")
     assert stream.getvalue().splitlines() == [
-        "INFO in the first loop", "INFO in the second loop", "INFO no loop"]
+        "INFO in the first loop",
+        "INFO in the second loop",
+        "INFO no loop",
+    ]
 
 
 async def test_flush_logs_writes_what_the_root_handler_holds() -> None:
@@ -377,8 +431,15 @@ CHILD = textwrap.dedent("""
 
 @pytest.mark.parametrize("how", ["exit", "sigterm", "os_exit"])
 def test_pending_lines_are_written_on_the_way_out(how: str) -> None:
-    done = subprocess.run([sys.executable, "-c", CHILD, how], capture_output=True, text=True,
-                          env=clean_env(), cwd=REPO_ROOT, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, how],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        cwd=REPO_ROOT,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 3, done.stderr
     ids = [json.loads(line)["request_id"] for line in done.stdout.splitlines()]
     assert ids == [f"req-{i}" for i in range(500)]
@@ -388,9 +449,19 @@ async def test_runtime_writes_every_request_line_before_exiting_on_sigterm(
     tiktok_capability_path: Path,
 ) -> None:
     ns = "tiktok-login-kit-oauth"
-    run_args = [str(tiktok_capability_path), "--host", "127.0.0.1", "--base-uri",
-                f"{ns}=http://127.0.0.1:9", "--port", f"{ns}-rest=0", "--port", f"{ns}-mcp=0",
-                "--log-format", "json"]
+    run_args = [
+        str(tiktok_capability_path),
+        "--host",
+        "127.0.0.1",
+        "--base-uri",
+        f"{ns}=http://127.0.0.1:9",
+        "--port",
+        f"{ns}-rest=0",
+        "--port",
+        f"{ns}-mcp=0",
+        "--log-format",
+        "json",
+    ]
     with NaftikoProcess(run_args) as run:
         url = run.wait_ready()[f"{ns}-rest"]
         async with httpx.AsyncClient(timeout=30) as http:
@@ -414,8 +485,9 @@ def _sole_logger(name: str, log_format: str) -> tuple[logging.Logger, io.StringI
     handler = BatchingStreamHandler(stream)
     handler.addFilter(CancelledRequestFilter())
     redactor = Redactor([BIND_SECRET, "5000"])
-    handler.setFormatter(JsonFormatter(redactor) if log_format == "json"
-                         else TextFormatter(redactor))
+    handler.setFormatter(
+        JsonFormatter(redactor) if log_format == "json" else TextFormatter(redactor)
+    )
     logger = logging.getLogger(f"naftiko.test.sole.{name}.{log_format}")
     logger.handlers[:] = [handler]
     logger.filters[:] = []
@@ -468,8 +540,10 @@ def test_the_runtime_configuration_writes_request_lines_without_records(
         root.setLevel(saved[1])
     assert seen == []
     (line,) = stream.getvalue().splitlines()
-    assert json.loads(line)["message"] == "rest shop-rest list -> 200 (upstream 200) 12.3 ms " \
+    assert (
+        json.loads(line)["message"] == "rest shop-rest list -> 200 (upstream 200) 12.3 ms "
         "[3f2a9c1e0b7d4e6a]"
+    )
 
 
 @pytest.mark.parametrize(

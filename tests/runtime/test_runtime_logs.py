@@ -73,8 +73,11 @@ def test_structured_values_lose_secret_named_fields() -> None:
 def test_formatter_redacts_arguments_extras_and_tracebacks(captured) -> None:
     stream, redactor = captured
     log = logging.getLogger("naftiko.test")
-    log.info("body was %s", f"client_secret={BIND_SECRET}&code=abc",
-             extra={"form": {"client_secret": "in-extra"}})
+    log.info(
+        "body was %s",
+        f"client_secret={BIND_SECRET}&code=abc",
+        extra={"form": {"client_secret": "in-extra"}},
+    )
     try:
         raise ValueError(f"boom with {BIND_SECRET}")
     except ValueError:
@@ -101,20 +104,36 @@ def test_observer_writes_one_request_line_and_counts(captured) -> None:
     stream, _ = captured
     metrics = Metrics()
     observer = RuntimeObserver(metrics)
-    observer.request_finished(adapter_type="rest", adapter="shop-rest", unit="list", status=502,
-                              is_error=True, duration_s=0.25, request_id="r-1",
-                              upstream_status=None)
-    observer.upstream_finished(namespace="shop", method="GET", status=None,
-                               outcome="unreachable", duration_s=0.1)
-    (event,) = [json.loads(line) for line in stream.getvalue().splitlines()
-                if json.loads(line)["logger"] == "naftiko.request"]
+    observer.request_finished(
+        adapter_type="rest",
+        adapter="shop-rest",
+        unit="list",
+        status=502,
+        is_error=True,
+        duration_s=0.25,
+        request_id="r-1",
+        upstream_status=None,
+    )
+    observer.upstream_finished(
+        namespace="shop", method="GET", status=None, outcome="unreachable", duration_s=0.1
+    )
+    (event,) = [
+        json.loads(line)
+        for line in stream.getvalue().splitlines()
+        if json.loads(line)["logger"] == "naftiko.request"
+    ]
     assert event["event"] == "request" and event["request_id"] == "r-1"
     assert event["status"] == 502 and event["unit"] == "list" and event["duration_ms"] == 250.0
     text = metrics.exposition().decode()
-    assert ('naftiko_requests_total{adapter="shop-rest",adapter_type="rest",status="502",'
-            'unit="list"} 1.0') in text
-    assert ('naftiko_request_errors_total{adapter="shop-rest",adapter_type="rest",'
-            'unit="list"} 1.0') in text
-    assert ('naftiko_upstream_requests_total{method="GET",namespace="shop",outcome="unreachable",'
-            'status="none"} 1.0') in text
+    assert (
+        'naftiko_requests_total{adapter="shop-rest",adapter_type="rest",status="502",'
+        'unit="list"} 1.0'
+    ) in text
+    assert (
+        'naftiko_request_errors_total{adapter="shop-rest",adapter_type="rest",unit="list"} 1.0'
+    ) in text
+    assert (
+        'naftiko_upstream_requests_total{method="GET",namespace="shop",outcome="unreachable",'
+        'status="none"} 1.0'
+    ) in text
     assert "naftiko_request_duration_seconds_bucket" in text

@@ -27,8 +27,18 @@ BIND_SECRET = "bind-secret-Q9x7!value"
 
 def args(capability: Path, upstream: str, *extra: str) -> list[str]:
     return [
-        str(capability), "--host", "127.0.0.1", "--base-uri", f"{NS}={upstream}",
-        "--port", f"{REST}=0", "--port", f"{MCP}=0", "--control-port", "0", *extra,
+        str(capability),
+        "--host",
+        "127.0.0.1",
+        "--base-uri",
+        f"{NS}={upstream}",
+        "--port",
+        f"{REST}=0",
+        "--port",
+        f"{MCP}=0",
+        "--control-port",
+        "0",
+        *extra,
     ]
 
 
@@ -61,8 +71,11 @@ async def test_serves_rest_and_mcp_and_stops_gracefully_on_sigterm(
             # MCP over streamable HTTP.
             async with Client(urls[MCP]) as mcp:
                 tools = {t.name for t in (await mcp.list_tools()).tools}
-                assert tools == {"revoke-access-token", "exchange-authorization-code-token",
-                                 "refresh-access-token"}
+                assert tools == {
+                    "revoke-access-token",
+                    "exchange-authorization-code-token",
+                    "refresh-access-token",
+                }
                 result = await mcp.call_tool(
                     "exchange-authorization-code-token", {"body": exchange_form(fake)}
                 )
@@ -75,8 +88,10 @@ async def test_serves_rest_and_mcp_and_stops_gracefully_on_sigterm(
             ready = await http.get(f"{control}/health/ready")
             assert ready.status_code == 200 and ready.json()["status"] == "UP"
             metrics = (await http.get(f"{control}/metrics")).text
-            assert (f'naftiko_requests_total{{adapter="{REST}",adapter_type="rest",'
-                    f'status="200",unit="exchangetoken"}} 1.0') in metrics
+            assert (
+                f'naftiko_requests_total{{adapter="{REST}",adapter_type="rest",'
+                f'status="200",unit="exchangetoken"}} 1.0'
+            ) in metrics
             assert f'adapter="{MCP}",adapter_type="mcp"' in metrics
             assert f'naftiko_upstream_requests_total{{method="POST",namespace="{NS}"' in metrics
             status = await http.get(f"{control}/status")
@@ -113,26 +128,37 @@ async def test_logs_never_contain_secrets(
     env = {"TIKTOK_FOR_DEVELOPERS_API_KEY": BIND_SECRET}
     client_secret = "caller-client-secret-5c1d"
     with NaftikoProcess(
-        args(tiktok_capability_path, fake_tiktok.url, "--log-format", "json",
-             "--log-level", "debug"), env
+        args(
+            tiktok_capability_path, fake_tiktok.url, "--log-format", "json", "--log-level", "debug"
+        ),
+        env,
     ) as run:
         urls = run.wait_ready()
         async with httpx.AsyncClient(timeout=30) as http:
             # Unknown client: TikTok answers 401 invalid_client.
-            form = {"client_key": "nobody", "client_secret": client_secret,
-                    "code": BIND_SECRET, "grant_type": "authorization_code",
-                    "redirect_uri": DEFAULT_REDIRECT_URI}
+            form = {
+                "client_key": "nobody",
+                "client_secret": client_secret,
+                "code": BIND_SECRET,
+                "grant_type": "authorization_code",
+                "redirect_uri": DEFAULT_REDIRECT_URI,
+            }
             refused = await http.post(f"{urls[REST]}/v1/v2/oauth/token", json=form)
             assert refused.status_code == 401
             # A body the REST adapter cannot parse, with secrets in it.
-            await http.post(f"{urls[REST]}/v1/v2/oauth/token",
-                            content=f'{{"client_secret": "{client_secret}", "x": '.encode(),
-                            headers={"Content-Type": "application/json",
-                                     "Authorization": f"Bearer {BIND_SECRET}"})
+            await http.post(
+                f"{urls[REST]}/v1/v2/oauth/token",
+                content=f'{{"client_secret": "{client_secret}", "x": '.encode(),
+                headers={
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {BIND_SECRET}",
+                },
+            )
             async with Client(urls[MCP]) as mcp:
-                await mcp.call_tool("revoke-access-token",
-                                    {"body": {"client_secret": client_secret,
-                                              "token": BIND_SECRET}})
+                await mcp.call_tool(
+                    "revoke-access-token",
+                    {"body": {"client_secret": client_secret, "token": BIND_SECRET}},
+                )
         run.signal(signal.SIGTERM)
         assert run.wait() == 0
     assert fake.requests, "the upstream was called"

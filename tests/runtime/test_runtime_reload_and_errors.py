@@ -46,16 +46,32 @@ async def test_reload_swaps_the_model_and_survives_a_broken_edit(
     write(capability, original)
     fake = fake_tiktok.state
     fake.accept_json = True
-    argv = [str(capability), "--reload", "--host", "127.0.0.1", "--log-format", "json",
-            "--base-uri", f"{NS}={fake_tiktok.url}", "--port", f"{REST}=0", "--port", f"{MCP}=0"]
+    argv = [
+        str(capability),
+        "--reload",
+        "--host",
+        "127.0.0.1",
+        "--log-format",
+        "json",
+        "--base-uri",
+        f"{NS}={fake_tiktok.url}",
+        "--port",
+        f"{REST}=0",
+        "--port",
+        f"{MCP}=0",
+    ]
     with NaftikoProcess(argv, ENV) as run:
         urls = run.wait_ready()
         async with httpx.AsyncClient(timeout=30) as http:
             # A slow call in flight while the model is swapped still completes.
             fake.delay_s = 1.0
-            form = {"client_key": DEFAULT_CLIENT_KEY, "client_secret": DEFAULT_CLIENT_SECRET,
-                    "code": fake.issue_code(), "grant_type": "authorization_code",
-                    "redirect_uri": DEFAULT_REDIRECT_URI}
+            form = {
+                "client_key": DEFAULT_CLIENT_KEY,
+                "client_secret": DEFAULT_CLIENT_SECRET,
+                "code": fake.issue_code(),
+                "grant_type": "authorization_code",
+                "redirect_uri": DEFAULT_REDIRECT_URI,
+            }
             slow = asyncio.create_task(http.post(f"{urls[REST]}/v1/v2/oauth/token", json=form))
             while not fake.requests:
                 await asyncio.sleep(0.01)
@@ -89,8 +105,13 @@ async def test_reload_swaps_the_model_and_survives_a_broken_edit(
             assert (await http.post(f"{urls[REST]}/v2/revoke", json={})).status_code != 404
         run.signal(signal.SIGTERM)
         assert run.wait() == 0
-    failed = [e for e in run.events() if e.get("event") == "diagnostic"
-              and str(capability) in e["message"] and "error" in e["message"]]
+    failed = [
+        e
+        for e in run.events()
+        if e.get("event") == "diagnostic"
+        and str(capability) in e["message"]
+        and "error" in e["message"]
+    ]
     assert failed, run.output
 
 
@@ -100,8 +121,12 @@ def test_port_clash_across_documents_is_reported_before_start(
     text = tiktok_capability_path.read_text(encoding="utf-8")
     first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
     write(first, text)
-    write(second, text.replace(f"namespace: {REST}", "namespace: other-rest")
-          .replace(f"namespace: {MCP}", "namespace: other-mcp"))
+    write(
+        second,
+        text.replace(f"namespace: {REST}", "namespace: other-rest").replace(
+            f"namespace: {MCP}", "namespace: other-mcp"
+        ),
+    )
     result = run_to_exit([str(first), str(second), "--host", "127.0.0.1"], ENV)
     assert result.returncode == 2, result
     lines = result.stderr.splitlines()
@@ -111,8 +136,20 @@ def test_port_clash_across_documents_is_reported_before_start(
     assert "Traceback" not in result.stderr and "ready" not in result.stdout
 
     # Moving one adapter resolves it; port 0 never clashes.
-    moved = run_to_exit([str(first), str(second), "--check", "--port", "other-rest=8081",
-                         "--port", f"{MCP}=0", "--port", "other-mcp=0"], ENV)
+    moved = run_to_exit(
+        [
+            str(first),
+            str(second),
+            "--check",
+            "--port",
+            "other-rest=8081",
+            "--port",
+            f"{MCP}=0",
+            "--port",
+            "other-mcp=0",
+        ],
+        ENV,
+    )
     assert moved.returncode == 0, moved.stderr
 
 
@@ -126,11 +163,12 @@ def test_load_errors_are_diagnostic_lines(tmp_path: Path) -> None:
 
 
 def test_overrides_precedence_flags_over_environment_over_document(
-    tiktok_capability_path: Path
+    tiktok_capability_path: Path,
 ) -> None:
     def rest_url(*flags: str, env: dict[str, str] | None = None) -> str:
-        result = run_to_exit([str(tiktok_capability_path), "--check", *flags],
-                             {**ENV, **(env or {})})
+        result = run_to_exit(
+            [str(tiktok_capability_path), "--check", *flags], {**ENV, **(env or {})}
+        )
         assert result.returncode == 0, result.stderr
         (line,) = [ln for ln in result.stdout.splitlines() if ln.strip().startswith("rest ")]
         return line.split()[2].rstrip(":")
@@ -149,8 +187,12 @@ def test_a_second_stdio_adapter_is_refused(tiktok_capability_path: Path, tmp_pat
     )
     first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
     write(first, text)
-    write(second, text.replace(f"namespace: {REST}", "namespace: b-rest")
-          .replace(f"namespace: {MCP}", "namespace: b-mcp"))
+    write(
+        second,
+        text.replace(f"namespace: {REST}", "namespace: b-rest").replace(
+            f"namespace: {MCP}", "namespace: b-mcp"
+        ),
+    )
     result = run_to_exit([str(first), str(second), "--check", "--port", "b-rest=0"], ENV)
     assert result.returncode == 2
     assert "only one stdio MCP adapter" in result.stderr
@@ -172,12 +214,31 @@ def test_stdio_mcp_owns_stdout_and_logs_go_to_stderr(
     tiktok_capability_path: Path, tmp_path: Path
 ) -> None:
     capability = tmp_path / "stdio.yaml"
-    write(capability, tiktok_capability_path.read_text(encoding="utf-8").replace(
-        "transport: http", "transport: stdio"))
-    argv = [sys.executable, "-m", "naftiko", "run", str(capability), "--host", "127.0.0.1",
-            "--port", f"{REST}=0"]
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=clean_env(ENV))
+    write(
+        capability,
+        tiktok_capability_path.read_text(encoding="utf-8").replace(
+            "transport: http", "transport: stdio"
+        ),
+    )
+    argv = [
+        sys.executable,
+        "-m",
+        "naftiko",
+        "run",
+        str(capability),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        f"{REST}=0",
+    ]
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(ENV),
+    )
     try:
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
         stderr: list[str] = []
@@ -187,9 +248,16 @@ def test_stdio_mcp_owns_stdout_and_logs_go_to_stderr(
                 break
         assert f"mcp {MCP} stdio" in stderr[-1] and f"rest {REST} http://" in stderr[-1]
         messages = [
-            {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-             "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                        "clientInfo": {"name": "test", "version": "1"}}},
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "test", "version": "1"},
+                },
+            },
             {"jsonrpc": "2.0", "method": "notifications/initialized"},
             {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
         ]

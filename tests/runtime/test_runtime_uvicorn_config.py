@@ -56,8 +56,14 @@ def test_every_listener_gets_the_configured_limits() -> None:
     async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         pass
 
-    config = RuntimeConfig(paths=(), max_header_bytes=100, header_timeout_s=2.0,
-                           idle_timeout_s=3.0, keep_alive_timeout_s=11.0, max_connections=4)
+    config = RuntimeConfig(
+        paths=(),
+        max_header_bytes=100,
+        header_timeout_s=2.0,
+        idle_timeout_s=3.0,
+        keep_alive_timeout_s=11.0,
+        max_connections=4,
+    )
     made = Runtime(config, [], [], redactor=Redactor(), metrics=Metrics())._uvicorn_config(
         app, "rest shop (port 1)"
     )

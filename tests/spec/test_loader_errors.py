@@ -273,7 +273,7 @@ def test_a_key_with_line_breaks_is_reported_on_one_line(tmp_path: Path) -> None:
     path = tmp_path / "cap.yaml"
     path.write_text(
         "naftiko: 1.0.0-alpha2\ninfo:\n  label: x\n  description: y\n"
-        "capability:\n  exposes: []\n  consumes: []\n? \"\\n\\n  \\r\"\n: null\n",
+        'capability:\n  exposes: []\n  consumes: []\n? "\\n\\n  \\r"\n: null\n',
         encoding="utf-8",
     )
     loaded = load_capability(path, env={})

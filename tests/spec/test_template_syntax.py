@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from naftiko.spec.template_syntax import (
+from naftiko.template_syntax import (
     CONSUMED_PATH_VARIABLE,
     PATH_VARIABLE,
     PROMPT_PLACEHOLDER,

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from test_loader_tolerance import base_doc, write
 
-from naftiko import cli
+from naftiko.cli import main as cli
+from naftiko.cli.validate import validate_file
 from naftiko.spec.loader import load_source
 from naftiko.spec.source import read_source
-from naftiko.spec.validate_command import validate_file
 
 ROOT = Path(__file__).resolve().parents[2]
 TIKTOK = ROOT / "capabilities" / "tiktok-login-kit-oauth.yaml"

@@ -24,15 +24,15 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from fakes.shipyard import MCP_SERVER_TOKEN, NORTHERN_STAR, Dockyard, Registry
-from naftiko.adapters.mcp import build_mcp_app
-from naftiko.adapters.rest import build_rest_app
+from naftiko.adapters.mcp.server import build_mcp_app
+from naftiko.adapters.rest.app import build_rest_app
 from naftiko.adapters.skill import build_skill_app
-from naftiko.engine.compile import compile_capability
+from naftiko.compile.capability import compile_capability
 from naftiko.engine.invoke import Engine
 from naftiko.engine.plans import CompiledCapability
-from naftiko.engine.settings import EngineSettings
 from naftiko.engine.types import McpAdapterPlan, RestAdapterPlan, SkillAdapterPlan
 from naftiko.spec.loader import LoadedCapability, load_capability
+from naftiko.upstream.settings import UpstreamSettings
 from support.servers import serve_asgi
 
 PACIFIC_DAWN = "IMO-9456781"
@@ -199,7 +199,7 @@ class Served:
 @contextlib.asynccontextmanager
 async def serve_tutorial(path: Path, overrides: Mapping[str, str]) -> AsyncIterator[Served]:
     """Load ``path`` unchanged, compile with base-URI ``overrides``, serve every adapter."""
-    settings = EngineSettings(base_uri_overrides=dict(overrides))
+    settings = UpstreamSettings(base_uri_overrides=dict(overrides))
     loaded = load_capability(path)
     compiled = compile_capability(loaded, settings)
     engine = Engine(compiled, settings)

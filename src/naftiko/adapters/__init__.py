@@ -1,0 +1,1 @@
+"""The protocol adapters: each translates its protocol to ``Engine.invoke`` and back."""

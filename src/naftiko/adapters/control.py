@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from naftiko.adapters.inbound_auth import InboundAuthMiddleware, build_inbound_auth
-from naftiko.adapters.origin import HostOriginMiddleware
-from naftiko.adapters.settings import AdapterSettings
+from naftiko.adapters.http.inbound_auth import InboundAuthMiddleware, build_inbound_auth
+from naftiko.adapters.http.origin import HostOriginMiddleware
+from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.engine.types import ControlAdapterPlan
 from naftiko.spec.binds import Bindings
 
@@ -122,7 +122,7 @@ def build_control_app(
 
         routes.append(Route("/status", status))
 
-    # First, before authentication: the Host/Origin check (naftiko.adapters.origin).
+    # First, before authentication: the Host/Origin check (naftiko.adapters.http.origin).
     # The control port is read-only, but /status and /metrics name files, versions and
     # adapters, which a rebound page could otherwise read; the probes are checked too
     # (orchestrators send no Origin, and a container listener accepts any Host).

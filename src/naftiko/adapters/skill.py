@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from naftiko.adapters.http_common import (
+from naftiko.adapters.http.common import (
     RequestObserverMiddleware,
     json_response,
     outcome_of,
@@ -42,9 +42,9 @@ from naftiko.adapters.http_common import (
     problem_response,
     request_id_of,
 )
-from naftiko.adapters.inbound_auth import InboundAuthMiddleware, build_inbound_auth
-from naftiko.adapters.origin import HostOriginMiddleware
-from naftiko.adapters.settings import AdapterSettings
+from naftiko.adapters.http.inbound_auth import InboundAuthMiddleware, build_inbound_auth
+from naftiko.adapters.http.origin import HostOriginMiddleware
+from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.engine.static_files import (
     PathRejected,
     StaticFileError,

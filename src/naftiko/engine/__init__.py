@@ -1,0 +1,1 @@
+"""Request time: ``Engine.invoke(unit, inputs)``, steps, output mapping, secret masking."""

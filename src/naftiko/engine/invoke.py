@@ -19,25 +19,18 @@ from typing import Any
 
 from jsonschema import ValidationError
 
-from naftiko.engine import json_codec
-from naftiko.engine.client import UpstreamClients, UpstreamResponse, send
-from naftiko.engine.formats import FormatError, parse_body
+from naftiko import json_codec
 from naftiko.engine.masking import SecretMask, load_secrets
-from naftiko.engine.media_types import OCTET_STREAM, is_json
 from naftiko.engine.orchestration import StepResponse
 from naftiko.engine.plans import (
     CallPlan,
     CompiledCapability,
     MockPlan,
     NotImplementedPlan,
-    OperationPlan,
     RefPlan,
     StepsPlan,
     UnitPlan,
 )
-from naftiko.engine.request import RequestError, build_forward_request, build_request
-from naftiko.engine.settings import EngineSettings
-from naftiko.engine.templating import MISSING, Scope
 from naftiko.engine.types import (
     AdapterPlan,
     ErrorKind,
@@ -47,6 +40,13 @@ from naftiko.engine.types import (
     Result,
     Unit,
 )
+from naftiko.media_types import OCTET_STREAM, is_json
+from naftiko.templating import MISSING, Scope
+from naftiko.upstream.client import UpstreamClients, UpstreamResponse, send
+from naftiko.upstream.formats import FormatError, parse_body
+from naftiko.upstream.plans import OperationPlan
+from naftiko.upstream.request import RequestError, build_forward_request, build_request
+from naftiko.upstream.settings import UpstreamSettings
 
 __all__ = ["Engine", "kept_headers", "validation_problem"]
 
@@ -169,9 +169,9 @@ def validation_problem(plan: UnitPlan, values: Mapping[str, Any]) -> Problem | N
 class Engine:
     """Runs the units of one compiled capability. One instance per capability."""
 
-    def __init__(self, compiled: CompiledCapability, settings: EngineSettings | None = None):
+    def __init__(self, compiled: CompiledCapability, settings: UpstreamSettings | None = None):
         self.compiled = compiled
-        self.settings = settings or EngineSettings()
+        self.settings = settings or UpstreamSettings()
         self._clients = UpstreamClients(self.settings)
         self._base_dir = str(getattr(compiled.loaded, "base_dir", ".") or ".")
         # The secrets masked in upstream answers: decided here, once (``engine.masking``).

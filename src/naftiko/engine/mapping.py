@@ -21,7 +21,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from naftiko.engine.templating import (
+from naftiko.errors import LoadTimeError
+from naftiko.spec.models import OutputParameter
+from naftiko.templating import (
     EMPTY_SCOPE,
     MISSING,
     Scope,
@@ -30,8 +32,6 @@ from naftiko.engine.templating import (
     compile_template,
     compile_value,
 )
-from naftiko.errors import LoadTimeError
-from naftiko.spec.models import OutputParameter
 
 __all__ = [
     "MappingError",

@@ -31,10 +31,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from naftiko.engine import json_codec
-from naftiko.engine.consumes import render_or_none
-from naftiko.engine.plans import ConsumesPlan
-from naftiko.engine.templating import Scope
+from naftiko import json_codec
+from naftiko.templating import Scope, render_or_none
+from naftiko.upstream.plans import ConsumesPlan
 
 __all__ = ["MASK", "MIN_SECRET_LENGTH", "SecretMask", "load_secrets", "spellings"]
 

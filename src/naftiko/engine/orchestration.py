@@ -3,7 +3,7 @@
 The engine core owns the wire (request building, auth, transport, raw-format parsing);
 this module owns the chain. :func:`compile_steps` turns a unit's ``steps``/``mappings``
 into a :class:`CompiledSteps`; :func:`run_steps` runs it against one invocation's
-:class:`~naftiko.engine.templating.Scope`, calling back into the core for every ``call``
+:class:`~naftiko.templating.Scope`, calling back into the core for every ``call``
 step through a :data:`StepCaller`, and returns the unit's :class:`Result`.
 
 Semantics (reference-semantics §7, with our decisions):
@@ -42,7 +42,10 @@ from naftiko.engine.mapping import (
     compile_jsonpath,
     compile_outputs,
 )
-from naftiko.engine.templating import (
+from naftiko.engine.types import JSON_MEDIA_TYPE, ErrorKind, Problem, Result
+from naftiko.errors import LoadTimeError
+from naftiko.spec.models import CallSpec, OutputParameter, Step, StepMapping
+from naftiko.templating import (
     MISSING,
     Scope,
     TemplateError,
@@ -50,9 +53,6 @@ from naftiko.engine.templating import (
     compile_value,
     format_value,
 )
-from naftiko.engine.types import JSON_MEDIA_TYPE, ErrorKind, Problem, Result
-from naftiko.errors import LoadTimeError
-from naftiko.spec.models import CallSpec, OutputParameter, Step, StepMapping
 
 __all__ = [
     "CallStepPlan",
@@ -103,7 +103,7 @@ class StepResponse:
     """What the core's call-step executor hands back for one upstream answer.
 
     ``document`` is the body converted to JSON (per the operation's ``outputRawFormat``),
-    or :data:`~naftiko.engine.templating.MISSING` when there was none or it could not be
+    or :data:`~naftiko.templating.MISSING` when there was none or it could not be
     read (then nothing is stored for the step). ``body`` is what an error result shows
     (the parsed document, or the raw bytes); ``media_type`` is the upstream's.
     """

@@ -18,8 +18,8 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from naftiko.engine.media_types import OCTET_STREAM, essence
 from naftiko.errors import CallerError
+from naftiko.media_types import OCTET_STREAM, essence
 
 SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
 

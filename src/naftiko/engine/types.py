@@ -15,12 +15,14 @@ from typing import Any, Literal
 # Defined beside the exception tree; the adapter contract names them, so they stay here too.
 from naftiko.errors import STATUS as STATUS
 from naftiko.errors import ErrorKind as ErrorKind
+from naftiko.errors import Problem as Problem
+from naftiko.media_types import (  # noqa: F401  (the contract names them)
+    FORM_MEDIA_TYPE,
+    JSON_MEDIA_TYPE,
+    MULTIPART_MEDIA_TYPE,
+    PROBLEM_MEDIA_TYPE,
+)
 from naftiko.spec.models import Authentication, ExposedSkill, McpPrompt
-
-JSON_MEDIA_TYPE = "application/json"
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
-MULTIPART_MEDIA_TYPE = "multipart/form-data"
 
 # The MCP tool annotation hints: the spec's field (``McpToolHints``) -> the MCP name. The
 # one mapping: units carry the MCP names (``Unit.hints``), the MCP adapter publishes them.
@@ -30,45 +32,6 @@ TOOL_HINTS: Mapping[str, str] = {
     "idempotent": "idempotentHint",
     "open_world": "openWorldHint",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """An error that is ours to describe (RFC 9457 fields). Never contains a secret."""
-
-    kind: ErrorKind
-    title: str
-    detail: str
-    status: int
-    parameter: str | None = None  # the offending input, for validation errors
-    step: str | None = None  # the orchestration step that failed, if any
-
-    @classmethod
-    def of(
-        cls,
-        kind: ErrorKind,
-        title: str,
-        detail: str,
-        *,
-        parameter: str | None = None,
-        step: str | None = None,
-    ) -> Problem:
-        """A problem whose status is the one :data:`STATUS` maps its kind to."""
-        return cls(kind, title, detail, STATUS[kind], parameter, step)
-
-    def as_json(self) -> dict[str, Any]:
-        """The RFC 9457 problem document (REST body; MCP error text)."""
-        body: dict[str, Any] = {
-            "type": f"https://naftiko.dev/problems/{self.kind.value}",
-            "title": self.title,
-            "status": self.status,
-            "detail": self.detail,
-        }
-        if self.parameter is not None:
-            body["parameter"] = self.parameter
-        if self.step is not None:
-            body["step"] = self.step
-        return body
 
 
 # Made on every request: not ``frozen`` (its ``__init__`` would set each field through

@@ -1,0 +1,1 @@
+"""The process: listeners and their limits, adapters placed on ports, reload, logs, metrics."""

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from naftiko.adapters.origin import is_loopback, normalize_origin, split_host
-from naftiko.adapters.settings import AdapterSettings
-from naftiko.engine.settings import EngineSettings
+from naftiko.adapters.http.origin import is_loopback, normalize_origin, split_host
+from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.errors import LoadTimeError
 from naftiko.runtime.http_protocol import (
     DEFAULT_HEADER_TIMEOUT_S,
@@ -26,6 +25,7 @@ from naftiko.runtime.http_protocol import (
     DEFAULT_MAX_HEADER_BYTES,
     ListenerLimits,
 )
+from naftiko.upstream.settings import UpstreamSettings
 
 LogFormat = Literal["text", "json"]
 LOG_FORMATS: tuple[str, ...] = ("text", "json")
@@ -77,8 +77,8 @@ class RuntimeConfig:
         """Flag/env host, else the document's ``address``, else the default."""
         return self.host or document_address or self.default_host
 
-    def engine_settings(self) -> EngineSettings:
-        settings = EngineSettings(base_uri_overrides=dict(self.base_uris))
+    def engine_settings(self) -> UpstreamSettings:
+        settings = UpstreamSettings(base_uri_overrides=dict(self.base_uris))
         if self.timeout_s is not None:
             settings = replace(
                 settings,
@@ -255,20 +255,21 @@ def resolve_config(
     base_uris.update(_uri_map(args.base_uri or [], "--base-uri"))
 
     control = pick(args.control_port, "NAFTIKO_CONTROL_PORT")
-    log_format = _choice(str(pick(args.log_format, "NAFTIKO_LOG_FORMAT") or "text"),
-                         LOG_FORMATS, "log format")
-    log_level = _choice(str(pick(args.log_level, "NAFTIKO_LOG_LEVEL") or "info"),
-                        LOG_LEVELS, "log level")
+    log_format = _choice(
+        str(pick(args.log_format, "NAFTIKO_LOG_FORMAT") or "text"), LOG_FORMATS, "log format"
+    )
+    log_level = _choice(
+        str(pick(args.log_level, "NAFTIKO_LOG_LEVEL") or "info"), LOG_LEVELS, "log level"
+    )
     timeout = pick(args.timeout, "NAFTIKO_TIMEOUT")
     max_body = pick(args.max_body_bytes, "NAFTIKO_MAX_BODY_BYTES")
     grace = pick(args.grace_period, "NAFTIKO_GRACE_PERIOD")
     allowed = list(args.allowed_host or []) or _split_list(env.get("NAFTIKO_ALLOWED_HOSTS", ""))
-    origins = list(args.allowed_origin or []) or _split_list(
-        env.get("NAFTIKO_ALLOWED_ORIGINS", "")
-    )
+    origins = list(args.allowed_origin or []) or _split_list(env.get("NAFTIKO_ALLOWED_ORIGINS", ""))
 
-    def limit(flag: Any, name: str, default: Any, parse: Callable[[str, str], Any],
-              what: str) -> Any:
+    def limit(
+        flag: Any, name: str, default: Any, parse: Callable[[str, str], Any], what: str
+    ) -> Any:
         """A listener limit: the flag, else ``name`` in the environment, else ``default``."""
         value = pick(flag, name)
         return default if value is None else parse(str(value), what)
@@ -292,17 +293,41 @@ def resolve_config(
         mcp_stateful=flag_or_env_bool(args.mcp_stateful, "NAFTIKO_MCP_STATEFUL"),
         allowed_hosts=tuple(_host(h, "allowed host") for h in allowed),
         allowed_origins=tuple(_origin(o, "allowed origin") for o in origins),
-        max_header_bytes=limit(args.max_header_bytes, "NAFTIKO_MAX_HEADER_BYTES",
-                               DEFAULT_MAX_HEADER_BYTES, _positive_int, "max header bytes"),
-        header_timeout_s=limit(args.header_timeout, "NAFTIKO_HEADER_TIMEOUT",
-                               DEFAULT_HEADER_TIMEOUT_S, _positive_float, "header timeout"),
-        idle_timeout_s=limit(args.idle_timeout, "NAFTIKO_IDLE_TIMEOUT",
-                             DEFAULT_IDLE_TIMEOUT_S, _positive_float, "idle timeout"),
-        keep_alive_timeout_s=limit(args.keep_alive_timeout, "NAFTIKO_KEEP_ALIVE_TIMEOUT",
-                                   DEFAULT_KEEP_ALIVE_TIMEOUT_S, _positive_float,
-                                   "keep-alive timeout"),
-        max_connections=limit(args.max_connections, "NAFTIKO_MAX_CONNECTIONS",
-                              DEFAULT_MAX_CONNECTIONS, _positive_int, "max connections"),
+        max_header_bytes=limit(
+            args.max_header_bytes,
+            "NAFTIKO_MAX_HEADER_BYTES",
+            DEFAULT_MAX_HEADER_BYTES,
+            _positive_int,
+            "max header bytes",
+        ),
+        header_timeout_s=limit(
+            args.header_timeout,
+            "NAFTIKO_HEADER_TIMEOUT",
+            DEFAULT_HEADER_TIMEOUT_S,
+            _positive_float,
+            "header timeout",
+        ),
+        idle_timeout_s=limit(
+            args.idle_timeout,
+            "NAFTIKO_IDLE_TIMEOUT",
+            DEFAULT_IDLE_TIMEOUT_S,
+            _positive_float,
+            "idle timeout",
+        ),
+        keep_alive_timeout_s=limit(
+            args.keep_alive_timeout,
+            "NAFTIKO_KEEP_ALIVE_TIMEOUT",
+            DEFAULT_KEEP_ALIVE_TIMEOUT_S,
+            _positive_float,
+            "keep-alive timeout",
+        ),
+        max_connections=limit(
+            args.max_connections,
+            "NAFTIKO_MAX_CONNECTIONS",
+            DEFAULT_MAX_CONNECTIONS,
+            _positive_int,
+            "max connections",
+        ),
         grace_period_s=DEFAULT_GRACE_PERIOD_S
         if grace is None
         else _positive_float(str(grace), "grace period", allow_zero=True),

@@ -124,8 +124,12 @@ class ListenerLimits:
 def _refusal(status: int, title: str, detail: str, kind: str) -> bytes:
     """A complete ``Connection: close`` problem+json response, built once per listener."""
     body = json.dumps(
-        {"type": f"https://naftiko.dev/problems/{kind}", "title": title, "status": status,
-         "detail": detail},
+        {
+            "type": f"https://naftiko.dev/problems/{kind}",
+            "title": title,
+            "status": status,
+            "detail": detail,
+        },
         separators=(",", ":"),
     ).encode()
     head = (
@@ -149,17 +153,20 @@ class ListenerGuard:
         self.at_cap = False
         limits = self.limits
         self.too_large = _refusal(
-            431, "Request header fields too large",
+            431,
+            "Request header fields too large",
             f"The request line and headers exceed {limits.max_header_bytes} bytes.",
             "header-too-large",
         )
         self.too_slow = _refusal(
-            408, "Request timeout",
+            408,
+            "Request timeout",
             f"The request line and headers did not arrive within {limits.header_timeout_s:g}s.",
             "request-timeout",
         )
         self.too_many = _refusal(
-            503, "Too many connections",
+            503,
+            "Too many connections",
             f"This listener has {limits.max_connections} open connections, its limit.",
             "too-many-connections",
         )
@@ -170,15 +177,16 @@ class ListenerGuard:
         if open_connections < cap:
             if self.at_cap:
                 self.at_cap = False
-                log.info("%s: below %d open connections again; accepting new ones",
-                         self.name, cap)
+                log.info("%s: below %d open connections again; accepting new ones", self.name, cap)
             return True
         if not self.at_cap:
             self.at_cap = True
             log.warning(
                 "%s: %d open connections, the limit (--max-connections / "
                 "NAFTIKO_MAX_CONNECTIONS); new connections get 503 until some close",
-                self.name, cap, extra={"event": "connection-cap", "limit": cap},
+                self.name,
+                cap,
+                extra={"event": "connection-cap", "limit": cap},
             )
         return False
 

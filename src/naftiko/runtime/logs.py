@@ -75,9 +75,13 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic|digest)(\s+)([A-Za-z0-9._~+/=-]{6,})"
 # only when every value has the type the fast path expects. Never written out.
 _REQUEST_KEY = "_naftiko_request"
 # Attributes every LogRecord has; anything else was passed through ``extra=``.
-_STANDARD_ATTRS = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
-) | {"message", "asctime", "color_message", "taskName", _REQUEST_KEY}
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {
+    "message",
+    "asctime",
+    "color_message",
+    "taskName",
+    _REQUEST_KEY,
+}
 
 
 class Redactor:
@@ -147,8 +151,17 @@ REQUEST_MESSAGE = "%s %s %s -> %s (upstream %s) %.1f ms [%s]"
 # them (each needs ``:``/``=``, a quote or a space) and JSON has nothing to escape.
 _PLAIN_ID = re.compile(r"[A-Za-z0-9._@+/-]*", re.ASCII)
 _CACHE_LIMIT = 4096  # (level, logger, adapter type, adapter, unit) keys; bounded anyway
-_REQUEST_EXTRAS = ("event", "request_id", "adapter_type", "adapter", "unit", "status",
-                   "error", "upstream_status", "duration_ms")
+_REQUEST_EXTRAS = (
+    "event",
+    "request_id",
+    "adapter_type",
+    "adapter",
+    "unit",
+    "status",
+    "error",
+    "upstream_status",
+    "duration_ms",
+)
 
 
 def _record_template() -> tuple[dict[str, Any], int]:
@@ -160,14 +173,40 @@ def _record_template() -> tuple[dict[str, Any], int]:
     probe = logging.LogRecord("", logging.INFO, __file__, 0, REQUEST_MESSAGE, (), None, "")
     size = len(vars(probe)) + len(_REQUEST_EXTRAS) + 1
     known = {
-        "name", "msg", "args", "levelname", "levelno", "pathname", "filename", "module",
-        "exc_info", "exc_text", "stack_info", "lineno", "funcName", "created", "msecs",
-        "relativeCreated", "thread", "threadName", "processName", "process",
+        "name",
+        "msg",
+        "args",
+        "levelname",
+        "levelno",
+        "pathname",
+        "filename",
+        "module",
+        "exc_info",
+        "exc_text",
+        "stack_info",
+        "lineno",
+        "funcName",
+        "created",
+        "msecs",
+        "relativeCreated",
+        "thread",
+        "threadName",
+        "processName",
+        "process",
     }
     if set(vars(probe)) != known:
         return {}, size
-    constant = ("msg", "levelname", "levelno", "pathname", "filename", "module",
-                "exc_info", "exc_text", "stack_info")
+    constant = (
+        "msg",
+        "levelname",
+        "levelno",
+        "pathname",
+        "filename",
+        "module",
+        "exc_info",
+        "exc_text",
+        "stack_info",
+    )
     return {k: vars(probe)[k] for k in constant}, size
 
 
@@ -191,8 +230,7 @@ def log_request(
     if not logger.isEnabledFor(logging.INFO):
         return
     upstream = "-" if upstream_status is None else str(upstream_status)
-    args = (adapter_type, adapter, unit or "-", status, upstream, duration_ms,
-            request_id or "-")
+    args = (adapter_type, adapter, unit or "-", status, upstream, duration_ms, request_id or "-")
     # Values of the types the adapters pass get the fast path; anything else (a bool
     # status, an int duration, an id with ``=``...) is formatted the generic way.
     fields = None
@@ -205,11 +243,22 @@ def log_request(
         and type(adapter_type) is str
         and type(adapter) is str
         and type(unit) is str
-        and (request_id is None or (type(request_id) is str
-                                    and _PLAIN_ID.fullmatch(request_id) is not None))
+        and (
+            request_id is None
+            or (type(request_id) is str and _PLAIN_ID.fullmatch(request_id) is not None)
+        )
     ):
-        fields = (args, adapter_type, adapter, unit, status, is_error, upstream_status,
-                  duration_ms, request_id)
+        fields = (
+            args,
+            adapter_type,
+            adapter,
+            unit,
+            status,
+            is_error,
+            upstream_status,
+            duration_ms,
+            request_id,
+        )
         handler = _sole_reader(logger)
         if handler is not None and _write_directly(handler, logger.name, fields):
             return
@@ -245,8 +294,17 @@ def log_request(
         attrs["process"] = os.getpid() if logging.logProcesses else None
         attrs.update(extra)
     else:
-        record = logger.makeRecord(logger.name, logging.INFO, __file__, _LINENO,
-                                   REQUEST_MESSAGE, args, None, "log_request", extra)
+        record = logger.makeRecord(
+            logger.name,
+            logging.INFO,
+            __file__,
+            _LINENO,
+            REQUEST_MESSAGE,
+            args,
+            None,
+            "log_request",
+            extra,
+        )
     if fields is not None:
         record.__dict__[_REQUEST_KEY] = fields
     logger.handle(record)
@@ -405,8 +463,10 @@ class _RequestLines:
             table[key] = parts
         if not parts:
             return None
-        line = (f"{stamp}.{msecs:03d}{parts[0]}"
-                f"{args[3]} (upstream {args[4]}) {args[5]:.1f} ms [{args[6]}]")
+        line = (
+            f"{stamp}.{msecs:03d}{parts[0]}"
+            f"{args[3]} (upstream {args[4]}) {args[5]:.1f} ms [{args[6]}]"
+        )
         return None if self.redactor.holds_secret_value(line) else line
 
     def json_line(
@@ -421,11 +481,15 @@ class _RequestLines:
             prefix = f"{args[0]} {args[1]} {args[2]} -> "
             if self._clean(prefix, adapter_type, adapter, unit, "request"):
                 dumps = json.dumps
-                head = (f'Z", "level": {dumps(levelname.lower(), ensure_ascii=False)}'
-                        f', "logger": {dumps(name, ensure_ascii=False)}, "message": "')
-                middle = (f', "adapter_type": {dumps(adapter_type, ensure_ascii=False)}'
-                          f', "adapter": {dumps(adapter, ensure_ascii=False)}'
-                          f', "unit": {dumps(unit, ensure_ascii=False)}, "status": ')
+                head = (
+                    f'Z", "level": {dumps(levelname.lower(), ensure_ascii=False)}'
+                    f', "logger": {dumps(name, ensure_ascii=False)}, "message": "'
+                )
+                middle = (
+                    f', "adapter_type": {dumps(adapter_type, ensure_ascii=False)}'
+                    f', "adapter": {dumps(adapter, ensure_ascii=False)}'
+                    f', "unit": {dumps(unit, ensure_ascii=False)}, "status": '
+                )
                 parts = (head, prefix, dumps(prefix, ensure_ascii=False)[1:-1], middle)
             else:
                 parts = ()

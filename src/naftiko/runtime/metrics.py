@@ -180,9 +180,14 @@ class RuntimeObserver:
                     status_label,
                     outcome,
                     duration_s * 1000,
-                    extra={"event": "upstream", "namespace": namespace, "method": method,
-                           "status": status, "outcome": outcome,
-                           "duration_ms": round(duration_s * 1000, 1)},
+                    extra={
+                        "event": "upstream",
+                        "namespace": namespace,
+                        "method": method,
+                        "status": status,
+                        "outcome": outcome,
+                        "duration_ms": round(duration_s * 1000, 1),
+                    },
                 )
         except Exception:
             UPSTREAM_LOGGER.exception("could not record an upstream call")

@@ -46,7 +46,7 @@ from naftiko.runtime.http_protocol import (
 )
 from naftiko.runtime.logs import Redactor
 from naftiko.runtime.metrics import METRICS_CONTENT_TYPE, Metrics
-from naftiko.runtime.plan import (
+from naftiko.runtime.placement import (
     Capability,
     Slot,
     adapter_path,
@@ -117,9 +117,7 @@ class Served:
 
 def bind_socket(host: str, port: int) -> socket.socket:
     """A bound (not yet listening) TCP socket; uvicorn calls ``listen`` on it."""
-    infos = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -244,11 +242,11 @@ class Runtime:
 
             return build_control_app(self, plan, settings, bindings=bindings)
         if isinstance(plan, RestAdapterPlan):
-            from naftiko.adapters.rest import build_rest_app
+            from naftiko.adapters.rest.app import build_rest_app
 
             return build_rest_app(engine, plan, settings, bindings=bindings, info=info)
         if isinstance(plan, McpAdapterPlan):
-            from naftiko.adapters.mcp import build_mcp_app
+            from naftiko.adapters.mcp.server import build_mcp_app
 
             return build_mcp_app(engine, plan, settings, bindings=bindings)
         if isinstance(plan, SkillAdapterPlan):
@@ -366,7 +364,7 @@ class Runtime:
                 served.task = asyncio.create_task(self._run_server(served))
                 self._watch_task(served.task, served.slot.name())
             elif served.slot.is_stdio:
-                from naftiko.adapters.mcp import run_mcp_stdio
+                from naftiko.adapters.mcp.server import run_mcp_stdio
 
                 assert served.slot.capability is not None
                 engine = self.engines[served.slot.capability.path]
@@ -436,8 +434,11 @@ class Runtime:
                 capability.label,
                 capability.path,
                 capability.spec_version or "?",
-                extra={"event": "capability", "label": capability.label,
-                       "file": str(capability.path)},
+                extra={
+                    "event": "capability",
+                    "label": capability.label,
+                    "file": str(capability.path),
+                },
             )
             for diagnostic in capability.warnings:
                 log.warning("%s", diagnostic.format(), extra={"event": "diagnostic"})
@@ -529,8 +530,11 @@ class Runtime:
         try:
             new = load_one(path, self.config)
         except LoadError as exc:
-            log.error("reload of %s failed; the previous version keeps serving:", path,
-                      extra={"event": "reload", "outcome": "failed"})
+            log.error(
+                "reload of %s failed; the previous version keeps serving:",
+                path,
+                extra={"event": "reload", "outcome": "failed"},
+            )
             for diagnostic in exc.diagnostics:
                 log.error("  %s", diagnostic.format(), extra={"event": "diagnostic"})
             self.metrics.reloads.labels("failed").inc()
@@ -550,14 +554,18 @@ class Runtime:
         if shape(s.slot for s in mine) != shape(new_slots):
             log.warning(
                 "%s changed its adapters or ports; restart naftiko-run to apply (still "
-                "serving the previous version)", path,
+                "serving the previous version)",
+                path,
                 extra={"event": "reload", "outcome": "restart-needed"},
             )
             self.metrics.reloads.labels("restart-needed").inc()
             return False
         if any(s.slot.is_stdio for s in mine):
-            log.warning("%s has a stdio MCP adapter, which cannot be reloaded; restart "
-                        "naftiko-run to apply", path)
+            log.warning(
+                "%s has a stdio MCP adapter, which cannot be reloaded; restart "
+                "naftiko-run to apply",
+                path,
+            )
             self.metrics.reloads.labels("restart-needed").inc()
             return False
         by_key = {s.key: s for s in new_slots}
@@ -573,8 +581,11 @@ class Runtime:
                         await generation.start()
                         generations[index] = generation
         except Exception as exc:
-            log.error("reload of %s failed while building; the previous version keeps "
-                      "serving: %s", path, exc)
+            log.error(
+                "reload of %s failed while building; the previous version keeps serving: %s",
+                path,
+                exc,
+            )
             for generation in generations.values():
                 await generation.stop()
             with contextlib.suppress(Exception):
@@ -591,9 +602,13 @@ class Runtime:
         self.capabilities[path] = new
         self.engines[path] = engine
         log.info(
-            "reloaded %s: %s", path,
-            "; ".join(f"{s.slot.type} {s.slot.namespace}: {', '.join(serves(s.slot.plan))}"
-                      for s in self.served if s.slot.capability is new),
+            "reloaded %s: %s",
+            path,
+            "; ".join(
+                f"{s.slot.type} {s.slot.namespace}: {', '.join(serves(s.slot.plan))}"
+                for s in self.served
+                if s.slot.capability is new
+            ),
             extra={"event": "reload", "outcome": "ok", "file": str(path)},
         )
         self.metrics.reloads.labels("ok").inc()
@@ -607,8 +622,11 @@ class Runtime:
                 *(g.drained(self.config.grace_period_s) for g in generations)
             )
             if not all(drained):
-                log.warning("previous version of %s still had requests after %gs; closing it",
-                            path, self.config.grace_period_s)
+                log.warning(
+                    "previous version of %s still had requests after %gs; closing it",
+                    path,
+                    self.config.grace_period_s,
+                )
         finally:
             for generation in generations:
                 with contextlib.suppress(Exception):

@@ -1,0 +1,1 @@
+"""Capability documents: parsing with positions, lenient normalising, imports, binds, checks."""

@@ -25,7 +25,7 @@ import yaml
 from naftiko.errors import LoadTimeError
 from naftiko.spec.models import Binding
 from naftiko.spec.source import PathT
-from naftiko.spec.template_syntax import REFERENCE_TAG
+from naftiko.template_syntax import REFERENCE_TAG
 
 # ``{{ VAR }}``, ``{{ns.VAR}}``, ``{{env.VAR}}``, ``{{{VAR}}}``, sections ``{{#VAR}}``.
 

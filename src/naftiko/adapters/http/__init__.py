@@ -1,0 +1,1 @@
+"""HTTP pieces every adapter shares: Host/Origin checks, inbound auth, problems, bodies."""

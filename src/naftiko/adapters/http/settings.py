@@ -1,0 +1,23 @@
+"""Knobs of the protocol adapters that are not in the document."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from naftiko.adapters.http.origin import HostOriginPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterSettings:
+    max_body_bytes: int = 1024 * 1024  # REST request bodies over this get 413
+    mcp_stateless: bool = True  # stateful sessions (Mcp-Session-Id) when False
+    mcp_json_response: bool = True  # one JSON body instead of SSE for streamable HTTP
+    # Host headers accepted besides loopback names (naftiko.adapters.http.origin): a bare name
+    # on any port, name:port on that port; "*" accepts any host, () loopback names only.
+    allowed_hosts: tuple[str, ...] = ("*",)
+    # Origins accepted besides the one a request reached ("*": any); see origin.py.
+    allowed_origins: tuple[str, ...] = ()
+
+    def host_origin_policy(self) -> HostOriginPolicy:
+        """The Host/Origin check every HTTP adapter makes first."""
+        return HostOriginPolicy(self.allowed_hosts, self.allowed_origins)

@@ -1,0 +1,1 @@
+"""The MCP adapter: tools, resources and prompts over streamable HTTP and stdio."""

@@ -1,0 +1,778 @@
+"""The MCP adapter: translates MCP requests to ``Engine.invoke`` and results back.
+
+Public interface:
+
+* ``build_mcp_server(engine, plan) -> mcp.server.Server`` — the official SDK's low-level
+  server with our handlers; tools, resources and prompts come from the plan, and the
+  ``Tool`` list is built once here (nothing per request but the call itself).
+* ``build_mcp_app(engine, plan, settings=AdapterSettings(), *, bindings=None) -> Starlette`` —
+  streamable HTTP. Serves MCP on exactly ``/mcp``, ``/mcp/`` and ``/`` (the reference
+  engine's tutorials post to ``/``), never with a 307 redirect; every other path is a 404
+  problem (:class:`McpPaths`). Stateless with JSON responses by default
+  (``settings.mcp_stateless``, ``settings.mcp_json_response``). DNS rebinding: the Host
+  and Origin checks are :class:`~naftiko.adapters.http.origin.HostOriginMiddleware`, the first
+  layer, shared with the other adapters (a JSON-RPC error on refusal); the SDK's own check
+  stays off (it takes no bare host and no loopback spelling). The app's lifespan runs a
+  session manager made for this app (one can only run once). Inbound auth is the shared
+  ``InboundAuthMiddleware``; with oauth2 the RFC 9728 metadata document is served,
+  unauthenticated, to GET and HEAD at ``protected_resource_metadata_path`` (other methods
+  there need a credential and get a 405). The engine is not started or
+  closed here: the runtime owns it (several adapters share it).
+* ``run_mcp_stdio(engine, plan)`` — newline-delimited JSON-RPC on stdin/stdout; returns
+  when stdin closes. Logs go to stderr only (stdout is the protocol).
+
+No templating, upstream calls or mapping live here. Every handler catches everything:
+SDK 2.x turns a handler exception into a JSON-RPC internal error, which an agent cannot
+act on, so tool failures are ``isError`` results and resource/prompt failures are MCP
+errors with a clear message.
+
+Fast path: the SDK spends more CPU on its per-request transport (a task, memory streams,
+a dispatcher, a session, pydantic envelopes) than we spend on a whole upstream call, so
+:class:`ToolCallFastPath` answers the common request itself: a stateless JSON server, one
+JSON-RPC ``tools/call`` request POSTed as ``application/json`` that passes every check the
+SDK would make, in either protocol era. It reuses the SDK's own validators, classifier
+and result serialiser, so the answer is the SDK's, byte for byte
+(``tests/adapters/test_mcp_fast_path.py`` proves it). Anything else, or anything it is
+unsure of, is replayed to the SDK untouched, before the tool runs.
+
+Start-up: the SDK's server modules come through :mod:`naftiko.adapters.mcp.sdk`, which
+imports them without the SDK's package ``__init__``s; the stdio transport is imported
+only by ``run_mcp_stdio``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+import mcp_types as types
+import pydantic_core
+from mcp_types import (
+    DEFAULT_NEGOTIATED_VERSION,
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    SERVER_INFO_META_KEY,
+    JSONRPCError,
+    JSONRPCResponse,
+)
+from mcp_types import methods as _methods
+from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
+from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, get_tracer_provider
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse, Response
+from starlette.routing import get_route_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
+
+from naftiko import __version__
+from naftiko.adapters.http.common import (
+    REQUEST_ID_BYTES,
+    UnfinishedBody,
+    problem_fields,
+    problem_response,
+    receive_body,
+    request_id_of,
+    sane_request_id,
+)
+from naftiko.adapters.http.inbound_auth import (
+    InboundAuthMiddleware,
+    build_inbound_auth,
+    protected_resource_metadata,
+    protected_resource_metadata_path,
+    protected_resource_metadata_url,
+)
+from naftiko.adapters.http.origin import HostOriginMiddleware
+from naftiko.adapters.http.settings import AdapterSettings
+from naftiko.adapters.mcp import resources as res
+from naftiko.adapters.mcp.prompts import (
+    CompiledPrompt,
+    MissingArgument,
+    PromptError,
+    PromptFileError,
+)
+from naftiko.adapters.mcp.results import ToolEntry, build_tool, call_tool_result, error_result
+from naftiko.adapters.mcp.sdk import (
+    ERROR_CODE_HTTP_STATUS,
+    MCP_METHOD_HEADER,
+    MCP_NAME_HEADER,
+    MCP_PARAM_HEADER_PREFIX,
+    MCP_PROTOCOL_VERSION_HEADER,
+    X_MCP_HEADER_KEY,
+    InboundLadderRejection,
+    MCPError,
+    Server,
+    StreamableHTTPASGIApp,
+    StreamableHTTPSessionManager,
+    TransportSecuritySettings,
+    classify_inbound_request,
+)
+from naftiko.engine.types import DynamicResourcePlan, Inputs, McpAdapterPlan, StaticResourcePlan
+from naftiko.observability import get_observer
+from naftiko.spec.binds import Bindings
+
+if TYPE_CHECKING:
+    from mcp.server.context import ServerRequestContext
+
+__all__ = ["McpHandlers", "build_mcp_app", "build_mcp_server", "run_mcp_stdio"]
+
+log = logging.getLogger("naftiko.adapters.mcp.server")
+
+ADAPTER_TYPE = "mcp"
+UNKNOWN_UNIT = "(unknown)"  # metric label for unknown names: callers must not grow label sets
+_ROLES = ("user", "assistant")
+
+
+class McpHandlers:
+    """The request handlers of one MCP adapter, built once from its plan.
+
+    ``engine`` is anything with ``async invoke(unit, inputs) -> Result`` that never raises
+    (``naftiko.engine.invoke.Engine``).
+    """
+
+    def __init__(self, engine: Any, plan: McpAdapterPlan) -> None:
+        self.engine = engine
+        self.plan = plan
+        self.tools: dict[str, ToolEntry] = {}
+        for unit in plan.tools:
+            if unit.name in self.tools:
+                log.warning("mcp %s: duplicate tool %r ignored", plan.namespace, unit.name)
+                continue
+            self.tools[unit.name] = build_tool(unit)
+        self.tool_list = types.ListToolsResult(tools=[e.tool for e in self.tools.values()])
+        self.static: list[StaticResourcePlan] = []
+        self.dynamic: tuple[res.DynamicEntry, ...] = ()
+        self._readers: list[StaticResourcePlan | res.DynamicEntry] = []  # declaration order
+        for resource in plan.resources:
+            if isinstance(resource, DynamicResourcePlan):
+                entry = res.compile_dynamic(resource)
+                self.dynamic += (entry,)
+                self._readers.append(entry)
+            else:
+                self.static.append(resource)
+                self._readers.append(resource)
+        self.prompts = {p.name: CompiledPrompt.compile(p, plan.base_dir) for p in plan.prompts}
+        self.prompt_list = types.ListPromptsResult(
+            prompts=[_prompt(p) for p in self.prompts.values()]
+        )
+
+    # ------------------------------------------------------------------ tools
+
+    async def list_tools(self, ctx: Any, params: Any) -> types.ListToolsResult:
+        return self.tool_list
+
+    async def on_call_tool(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        if params.name not in self.tools:
+            # 2025-11-25 ("Error Handling"): an unknown tool is a protocol error, -32602.
+            get_observer().request_finished(
+                adapter_type=ADAPTER_TYPE,
+                adapter=self.plan.namespace,
+                unit=UNKNOWN_UNIT,
+                status=404,
+                is_error=True,
+                duration_s=0.0,
+                request_id=_request_id(ctx),
+                upstream_status=None,
+            )
+            raise MCPError(INVALID_PARAMS, self._unknown_tool_text(params.name))
+        return await self.call_tool(params.name, params.arguments, _request_id(ctx))
+
+    async def call_tool(
+        self, name: str, arguments: Mapping[str, Any] | None, request_id: str | None = None
+    ) -> types.CallToolResult:
+        """One ``tools/call``, independent of the transport; never raises."""
+        started = time.perf_counter()
+        entry = self.tools.get(name)
+        status, upstream_status, unit_id = 404, None, UNKNOWN_UNIT
+        try:
+            if entry is None:
+                answer = error_result(self._unknown_tool_text(name))
+            else:
+                unit_id = entry.unit.id
+                result = await self.engine.invoke(
+                    entry.unit, Inputs(values=dict(arguments or {}), request_id=request_id)
+                )
+                status, upstream_status = result.status, result.upstream_status
+                answer = call_tool_result(entry, result)
+        except Exception:
+            log.exception("mcp %s: tools/call %r failed", self.plan.namespace, name)
+            status = 500
+            answer = error_result(
+                f"Internal error while calling tool {name!r}; see the server log."
+            )
+        get_observer().request_finished(
+            adapter_type=ADAPTER_TYPE,
+            adapter=self.plan.namespace,
+            unit=unit_id,
+            status=status,
+            is_error=bool(answer.is_error),
+            duration_s=time.perf_counter() - started,
+            request_id=request_id,
+            upstream_status=upstream_status,
+        )
+        return answer
+
+    def _unknown_tool_text(self, name: str) -> str:
+        names = list(self.tools)
+        text = f"Unknown tool {name!r}."
+        close = difflib.get_close_matches(name, names, n=1)
+        if close:
+            text += f" Did you mean {close[0]!r}?"
+        return text + f" Available tools: {', '.join(names) or '(none)'}."
+
+    def input_schema(self, name: str) -> Mapping[str, Any] | None:
+        entry = self.tools.get(name)
+        return entry.input_schema if entry is not None else None
+
+    # ------------------------------------------------------------------ resources
+
+    async def list_resources(self, ctx: Any, params: Any) -> types.ListResourcesResult:
+        resources = res.list_dynamic(self.dynamic)
+        for plan in self.static:
+            try:
+                resources.extend(res.list_static(plan))
+            except OSError:
+                log.exception("mcp %s: cannot list resource %r", self.plan.namespace, plan.name)
+        return types.ListResourcesResult(resources=resources)
+
+    async def list_resource_templates(
+        self, ctx: Any, params: Any
+    ) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(
+            resource_templates=res.list_templates(self.dynamic)
+        )
+
+    async def read_resource(
+        self, ctx: ServerRequestContext[Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        started = time.perf_counter()
+        request_id = _request_id(ctx)
+        uri = str(params.uri)
+        unit_id, status, upstream_status = UNKNOWN_UNIT, 200, None
+        try:
+            try:
+                reader, match = self._match(uri)
+                if isinstance(reader, res.DynamicEntry):
+                    unit_id = reader.plan.unit.id
+                    inputs = Inputs(values=match, request_id=request_id)
+                    result = await self.engine.invoke(reader.plan.unit, inputs)
+                    status, upstream_status = result.status, result.upstream_status
+                    contents = res.dynamic_contents(reader.plan, uri, result)
+                else:
+                    unit_id = f"{self.plan.namespace}.{reader.name}"
+                    contents = await _in_thread(res.read_static, reader, uri, match)
+            except res.ResourceFailure as failure:
+                status = failure.status
+                raise MCPError(failure.code, failure.message) from None
+            except Exception:
+                log.exception("mcp %s: resources/read %r failed", self.plan.namespace, uri)
+                status = 500
+                raise MCPError(INTERNAL_ERROR, f"Internal error while reading {uri}") from None
+        finally:
+            get_observer().request_finished(
+                adapter_type=ADAPTER_TYPE,
+                adapter=self.plan.namespace,
+                unit=unit_id,
+                status=status,
+                is_error=status >= 400,
+                duration_s=time.perf_counter() - started,
+                request_id=request_id,
+                upstream_status=upstream_status,
+            )
+        return types.ReadResourceResult(contents=[contents])
+
+    def _match(self, uri: str) -> tuple[Any, Any]:
+        """The first declared resource that serves ``uri`` and its variables/relative path."""
+        for reader in self._readers:
+            if isinstance(reader, res.DynamicEntry):
+                variables = reader.match(uri)
+                if variables is not None:
+                    return reader, variables
+                continue
+            relative = res.static_relative(reader, uri)
+            if relative is not None:
+                return reader, relative
+        raise res.ResourceFailure(INVALID_PARAMS, f"Unknown resource URI: {uri}", status=404)
+
+    # ------------------------------------------------------------------ prompts
+
+    async def list_prompts(self, ctx: Any, params: Any) -> types.ListPromptsResult:
+        return self.prompt_list
+
+    async def get_prompt(
+        self, ctx: ServerRequestContext[Any], params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult:
+        started = time.perf_counter()
+        prompt = self.prompts.get(params.name)
+        status = 200
+        try:
+            if prompt is None:
+                status = 404
+                available = ", ".join(self.prompts) or "(none)"
+                raise MCPError(
+                    INVALID_PARAMS,
+                    f"Unknown prompt: {params.name!r}. Available prompts: {available}",
+                )
+            try:
+                messages = await _in_thread(prompt.render, params.arguments or {})
+            except MissingArgument as exc:
+                status = 400
+                raise MCPError(
+                    INVALID_PARAMS,
+                    f"Missing required argument {exc.argument!r} for prompt {prompt.name!r}",
+                ) from None
+            except PromptFileError as exc:
+                status = 500
+                raise MCPError(INTERNAL_ERROR, str(exc)) from None
+            except PromptError as exc:
+                status = 400
+                raise MCPError(INVALID_PARAMS, str(exc)) from None
+            except Exception:
+                log.exception("mcp %s: prompts/get %r failed", self.plan.namespace, params.name)
+                status = 500
+                raise MCPError(
+                    INTERNAL_ERROR, f"Internal error while rendering prompt {params.name!r}"
+                ) from None
+        finally:
+            get_observer().request_finished(
+                adapter_type=ADAPTER_TYPE,
+                adapter=self.plan.namespace,
+                unit=f"{self.plan.namespace}.{prompt.name}" if prompt else UNKNOWN_UNIT,
+                status=status,
+                is_error=status >= 400,
+                duration_s=time.perf_counter() - started,
+                request_id=_request_id(ctx),
+            )
+        return types.GetPromptResult(
+            description=prompt.description,
+            messages=[
+                types.PromptMessage(
+                    role=m.role if m.role in _ROLES else "user",
+                    content=types.TextContent(text=m.text),
+                )
+                for m in messages
+            ],
+        )
+
+
+def _prompt(prompt: CompiledPrompt) -> types.Prompt:
+    return types.Prompt(
+        name=prompt.name,
+        title=prompt.title,
+        description=prompt.description,
+        arguments=[
+            types.PromptArgument(
+                name=a.name, title=a.title, description=a.description, required=a.required
+            )
+            for a in prompt.arguments
+        ]
+        or None,
+    )
+
+
+async def _in_thread(fn: Any, *args: Any) -> Any:
+    """File I/O off the event loop (a slow disk must not stall other requests)."""
+    return await anyio.to_thread.run_sync(fn, *args)
+
+
+def _request_id(ctx: Any) -> str | None:
+    """The caller's ``X-Request-Id`` when the request came over HTTP and it is sane (it is
+    logged and forwarded upstream, so the REST adapter's rule applies)."""
+    request = getattr(ctx, "request", None)
+    headers = getattr(request, "headers", None)
+    if headers is None:
+        return None
+    try:
+        return sane_request_id(headers.get("x-request-id"))
+    except Exception:  # a transport object of unexpected shape: no id rather than a failure
+        return None
+
+
+# ---------------------------------------------------------------------- fast path
+
+_ACCEPT = b"accept"
+_CONTENT_TYPE = b"content-type"
+_CONTENT_LENGTH = b"content-length"
+_VERSION = MCP_PROTOCOL_VERSION_HEADER.encode()
+_ROUTING = frozenset({_VERSION, MCP_METHOD_HEADER.encode(), MCP_NAME_HEADER.encode()})
+_PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower().encode()
+_ENVELOPE_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
+_JSON_HEADERS = (b"content-type", b"application/json")
+_TOOLS_CALL = "tools/call"
+
+
+def _accepts_json(accept: bytes) -> bool:
+    """``check_accept_headers``' JSON half (RFC 7231 wildcards), on the raw header."""
+    types_ = {t.split(b";")[0].strip().lower() for t in accept.split(b",")}
+    return bool(types_ & {b"*/*", b"application/json", b"application/*"})
+
+
+def _tracing() -> bool:
+    """True when an OpenTelemetry SDK is installed: the SDK path then records the spans."""
+    return not isinstance(get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
+
+
+def _replay_of(read: UnfinishedBody) -> list[Message]:
+    """The messages read of a body the fast path could not finish, for the SDK to read."""
+    body: Message = {"type": "http.request", "body": read.data, "more_body": read.more_body}
+    if read.interrupted_by is None:
+        return [body]
+    return [body, read.interrupted_by] if read.started else [read.interrupted_by]
+
+
+class _Replay:
+    """A ``receive`` that hands back what the fast path already read, then the rest."""
+
+    __slots__ = ("messages", "receive")
+
+    def __init__(self, messages: list[Message], receive: Receive) -> None:
+        self.messages = messages
+        self.receive = receive
+
+    async def __call__(self) -> Message:
+        if self.messages:
+            return self.messages.pop(0)
+        return await self.receive()
+
+
+class ToolCallFastPath:
+    """Answers stateless-JSON ``tools/call`` POSTs without the SDK's transport (see module doc).
+
+    Before the tool runs, every check is the SDK's own or stricter: any doubt
+    (another method, a batch, a notification, a header or envelope the SDK would
+    reject, ``Mcp-Param-*`` headers, an active OpenTelemetry SDK, a changed server) hands
+    the untouched request to ``sdk``. After the tool ran, the result goes through the
+    SDK's serialiser, and the SDK's ``INTERNAL_ERROR`` if that rejects it.
+    """
+
+    def __init__(
+        self, sdk: ASGIApp, server: Server[Any], handlers: McpHandlers, max_body: int
+    ) -> None:
+        self.sdk = sdk
+        self.server = server
+        self.handlers = handlers
+        self.max_body = max_body
+        self.entry = server.get_request_handler(_TOOLS_CALL)
+        self.middleware = tuple(server.middleware)
+        # The SDK validates Mcp-Param-* headers for tools whose schema declares them.
+        self.sdk_tools = frozenset(
+            name
+            for name, e in handlers.tools.items()
+            if X_MCP_HEADER_KEY in json.dumps(e.input_schema)
+        )
+        self.server_info = server.server_info_stamp
+        self.accept_cache: dict[bytes, bool] = {}
+
+    def _server_unchanged(self) -> bool:
+        """Still the server we built: our handler, the SDK's default middleware, no hints."""
+        server = self.server
+        return (
+            server.get_request_handler(_TOOLS_CALL) is self.entry
+            and len(server.middleware) == len(self.middleware)
+            and all(a is b for a, b in zip(server.middleware, self.middleware, strict=True))
+            and _TOOLS_CALL not in server.cache_hints
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.sdk(scope, receive, send)
+            return
+        # One pass over the headers; the first value wins, as in Starlette's ``Headers.get``.
+        accept = content_type = length = request_id = None
+        routing: dict[str, str] = {}
+        eligible = True
+        for key, value in scope["headers"]:
+            if key in _ROUTING:
+                name = key.decode("latin-1")
+                if name in routing:  # the SDK rejects a duplicated routing header
+                    eligible = False
+                routing[name] = value.decode("latin-1")
+            elif key == _ACCEPT:
+                accept = value if accept is None else accept
+            elif key == _CONTENT_TYPE:
+                content_type = value if content_type is None else content_type
+            elif key == _CONTENT_LENGTH:
+                length = value if length is None else length
+            elif key == REQUEST_ID_BYTES:
+                request_id = value if request_id is None else request_id
+            elif key.startswith(_PARAM_PREFIX):
+                eligible = False
+        if (
+            not eligible
+            # The SDK's Content-Type checks: a prefix test, then an exact, case-sensitive one.
+            or content_type is None
+            or content_type.split(b";", 1)[0].strip() != b"application/json"
+            or accept is None
+            or not self._accepts_json(accept)
+            or self._declared_too_large(length)
+        ):
+            await self.sdk(scope, receive, send)
+            return
+        read = await receive_body(receive, self.max_body)
+        if not isinstance(read, bytes):  # too large, or not a plain body: the SDK decides
+            await self.sdk(scope, _Replay(_replay_of(read), receive), send)
+            return
+        answer = await self._answer(read, routing, request_id)
+        if answer is None:
+            replay = [{"type": "http.request", "body": read, "more_body": False}]
+            await self.sdk(scope, _Replay(replay, receive), send)
+            return
+        status, body = answer
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(b"content-length", str(len(body)).encode()), _JSON_HEADERS],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def _declared_too_large(self, length: bytes | None) -> bool:
+        """The SDK's body-limit test on Content-Length (it answers 413 without reading)."""
+        try:
+            return length is not None and int(length) > self.max_body
+        except ValueError:
+            return False
+
+    def _accepts_json(self, accept: bytes) -> bool:
+        known = self.accept_cache.get(accept)
+        if known is None:
+            known = _accepts_json(accept)
+            if len(self.accept_cache) < 64:  # clients send a handful of distinct values
+                self.accept_cache[accept] = known
+        return known
+
+    async def _answer(
+        self, body: bytes, routing: dict[str, str], request_id: bytes | None
+    ) -> tuple[int, bytes] | None:
+        """``(status, JSON)`` for a request the fast path serves, else ``None`` (nothing ran)."""
+        if _tracing() or not self._server_unchanged():
+            return None
+        version = routing.get(MCP_PROTOCOL_VERSION_HEADER)
+        if version is None:
+            modern, version = False, DEFAULT_NEGOTIATED_VERSION
+        else:
+            if version in HANDSHAKE_PROTOCOL_VERSIONS:
+                modern = False
+            elif version in MODERN_PROTOCOL_VERSIONS:
+                modern = True
+            else:
+                return None
+        # Each era's own parser: pydantic-core for the handshake era, json for 2026-07-28.
+        try:
+            decoded = json.loads(body) if modern else pydantic_core.from_json(body)
+        except (ValueError, RecursionError):
+            return None
+        if (
+            type(decoded) is not dict
+            or decoded.keys() != _ENVELOPE_KEYS
+            or decoded["jsonrpc"] != "2.0"
+            or decoded["method"] != _TOOLS_CALL
+            or type(decoded["id"]) not in (int, str)
+            or type(decoded["params"]) is not dict
+        ):
+            return None
+        rpc_id, params = decoded["id"], decoded["params"]
+        if modern and isinstance(
+            classify_inbound_request(decoded, headers=routing), InboundLadderRejection
+        ):
+            return None
+        try:
+            _methods.validate_client_request(_TOOLS_CALL, version, params)
+            call = types.CallToolRequestParams.model_validate(params, by_name=False)
+        except (ValidationError, KeyError, ValueError):
+            return None
+        if (modern and call.name in self.sdk_tools) or call.name not in self.handlers.tools:
+            return None  # the SDK's path answers (an unknown tool is its JSON-RPC error)
+        rid = sane_request_id(request_id.decode("latin-1")) if request_id is not None else None
+        result = await self.handlers.call_tool(call.name, call.arguments, rid)
+        return self._encode(rpc_id, version, modern, result)
+
+    def _encode(
+        self, rpc_id: int | str, version: str, modern: bool, result: types.CallToolResult
+    ) -> tuple[int, bytes]:
+        """The SDK's wire form: ``ServerRunner._serialize``, then each era's envelope."""
+        message: JSONRPCResponse | JSONRPCError
+        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        try:
+            dumped = _methods.serialize_server_result(_TOOLS_CALL, version, dumped)
+        except ValidationError:
+            log.exception("handler for %r returned an invalid result", _TOOLS_CALL)
+            error = MCPError(INTERNAL_ERROR, "Handler returned an invalid result").error
+            message = JSONRPCError(jsonrpc="2.0", id=rpc_id, error=error)
+        else:
+            if modern:
+                if dumped.get("resultType") is None:
+                    dumped["resultType"] = "complete"
+                meta = dumped.get("_meta")
+                if meta is None:
+                    dumped["_meta"] = {SERVER_INFO_META_KEY: self.server_info}
+                elif isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None:
+                    dumped["_meta"] = {**meta, SERVER_INFO_META_KEY: self.server_info}
+            message = JSONRPCResponse(jsonrpc="2.0", id=rpc_id, result=dumped)
+        if not modern:
+            return 200, message.model_dump_json(by_alias=True, exclude_unset=True).encode()
+        wire = message.model_dump(mode="json", by_alias=True, exclude_none=True)
+        status = 200
+        if isinstance(message, JSONRPCError):
+            status = ERROR_CODE_HTTP_STATUS.get(message.error.code, 200)
+        return status, json.dumps(wire, separators=(",", ":")).encode()
+
+
+# ---------------------------------------------------------------------- public interface
+
+
+def build_mcp_server(engine: Any, plan: McpAdapterPlan) -> Server[Any]:
+    """The low-level SDK server for ``plan``; resources/prompts advertised only when declared."""
+    handlers = McpHandlers(engine, plan)
+    optional: dict[str, Any] = {}
+    if plan.resources:
+        optional.update(
+            on_list_resources=handlers.list_resources,
+            on_list_resource_templates=handlers.list_resource_templates,
+            on_read_resource=handlers.read_resource,
+        )
+    if plan.prompts:
+        optional.update(on_list_prompts=handlers.list_prompts, on_get_prompt=handlers.get_prompt)
+    server: Server[Any] = Server(
+        plan.namespace,
+        version=__version__,
+        instructions=plan.description,
+        get_tool_input_schema=handlers.input_schema,
+        on_list_tools=handlers.list_tools,
+        on_call_tool=handlers.on_call_tool,
+        **optional,
+    )
+    server.naftiko_handlers = handlers  # type: ignore[attr-defined]  # for the fast path
+    return server
+
+
+def transport_security() -> TransportSecuritySettings:
+    """The SDK's Host/Origin check off: :class:`HostOriginMiddleware` makes ours first."""
+    return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+
+
+MCP_PATHS = frozenset({"/mcp", "/mcp/", "/"})
+_NOT_FOUND = problem_fields(
+    404, "Not found", "This server answers MCP at /mcp (or /) only.", "not-found"
+)
+_METADATA_METHODS = "GET, HEAD"
+
+
+class McpPaths:
+    """Routes by exact (decoded) path: MCP on :data:`MCP_PATHS`, the RFC 9728 metadata
+    document to GET/HEAD on its path, a 404 problem for anything else.
+
+    Exact comparison on purpose: a catch-all mount sent every path to MCP, so a path the
+    auth middleware exempts reached a tool (issue 15), and a Starlette path regex also
+    matches a path with a trailing (decoded) newline.
+    """
+
+    def __init__(
+        self, endpoint: ASGIApp, metadata: tuple[str, Mapping[str, Any]] | None = None
+    ) -> None:
+        self.endpoint = endpoint
+        self.metadata_path = metadata[0] if metadata else None
+        self.metadata_body = JSONResponse(metadata[1]).body if metadata else b""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await WebSocketClose()(scope, receive, send)
+            return
+        path = get_route_path(scope)
+        if path in MCP_PATHS:
+            await self.endpoint(scope, receive, send)
+            return
+        response: Response
+        if path != self.metadata_path:
+            response = problem_response(_NOT_FOUND, request_id_of(scope))
+        elif scope["method"] in ("GET", "HEAD"):
+            response = Response(self.metadata_body, media_type="application/json")
+        else:
+            fields = problem_fields(
+                405,
+                "Method not allowed",
+                f"The protected resource metadata answers {_METADATA_METHODS} only.",
+                "method-not-allowed",
+            )
+            headers = {"Allow": _METADATA_METHODS}
+            response = problem_response(fields, request_id_of(scope), headers=headers)
+        await response(scope, receive, send)
+
+
+def build_mcp_app(
+    engine: Any,
+    plan: McpAdapterPlan,
+    settings: AdapterSettings = AdapterSettings(),  # noqa: B008  (frozen, safe to share)
+    *,
+    bindings: Bindings | None = None,
+    fast_path: bool = True,
+) -> Starlette:
+    """The streamable-HTTP app for ``plan`` (see the module docstring).
+
+    ``fast_path`` serves eligible ``tools/call`` requests with :class:`ToolCallFastPath`;
+    it only applies to stateless JSON servers (the SDK keeps everything else). Raises
+    ``InboundAuthConfigError`` when the authentication block cannot be enforced: an
+    adapter must not start open when it was declared protected.
+    """
+    server = build_mcp_server(engine, plan)
+    security = transport_security()
+    manager = StreamableHTTPSessionManager(
+        app=server,
+        stateless=settings.mcp_stateless,
+        json_response=settings.mcp_json_response,
+        security_settings=security,
+    )
+    endpoint: ASGIApp = StreamableHTTPASGIApp(manager)
+    if fast_path and settings.mcp_stateless and settings.mcp_json_response:
+        handlers: McpHandlers = server.naftiko_handlers  # type: ignore[attr-defined]
+        endpoint = ToolCallFastPath(endpoint, server, handlers, manager.max_request_body_size)
+    binds = bindings or Bindings.empty()
+    flat, namespaces = binds.as_scope(), binds.namespaced()
+
+    metadata: tuple[str, dict[str, Any]] | None = None
+    middleware = [
+        Middleware(HostOriginMiddleware, policy=settings.host_origin_policy(), reply="jsonrpc")
+    ]
+    spec = plan.authentication
+    if spec is not None:
+        metadata_url: str | None = None
+        if spec.type.strip().lower() == "oauth2":
+            document = protected_resource_metadata(spec, flat, namespaces)
+            metadata = (protected_resource_metadata_path(spec, flat, namespaces), document)
+            metadata_url = protected_resource_metadata_url(spec, flat, namespaces)
+        auth = build_inbound_auth(spec, flat, namespaces, resource_metadata_url=metadata_url)
+        if auth is not None:
+            exempt = (metadata[0],) if metadata else ()
+            middleware.append(Middleware(InboundAuthMiddleware, auth=auth, exempt_paths=exempt))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        async with manager.run():
+            yield
+
+    app = Starlette(middleware=middleware, lifespan=lifespan)
+    # No routes: every request goes to the router's default, which is ours to route.
+    app.router.default = McpPaths(endpoint, metadata)
+    app.state.mcp_server = server
+    return app
+
+
+async def run_mcp_stdio(engine: Any, plan: McpAdapterPlan) -> None:
+    """Serve ``plan`` on stdin/stdout until stdin closes."""
+    server = build_mcp_server(engine, plan)
+    from mcp.server.stdio import stdio_server  # only stdio adapters need it
+
+    log.info("MCP server started on stdio (namespace: %s)", plan.namespace)
+    async with stdio_server() as (read, write):
+        await server.run(read, write, server.create_initialization_options())
+    log.info("MCP server on stdio stopped (namespace: %s)", plan.namespace)

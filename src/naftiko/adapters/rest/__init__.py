@@ -1,0 +1,1 @@
+"""The REST adapter: routes, input coercion, OpenAPI and the Starlette app."""

@@ -1,0 +1,1 @@
+"""Load time: a loaded capability compiled once into the plans the engine executes."""

@@ -1,0 +1,472 @@
+"""From paths on the command line to the list of adapters this process will serve.
+
+Everything that can be decided before a socket is opened lives here: which files are
+capabilities, loading and compiling them, applying ``--port``/``--host``/
+``--control-port``, refusing port clashes and a second stdio adapter, and describing what
+each adapter serves. Pure functions and data, so ``--check`` and the tests share it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from naftiko.engine.plans import NotImplementedPlan
+from naftiko.engine.types import (
+    AdapterPlan,
+    ControlAdapterPlan,
+    DynamicResourcePlan,
+    McpAdapterPlan,
+    RestAdapterPlan,
+    SkillAdapterPlan,
+    Unit,
+)
+from naftiko.errors import LoadTimeError
+from naftiko.runtime.config import RuntimeConfig
+from naftiko.spec.diagnostics import Diagnostic, LoadError
+from naftiko.spec.loader import LoadedCapability, discover, is_capability_document, load_source
+from naftiko.spec.source import SourceError, read_source
+
+CONTROL_NAMESPACE = "control"
+_LOOKS_LIKE_CAPABILITY = re.compile(r"^(naftiko|ikanos)\s*:", re.MULTILINE)
+WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})
+
+
+class PlanError(LoadTimeError):
+    """The process cannot start; ``lines`` are printed as they are, exit code 2."""
+
+    def __init__(self, lines: Sequence[str], code: int = 2) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = tuple(lines)
+        self.code = code
+
+
+@dataclass
+class Capability:
+    """One loaded and compiled document; replaced whole on reload."""
+
+    path: Path
+    loaded: LoadedCapability
+    compiled: Any  # naftiko.compile.capability.CompiledCapability
+
+    @property
+    def label(self) -> str:
+        info = self.loaded.document.info
+        return (info.label if info and info.label else None) or self.path.stem
+
+    @property
+    def spec_version(self) -> str | None:
+        return self.loaded.document.naftiko
+
+    @property
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        """The loader's and the compiler's (units that answer 501 and why)."""
+        compiled = tuple(getattr(self.compiled, "warnings", ()))
+        return tuple(d for d in (*self.loaded.diagnostics, *compiled) if d.severity == "warning")
+
+
+@dataclass
+class Slot:
+    """One adapter to serve: its plan after overrides and where it binds."""
+
+    plan: AdapterPlan
+    capability: Capability | None  # None for the control adapter added by --control-port
+    host: str
+    declared_port: int | None  # the document's port, to tell a reload that ports moved
+
+    @property
+    def type(self) -> str:
+        return self.plan.type
+
+    @property
+    def namespace(self) -> str:
+        return self.plan.namespace or CONTROL_NAMESPACE
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.type, self.namespace)
+
+    @property
+    def is_stdio(self) -> bool:
+        return isinstance(self.plan, McpAdapterPlan) and self.plan.transport == "stdio"
+
+    @property
+    def origin(self) -> str:
+        return str(self.capability.path) if self.capability else "--control-port"
+
+    def name(self) -> str:
+        return f"{self.type} {self.namespace} ({self.origin})"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def capability_files(paths: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Files to load: every file named, plus capability documents found in directories.
+
+    A directory may also hold shared ``consumes`` files and unrelated YAML; those are
+    skipped (and listed in the second return value), not reported as broken.
+    """
+    files: list[Path] = []
+    skipped: list[str] = []
+    named = {Path(p) for p in paths if not Path(p).is_dir()}
+    seen: set[Path] = set()
+    for path in discover(paths):
+        if path.resolve() in seen:  # the same file named twice, or also under a directory
+            continue
+        seen.add(path.resolve())
+        if path in named:
+            files.append(path)
+            continue
+        try:
+            text = path.read_text(encoding="utf-8-sig", errors="replace")
+        except OSError:
+            skipped.append(str(path))
+            continue
+        if _LOOKS_LIKE_CAPABILITY.search(text):
+            files.append(path)
+        else:
+            skipped.append(str(path))
+    return files, skipped
+
+
+def load_one(path: Path, config: RuntimeConfig, *, explicit: bool = True) -> Capability | None:
+    """Load and compile one file; ``None`` for a directory member that is a shared file.
+
+    Raises :class:`LoadError` (diagnostics) when the document cannot run.
+    """
+    from naftiko.compile.capability import compile_capability
+
+    try:
+        source = read_source(path, str(path))
+    except SourceError as exc:
+        raise LoadError(
+            [Diagnostic("error", str(path), exc.message, line=exc.line, column=exc.column)]
+        ) from None
+    if not explicit and not is_capability_document(source.data):
+        return None
+    loaded = load_source(path, source)
+    compiled = compile_capability(loaded, config.engine_settings())
+    return Capability(path=path, loaded=loaded, compiled=compiled)
+
+
+def load_all(config: RuntimeConfig) -> tuple[list[Capability], list[str]]:
+    """Every capability given; raises :class:`PlanError` with all diagnostics of all files."""
+    if not config.paths:
+        raise PlanError(["naftiko-run: no capability file or directory given"])
+    missing = [p for p in config.paths if not Path(p).exists()]
+    if missing:
+        raise PlanError([f"{p}: error: file not found" for p in missing])
+    files, skipped = capability_files(config.paths)
+    explicit = {Path(p) for p in config.paths}
+    capabilities: list[Capability] = []
+    errors: list[str] = []
+    for path in files:
+        try:
+            capability = load_one(path, config, explicit=path in explicit)
+        except LoadError as exc:
+            errors.extend(d.format() for d in exc.diagnostics)
+            continue
+        except Exception as exc:  # a defect of ours: say where, without a traceback
+            raise PlanError(
+                [f"{path}: error: internal error while loading: {type(exc).__name__}: {exc}"],
+                code=1,
+            ) from exc
+        if capability is None:
+            skipped.append(str(path))
+        else:
+            capabilities.append(capability)
+    if errors:
+        raise PlanError(errors)
+    if not capabilities:
+        raise PlanError([f"naftiko-run: no capability document in {', '.join(config.paths)}"])
+    return capabilities, skipped
+
+
+# --------------------------------------------------------------------------- slots
+
+
+def _override(plan: AdapterPlan, config: RuntimeConfig) -> AdapterPlan:
+    namespace = plan.namespace or CONTROL_NAMESPACE
+    if namespace in config.ports:
+        return replace(plan, port=config.ports[namespace])
+    if isinstance(plan, ControlAdapterPlan) and config.control_port is not None:
+        return replace(plan, port=config.control_port)
+    return plan
+
+
+def make_slot(plan: AdapterPlan, capability: Capability | None, config: RuntimeConfig) -> Slot:
+    return Slot(
+        plan=_override(plan, config),
+        capability=capability,
+        host=config.bind_host(plan.address),
+        declared_port=plan.port,
+    )
+
+
+def plan_slots(
+    capabilities: Iterable[Capability], config: RuntimeConfig
+) -> tuple[list[Slot], list[str]]:
+    """The adapters to serve, after overrides; raises :class:`PlanError` on conflicts.
+
+    The second value holds warnings (none today: an override naming no namespace is an
+    error, :func:`override_typos`).
+    """
+    slots = [
+        make_slot(plan, capability, config)
+        for capability in capabilities
+        for plan in capability.compiled.adapters
+    ]
+    if config.control_port is not None and not any(
+        isinstance(s.plan, ControlAdapterPlan) for s in slots
+    ):
+        plan = ControlAdapterPlan(
+            type="control",
+            namespace=CONTROL_NAMESPACE,
+            address=None,
+            port=config.control_port,
+            description="added by --control-port",
+            authentication=None,
+        )
+        slots.append(make_slot(plan, None, config))
+    all_slots = slots
+    slots, notes = stdio_selection(slots, config)
+    errors = [
+        *port_errors(slots),
+        *port_clashes(slots),
+        *stdio_conflicts(slots),
+        *override_typos(all_slots, config),
+    ]
+    if errors:
+        raise PlanError(errors)
+    return slots, notes
+
+
+def stdio_selection(slots: list[Slot], config: RuntimeConfig) -> tuple[list[Slot], list[str]]:
+    """Apply ``--stdio``; with a stdio adapter, keep only it and what ``--port`` names.
+
+    An MCP client launches the process for stdin/stdout: binding the document's other
+    ports too would make that launch fail whenever one is taken. Raises
+    :class:`PlanError` when ``--stdio`` names no MCP adapter.
+    """
+    if config.stdio is not None:
+        chosen = _stdio_choice(slots, config.stdio)
+        slots = [
+            replace(s, plan=replace(s.plan, transport="stdio")) if s is chosen else s
+            for s in slots
+            if s is chosen or not s.is_stdio
+        ]
+    if not any(s.is_stdio for s in slots):
+        return slots, []
+    kept, notes = [], []
+    for slot in slots:
+        asked = slot.namespace in config.ports or (
+            isinstance(slot.plan, ControlAdapterPlan) and config.control_port is not None
+        )
+        if slot.is_stdio or asked:
+            kept.append(slot)
+        else:
+            notes.append(
+                f"{slot.name()}: not served beside stdio; pass --port {slot.namespace}=PORT "
+                f"to serve it too"
+            )
+    return kept, notes
+
+
+def _stdio_choice(slots: Sequence[Slot], namespace: str) -> Slot:
+    mcp = [s for s in slots if isinstance(s.plan, McpAdapterPlan)]
+    if namespace:
+        found = [s for s in slots if s.namespace == namespace]
+        if found and found[0] in mcp:
+            return found[0]
+        names = [s.namespace for s in mcp]
+        if found:
+            line = f"naftiko-run: --stdio {namespace}: not an MCP adapter ({found[0].type})."
+        else:
+            line = f"naftiko-run: --stdio {namespace}: no MCP adapter has this namespace"
+            close = difflib.get_close_matches(namespace, names, n=1, cutoff=0.6)
+            line += f"; did you mean '{close[0]}'?" if close else "."
+        raise PlanError([f"{line} MCP adapters: {', '.join(names) or 'none'}"])
+    if len(mcp) != 1:
+        names = ", ".join(s.namespace for s in mcp) or "none"
+        line = f"--stdio needs a namespace: there is not exactly one MCP adapter ({names})"
+        raise PlanError([f"naftiko-run: {line}; pass --stdio NAMESPACE"])
+    return mcp[0]
+
+
+def override_typos(slots: Sequence[Slot], config: RuntimeConfig) -> list[str]:
+    """One line per ``--port``/``--base-uri`` (or environment form) naming no namespace.
+
+    A typo must stop the process: serving anyway would call the document's (usually
+    production) upstream, or bind the document's port, while the operator thinks not.
+    """
+    exposed = sorted({s.namespace for s in slots})
+    consumed = sorted(
+        {
+            c.namespace
+            for s in slots
+            if s.capability is not None
+            for c in s.capability.loaded.document.consumed()
+        }
+    )
+    lines = [
+        _unknown("--port", "NAFTIKO_PORTS", "exposed adapter", ns, exposed)
+        for ns in config.ports
+        if ns not in exposed
+    ]
+    lines += [
+        _unknown("--base-uri", "NAFTIKO_BASE_URIS", "consumed API", ns, consumed)
+        for ns in config.base_uris
+        if ns not in consumed
+    ]
+    return lines
+
+
+def _unknown(flag: str, variable: str, what: str, namespace: str, known: list[str]) -> str:
+    line = f"naftiko-run: {flag} {namespace}: no {what} has this namespace ({flag} or {variable})"
+    close = difflib.get_close_matches(namespace, known, n=1, cutoff=0.6)
+    line += f"; did you mean '{close[0]}'?" if close else "."
+    return f"{line} Known: {', '.join(known) or 'none'}"
+
+
+def port_errors(slots: Iterable[Slot]) -> list[str]:
+    return [
+        f"naftiko-run: {s.name()} declares no port; add one or pass --port {s.namespace}=PORT"
+        for s in slots
+        if not s.is_stdio and s.plan.port is None
+    ]
+
+
+def _host_key(host: str) -> str:
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+def hosts_overlap(a: str, b: str) -> bool:
+    """Two binds collide when they share a port and either listens everywhere."""
+    ka, kb = _host_key(a), _host_key(b)
+    return ka == kb or ka in WILDCARD_HOSTS or kb in WILDCARD_HOSTS
+
+
+def port_clashes(slots: Sequence[Slot]) -> list[str]:
+    """One line per pair of adapters that would bind the same port (0 never clashes)."""
+    lines = []
+    network = [s for s in slots if not s.is_stdio and s.plan.port]
+    for i, a in enumerate(network):
+        for b in network[i + 1 :]:
+            if a.plan.port == b.plan.port and hosts_overlap(a.host, b.host):
+                lines.append(
+                    f"naftiko-run: port {a.plan.port} clash: {a.name()} and {b.name()}; "
+                    f"move one with --port NAMESPACE=PORT"
+                )
+    return lines
+
+
+def stdio_conflicts(slots: Sequence[Slot]) -> list[str]:
+    stdio = [s for s in slots if s.is_stdio]
+    if len(stdio) <= 1:
+        return []
+    names = " and ".join(s.name() for s in stdio)
+    return [f"naftiko-run: only one stdio MCP adapter can own stdin/stdout, found {names}"]
+
+
+# --------------------------------------------------------------------------- description
+
+
+def url_of(host: str, port: int | None, path: str = "") -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}{path}"
+
+
+ANSWERS_501 = " (answers 501)"
+
+
+def _item(label: str, unit: Unit) -> str:
+    """A served item, marked when its unit can only answer 501 (named by a load warning)."""
+    return label + ANSWERS_501 if isinstance(unit.plan, NotImplementedPlan) else label
+
+
+def serves(plan: AdapterPlan) -> list[str]:
+    """What an adapter exposes, one short item each, for the start-up summary."""
+    if isinstance(plan, RestAdapterPlan):
+        items = []
+        for route in plan.routes:
+            items += [_item(f"{method} {route.path}", u) for method, u in route.operations.items()]
+            if route.forward is not None:
+                items.append(f"* {route.path} -> {route.forward.target_namespace}")
+        return items
+    if isinstance(plan, McpAdapterPlan):
+        items = [_item(f"tool {tool.name}", tool) for tool in plan.tools]
+        items += [
+            _item(f"resource {r.uri}", r.unit)
+            if isinstance(r, DynamicResourcePlan)
+            else f"resource {r.uri}"
+            for r in plan.resources
+        ]
+        items += [f"prompt {prompt.name}" for prompt in plan.prompts]
+        return items
+    if isinstance(plan, SkillAdapterPlan):
+        return [f"skill {skill.name}" for skill in plan.skills]
+    if isinstance(plan, ControlAdapterPlan):
+        from naftiko.adapters.control import control_features
+
+        features = control_features(plan)
+        paths = {
+            "health": ["/health/live", "/health/ready"],
+            "metrics": ["/metrics"],
+            "info": ["/status"],
+        }
+        return [p for name, on in features.items() if on for p in paths[name]]
+    return []
+
+
+def served_count(items: Sequence[str]) -> str:
+    """``3 served``, or ``1 served, 2 answer 501`` when stubs are among them."""
+    stubs = sum(item.endswith(ANSWERS_501) for item in items)
+    counted = f"{len(items) - stubs} served"
+    return f"{counted}, {stubs} answer 501" if stubs else counted
+
+
+def adapter_path(plan: AdapterPlan) -> str:
+    return "/mcp" if isinstance(plan, McpAdapterPlan) else ""
+
+
+@dataclass
+class Summary:
+    """``--check`` output and the start-up banner, from the same data."""
+
+    capabilities: list[Capability]
+    slots: list[Slot]
+    skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self, ports: dict[tuple[str, str], int | None] | None = None) -> list[str]:
+        out = []
+        for capability in self.capabilities:
+            out.append(
+                f"capability {capability.label!r} ({capability.path}, "
+                f"naftiko {capability.spec_version or '?'})"
+            )
+            out += [f"  {d.format()}" for d in capability.warnings]
+        for slot in self.slots:
+            if slot.is_stdio:
+                where = "stdio"
+            else:
+                port = (ports or {}).get(slot.key, slot.plan.port)
+                where = url_of(slot.host, port, adapter_path(slot.plan))
+            items = serves(slot.plan)
+            out.append(f"  {slot.type} {slot.namespace} {where}: {served_count(items)}")
+            out += [f"    {item}" for item in items]
+        out += [f"skipped (not a capability): {path}" for path in self.skipped]
+        out += [f"warning: {w}" for w in self.warnings]
+        return out

@@ -1,0 +1,1 @@
+"""Upstream: one send path to consumed APIs (request building, outbound auth, client, transport)."""
