@@ -1,1 +1,5 @@
-"""Command-line entry points, one module per command."""
+"""Command-line entry points (``naftiko``, ``naftiko-run``), one module per command."""
+
+from naftiko.cli.main import main, run_main
+
+__all__ = ["main", "run_main"]
