@@ -212,16 +212,20 @@ class Bench:
         )
         return result
 
-    def start_bench_naftiko(self, log_level: str = "info") -> Started:
+    def start_bench_naftiko(self, log_level: str = "info", *, baseline: bool = False) -> Started:
+        """naftiko-run on the bench capability; ``baseline``: the ``--baseline-src`` tree's."""
         assert self.upstream is not None
         namespaces, _ = document_namespaces_and_binds(BENCH_CAPABILITY)
+        env = self.env
+        if baseline:
+            env = dict(self.env, PYTHONPATH=str(Path(self.args.baseline_src).resolve()))
         return start_naftiko(
             self.naftiko_run,
             BENCH_CAPABILITY,
-            name=f"naftiko-{log_level}",
+            name=f"naftiko-{log_level}" + ("-baseline" if baseline else ""),
             log_dir=self.scratch,
             cpu=self.cores.server,
-            env=self.env,
+            env=env,
             namespaces=namespaces,
             base_uris={"bench-upstream": self.upstream.url},
             log_level=log_level,
@@ -355,6 +359,13 @@ class Bench:
                 )
                 if label == "naftiko":
                     ours = server
+            if self.args.baseline_src:
+                server = self.start_bench_naftiko(baseline=True)
+                servers["naftiko_baseline"] = (
+                    naftiko_requests(server),
+                    server.service.pids,
+                    server.service.stop,
+                )
             for label, result in self.measure_rounds(servers).items():
                 for shape in shapes:
                     shapes[shape][label] = result[shape].to_dict()
@@ -468,6 +479,8 @@ class Bench:
             self.saturation["mcp"] = ours.rps
         finally:
             server.service.stop()
+        if self.args.baseline_src:
+            rows["naftiko_baseline"] = self.mcp_baseline()
         if self.tools.fastmcp_python is None:
             self.skip(
                 "MCP FastMCP comparison",
@@ -504,6 +517,21 @@ class Bench:
             finally:
                 fast.service.stop()
         self.results["mcp"] = rows
+
+    def mcp_baseline(self) -> dict[str, Any]:
+        """The ``--baseline-src`` tree's MCP adapter, measured right after ours."""
+        server = self.start_bench_naftiko(baseline=True)
+        try:
+            url = server.urls["bench-mcp"]
+            body = mcp_call(
+                "exchange-authorization-code",
+                {"code": "abc123", "redirect_uri": "https://example.com/callback"},
+            )
+            self.check(url, method="POST", body=body, headers=MCP_HEADERS)
+            request = Request(url, "POST", body, MCP_HEADERS)
+            return self.measure(request, server.service.pids).to_dict()
+        finally:
+            server.service.stop()
 
     @staticmethod
     def fastmcp_tool_name(url: str) -> str:
@@ -921,6 +949,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--python-only",
         action="store_true",
         help="behave as on a clean machine: no nginx, wrk or FastMCP",
+    )
+    parser.add_argument(
+        "--baseline-src",
+        metavar="DIR",
+        help="another tree's src/ (e.g. a git worktree of main) served as naftiko_baseline "
+        "beside this tree's naftiko: REST in the same interleaved rounds, MCP right after",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not taskset processes")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile")

@@ -41,7 +41,7 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     for shape in ("post", "get"):
         rows = _get(results, "rest", shape) or {}
         ours = rows.get("naftiko") or {}
-        for base in ("nginx_proxy", "upstream", "stack_floor"):
+        for base in ("nginx_proxy", "upstream", "stack_floor", "naftiko_baseline"):
             other = rows.get(base) or {}
             out[f"rest_{shape}_vs_{base}_rps"] = _ratio(ours.get("rps"), other.get("rps"))
             # >1 means naftiko spends that many times the CPU per request.
@@ -54,6 +54,10 @@ def ratios(results: dict[str, Any]) -> dict[str, Any]:
     out["mcp_vs_fastmcp_rps"] = _ratio(_get(mcp, "naftiko", "rps"), _get(mcp, "fastmcp", "rps"))
     out["mcp_vs_fastmcp_cpu_per_request"] = _ratio(
         _get(mcp, "naftiko", "cpu_us_per_request"), _get(mcp, "fastmcp", "cpu_us_per_request")
+    )
+    out["mcp_vs_naftiko_baseline_cpu_per_request"] = _ratio(
+        _get(mcp, "naftiko", "cpu_us_per_request"),
+        _get(mcp, "naftiko_baseline", "cpu_us_per_request"),
     )
     return {k: v for k, v in out.items() if v is not None}
 
@@ -154,6 +158,7 @@ def _rest_table(results: dict[str, Any]) -> list[str]:
         "stack_floor": "stack floor: naftiko's server + upstream client, no engine",
         "naftiko": "**naftiko-run** (default: info logs, JSON)",
         "naftiko_log_warning": "naftiko-run `--log-level warning`",
+        "naftiko_baseline": "naftiko-run of the `--baseline-src` tree",
     }
     lines = [
         "| server | POST req/s | p50 ms | p99 ms | CPU µs/req | GET req/s | p50 ms | "
@@ -243,6 +248,7 @@ def markdown(results: dict[str, Any]) -> str:
         for key, label in (
             ("naftiko", "**naftiko-run** MCP adapter"),
             ("fastmcp", "FastMCP `from_openapi`"),
+            ("naftiko_baseline", "naftiko-run of the `--baseline-src` tree"),
         ):
             row = mcp.get(key)
             if row:
