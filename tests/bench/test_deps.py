@@ -88,8 +88,8 @@ def test_rule_keeps_a_stand_in_only_above_15_percent_on_the_worse_shape(deps: Mo
 def test_the_measured_request_cpu_is_the_rest_adapter_on_our_server(deps: ModuleType) -> None:
     def server(get: float, post: float) -> dict[str, Any]:
         return {
-            "GET": {"coalescing": {"cpu_us_at_max": get}},
-            "POST": {"coalescing": {"cpu_us_at_max": post}},
+            "GET": {"naftiko": {"cpu_us_at_max": get}},
+            "POST": {"naftiko": {"cpu_us_at_max": post}},
         }
 
     assert deps.measured_request_cpu_us({"server": {"rest": server(300.0, 500.0)}}) == 400.0
