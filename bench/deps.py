@@ -15,7 +15,7 @@ one run and in interleaved rounds (each figure is the median of its rounds):
    at a fixed offered load (half the slowest one's maximum).
 3. JSON: ``engine/json_codec.py`` vs plain orjson vs msgspec.json, loads and dumps of a
    token response, a 10 KB list and a 1 MB document: µs per operation.
-4. Request log line: naftiko's fast path (``runtime/logs.py``) vs the standard library
+4. Request log line: naftiko's fast path (``runtime/logs/``) vs the standard library
    with a redaction filter, directly and through a ``QueueHandler``/``QueueListener``:
    process CPU µs per line (writer thread included).
 
@@ -662,7 +662,7 @@ def verdicts(results: dict[str, Any], request_cpu_us: float) -> list[dict[str, A
     if "log" in results:
         logs = results["log"]
         judge(
-            "logs.py request-line fast path",
+            "logs/ request-line fast path",
             {"line": logs["naftiko"]["cpu_us"]},
             {k: {"line": logs[k]["cpu_us"]} for k in ("stdlib-filter", "stdlib-queue")},
             "process CPU µs per request line",

@@ -57,7 +57,7 @@ def test_log_comparison_runs_and_writes_the_same_line(tmp_path: Path) -> None:
     assert set(results["log"]) == {"naftiko", "stdlib-filter", "stdlib-queue"}
     assert all(v["cpu_us"] > 0 for v in results["log"].values())
     (verdict,) = results["verdicts"]
-    assert verdict["stand_in"].startswith("logs.py")
+    assert verdict["stand_in"].startswith("logs/")
     assert "## Request log line" in (tmp_path / "deps.md").read_text()
 
 
