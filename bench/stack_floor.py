@@ -1,6 +1,6 @@
 """The stack floor: naftiko's serving stack with no engine in it, as a reverse proxy.
 
-uvicorn with the runtime's protocol (``CoalescingHttpToolsProtocol``, uvloop) and the
+uvicorn with the runtime's protocol (``LimitedHttpToolsProtocol``, uvloop) and the
 engine's upstream transport (``Http11Transport``): each request is forwarded as it came
 (method, path, query, body, content type) and the upstream's status and body are sent
 back. No capability, templating, mapping, validation, logging or metrics: what is left
@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from naftiko.runtime.http_protocol import CoalescingHttpToolsProtocol
+from naftiko.runtime.http_protocol import LimitedHttpToolsProtocol
 from naftiko.upstream.request import UpstreamRequest
 from naftiko.upstream.transport import Http11Transport
 from naftiko.upstream.wire import wire_of
@@ -66,7 +66,7 @@ if __name__ == "__main__":
             host="127.0.0.1",
             port=PORT,
             loop="uvloop",
-            http=CoalescingHttpToolsProtocol,
+            http=LimitedHttpToolsProtocol,
             access_log=False,
             log_level="warning",
             lifespan="on",

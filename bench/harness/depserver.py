@@ -7,14 +7,14 @@ adapter. ``rest_app()``: naftiko's real REST adapter for ``bench/capabilities/be
 request logs at info to stdout, metrics observer), without naftiko-run's own servers.
 Served by:
 
-* ``coalescing``: uvicorn with naftiko's protocol, configured as ``naftiko-run``
+* ``naftiko``: uvicorn with naftiko's protocol, configured as ``naftiko-run``
   configures it (``runtime/process.py``: ``ListenerConfig`` + ``ListenerGuard`` with the
-  default listener limits, ``CoalescingHttpToolsProtocol``, no access log, no server
+  default listener limits, ``LimitedHttpToolsProtocol``, no access log, no server
   header, no proxy headers), on uvloop;
 * ``uvicorn``: plain uvicorn, httptools protocol, the same settings otherwise;
 * granian: ``granian --interface asgi harness.depserver:app`` (started by ``deps.py``).
 
-Usage: python depserver.py coalescing|uvicorn PORT [tiny|rest]; granian imports
+Usage: python depserver.py naftiko|uvicorn PORT [tiny|rest]; granian imports
 ``harness.depserver:app`` or ``harness.depserver:rest`` (``rest`` is ``rest_app()``,
 built when first imported under that name).
 """
@@ -116,9 +116,9 @@ def _config(kind: str, port: int, served: Any) -> Any:
         "server_header": False,
         "proxy_headers": False,
     }
-    if kind == "coalescing":
+    if kind == "naftiko":
         from naftiko.runtime.http_protocol import (
-            CoalescingHttpToolsProtocol,
+            LimitedHttpToolsProtocol,
             ListenerConfig,
             ListenerGuard,
             ListenerLimits,
@@ -127,7 +127,7 @@ def _config(kind: str, port: int, served: Any) -> Any:
         return ListenerConfig(
             served,
             guard=ListenerGuard("bench", ListenerLimits()),
-            http=CoalescingHttpToolsProtocol,
+            http=LimitedHttpToolsProtocol,
             **common,
         )
     if kind == "uvicorn":

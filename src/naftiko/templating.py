@@ -73,7 +73,8 @@ MISSING: Final = _Missing()
 """A name that resolves to nothing (distinct from a resolved ``None``)."""
 
 INPUT_PREFIXES: Final = frozenset({"rest", "tools"})
-"""Namespaces that always mean "the caller's inputs" (our decision 10)."""
+"""Namespaces that always mean "the caller's inputs", whatever the exposed namespace
+(``rest.x`` and ``tools.x`` resolve like ``<exposeNamespace>.x``, as the corpus uses them)."""
 
 
 class TemplateError(ValueError, LoadTimeError):

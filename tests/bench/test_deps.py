@@ -57,7 +57,7 @@ def test_log_comparison_runs_and_writes_the_same_line(tmp_path: Path) -> None:
     assert set(results["log"]) == {"naftiko", "stdlib-filter", "stdlib-queue"}
     assert all(v["cpu_us"] > 0 for v in results["log"].values())
     (verdict,) = results["verdicts"]
-    assert verdict["stand_in"].startswith("logs.py")
+    assert verdict["stand_in"].startswith("logs/")
     assert "## Request log line" in (tmp_path / "deps.md").read_text()
 
 
@@ -88,8 +88,8 @@ def test_rule_keeps_a_stand_in_only_above_15_percent_on_the_worse_shape(deps: Mo
 def test_the_measured_request_cpu_is_the_rest_adapter_on_our_server(deps: ModuleType) -> None:
     def server(get: float, post: float) -> dict[str, Any]:
         return {
-            "GET": {"coalescing": {"cpu_us_at_max": get}},
-            "POST": {"coalescing": {"cpu_us_at_max": post}},
+            "GET": {"naftiko": {"cpu_us_at_max": get}},
+            "POST": {"naftiko": {"cpu_us_at_max": post}},
         }
 
     assert deps.measured_request_cpu_us({"server": {"rest": server(300.0, 500.0)}}) == 400.0

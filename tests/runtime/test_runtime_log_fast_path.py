@@ -305,7 +305,7 @@ def test_request_records_reach_every_handler(caplog: pytest.LogCaptureFixture) -
     (record,) = caplog.records
     assert record.getMessage() == "rest a u -> 201 (upstream -) 2.0 ms [r-9]"
     assert record.status == 201 and record.request_id == "r-9"  # type: ignore[attr-defined]
-    assert record.filename == "logs.py" and record.process and record.thread
+    assert record.filename == "requests.py" and record.process and record.thread
 
 
 # --------------------------------------------------------------------------- batching

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from naftiko.runtime.config import RuntimeConfig
-from naftiko.runtime.http_protocol import CoalescingHttpToolsProtocol
+from naftiko.runtime.http_protocol import LimitedHttpToolsProtocol
 from naftiko.runtime.logs import Redactor
 from naftiko.runtime.metrics import Metrics
 from naftiko.runtime.process import Runtime
@@ -39,15 +39,15 @@ async def test_forwarded_headers_are_not_trusted_by_default() -> None:
     assert seen[0]["scheme"] == "http"
 
 
-def test_responses_go_out_through_the_coalescing_protocol() -> None:
-    """Head and body of each response in one write (tests/runtime/test_http_protocol.py)."""
+def test_requests_come_in_through_the_limited_protocol() -> None:
+    """The listener limits hold on every adapter (tests/hardening/test_hardening_listeners.py)."""
 
     async def app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         pass
 
     config = runtime()._uvicorn_config(app)
     config.load()
-    assert config.http_protocol_class is CoalescingHttpToolsProtocol
+    assert config.http_protocol_class is LimitedHttpToolsProtocol
 
 
 def test_every_listener_gets_the_configured_limits() -> None:

@@ -58,11 +58,12 @@ def _parser(command: str | None) -> argparse.ArgumentParser:
 def _prepare_server_process() -> None:
     """Process-wide settings for ``naftiko run``, applied before anything is imported.
 
-    - No cyclic GC until the adapters are ready (``naftiko.runtime.heap``): a fifth of
-      the start-up CPU otherwise.
-    - httpx imports its command-line client (click, rich, pygments: ~45 ms, ~5 MB) when
-      those happen to be installed, as in a development environment; a server never
-      runs it, so it is made to fail over to httpx's own "CLI not installed" stub.
+    - No cyclic GC until the adapters are ready (``naftiko.runtime.heap``): loading
+      creates many objects and none of them is garbage, so collections are pure cost.
+    - httpx imports its command-line client (click, rich, pygments) when those happen to
+      be installed, as in a development environment: start-up time and memory for a
+      client a server never runs, so it is made to fail over to httpx's own "CLI not
+      installed" stub.
     """
     from naftiko.runtime import heap
 

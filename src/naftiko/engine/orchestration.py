@@ -6,10 +6,10 @@ into a :class:`CompiledSteps`; :func:`run_steps` runs it against one invocation'
 :class:`~naftiko.templating.Scope`, calling back into the core for every ``call``
 step through a :data:`StepCaller`, and returns the unit's :class:`Result`.
 
-Semantics (reference-semantics §7, with our decisions):
+Semantics (reference-semantics §7, with our choices where it is unclear):
 
 * Every step sees the caller's scope plus the outputs of all earlier steps, lookups
-  included (decision 18): ``{{get-ship.vessel_name}}`` and ``{{resolve-crew.role}}`` work
+  included: ``{{get-ship.vessel_name}}`` and ``{{resolve-crew.role}}`` work
   in later templates and ``with`` values. A step's own ``with`` is evaluated in that
   scope and applies to that step only.
 * A call step whose upstream answers >= 400, cannot be reached or times out **stops the

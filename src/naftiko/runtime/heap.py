@@ -1,10 +1,10 @@
 """Garbage-collector policy of the ``naftiko-run`` process: off while starting, frozen after.
 
-Start-up allocates ~150k long-lived objects (the MCP SDK's pydantic models, our spec
-models, compiled plans) and almost no garbage, yet with the default thresholds the
-collector runs full passes over all of them several times while they are created: about
-a fifth of the start-up CPU. Once serving, every full collection would walk them again
-(tens of milliseconds on the request path, a p99 spike). So the CLI turns collection off
+Start-up allocates a great many long-lived objects (the MCP SDK's pydantic models, our
+spec models, compiled plans) and almost no garbage, yet with the default thresholds the
+collector runs full passes over all of them several times while they are created: a
+sizeable share of the start-up CPU, for nothing. Once serving, every full collection
+would walk them again (a pause on the request path, a p99 spike). So the CLI turns collection off
 before it imports anything, and once the adapters are ready we collect the little
 start-up garbage, move every survivor to the permanent generation (``gc.freeze``) and
 turn collection back on for what requests allocate.

@@ -1,11 +1,25 @@
-"""uvicorn's httptools protocol: the writes of one loop tick sent as one, and the limits
-every listener enforces before a request reaches an app.
+"""uvicorn, where the runtime meets it: the limits every listener enforces before a
+request reaches an app, and the server class that serves one pre-bound socket.
 
-Coalescing. uvicorn writes a response's head when the app sends ``http.response.start`` and
-its body on ``http.response.body``: two ``write`` system calls and two TCP segments for
-every small response, which is every response we send. Gathering the writes made in one
-event-loop tick into one costs a ``call_soon`` and saves a system call and a segment
-(bench/: ~4 µs of CPU per request on a minimal app, and the client reads once).
+This is the one module allowed to rely on uvicorn's internals (anything that is not
+``uvicorn.Config``, ``uvicorn.Server(config).serve(sockets=...)``, ``started`` and
+``should_exit``). What it relies on, and why:
+
+* ``uvicorn.protocols.http.httptools_impl.HttpToolsProtocol``, subclassed by
+  :class:`LimitedHttpToolsProtocol`: its constructor signature, its parser callbacks
+  (``on_headers_complete``, ``on_body``, ``on_message_complete``), its ``loop``,
+  ``transport``, ``connections``, ``cycle``, ``url``, ``headers``,
+  ``timeout_keep_alive_task`` and ``timeout_keep_alive_handler`` attributes, and
+  ``_unset_keepalive_if_required``. uvicorn
+  has no hook to limit a request head or the number of connections, so the limits can
+  only live in the protocol; ``STATUS_LINE`` writes the refusals as uvicorn writes
+  its own answers.
+* ``uvicorn.server.ServerState``, only as the type of an argument the protocol receives.
+* ``uvicorn.Server.capture_signals``, overridden to do nothing by :class:`ListenerServer`
+  (``serve`` enters it around the serving): the runtime runs several servers on one loop
+  and stops them all from one handler of its own. Left on, each server would replace the
+  process's SIGINT/SIGTERM handlers, restore them out of order on exit and raise the
+  captured signal again into the process.
 
 Limits (issue 15). uvicorn's httptools protocol has none of its own before a request head
 is complete: llhttp accepts a head of any size, a head may take forever to arrive, a
@@ -27,13 +41,18 @@ the process runs out of file descriptors. :class:`ListenerGuard` holds one liste
 
 Refusals are ``application/problem+json`` with ``Connection: close``, written by the
 protocol itself: no app, no authentication, nothing else runs.
+
+Responses are written as uvicorn writes them (head and body apart): joining the writes
+of one loop tick into one makes no measurable difference (bench/deps.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,10 +61,11 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
 __all__ = [
-    "CoalescingHttpToolsProtocol",
+    "LimitedHttpToolsProtocol",
     "ListenerConfig",
     "ListenerGuard",
     "ListenerLimits",
+    "ListenerServer",
 ]
 
 log = logging.getLogger("naftiko.runtime")
@@ -59,52 +79,6 @@ DEFAULT_MAX_CONNECTIONS = 1000
 # " HTTP/1.1" and CRLF on the first line, ": " and CRLF on each header line.
 _REQUEST_LINE_EXTRA = 20
 _HEADER_LINE_EXTRA = 4
-
-
-class CoalescingTransport:
-    """Wraps a transport: ``write`` is deferred to the end of the tick, then joined.
-
-    ``close`` and ``write_eof`` flush first, so nothing written is lost or reordered;
-    every other attribute is the wrapped transport's.
-    """
-
-    __slots__ = ("_loop", "_pending", "_transport")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._pending: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        if not data:
-            return
-        if not self._pending:
-            self._loop.call_soon(self.flush)
-        self._pending.append(data)
-
-    def writelines(self, chunks: list[bytes]) -> None:
-        for chunk in chunks:
-            self.write(chunk)
-
-    def flush(self) -> None:
-        pending = self._pending
-        if not pending:
-            return
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending.clear()
-        if not self._transport.is_closing():
-            self._transport.write(data)
-
-    def write_eof(self) -> None:
-        self.flush()
-        self._transport.write_eof()
-
-    def close(self) -> None:
-        self.flush()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
 
 
 # --------------------------------------------------------------------------- limits
@@ -203,9 +177,18 @@ class ListenerConfig(uvicorn.Config):
         self.listener_guard = guard
 
 
-class CoalescingHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's ``httptools`` protocol writing through a :class:`CoalescingTransport`,
-    enforcing its listener's :class:`ListenerLimits` (see the module docstring).
+class ListenerServer(uvicorn.Server):
+    """``uvicorn.Server`` without its own signal capture: the runtime stops all servers
+    together. Serve a pre-bound socket with the public ``serve(sockets=[sock])``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's ``httptools`` protocol enforcing its listener's :class:`ListenerLimits`
+    (see the module docstring).
 
     "In the head" is the time from accept, or from the end of the previous request, to
     the end of the next request's headers; ``head_bytes`` counts what arrived in it. The
@@ -237,7 +220,6 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             transport.close()
             return
         super().connection_made(transport)
-        self.transport = CoalescingTransport(transport, self.loop)  # type: ignore[assignment]
         # uvicorn arms its keep-alive timer only after a response; a connection that
         # never sends a request must not stay open forever either.
         self.timeout_keep_alive_task = self.loop.call_later(

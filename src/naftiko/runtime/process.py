@@ -40,9 +40,10 @@ from naftiko.errors import LoadTimeError
 from naftiko.runtime import heap
 from naftiko.runtime.config import RuntimeConfig
 from naftiko.runtime.http_protocol import (
-    CoalescingHttpToolsProtocol,
+    LimitedHttpToolsProtocol,
     ListenerConfig,
     ListenerGuard,
+    ListenerServer,
 )
 from naftiko.runtime.logs import Redactor
 from naftiko.runtime.metrics import METRICS_CONTENT_TYPE, Metrics
@@ -73,25 +74,13 @@ class StartupError(LoadTimeError):
         self.code = code
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal capture: the runtime stops all servers together.
-
-    Left on, each server would install its handlers, restore them out of order on exit
-    and re-raise the captured signal into the process.
-    """
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @dataclass
 class Served:
     """One adapter at run time: its slot and whatever serves it."""
 
     slot: Slot
     app: SwappableApp | None = None
-    server: _Server | None = None
+    server: ListenerServer | None = None
     sock: socket.socket | None = None
     port: int | None = None
     state: str = STARTING
@@ -308,16 +297,15 @@ class Runtime:
         ``proxy_headers=False``: uvicorn would otherwise rewrite the scope's client and
         scheme from ``X-Forwarded-For``/``-Proto`` sent by any local peer, on every request.
         Nothing of ours reads either, and trusting a proxy should be configured explicitly.
-        The protocol is uvicorn's httptools one, with the head and body of a response
-        written as one (:mod:`naftiko.runtime.http_protocol`), and it enforces the
-        listener's limits (header size and deadline, idle timeout, connection cap; the
-        idle timeout is also uvicorn's keep-alive timeout). ``name`` names the listener
-        in the line logged when it reaches its connection cap.
+        The protocol is uvicorn's httptools one enforcing the listener's limits
+        (:mod:`naftiko.runtime.http_protocol`): header size and deadline, idle timeout,
+        connection cap; the idle timeout is also uvicorn's keep-alive timeout. ``name``
+        names the listener in the line logged when it reaches its connection cap.
         """
         return ListenerConfig(
             app,
             guard=ListenerGuard(name, self.config.listener_limits()),
-            http=CoalescingHttpToolsProtocol,
+            http=LimitedHttpToolsProtocol,
             lifespan="on",
             log_config=None,
             access_log=False,
@@ -330,7 +318,7 @@ class Runtime:
     async def _run_server(self, served: Served) -> None:
         assert served.server is not None and served.sock is not None
         try:
-            await served.server._serve(sockets=[served.sock])
+            await served.server.serve(sockets=[served.sock])
         except SystemExit as exc:  # uvicorn exits when lifespan startup fails
             log.error("%s failed to start (uvicorn exit %s)", served.slot.name(), exc.code)
         finally:
@@ -360,7 +348,7 @@ class Runtime:
             if served.app is not None:
                 name = f"{served.slot.type} {served.slot.namespace} (port {served.port})"
                 config = self._uvicorn_config(served.app, name)
-                served.server = _Server(config)
+                served.server = ListenerServer(config)
                 served.task = asyncio.create_task(self._run_server(served))
                 self._watch_task(served.task, served.slot.name())
             elif served.slot.is_stdio:

@@ -48,7 +48,8 @@ BODY_TYPES = frozenset({"json", "text", "formUrlEncoded", "multipartForm", "xml"
 _KEBAB = re.compile(r"^[a-zA-Z0-9-]+$")
 # ``ns.x`` in a ``with`` value; ``v1.2`` and ``a b.c`` are literals, not references
 _REFERENCE = re.compile(r"^(\$this\.)?([A-Za-z_][\w-]*)\.[A-Za-z_][\w.-]*$")
-# prefixes that always name the caller's inputs (decision 10) or the environment
+# prefixes that always name the caller's inputs (``rest.x``, ``tools.x``, ``$this.<ns>.x``
+# resolve like ``<exposeNamespace>.x``) or the environment
 _BUILTIN_PREFIXES = frozenset({"rest", "tools", "mcp", "skill", "env", "$this", "inputs"})
 
 Unit = ExposedOperation | McpTool | McpResource | AggregateFunction
@@ -66,7 +67,8 @@ _FIELD_KEYS: dict[type[SpecModel], tuple[tuple[str, str], ...]] = {}
 
 def _collect_models(model: Any, path: PathT, found: list[tuple[PathT, SpecModel]]) -> None:
     """Appends to one list (nested generators re-yield every item at every level) and
-    descends only into values that can hold models: 3.5 -> 2.6 ms for 1,700 objects."""
+    descends only into values that can hold models, so a large document's thousands of
+    objects are listed without walking every scalar."""
     if isinstance(model, SpecModel):
         found.append((path, model))
         cls = type(model)

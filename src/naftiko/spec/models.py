@@ -14,7 +14,7 @@ Python attribute names are snake_case; the YAML keys are the camelCase aliases
 get the document form back.
 
 No ``from __future__ import annotations`` here: pydantic would compile and evaluate every
-annotation string at import (~2 ms of start-up); only ``OutputParameter`` refers to itself.
+annotation string at import, lengthening start-up; only ``OutputParameter`` refers to itself.
 """
 
 from typing import Annotated, Any, Literal

@@ -158,7 +158,7 @@ _LOOKUP_BUDGET = 20_000
 def _lookup(root: yaml.Node, path: PathT, scanned: list[int]) -> tuple[int, int] | None:
     """What ``SourceMap._build()``'s index holds for ``path``, found without building it.
 
-    Indexing a 6,000-line document costs ~5 ms; a lookup walks one path. Valid for a
+    Indexing walks every node of the document; a lookup walks one path. Valid for a
     tree (no aliases). The index keeps the first entry ``_walk`` yields for a path:
     ``_walk`` pops the last child first, so among nodes with the same path (duplicate
     mapping keys) the one in the later subtree wins, and a mapping's keys come in order.
@@ -346,11 +346,11 @@ def _construct(loader: _Loader, root: yaml.Node) -> Any:
 def _construct_plain(loader: _Loader, root: yaml.Node) -> Any:
     """``loader.construct_document(root)`` for documents of plain maps, lists and scalars.
 
-    PyYAML's constructor costs ~1 µs a node in generators and checks (11 ms of a
-    6,000-line document); strings, nulls and containers are built here directly, other
-    scalars by PyYAML's own constructor. Raises :class:`_Unusual` for anything else
-    (merge keys, other tags, complex keys, a scalar PyYAML refuses): :func:`_construct`
-    then starts over with ``construct_document``. Iterative, like PyYAML's (it defers
+    PyYAML's constructor spends most of its time per node in generators and checks that
+    plain documents do not need; strings, nulls and containers are built here directly,
+    other scalars by PyYAML's own constructor. Raises :class:`_Unusual` for anything else
+    (merge keys, other tags, complex keys, a scalar PyYAML refuses): :func:`_construct` then
+    starts over with ``construct_document``. Iterative, like PyYAML's (it defers
     collections), so nesting depth cannot make a difference.
     """
     pending: list[tuple[Any, yaml.Node]] = []

@@ -3,8 +3,8 @@
 ``build_inbound_auth`` turns an ``authentication`` block into an :class:`InboundAuth` once,
 at start-up; :class:`InboundAuthMiddleware` applies it to every HTTP and websocket
 request of an adapter. Credentials resolve from binds only, and a credential that does not
-resolve refuses to start (decision 22): we never accept everything and never compare with
-the literal ``{{VAR}}``.
+resolve refuses to start: we never accept everything and never compare with the literal
+``{{VAR}}``.
 
 Decisions: ``digest`` and OAuth2 ``tokenValidation: introspection`` are refused at build
 time (digest needs server nonce state and MD5; introspection is not implemented). An
@@ -271,7 +271,7 @@ class OAuth2ResourceServer(InboundAuth):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        # PyJWT (with cryptography) takes ~55 ms to import: only oauth2 pays for it, and
+        # PyJWT (with cryptography) is slow to import: only oauth2 pays for it, and
         # at build time rather than on the first request.
         import jwt  # noqa: F401
 

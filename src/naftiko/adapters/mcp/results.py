@@ -84,7 +84,7 @@ _ANNOTATIONS = frozenset(
 def compile_check(schema: Any) -> Check | None:
     """An exact, fast ``is_valid`` for the schemas output mappings produce, else ``None``.
 
-    ``Draft202012Validator.iter_errors`` costs tens of µs per call on every tool
+    ``Draft202012Validator.iter_errors`` walks its generic machinery on every tool
     result; output mappings only use ``type``/``properties``/``items``/``required``
     /``additionalProperties``, which compile to a few closures. Any other keyword
     returns ``None`` and jsonschema stays the judge.
@@ -173,7 +173,7 @@ def build_tool(unit: Unit) -> ToolEntry:
             output_schema = None
         else:
             try:
-                if not plainly_valid(output_schema):  # the metaschema costs ~0.2 ms a tool
+                if not plainly_valid(output_schema):  # the metaschema is slow: not for ours
                     Draft202012Validator.check_schema(output_schema)
                 validator = Draft202012Validator(output_schema)
             except SchemaError as exc:

@@ -139,7 +139,8 @@ def _path_parameters(path: str, declared: set[str]) -> list[dict[str, Any]]:
 def is_whole_body(field: InputField) -> bool:
     """``rest.body`` without a declaration: the compiler derives a ``body`` input for it.
 
-    It stands for the whole request body (decision 9), whatever its media type; a
+    It stands for the whole request body, whatever its media type (a missing body field
+    is null, never the whole body: ``rest.body`` is the way to get that); a
     *declared* ``body`` field is an ordinary top-level field of a JSON body.
     """
     return field.derived and field.location == "body" and field.name == "body"
