@@ -1,5 +1,1 @@
-"""Command-line entry points (``naftiko``, ``naftiko-run``), one module per command."""
-
-from naftiko.cli.main import main, run_main
-
-__all__ = ["main", "run_main"]
+"""Command-line entry points (``naftiko``, ``naftiko-run`` in ``main``), one module per command."""
