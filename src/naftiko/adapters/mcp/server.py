@@ -92,6 +92,7 @@ from naftiko.adapters.http.inbound_auth import (
 from naftiko.adapters.http.origin import HostOriginMiddleware
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.adapters.mcp import resources as res
+from naftiko.adapters.mcp.plan import DynamicResourcePlan, McpAdapterPlan, StaticResourcePlan
 from naftiko.adapters.mcp.prompts import (
     CompiledPrompt,
     MissingArgument,
@@ -114,7 +115,7 @@ from naftiko.adapters.mcp.sdk import (
     TransportSecuritySettings,
     classify_inbound_request,
 )
-from naftiko.engine.types import DynamicResourcePlan, Inputs, McpAdapterPlan, StaticResourcePlan
+from naftiko.engine.types import Inputs
 from naftiko.observability import get_observer
 from naftiko.spec.binds import Bindings
 
