@@ -56,8 +56,10 @@ from starlette.websockets import WebSocketClose
 
 from naftiko import __version__
 from naftiko.adapters.http.common import (
+    Outcome,
     problem_fields,
     problem_response,
+    report_finished,
     request_id_of,
     sane_request_id,
 )
@@ -88,7 +90,6 @@ from naftiko.adapters.mcp.sdk import (
     TransportSecuritySettings,
 )
 from naftiko.engine.types import Inputs
-from naftiko.observability import get_observer
 from naftiko.spec.binds import Bindings
 
 if TYPE_CHECKING:
@@ -146,16 +147,8 @@ class McpHandlers:
     ) -> types.CallToolResult:
         if params.name not in self.tools:
             # 2025-11-25 ("Error Handling"): an unknown tool is a protocol error, -32602.
-            get_observer().request_finished(
-                adapter_type=ADAPTER_TYPE,
-                adapter=self.plan.namespace,
-                unit=UNKNOWN_UNIT,
-                status=404,
-                is_error=True,
-                duration_s=0.0,
-                request_id=_request_id(ctx),
-                upstream_status=None,
-            )
+            outcome = Outcome(unit=UNKNOWN_UNIT, is_error=True)
+            self._report(outcome, 404, None, _request_id(ctx))
             raise MCPError(INVALID_PARAMS, self._unknown_tool_text(params.name))
         return await self.call_tool(params.name, params.arguments, _request_id(ctx))
 
@@ -182,17 +175,14 @@ class McpHandlers:
             answer = error_result(
                 f"Internal error while calling tool {name!r}; see the server log."
             )
-        get_observer().request_finished(
-            adapter_type=ADAPTER_TYPE,
-            adapter=self.plan.namespace,
-            unit=unit_id,
-            status=status,
-            is_error=bool(answer.is_error),
-            duration_s=time.perf_counter() - started,
-            request_id=request_id,
-            upstream_status=upstream_status,
-        )
+        outcome = Outcome(unit_id, bool(answer.is_error), upstream_status)
+        self._report(outcome, status, started, request_id)
         return answer
+
+    def _report(
+        self, outcome: Outcome, status: int, started: float | None, request_id: str | None
+    ) -> None:
+        report_finished(ADAPTER_TYPE, self.plan.namespace, outcome, status, started, request_id)
 
     def _unknown_tool_text(self, name: str) -> str:
         names = list(self.tools)
@@ -251,16 +241,8 @@ class McpHandlers:
                 status = 500
                 raise MCPError(INTERNAL_ERROR, f"Internal error while reading {uri}") from None
         finally:
-            get_observer().request_finished(
-                adapter_type=ADAPTER_TYPE,
-                adapter=self.plan.namespace,
-                unit=unit_id,
-                status=status,
-                is_error=status >= 400,
-                duration_s=time.perf_counter() - started,
-                request_id=request_id,
-                upstream_status=upstream_status,
-            )
+            outcome = Outcome(unit_id, upstream_status=upstream_status)
+            self._report(outcome, status, started, request_id)
         return types.ReadResourceResult(contents=[contents])
 
     def _match(self, uri: str) -> tuple[Any, Any]:
@@ -316,15 +298,8 @@ class McpHandlers:
                     INTERNAL_ERROR, f"Internal error while rendering prompt {params.name!r}"
                 ) from None
         finally:
-            get_observer().request_finished(
-                adapter_type=ADAPTER_TYPE,
-                adapter=self.plan.namespace,
-                unit=f"{self.plan.namespace}.{prompt.name}" if prompt else UNKNOWN_UNIT,
-                status=status,
-                is_error=status >= 400,
-                duration_s=time.perf_counter() - started,
-                request_id=_request_id(ctx),
-            )
+            unit = f"{self.plan.namespace}.{prompt.name}" if prompt else UNKNOWN_UNIT
+            self._report(Outcome(unit), status, started, _request_id(ctx))
         return types.GetPromptResult(
             description=prompt.description,
             messages=[
