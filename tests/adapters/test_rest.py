@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from naftiko.adapters.http.auth import InboundAuthConfigError
 from naftiko.adapters.http.common import new_request_id, request_id_of, sane_request_id
-from naftiko.adapters.http.inbound_auth import InboundAuthConfigError
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.adapters.rest.app import _parse_query, build_rest_app
 from naftiko.adapters.rest.plan import RestAdapterPlan, RestRoute

@@ -513,7 +513,7 @@ async def test_inbound_oauth2_jwt(echo: LiveFake[Echo], auth_server: AuthServer)
 
 
 async def test_unresolvable_inbound_credential_refuses_to_start(echo: LiveFake[Echo]) -> None:
-    from naftiko.adapters.http.inbound_auth import InboundAuthConfigError
+    from naftiko.adapters.http.auth import InboundAuthConfigError
 
     loaded = load_capability(TEST_CAPABILITY, env={}, require_binds=False)
     compiled = compile_capability(loaded, UpstreamSettings())

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from naftiko.adapters.control.plan import ControlAdapterPlan
-from naftiko.adapters.http.inbound_auth import InboundAuthMiddleware, build_inbound_auth
+from naftiko.adapters.http.auth import InboundAuthMiddleware, build_inbound_auth
 from naftiko.adapters.http.origin import HostOriginMiddleware
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.spec.binds import Bindings

@@ -55,6 +55,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketClose
 
 from naftiko import __version__
+from naftiko.adapters.http.auth import (
+    InboundAuthMiddleware,
+    build_inbound_auth,
+    protected_resource_metadata,
+    protected_resource_metadata_path,
+    protected_resource_metadata_url,
+)
 from naftiko.adapters.http.common import (
     Outcome,
     problem_fields,
@@ -62,13 +69,6 @@ from naftiko.adapters.http.common import (
     report_finished,
     request_id_of,
     sane_request_id,
-)
-from naftiko.adapters.http.inbound_auth import (
-    InboundAuthMiddleware,
-    build_inbound_auth,
-    protected_resource_metadata,
-    protected_resource_metadata_path,
-    protected_resource_metadata_url,
 )
 from naftiko.adapters.http.origin import HostOriginMiddleware
 from naftiko.adapters.http.settings import AdapterSettings

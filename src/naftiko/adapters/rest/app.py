@@ -68,6 +68,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from naftiko import json_codec
+from naftiko.adapters.http.auth import InboundAuth, build_inbound_auth
 from naftiko.adapters.http.common import (
     REQUEST_ID_BYTES,
     Outcome,
@@ -77,7 +78,6 @@ from naftiko.adapters.http.common import (
     report_finished,
     request_id_of,
 )
-from naftiko.adapters.http.inbound_auth import InboundAuth, build_inbound_auth
 from naftiko.adapters.http.origin import refusal_fields
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.adapters.rest.coerce import coerce_text, schema_type

@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from naftiko.adapters.http.auth import InboundAuthMiddleware, build_inbound_auth
 from naftiko.adapters.http.common import (
     RequestObserverMiddleware,
     json_response,
@@ -42,7 +43,6 @@ from naftiko.adapters.http.common import (
     problem_response,
     request_id_of,
 )
-from naftiko.adapters.http.inbound_auth import InboundAuthMiddleware, build_inbound_auth
 from naftiko.adapters.http.origin import HostOriginMiddleware
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.adapters.skill.plan import SkillAdapterPlan
