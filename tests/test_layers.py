@@ -54,9 +54,7 @@ ADAPTERS = (
     "naftiko.adapters.control",
 )
 # Arrows still pointing up, each to be removed by moving the code to its layer.
-PENDING: set[str] = {
-    "naftiko.compile.capability (compile) imports naftiko.adapters.rest.routes (adapters)",
-}
+PENDING: set[str] = set()
 
 
 def module_name(path: Path) -> str:

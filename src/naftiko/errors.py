@@ -26,7 +26,7 @@ problem). Bracketed statuses are those the adapters answer directly::
     │   ├── MappingError(ValueError)    engine.mapping
     │   ├── StepsError(ValueError)      engine.orchestration
     │   ├── OutboundAuthConfigError(ValueError)   engine.outbound_auth
-    │   ├── InboundAuthConfigError(ValueError)    adapters.inbound_auth
+    │   ├── InboundAuthConfigError(ValueError)    adapters.http.auth
     │   ├── ConfigError(ValueError)     runtime.config (a flag or NAFTIKO_* value; exit 2)
     │   ├── PlanError                   runtime.plan (exit 2)
     │   └── StartupError                runtime.process (exit code in ``code``)
@@ -57,7 +57,7 @@ problem). Bracketed statuses are those the adapters answer directly::
     │   └── OutboundAuthError(UpstreamError, AuthError)   engine.outbound_auth: no
     │                                   credentials from the token endpoint (502)
     ├── AuthError ................ a credential refused, or not obtained
-    │   ├── InboundAuthError ..... the caller's credential (adapters.inbound_auth)
+    │   ├── InboundAuthError ..... the caller's credential (adapters.http.auth.oauth2)
     │   │   ├── _InvalidToken               [401]
     │   │   └── _KeysUnavailable            the authorization server's keys [503]
     │   └── OutboundAuthError           (above)

@@ -14,10 +14,10 @@ import asyncio
 import logging
 import sys
 
+from naftiko.adapters.exposes import compile_capability
+from naftiko.adapters.mcp.plan import McpAdapterPlan
 from naftiko.adapters.mcp.server import run_mcp_stdio
-from naftiko.compile.capability import compile_capability
 from naftiko.engine.invoke import Engine
-from naftiko.engine.types import McpAdapterPlan
 from naftiko.spec.loader import load_capability
 from naftiko.upstream.settings import UpstreamSettings
 

@@ -14,7 +14,7 @@ from naftiko.adapters.http.common import (
     read_asgi_body,
     receive_body,
 )
-from naftiko.adapters.mcp.server import _replay_of
+from naftiko.adapters.mcp.fast_path import _replay_of
 
 
 def _receive(*messages: dict[str, Any]) -> Any:

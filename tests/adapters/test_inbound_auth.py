@@ -21,7 +21,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocket
 
-from naftiko.adapters.http.inbound_auth import (
+from naftiko.adapters.http.auth import (
     InboundAuth,
     InboundAuthConfigError,
     InboundAuthMiddleware,

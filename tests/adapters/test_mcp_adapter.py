@@ -21,18 +21,10 @@ from mcp.types import INVALID_PARAMS
 
 import naftiko
 from naftiko.adapters.http.settings import AdapterSettings
+from naftiko.adapters.mcp.plan import DynamicResourcePlan, McpAdapterPlan, StaticResourcePlan
 from naftiko.adapters.mcp.results import build_tool, failure_text
 from naftiko.adapters.mcp.server import build_mcp_app, build_mcp_server
-from naftiko.engine.types import (
-    DynamicResourcePlan,
-    ErrorKind,
-    Inputs,
-    McpAdapterPlan,
-    Problem,
-    Result,
-    StaticResourcePlan,
-    Unit,
-)
+from naftiko.engine.types import ErrorKind, Inputs, Problem, Result, Unit
 from naftiko.observability import NullObserver, set_observer
 from naftiko.spec.binds import Bindings
 from naftiko.spec.models import Authentication, McpPrompt

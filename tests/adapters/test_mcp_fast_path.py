@@ -22,9 +22,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from test_mcp_adapter import TOOLS, EngineDouble, plan, unit
 
 from naftiko.adapters.http.settings import AdapterSettings
-from naftiko.adapters.mcp import server as mcp_adapter
+from naftiko.adapters.mcp import fast_path as fast_path_module
+from naftiko.adapters.mcp.fast_path import ToolCallFastPath
 from naftiko.adapters.mcp.results import compile_check
-from naftiko.adapters.mcp.server import ToolCallFastPath, build_mcp_app
+from naftiko.adapters.mcp.server import build_mcp_app
 from naftiko.engine.types import Result
 from naftiko.observability import NullObserver, set_observer
 
@@ -289,7 +290,7 @@ async def test_an_installed_tracer_sends_calls_through_the_sdk(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With an OpenTelemetry SDK the SDK path records its spans: the fast path steps aside."""
-    monkeypatch.setattr(mcp_adapter, "get_tracer_provider", lambda: object())
+    monkeypatch.setattr(fast_path_module, "get_tracer_provider", lambda: object())
     async with pair() as p:
         fast, sdk, served = await p.both(call("echo", {"body": {}}), headers(None))
     assert not served and wire(fast) == wire(sdk)

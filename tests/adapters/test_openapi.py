@@ -10,10 +10,10 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
+from naftiko.adapters.exposes import compile_capability
 from naftiko.adapters.rest.openapi import build_openapi, openapi_info, security_scheme
+from naftiko.adapters.rest.plan import RestAdapterPlan
 from naftiko.cli.main import main
-from naftiko.compile.capability import compile_capability
-from naftiko.engine.types import RestAdapterPlan
 from naftiko.spec.loader import load_capability
 from naftiko.spec.models import Authentication
 

@@ -17,10 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from naftiko.adapters.http.auth import InboundAuthConfigError
 from naftiko.adapters.http.common import new_request_id, request_id_of, sane_request_id
-from naftiko.adapters.http.inbound_auth import InboundAuthConfigError
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.adapters.rest.app import _parse_query, build_rest_app
+from naftiko.adapters.rest.plan import RestAdapterPlan, RestRoute
 from naftiko.adapters.rest.routes import route_pattern
 from naftiko.engine.types import (
     FORM_MEDIA_TYPE,
@@ -31,8 +32,6 @@ from naftiko.engine.types import (
     InputField,
     Inputs,
     Problem,
-    RestAdapterPlan,
-    RestRoute,
     Result,
     Unit,
 )
@@ -68,8 +67,8 @@ class FakeEngine:
         self.calls.append(("invoke", unit.name, inputs))
         return self.respond(inputs)
 
-    async def forward(self, route: RestRoute, inputs: Inputs) -> Result:
-        self.calls.append(("forward", route.path, inputs))
+    async def forward(self, forward: ForwardPlan, inputs: Inputs) -> Result:
+        self.calls.append(("forward", forward.path, inputs))
         return self.respond(inputs)
 
     @property
@@ -117,7 +116,9 @@ ROUTES = (
     RestRoute("/forms", "forms", None, {"POST": FORM_CREATE}),
     RestRoute("/v1/v2/oauth/token", "token", None, {"POST": TOKEN}),
     RestRoute("/v1/v2/oauth/token/refresh", "refresh", None, {"POST": REFRESH}),
-    RestRoute("/proxy/{path}", "proxy", None, {}, ForwardPlan("upstream", ("X-Trace",))),
+    RestRoute(
+        "/proxy/{path}", "proxy", None, {}, ForwardPlan("upstream", ("X-Trace",), "/proxy/{path}")
+    ),
 )
 
 
@@ -248,7 +249,7 @@ async def test_a_forward_on_a_shared_path_takes_the_methods_no_earlier_resource_
     engine = FakeEngine()
     routes = (
         RestRoute("/p/{path}", "read", None, {"GET": unit("read")}),
-        RestRoute("/p/{path}", "proxy", None, {}, ForwardPlan("upstream", ())),
+        RestRoute("/p/{path}", "proxy", None, {}, ForwardPlan("upstream", (), "/p/{path}")),
         RestRoute("/p/{path}", "late", None, {"PUT": unit("late")}),  # shadowed by the forward
     )
     async with client(engine, *routes) as c:

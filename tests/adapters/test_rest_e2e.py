@@ -29,11 +29,12 @@ from starlette.routing import Route
 
 from fakes import ALL_METHODS
 from fakes.tiktok import DEFAULT_CLIENT_KEY, DEFAULT_CLIENT_SECRET, FakeTikTok
+from naftiko.adapters.exposes import compile_capability
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.adapters.rest.app import OPENAPI_PATH, build_rest_app
-from naftiko.compile.capability import compile_capability
+from naftiko.adapters.rest.plan import RestAdapterPlan
 from naftiko.engine.invoke import Engine
-from naftiko.engine.types import PROBLEM_MEDIA_TYPE, RestAdapterPlan
+from naftiko.engine.types import PROBLEM_MEDIA_TYPE
 from naftiko.spec.loader import load_capability
 from naftiko.upstream.settings import UpstreamSettings
 from support.servers import BackgroundServer, LiveFake, ServerThread, closed_port, serve_asgi
@@ -512,7 +513,7 @@ async def test_inbound_oauth2_jwt(echo: LiveFake[Echo], auth_server: AuthServer)
 
 
 async def test_unresolvable_inbound_credential_refuses_to_start(echo: LiveFake[Echo]) -> None:
-    from naftiko.adapters.http.inbound_auth import InboundAuthConfigError
+    from naftiko.adapters.http.auth import InboundAuthConfigError
 
     loaded = load_capability(TEST_CAPABILITY, env={}, require_binds=False)
     compiled = compile_capability(loaded, UpstreamSettings())

@@ -10,8 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from naftiko.adapters.skill import build_skill_app
-from naftiko.engine.types import AdapterPlan, SkillAdapterPlan
+from naftiko.adapters.skill.app import build_skill_app
+from naftiko.adapters.skill.plan import SkillAdapterPlan
+from naftiko.engine.types import AdapterPlan
 from naftiko.spec.binds import Bindings
 from naftiko.spec.models import Authentication, ExposedSkill
 

@@ -49,7 +49,7 @@ def test_units_that_answer_501_are_named_at_load_and_counted_apart(
 
 
 def test_strict_refuses_units_that_would_answer_501(capsys: pytest.CaptureFixture[str]) -> None:
-    from naftiko.compile.capability import compile_capability
+    from naftiko.adapters.exposes import compile_capability
     from naftiko.spec.diagnostics import LoadError
     from naftiko.spec.loader import load_capability
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 from hardening_kit import CLIENT_TIMEOUT, recorder_thread, serve_capability
 
-from naftiko.compile.capability import compile_capability
+from naftiko.adapters.exposes import compile_capability
 from naftiko.spec.loader import load_capability
 from naftiko.upstream.settings import UpstreamSettings
 

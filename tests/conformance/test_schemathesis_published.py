@@ -19,10 +19,10 @@ import pytest
 from hardening_kit import RawRecorder
 from hypothesis import HealthCheck, given, settings
 
+from naftiko.adapters.exposes import compile_capability
 from naftiko.adapters.rest.app import OPENAPI_PATH, build_rest_app
-from naftiko.compile.capability import compile_capability
+from naftiko.adapters.rest.plan import RestAdapterPlan
 from naftiko.engine.invoke import Engine
-from naftiko.engine.types import RestAdapterPlan
 from naftiko.spec.loader import load_capability
 from naftiko.upstream.settings import UpstreamSettings
 from support.servers import BackgroundServer, ServerThread, serve_asgi

@@ -12,7 +12,7 @@ import yaml
 
 from fakes.faults import FaultState
 from naftiko import observability
-from naftiko.compile.capability import compile_capability
+from naftiko.adapters.exposes import compile_capability
 from naftiko.engine.invoke import Engine, kept_headers
 from naftiko.engine.types import ErrorKind, Inputs, Result
 from naftiko.spec.loader import load_capability

@@ -8,7 +8,10 @@ from typing import Any
 import pytest
 import yaml
 
-from naftiko.compile.capability import compile_capability
+from naftiko.adapters.control.plan import ControlAdapterPlan
+from naftiko.adapters.exposes import compile_capability
+from naftiko.adapters.mcp.plan import DynamicResourcePlan, McpAdapterPlan, StaticResourcePlan
+from naftiko.adapters.rest.plan import RestAdapterPlan
 from naftiko.engine.plans import (
     CallPlan,
     CompiledCapability,
@@ -16,13 +19,6 @@ from naftiko.engine.plans import (
     NotImplementedPlan,
     RefPlan,
     StepsPlan,
-)
-from naftiko.engine.types import (
-    ControlAdapterPlan,
-    DynamicResourcePlan,
-    McpAdapterPlan,
-    RestAdapterPlan,
-    StaticResourcePlan,
 )
 from naftiko.spec.diagnostics import LoadError
 from naftiko.spec.loader import load_capability
@@ -88,7 +84,7 @@ def test_published_tiktok_tool_requires_a_body_object(tiktok_capability_path: Pa
         True,
         True,
     )
-    assert tool.hints == {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": False}
+    assert tool.hints == {"read_only": False, "destructive": False, "idempotent": False}
     rest = compiled.units["tiktok-login-kit-oauth-rest.exchangetoken"]
     assert [(f.name, f.location, f.required) for f in rest.inputs] == [("body", "body", True)]
     assert isinstance(rest.plan, CallPlan) and rest.plan.passthrough
@@ -125,7 +121,7 @@ def test_derived_inputs_are_typed_from_the_consumed_parameter(tmp_path: Path) ->
     assert update.input_schema["required"] == ["id", "mode", "payload"]
     assert all(f.derived and f.location == "argument" for f in update.inputs)
     assert update.title == "Update an item"
-    assert update.hints == {"readOnlyHint": False, "openWorldHint": True}
+    assert update.hints == {"read_only": False, "open_world": True}
     # References inside the consumed body template are inputs too.
     create = compiled.units["mcp.create"]
     assert "title" in create.input_schema["properties"]
@@ -259,7 +255,7 @@ def test_aggregate_ref_inherits_and_derives_hints(tmp_path: Path) -> None:
     tool = compiled.units["mcp.find"]
     assert (tool.name, tool.description) == ("find", "Find things")
     assert isinstance(tool.plan, RefPlan) and tool.plan.function_id == "fleet.find"
-    assert tool.hints == {"readOnlyHint": True, "destructiveHint": True, "idempotentHint": True}
+    assert tool.hints == {"read_only": True, "destructive": True, "idempotent": True}
     assert tool.input_schema["required"] == ["q"]
 
 

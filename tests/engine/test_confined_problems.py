@@ -12,10 +12,11 @@ import pytest
 import respx
 import yaml
 
-from naftiko.compile.capability import compile_capability
+from naftiko.adapters.exposes import compile_capability
+from naftiko.adapters.rest.plan import RestRoute
 from naftiko.engine.invoke import Engine
 from naftiko.engine.plans import CompiledCapability, NotImplementedPlan
-from naftiko.engine.types import ErrorKind, Inputs, RestRoute, Result
+from naftiko.engine.types import ErrorKind, Inputs, Result
 from naftiko.spec.diagnostics import Diagnostic, LoadError
 from naftiko.spec.loader import load_capability
 
@@ -135,8 +136,8 @@ async def test_unusable_authentication_makes_its_namespace_answer_501(
     assert (results["healthy"].status, results["healthy"].body) == (200, {"a": "ok"})
     async with Engine(compiled) as engine:
         route = compiled.adapters[1].routes[0]  # type: ignore[attr-defined]
-        assert isinstance(route, RestRoute)
-        assert_501(await engine.forward(route, Inputs(path="x")), reason)
+        assert isinstance(route, RestRoute) and route.forward is not None
+        assert_501(await engine.forward(route.forward, Inputs(path="x")), reason)
     assert not locked.called  # never sent without its credentials
 
     with pytest.raises(LoadError) as strict:

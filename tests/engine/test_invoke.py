@@ -13,11 +13,12 @@ import pytest
 import respx
 import yaml
 
+from naftiko.adapters.exposes import compile_capability
 from naftiko.adapters.rest.coerce import coerce_text
-from naftiko.compile.capability import compile_capability
+from naftiko.adapters.rest.plan import RestAdapterPlan
 from naftiko.engine import invoke as invoke_module
 from naftiko.engine.invoke import Engine
-from naftiko.engine.types import ErrorKind, InputField, Inputs, RestAdapterPlan
+from naftiko.engine.types import ErrorKind, InputField, Inputs
 from naftiko.spec.loader import load_capability
 
 BASE = "https://api.example.com"
@@ -241,7 +242,7 @@ async def test_forward_keeps_query_and_only_trusted_headers(engine: Engine) -> N
             return_value=httpx.Response(201, json={"ok": 1}, headers={"set-cookie": "s=1"})
         )
         result = await engine.forward(
-            route,
+            route.forward,
             Inputs(
                 method="POST",
                 path="a/b c",
@@ -267,7 +268,7 @@ async def test_forward_keeps_query_and_only_trusted_headers(engine: Engine) -> N
 async def test_forward_refuses_dot_segments(engine: Engine, path: str) -> None:
     [plan] = [a for a in engine.adapters if isinstance(a, RestAdapterPlan)]
     with respx.mock(using="httpx") as router:
-        result = await engine.forward(plan.routes[0], Inputs(method="GET", path=path))
+        result = await engine.forward(plan.routes[0].forward, Inputs(method="GET", path=path))
         assert not router.calls
     assert result.problem is not None and result.problem.kind == ErrorKind.VALIDATION
 

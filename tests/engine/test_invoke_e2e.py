@@ -16,7 +16,7 @@ from fakes.tiktok import (
     TOKEN_PATH,
     FakeTikTok,
 )
-from naftiko.compile.capability import compile_capability
+from naftiko.adapters.exposes import compile_capability
 from naftiko.engine.invoke import Engine
 from naftiko.engine.types import Inputs
 from naftiko.spec.loader import load_capability

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from naftiko.compile.capability import compile_capability
+from naftiko.adapters.exposes import compile_capability
 from naftiko.engine.masking import MASK, SecretMask, load_secrets
 from naftiko.spec.loader import load_capability
 from naftiko.upstream.outbound_auth import OAuth2TokenCache

@@ -398,7 +398,7 @@ capability:
 
 def test_the_compiler_refuses_a_script_step_with_its_position(tmp_path: Any) -> None:
     """A script step fails the load, so no plan that could answer 501 is ever built."""
-    from naftiko.compile.capability import compile_capability
+    from naftiko.adapters.exposes import compile_capability
     from naftiko.spec.diagnostics import LoadError
     from naftiko.spec.loader import load_capability
 
@@ -413,7 +413,7 @@ def test_the_compiler_refuses_a_script_step_with_its_position(tmp_path: Any) -> 
 
 
 def test_a_function_with_a_script_step_is_refused_too(tmp_path: Any) -> None:
-    from naftiko.compile.capability import compile_capability
+    from naftiko.adapters.exposes import compile_capability
     from naftiko.spec.diagnostics import LoadError
     from naftiko.spec.loader import load_capability
 

@@ -12,7 +12,7 @@ import pytest
 import respx
 import yaml
 
-from naftiko.compile.capability import compile_capability
+from naftiko.adapters.exposes import compile_capability
 from naftiko.engine.invoke import Engine
 from naftiko.engine.types import ErrorKind, Inputs, Result
 from naftiko.spec.loader import load_capability

@@ -26,11 +26,12 @@ from fakes.tiktok import (
     TOKEN_PATH,
     FakeTikTok,
 )
+from naftiko.adapters.exposes import compile_capability
+from naftiko.adapters.mcp.plan import McpAdapterPlan
 from naftiko.adapters.mcp.server import build_mcp_app
 from naftiko.adapters.rest.app import build_rest_app
-from naftiko.compile.capability import compile_capability
+from naftiko.adapters.rest.plan import RestAdapterPlan
 from naftiko.engine.invoke import Engine
-from naftiko.engine.types import McpAdapterPlan, RestAdapterPlan
 from naftiko.spec.loader import load_capability
 from naftiko.upstream.settings import UpstreamSettings
 from support.servers import LiveFake, serve_asgi

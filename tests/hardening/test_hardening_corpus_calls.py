@@ -31,7 +31,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fakes import ALL_METHODS
-from naftiko.engine.types import InputField, RestAdapterPlan, Unit
+from naftiko.adapters.rest.plan import RestAdapterPlan
+from naftiko.engine.types import InputField, Unit
 from naftiko.spec.diagnostics import LoadError
 from naftiko.spec.loader import load_capability
 from naftiko.upstream.settings import UpstreamSettings

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from naftiko.adapters.rest.plan import RestAdapterPlan
 from naftiko.cli.run import add_arguments
-from naftiko.engine.types import RestAdapterPlan
 from naftiko.runtime.config import ConfigError, default_host, in_container, resolve_config
 from naftiko.runtime.placement import make_slot
 

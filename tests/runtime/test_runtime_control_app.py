@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 import pytest
 
-from naftiko.adapters.control import build_control_app, control_features
-from naftiko.engine.types import ControlAdapterPlan
+from naftiko.adapters.control.app import build_control_app, control_features
+from naftiko.adapters.control.plan import ControlAdapterPlan
 from naftiko.runtime.metrics import METRICS_CONTENT_TYPE, Metrics
 from naftiko.spec.binds import Bindings
 from naftiko.spec.models import Authentication

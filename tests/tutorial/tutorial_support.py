@@ -24,13 +24,15 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from fakes.shipyard import MCP_SERVER_TOKEN, NORTHERN_STAR, Dockyard, Registry
+from naftiko.adapters.exposes import compile_capability
+from naftiko.adapters.mcp.plan import McpAdapterPlan
 from naftiko.adapters.mcp.server import build_mcp_app
 from naftiko.adapters.rest.app import build_rest_app
-from naftiko.adapters.skill import build_skill_app
-from naftiko.compile.capability import compile_capability
+from naftiko.adapters.rest.plan import RestAdapterPlan
+from naftiko.adapters.skill.app import build_skill_app
+from naftiko.adapters.skill.plan import SkillAdapterPlan
 from naftiko.engine.invoke import Engine
 from naftiko.engine.plans import CompiledCapability
-from naftiko.engine.types import McpAdapterPlan, RestAdapterPlan, SkillAdapterPlan
 from naftiko.spec.loader import LoadedCapability, load_capability
 from naftiko.upstream.settings import UpstreamSettings
 from support.servers import serve_asgi

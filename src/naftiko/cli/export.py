@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
+from naftiko.adapters.exposes import compile_capability
 from naftiko.adapters.rest.openapi import build_openapi, openapi_info
-from naftiko.compile.capability import compile_capability
-from naftiko.engine.types import RestAdapterPlan
+from naftiko.adapters.rest.plan import RestAdapterPlan
 from naftiko.spec.diagnostics import LoadError
 from naftiko.spec.loader import load_capability
 from naftiko.upstream.settings import UpstreamSettings

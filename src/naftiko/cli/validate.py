@@ -81,7 +81,7 @@ def _compile(loaded: LoadedCapability, *, strict: bool) -> tuple[Diagnostic, ...
     refuses (a ``script`` step, a template or JSONPath that does not parse, a missing
     prompt file) must fail here too; what it confines to some units is a warning.
     Imported late: ``spec`` does not need the engine."""
-    from naftiko.compile.capability import compile_capability
+    from naftiko.adapters.exposes import compile_capability
 
     return compile_capability(loaded, strict=strict).warnings
 

@@ -1,10 +1,10 @@
-"""Load-time compilation of a capability into adapter plans and executable units.
+"""Load-time compilation of a capability into executable units and, through each
+adapter's plan compiler, adapter plans.
 
 Everything a request needs is prepared here, once: templates, ``with`` values, URL
 templates, output mappers, orchestration steps, input JSON Schemas and their validators.
-A document error (template syntax, JSONPath, a ``script`` step, a prompt file that is
-missing or outside the capability directory, a REST resource on a reserved path) is a
-:class:`LoadError` with file:line diagnostics.
+A document error (template syntax, JSONPath, a ``script`` step, or one an adapter's plan
+compiler finds) is a :class:`LoadError` with file:line diagnostics.
 
 A problem confined to some units does not stop the others (lenient mode): a ``call`` or
 ``ref`` that matches nothing, an unsupported consumed authentication, unknown step types
@@ -13,7 +13,9 @@ Those units compile to plans that answer 501 with the reason, after a load warni
 saying so (``CompileContext.confined``); in strict mode each is an error.
 
 The stages: consumed APIs (``naftiko.compile.consumes``), aggregate functions, then the
-exposed adapters; each unit's inputs are gathered by ``naftiko.compile.inputs``.
+``exposes`` entries in document order, each by its adapter's plan compiler (given by the
+caller: this layer names no adapter), which calls :meth:`Compiler.exposed` for each unit
+it serves; each unit's inputs are gathered by ``naftiko.compile.inputs``.
 """
 
 from __future__ import annotations
@@ -26,15 +28,13 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from naftiko.adapters.rest.routes import normalize_route_path, shadowing_reserved_path
-from naftiko.compile.consumes import compile_consumes, compile_path, credential_fields
+from naftiko.compile.consumes import compile_consumes, credential_fields
 from naftiko.compile.context import CompileContext, PathT
 from naftiko.compile.inputs import (
     InputSet,
     declared_inputs,
     input_name_of,
     input_schema,
-    merge_declared,
     plainly_valid,
 )
 from naftiko.engine.mapping import OutputMapper
@@ -55,21 +55,11 @@ from naftiko.engine.plans import (
     StepsPlan,
     UnitPlan,
 )
-from naftiko.engine.static_files import StaticFileError, resolve_file_location
 from naftiko.engine.types import (
     FORM_MEDIA_TYPE,
     MULTIPART_MEDIA_TYPE,
-    TOOL_HINTS,
     AdapterPlan,
-    ControlAdapterPlan,
-    DynamicResourcePlan,
-    ForwardPlan,
     InputField,
-    McpAdapterPlan,
-    RestAdapterPlan,
-    RestRoute,
-    SkillAdapterPlan,
-    StaticResourcePlan,
     Unit,
 )
 from naftiko.media_types import essence
@@ -80,13 +70,6 @@ from naftiko.spec.models import (
     Authentication,
     CallSpec,
     ConsumesHttp,
-    ExposesControl,
-    ExposesMcp,
-    ExposesRest,
-    ExposesSkill,
-    McpPrompt,
-    McpResource,
-    McpToolHints,
     OutputParameter,
 )
 from naftiko.template_syntax import has_tags
@@ -94,14 +77,14 @@ from naftiko.templating import TemplateError, ValueExpr, compile_template
 from naftiko.upstream.plans import ConsumesPlan, OperationPlan, ParamPlan, find_operation
 from naftiko.upstream.settings import UpstreamSettings
 
-__all__ = ["compile_capability"]
+__all__ = ["Compiler", "PlanCompiler", "compile_capability"]
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-# Methods whose REST callers send no body (see ``Compiler.unit``).
-_BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+# Methods whose HTTP callers send no body (see ``Compiler.unit``).
+BODILESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -179,13 +162,14 @@ def is_identity(params: Sequence[OutputParameter]) -> bool:
     )
 
 
-def tool_hints(hints: McpToolHints | None) -> dict[str, bool]:
+def declared_hints(hints: Any) -> dict[str, bool]:
+    """The behaviour hints an exposed entry declares (its ``hints`` block), by spec name."""
     if hints is None:
         return {}
     return {
-        mcp: value
-        for attr, mcp in TOOL_HINTS.items()
-        if isinstance(value := getattr(hints, attr), bool)
+        name: value
+        for name in type(hints).model_fields
+        if isinstance(value := getattr(hints, name), bool)
     }
 
 
@@ -197,11 +181,11 @@ def semantics_hints(fn: AggregateFunction) -> dict[str, bool]:
         return {}
     hints: dict[str, bool] = {}
     if semantics.safe is True:
-        hints.update(readOnlyHint=True, destructiveHint=False)
+        hints.update(read_only=True, destructive=False)
     elif semantics.safe is False:
-        hints["readOnlyHint"] = False
+        hints["read_only"] = False
     if isinstance(semantics.idempotent, bool):
-        hints["idempotentHint"] = semantics.idempotent
+        hints["idempotent"] = semantics.idempotent
     return hints
 
 
@@ -264,8 +248,15 @@ def _consumed_outputs(consumed: Sequence[ConsumesHttp]) -> dict[str, Sequence[Ou
 # --------------------------------------------------------------------------- compiler
 
 
-class _Compiler:
-    """Units and adapter plans over already compiled consumed APIs."""
+# An adapter's plan compiler: its ``exposes`` entry, where that entry is in the document,
+# and the compiler whose :meth:`Compiler.exposed` makes (and records) each unit it serves.
+# Diagnostics go through ``compiler.ctx`` in document order, as the units' own do.
+PlanCompiler = Callable[[Any, PathT, "Compiler"], AdapterPlan]
+
+
+class Compiler:
+    """Units over already compiled consumed APIs; each adapter's plan compiler calls it
+    for the units its ``exposes`` entry serves."""
 
     def __init__(
         self,
@@ -280,6 +271,7 @@ class _Compiler:
         self.functions: dict[str, Unit] = {}
         self.function_specs: dict[str, AggregateFunction] = {}
         self.mapped_operations: set[str] = set()  # ops whose body a real mapping reads
+        self.units: dict[str, Unit] = {}  # the exposed units by id, of every adapter
 
     def find_operation(self, target: str) -> OperationPlan | None:
         return find_operation(self.operations, self.consumes, target)
@@ -298,7 +290,7 @@ class _Compiler:
         spec: Any,
         path: PathT,
         route_vars: Sequence[str] = (),
-        rest: bool,
+        located: bool,
         title: str | None,
         description: str | None,
         hints: Mapping[str, bool],
@@ -328,10 +320,10 @@ class _Compiler:
         fields = InputSet(
             declared,
             route_vars=route_vars,
-            rest=rest,
-            caller_body=not rest or method not in _BODILESS_METHODS,
+            located=located,
+            caller_body=not located or method not in BODILESS_METHODS,
         )
-        if operation is not None and rest and _forwards_caller_body(method, operation, declared):
+        if operation is not None and located and _forwards_caller_body(method, operation, declared):
             operation = _with_caller_body(operation)
             ctx.warning(
                 path,
@@ -571,10 +563,10 @@ class _Compiler:
                     name=fn.name,
                     adapter_ns=ns,
                     namespaces=frozenset({ns}),
-                    declared=declared_inputs(fn.input_parameters, rest=False),
+                    declared=declared_inputs(fn.input_parameters, located=False),
                     spec=fn,
                     path=path,
-                    rest=False,
+                    located=False,
                     title=None,
                     description=fn.description,
                     hints=semantics_hints(fn),
@@ -582,49 +574,19 @@ class _Compiler:
 
     # ------------------------------------------------------------------ adapters
 
-    def compile_adapters(self, entries: Sequence[Any]) -> tuple[list[AdapterPlan], dict[str, Unit]]:
+    def compile_adapters(
+        self, entries: Sequence[Any], compilers: Mapping[type, PlanCompiler]
+    ) -> list[AdapterPlan]:
+        """Each ``exposes`` entry's plan, by the plan compiler of its model's type; an
+        entry no compiler reads (an unknown type, reported by the loader) has none."""
         adapters: list[AdapterPlan] = []
-        units: dict[str, Unit] = {}
-        base_dir = self.ctx.base_dir
         for index, spec in enumerate(entries):
-            path: PathT = ("capability", "exposes", index)
-            if isinstance(spec, ExposesRest):
-                adapters.append(self._rest(spec, path, units))
-            elif isinstance(spec, ExposesMcp):
-                adapters.append(self._mcp(spec, path, units))
-            elif isinstance(spec, ExposesSkill):
-                adapters.append(
-                    SkillAdapterPlan(
-                        type="skill",
-                        namespace=spec.namespace,
-                        address=spec.address,
-                        port=spec.port,
-                        description=spec.description,
-                        authentication=spec.authentication,
-                        skills=tuple(spec.skills),
-                        base_dir=base_dir,
-                    )
-                )
-            elif isinstance(spec, ExposesControl):
-                adapters.append(
-                    ControlAdapterPlan(
-                        type="control",
-                        namespace=spec.namespace or "control",
-                        address=spec.address,
-                        port=spec.port,
-                        description=None,
-                        authentication=spec.authentication,
-                        management=(
-                            spec.management.model_dump(by_alias=True, exclude_none=True)
-                            if spec.management is not None
-                            else {}
-                        ),
-                        observability=dict(spec.observability or {}),
-                    )
-                )
-        return adapters, units
+            compile_plan = compilers.get(type(spec))
+            if compile_plan is not None:
+                adapters.append(compile_plan(spec, ("capability", "exposes", index), self))
+        return adapters
 
-    def _exposed(
+    def exposed(
         self,
         spec: Any,
         *,
@@ -635,13 +597,17 @@ class _Compiler:
         declared: list[InputField],
         path: PathT,
         route_vars: Sequence[str] = (),
-        rest: bool,
+        located: bool,
         fallback_name: str = "",
     ) -> Unit:
-        """An exposed unit: name, description and hints inherited from a ``ref``'d
-        function when the document leaves them out."""
-        name, description, hints = self._ref_defaults(spec)
-        return self.unit(
+        """An exposed unit, added to :attr:`units`: name, description and hints inherited
+        from a ``ref``'d function when the document leaves them out.
+
+        ``located``: the caller places inputs in an HTTP request (path, query, header,
+        cookie, body; ``route_vars`` are the path's) rather than passing named arguments.
+        """
+        name, description, hints = self.inherited(spec)
+        unit = self.unit(
             kind=kind,
             unit_id=unit_id,
             name=name or fallback_name,
@@ -651,245 +617,26 @@ class _Compiler:
             spec=spec,
             path=path,
             route_vars=route_vars,
-            rest=rest,
+            located=located,
             title=spec.label,
             description=description,
             hints=hints,
         )
+        self.units[unit_id] = unit
+        return unit
 
-    def _ref_defaults(self, spec: Any) -> tuple[str | None, str | None, Mapping[str, bool]]:
-        """Name, description and hints inherited from a ``ref``'d function."""
+    def inherited(self, spec: Any) -> tuple[str | None, str | None, Mapping[str, bool]]:
+        """Name, description and hints of an exposed entry, a ``ref``'d function's where
+        the entry leaves them out (its own hints win one by one)."""
         ref = getattr(spec, "ref", None)
         fn = self.function_specs.get(ref) if ref else None
-        own_hints = tool_hints(getattr(spec, "hints", None))
+        own_hints = declared_hints(getattr(spec, "hints", None))
         if fn is None:
             return spec.name, spec.description, own_hints
         return (
             spec.name or fn.name,
             spec.description or fn.description,
             {**semantics_hints(fn), **own_hints},
-        )
-
-    def _rest(self, spec: ExposesRest, path: PathT, units: dict[str, Unit]) -> RestAdapterPlan:
-        ns = spec.namespace
-        namespaces = frozenset({"rest", ns})
-        routes = []
-        # Resources may share a path and split its methods (the router and the OpenAPI
-        # document serve them together); what an earlier resource already serves there
-        # shadows a later operation: path -> method -> resource index ("*": a forward).
-        served: dict[str, dict[str, int]] = {}
-        for r_index, resource in enumerate(spec.resources):
-            r_path = (*path, "resources", r_index)
-            route_path = normalize_route_path(resource.path or "/")
-            earlier = served.setdefault(route_path, {})
-            self._check_reserved(route_path, r_path)
-            route_vars = compile_path(route_path).variables
-            operations: dict[str, Unit] = {}
-            for o_index, op in enumerate(resource.operations):
-                o_path = (*r_path, "operations", o_index)
-                method = (op.method or "GET").upper()
-                if method in operations:
-                    self.ctx.warning(o_path, f"a second {method} on {route_path}: the first wins")
-                    continue
-                shadow = earlier.get(method, earlier.get("*"))
-                if shadow is not None:
-                    what = "forwards" if method not in earlier else f"serves {method} on"
-                    self.ctx.warning(
-                        o_path,
-                        f"resources[{shadow}] already {what} {route_path}: the first declared "
-                        "wins, so this operation is never called",
-                    )
-                # Inputs without a usable ``in`` are read from the body, which the caller
-                # of a GET, HEAD, DELETE or OPTIONS does not send: the query string there.
-                unplaced = "query" if method in _BODILESS_METHODS else "body"
-                name = self._ref_defaults(op)[0]
-                unit_id = f"{ns}.{name}" if name else f"{ns}.{method} {route_path}"
-                if unit_id in units:
-                    unit_id = f"{ns}.{method} {route_path}"
-                unit = self._exposed(
-                    op,
-                    kind="operation",
-                    unit_id=unit_id,
-                    adapter_ns=ns,
-                    namespaces=namespaces,
-                    declared=merge_declared(
-                        *(
-                            declared_inputs(params, rest=True, unplaced=unplaced)
-                            for params in (
-                                spec.input_parameters,
-                                resource.input_parameters,
-                                op.input_parameters,
-                            )
-                        )
-                    ),
-                    path=o_path,
-                    route_vars=route_vars,
-                    rest=True,
-                    fallback_name=f"{method} {route_path}",
-                )
-                units[unit_id] = unit
-                operations[method] = unit
-            for method in operations:
-                earlier.setdefault(method, r_index)
-            forward = None
-            if resource.forward is not None:
-                earlier.setdefault("*", r_index)
-                target = resource.forward.target_namespace
-                if target not in self.consumes:
-                    self.ctx.warning(
-                        (*r_path, "forward", "targetNamespace"),
-                        f"forward target '{target}' is not a consumed namespace: answers 501",
-                    )
-                forward = ForwardPlan(
-                    target_namespace=target,
-                    trusted_headers=tuple(resource.forward.trusted_headers),
-                )
-            routes.append(
-                RestRoute(
-                    path=route_path,
-                    name=resource.name,
-                    description=resource.description,
-                    operations=operations,
-                    forward=forward,
-                )
-            )
-        return RestAdapterPlan(
-            type="rest",
-            namespace=ns,
-            address=spec.address,
-            port=spec.port,
-            description=spec.description,
-            authentication=spec.authentication,
-            routes=tuple(routes),
-        )
-
-    def _check_reserved(self, route_path: str, path: PathT) -> None:
-        """A resource on a reserved path never answers: an error when it is exactly the
-        reserved path, a warning when only its variables also match it."""
-        reserved = shadowing_reserved_path(route_path)
-        if reserved is None:
-            return
-        if not compile_path(route_path).variables:
-            message = f"resource path {route_path} is reserved: {reserved} serves the OpenAPI"
-            self.ctx.error((*path, "path"), message + " document of the adapter")
-        else:
-            self.ctx.warning(
-                (*path, "path"),
-                f"resource path {route_path} also matches {reserved}, which serves the OpenAPI "
-                "document instead",
-            )
-
-    def _mcp(self, spec: ExposesMcp, path: PathT, units: dict[str, Unit]) -> McpAdapterPlan:
-        ns = spec.namespace
-        namespaces = frozenset({"tools", ns})
-        tools = []
-        for t_index, tool in enumerate(spec.tools):
-            t_path = (*path, "tools", t_index)
-            name = self._ref_defaults(tool)[0]
-            unit_id = f"{ns}.{name}"
-            if unit_id in units:
-                self.ctx.warning(t_path, f"duplicate tool '{name}': the first wins")
-                continue
-            unit = self._exposed(
-                tool,
-                kind="tool",
-                unit_id=unit_id,
-                adapter_ns=ns,
-                namespaces=namespaces,
-                declared=declared_inputs(tool.input_parameters, rest=False),
-                path=t_path,
-                rest=False,
-            )
-            units[unit_id] = unit
-            tools.append(unit)
-        resources: list[StaticResourcePlan | DynamicResourcePlan] = []
-        for r_index, resource in enumerate(spec.resources):
-            r_path = (*path, "resources", r_index)
-            plan = self._mcp_resource(resource, ns, namespaces, r_path, units)
-            if plan is not None:
-                resources.append(plan)
-        for p_index, prompt in enumerate(spec.prompts):
-            self._check_prompt(prompt, (*path, "prompts", p_index))
-        transport = (spec.transport or "http").strip().lower()
-        return McpAdapterPlan(
-            type="mcp",
-            namespace=ns,
-            address=spec.address,
-            port=spec.port,
-            description=spec.description,
-            authentication=spec.authentication,
-            transport="stdio" if transport == "stdio" else "http",
-            tools=tuple(tools),
-            resources=tuple(resources),
-            prompts=tuple(spec.prompts),
-            base_dir=self.ctx.base_dir,
-        )
-
-    def _check_prompt(self, prompt: McpPrompt, path: PathT) -> None:
-        """A file prompt must name a readable file inside the capability directory (or
-        an explicit absolute path): found now rather than on the first ``prompts/get``."""
-        if not prompt.location:
-            return
-        try:
-            file = resolve_file_location(prompt.location, self.ctx.base_dir)
-        except StaticFileError as exc:
-            self.ctx.error((*path, "location"), f"prompt '{prompt.name}': {exc}")
-            return
-        if not file.is_file():
-            self.ctx.error(
-                (*path, "location"),
-                f"prompt '{prompt.name}': no such file {prompt.location!r} ({file})",
-            )
-
-    def _mcp_resource(
-        self,
-        resource: McpResource,
-        ns: str,
-        namespaces: frozenset[str],
-        path: PathT,
-        units: dict[str, Unit],
-    ) -> StaticResourcePlan | DynamicResourcePlan | None:
-        if resource.location and not (resource.call or resource.steps):
-            try:
-                directory = resolve_file_location(resource.location, self.ctx.base_dir)
-            except StaticFileError as exc:
-                self.ctx.error((*path, "location"), str(exc))
-                return None
-            return StaticResourcePlan(
-                name=resource.name,
-                uri=resource.uri,
-                title=resource.label,
-                description=resource.description,
-                mime_type=resource.mime_type,
-                directory=str(directory),
-            )
-        variables = compile_path(resource.uri).variables
-        declared = [
-            InputField(name=v, location="argument", schema={"type": "string"}, required=True)
-            for v in variables
-        ]
-        unit_id = f"{ns}.{resource.name}"
-        if unit_id in units:
-            unit_id = f"{ns}.resource:{resource.uri}"
-        unit = self._exposed(
-            resource,
-            kind="resource",
-            unit_id=unit_id,
-            adapter_ns=ns,
-            namespaces=namespaces,
-            declared=declared,
-            path=path,
-            rest=False,
-        )
-        units[unit_id] = unit
-        return DynamicResourcePlan(
-            name=resource.name,
-            uri=resource.uri,
-            title=resource.label,
-            description=resource.description,
-            mime_type=resource.mime_type,
-            unit=unit,
-            is_template=bool(variables),
         )
 
     # ------------------------------------------------------------------ formats
@@ -919,9 +666,13 @@ def compile_capability(
     loaded: LoadedCapability,
     settings: UpstreamSettings | None = None,
     *,
+    adapters: Mapping[type, PlanCompiler],
     strict: bool | None = None,
 ) -> CompiledCapability:
     """Compile a loaded capability; raises :class:`LoadError` listing every error.
+
+    ``adapters`` maps each ``exposes`` model type to the plan compiler of its adapter
+    (``naftiko.adapters.exposes`` holds them all).
 
     ``strict`` turns problems confined to some units into errors; None follows the
     loaded document (a ``strict`` attribute, set when it was loaded strictly).
@@ -936,19 +687,18 @@ def compile_capability(
         if body is not None
         else tuple(c for c in document.consumes if isinstance(c, ConsumesHttp))
     )
-    compiler = _Compiler(ctx, consumed)
+    compiler = Compiler(ctx, consumed)
+    plans: list[AdapterPlan] = []
     if body is not None:
         compiler.compile_functions(body.aggregates)
-        adapters, units = compiler.compile_adapters(body.exposes)
-    else:
-        adapters, units = [], {}
+        plans = compiler.compile_adapters(body.exposes, adapters)
     compiler.check_formats()
     if ctx.errors:
         raise LoadError([*ctx.errors, *ctx.warnings])
     return CompiledCapability(
         loaded=loaded,
-        adapters=tuple(adapters),
-        units=units,
+        adapters=tuple(plans),
+        units=compiler.units,
         functions=compiler.functions,
         consumes=compiler.consumes,
         operations=compiler.operations,

@@ -209,18 +209,19 @@ def input_schema(fields: Sequence[InputField], *, closed: bool = False) -> dict[
 
 
 def declared_inputs(
-    params: Sequence[InputParameter], *, rest: bool, unplaced: str = "body"
+    params: Sequence[InputParameter], *, located: bool, unplaced: str = "body"
 ) -> list[InputField]:
-    """Declared ``inputParameters``: REST ones where the caller puts them (``unplaced``
-    when ``in`` is missing or unknown: the body, or the query string of a method whose
-    caller sends no body), required when ``true`` or in the path; MCP ones required
-    unless ``false``."""
+    """Declared ``inputParameters``. ``located`` (a REST operation's): where the caller
+    puts them in its HTTP request (``unplaced`` when ``in`` is missing or unknown: the
+    body, or the query string of a method whose caller sends no body), required when
+    ``true`` or in the path. Otherwise (named arguments, as MCP's) required unless
+    ``false``."""
     fields = []
     for param in params:
         if not param.name:
             continue
-        location = (param.in_ or (unplaced if rest else "argument")).strip().lower()
-        if rest:
+        location = (param.in_ or (unplaced if located else "argument")).strip().lower()
+        if located:
             if location not in ("path", "query", "header", "cookie", "body"):
                 location = unplaced
             required = bool(param.required) or location == "path"
@@ -253,19 +254,20 @@ def merge_declared(*levels: Sequence[InputField]) -> list[InputField]:
 
 class InputSet:
     """A unit's inputs being gathered: declared fields first, then the route's variables
-    (REST), then derived ones, each added once and never overriding a declaration."""
+    (``located`` units: a caller's HTTP request holds the inputs), then derived ones, each
+    added once and never overriding a declaration."""
 
     def __init__(
         self,
         declared: Sequence[InputField],
         *,
         route_vars: Sequence[str] = (),
-        rest: bool,
+        located: bool,
         caller_body: bool = True,
     ) -> None:
         self._fields: dict[str, InputField] = {f.name: f for f in declared}
         self._route_vars = tuple(route_vars)
-        self._rest = rest
+        self._located = located
         self._caller_body = caller_body  # False: a REST method whose caller sends no body
         for var in self._route_vars:
             self._add_route_variable(var)
@@ -290,8 +292,8 @@ class InputSet:
             )
 
     def _location(self, name: str, consumed: ParamPlan | None) -> str:
-        """Where a REST caller puts a derived input (``argument`` for MCP units)."""
-        if not self._rest:
+        """Where a caller puts a derived input (``argument`` when not ``located``)."""
+        if not self._located:
             return "argument"
         if name in self._route_vars:
             return "path"
@@ -305,7 +307,7 @@ class InputSet:
 
     def add_function_input(self, f: InputField) -> None:
         """A ``ref``'d function's input the unit does not feed: the unit's caller must."""
-        if not self._rest:
+        if not self._located:
             self._fields.setdefault(f.name, f)
             return
         location = (

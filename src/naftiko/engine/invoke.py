@@ -34,9 +34,9 @@ from naftiko.engine.plans import (
 from naftiko.engine.types import (
     AdapterPlan,
     ErrorKind,
+    ForwardPlan,
     Inputs,
     Problem,
-    RestRoute,
     Result,
     Unit,
 )
@@ -429,28 +429,27 @@ class Engine:
 
     # ------------------------------------------------------------------ forward
 
-    async def forward(self, route: RestRoute, inputs: Inputs) -> Result:
-        """Proxy a request on a ``forward`` resource. Never raises."""
+    async def forward(self, forward: ForwardPlan, inputs: Inputs) -> Result:
+        """Proxy a caller's request to ``forward``'s consumed namespace. Never raises."""
         try:
-            return await self._forward(route, inputs)
+            return await self._forward(forward, inputs)
         except Exception:
-            log.exception("internal error while forwarding %s", route.path)
-            return _internal_failure(f"forwarding '{route.path}'")
+            log.exception("internal error while forwarding %s", forward.path)
+            return _internal_failure(f"forwarding '{forward.path}'")
 
-    async def _forward(self, route: RestRoute, inputs: Inputs) -> Result:
-        forward = route.forward
-        consumes = self.compiled.consumes.get(forward.target_namespace) if forward else None
+    async def _forward(self, forward: ForwardPlan, inputs: Inputs) -> Result:
+        consumes = self.compiled.consumes.get(forward.target_namespace)
         if consumes is not None and consumes.unavailable is not None:
             return Result.failure(
                 Problem.of(ErrorKind.NOT_IMPLEMENTED, "Not implemented", consumes.unavailable)
             )
-        if forward is None or consumes is None or consumes.base_uri is None:
-            target = forward.target_namespace if forward else "none"
+        if consumes is None or consumes.base_uri is None:
             return Result.failure(
                 Problem.of(
                     ErrorKind.NOT_IMPLEMENTED,
                     "Not implemented",
-                    f"'{route.path}' forwards to '{target}', which cannot be reached",
+                    f"'{forward.path}' forwards to '{forward.target_namespace}', which cannot "
+                    "be reached",
                 )
             )
         bindings = getattr(self.compiled.loaded, "bindings", None)
@@ -476,7 +475,7 @@ class Engine:
             auth=built.auth,
             settings=self.settings,
             namespace=consumes.namespace,
-            operation=f"forward {inputs.method.upper()} {route.path}",
+            operation=f"forward {inputs.method.upper()} {forward.path}",
         )
         if isinstance(response, Problem):
             return Result.failure(response)

@@ -1,9 +1,9 @@
 """The contract between the engine and every adapter.
 
-Adapters (REST, MCP, skill, control) see only what is in this module: compiled *plans*
-of what each adapter serves, :class:`Unit` (one executable exposed thing), the
+Adapters see only what is in this module: the :class:`AdapterPlan` fields every
+adapter's own plan holds, :class:`Unit` (one executable exposed thing), the
 :class:`Inputs` a caller sent, and the :class:`Result` that comes back from
-``Engine.invoke``. Everything here is built once at load time and never mutated.
+``Engine.invoke``. The plans are built once at load time and never mutated.
 """
 
 from __future__ import annotations
@@ -22,16 +22,7 @@ from naftiko.media_types import (  # noqa: F401  (the contract names them)
     MULTIPART_MEDIA_TYPE,
     PROBLEM_MEDIA_TYPE,
 )
-from naftiko.spec.models import Authentication, ExposedSkill, McpPrompt
-
-# The MCP tool annotation hints: the spec's field (``McpToolHints``) -> the MCP name. The
-# one mapping: units carry the MCP names (``Unit.hints``), the MCP adapter publishes them.
-TOOL_HINTS: Mapping[str, str] = {
-    "read_only": "readOnlyHint",
-    "destructive": "destructiveHint",
-    "idempotent": "idempotentHint",
-    "open_world": "openWorldHint",
-}
+from naftiko.spec.models import Authentication
 
 
 # Made on every request: not ``frozen`` (its ``__init__`` would set each field through
@@ -138,7 +129,9 @@ class Unit:
     output_schema: Mapping[str, Any] | None = None  # object-rooted schema when determinable
     title: str | None = None
     description: str | None = None
-    hints: Mapping[str, bool] = field(default_factory=dict)  # readOnlyHint, ... (MCP names)
+    # The document's behaviour hints by their spec names (``read_only``, ``destructive``,
+    # ``idempotent``, ``open_world``); an adapter that publishes them names them its way.
+    hints: Mapping[str, bool] = field(default_factory=dict)
     plan: Any = None
     # Request body media types besides JSON that the document declares for this unit:
     # ``FORM_MEDIA_TYPE``/``MULTIPART_MEDIA_TYPE`` when a consumed operation it calls
@@ -151,80 +144,25 @@ class Unit:
 
 @dataclass(frozen=True, slots=True)
 class ForwardPlan:
+    """A ``forward`` proxy: the exposed ``path`` it serves (named in logs and errors) and
+    the consumed namespace that receives the caller's request (``Engine.forward``)."""
+
     target_namespace: str
     trusted_headers: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RestRoute:
-    """One exposed resource path. ``path`` uses ``{x}`` (``{{x}}`` is normalised)."""
-
-    path: str
-    name: str | None
-    description: str | None
-    operations: Mapping[str, Unit]  # upper-case HTTP method -> unit
-    forward: ForwardPlan | None = None
+    path: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class AdapterPlan:
-    type: Literal["rest", "mcp", "skill", "control"]
+    """What every adapter's plan holds; each adapter subclasses it with what it serves
+    (``naftiko.adapters.<type>.plan``). ``type`` is the ``exposes`` entry's type."""
+
+    type: str
     namespace: str
     address: str | None
     port: int | None
     description: str | None
     authentication: Authentication | None
-
-
-@dataclass(frozen=True, slots=True)
-class RestAdapterPlan(AdapterPlan):
-    routes: tuple[RestRoute, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class StaticResourcePlan:
-    """An MCP resource served from a ``file://`` directory."""
-
-    name: str
-    uri: str
-    title: str | None
-    description: str | None
-    mime_type: str | None
-    directory: str  # absolute path
-
-
-@dataclass(frozen=True, slots=True)
-class DynamicResourcePlan:
-    """An MCP resource backed by ``call``/``steps``; ``uri`` may hold ``{var}`` templates."""
-
-    name: str
-    uri: str
-    title: str | None
-    description: str | None
-    mime_type: str | None
-    unit: Unit
-    is_template: bool
-
-
-@dataclass(frozen=True, slots=True)
-class McpAdapterPlan(AdapterPlan):
-    transport: Literal["http", "stdio"] = "http"
-    tools: tuple[Unit, ...] = ()
-    resources: tuple[StaticResourcePlan | DynamicResourcePlan, ...] = ()
-    prompts: tuple[McpPrompt, ...] = ()
-    base_dir: str = "."  # directory of the capability file, for file:// prompts
-
-
-@dataclass(frozen=True, slots=True)
-class SkillAdapterPlan(AdapterPlan):
-    skills: tuple[ExposedSkill, ...] = ()
-    base_dir: str = "."
-
-
-@dataclass(frozen=True, slots=True)
-class ControlAdapterPlan(AdapterPlan):
-    management: Mapping[str, Any] = field(default_factory=dict)
-    observability: Mapping[str, Any] = field(default_factory=dict)
 
 
 def thaw(value: Any) -> Any:

@@ -16,23 +16,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from naftiko.adapters.control.plan import CONTROL_NAMESPACE, ControlAdapterPlan
+from naftiko.adapters.mcp.plan import DynamicResourcePlan, McpAdapterPlan
+from naftiko.adapters.rest.plan import RestAdapterPlan
+from naftiko.adapters.skill.plan import SkillAdapterPlan
 from naftiko.engine.plans import NotImplementedPlan
-from naftiko.engine.types import (
-    AdapterPlan,
-    ControlAdapterPlan,
-    DynamicResourcePlan,
-    McpAdapterPlan,
-    RestAdapterPlan,
-    SkillAdapterPlan,
-    Unit,
-)
+from naftiko.engine.types import AdapterPlan, Unit
 from naftiko.errors import LoadTimeError
 from naftiko.runtime.config import RuntimeConfig
 from naftiko.spec.diagnostics import Diagnostic, LoadError
 from naftiko.spec.loader import LoadedCapability, discover, is_capability_document, load_source
 from naftiko.spec.source import SourceError, read_source
 
-CONTROL_NAMESPACE = "control"
 _LOOKS_LIKE_CAPABILITY = re.compile(r"^(naftiko|ikanos)\s*:", re.MULTILINE)
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})
 
@@ -140,7 +135,7 @@ def load_one(path: Path, config: RuntimeConfig, *, explicit: bool = True) -> Cap
 
     Raises :class:`LoadError` (diagnostics) when the document cannot run.
     """
-    from naftiko.compile.capability import compile_capability
+    from naftiko.adapters.exposes import compile_capability
 
     try:
         source = read_source(path, str(path))
@@ -418,7 +413,7 @@ def serves(plan: AdapterPlan) -> list[str]:
     if isinstance(plan, SkillAdapterPlan):
         return [f"skill {skill.name}" for skill in plan.skills]
     if isinstance(plan, ControlAdapterPlan):
-        from naftiko.adapters.control import control_features
+        from naftiko.adapters.control.app import control_features
 
         features = control_features(plan)
         paths = {

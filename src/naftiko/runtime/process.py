@@ -30,12 +30,10 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from naftiko import __version__
-from naftiko.engine.types import (
-    ControlAdapterPlan,
-    McpAdapterPlan,
-    RestAdapterPlan,
-    SkillAdapterPlan,
-)
+from naftiko.adapters.control.plan import ControlAdapterPlan
+from naftiko.adapters.mcp.plan import McpAdapterPlan
+from naftiko.adapters.rest.plan import RestAdapterPlan
+from naftiko.adapters.skill.plan import SkillAdapterPlan
 from naftiko.errors import LoadTimeError
 from naftiko.runtime import heap
 from naftiko.runtime.config import RuntimeConfig
@@ -227,7 +225,7 @@ class Runtime:
         bindings = slot.capability.loaded.bindings if slot.capability else None
         info = slot.capability.loaded.document.info if slot.capability else None
         if isinstance(plan, ControlAdapterPlan):
-            from naftiko.adapters.control import build_control_app
+            from naftiko.adapters.control.app import build_control_app
 
             return build_control_app(self, plan, settings, bindings=bindings)
         if isinstance(plan, RestAdapterPlan):
@@ -239,7 +237,7 @@ class Runtime:
 
             return build_mcp_app(engine, plan, settings, bindings=bindings)
         if isinstance(plan, SkillAdapterPlan):
-            from naftiko.adapters.skill import build_skill_app
+            from naftiko.adapters.skill.app import build_skill_app
 
             return build_skill_app(engine, plan, settings, bindings=bindings)
         return None

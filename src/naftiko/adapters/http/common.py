@@ -7,9 +7,12 @@
   built only from :class:`Problem` fields or the fields given: never an exception text.
 * :class:`RequestObserverMiddleware` — the outermost layer of an adapter: stamps
   ``X-Request-Id`` on *every* response (401s of the auth middleware, 404s, 413s
-  included) and calls ``Observer.request_finished`` exactly once per request. Handlers
-  tell it what they did through :func:`outcome_of`. (The REST adapter does the same in
-  its endpoint, to save the layers on its hot path.)
+  included) and reports each request once through :func:`report_finished`. Handlers
+  tell it what they did through :func:`outcome_of`.
+* :func:`report_finished` — the one report of a finished request to the observer (logs
+  and metrics): the middleware's, the REST endpoint's (which stamps the id itself, to
+  save the layers on its hot path) and each MCP handler's (MCP counts tool calls,
+  resource reads and prompts, not protocol requests).
 * :func:`read_body` — reads a request body under a byte limit (Content-Length first,
   then counting), so a huge upload is refused before it is buffered. Both it and the MCP
   fast path read through :func:`receive_body`, the one size-limited body reader.
@@ -147,7 +150,7 @@ def problem_response(
 
 @dataclass(slots=True)
 class Outcome:
-    """What a handler reports about its request; read by :class:`RequestObserverMiddleware`."""
+    """What a handler reports about its request (:func:`report_finished`)."""
 
     unit: str = ""
     is_error: bool | None = None  # None: decided from the status (>= 400)
@@ -205,12 +208,14 @@ def report_finished(
     adapter: str,
     outcome: Outcome,
     status: int,
-    started: float,
-    request_id: str,
+    started: float | None,
+    request_id: str | None,
 ) -> None:
-    """Tell the observer about one finished request (``started``: ``perf_counter()``).
+    """Tell the observer about one finished request: the one way every adapter does.
 
-    An error is what the handler said it was, or else any status >= 400.
+    ``started`` is ``perf_counter()`` when the request began; None when it was refused
+    before any work (a duration of 0). An error is what the handler said it was, or
+    else any status >= 400.
     """
     get_observer().request_finished(
         adapter_type=adapter_type,
@@ -218,7 +223,7 @@ def report_finished(
         unit=outcome.unit,
         status=status,
         is_error=outcome.is_error if outcome.is_error is not None else status >= 400,
-        duration_s=time.perf_counter() - started,
+        duration_s=0.0 if started is None else time.perf_counter() - started,
         request_id=request_id,
         upstream_status=outcome.upstream_status,
     )

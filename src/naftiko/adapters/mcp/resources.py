@@ -18,15 +18,10 @@ from urllib.parse import unquote
 import mcp_types as types
 from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 
+from naftiko.adapters.mcp.plan import DynamicResourcePlan, StaticResourcePlan
 from naftiko.adapters.mcp.results import body_text, is_binary
 from naftiko.engine import static_files
-from naftiko.engine.types import (
-    JSON_MEDIA_TYPE,
-    DynamicResourcePlan,
-    ErrorKind,
-    Result,
-    StaticResourcePlan,
-)
+from naftiko.engine.types import JSON_MEDIA_TYPE, ErrorKind, Result
 from naftiko.errors import CallerError
 
 _TEMPLATE_VAR = re.compile(r"\{([^{}/]+)\}")

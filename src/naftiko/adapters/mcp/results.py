@@ -23,11 +23,19 @@ from jsonschema.exceptions import SchemaError
 
 from naftiko.compile.inputs import plainly_valid
 from naftiko.engine.static_files import is_text_media_type
-from naftiko.engine.types import TOOL_HINTS, ErrorKind, Result, Unit, thaw
+from naftiko.engine.types import ErrorKind, Result, Unit, thaw
 from naftiko.media_types import OCTET_STREAM, as_written, essence
 
 log = logging.getLogger("naftiko.adapters.mcp.server")
 
+# The MCP tool annotation hints: a unit's hint (its spec name, ``Unit.hints``) -> the MCP
+# name. The one place MCP's names are spelled.
+TOOL_HINTS: Mapping[str, str] = {
+    "read_only": "readOnlyHint",
+    "destructive": "destructiveHint",
+    "idempotent": "idempotentHint",
+    "open_world": "openWorldHint",
+}
 HINT_NAMES = tuple(TOOL_HINTS.values())
 _SHORT_HINTS = {name.removesuffix("Hint"): name for name in HINT_NAMES}  # readOnly, ...
 
@@ -181,7 +189,7 @@ def build_tool(unit: Unit) -> ToolEntry:
                 output_schema = None
     hints: dict[str, Any] = {}
     for key, value in unit.hints.items():
-        name = _SHORT_HINTS.get(key, key)
+        name = TOOL_HINTS.get(key) or _SHORT_HINTS.get(key, key)
         if name in HINT_NAMES and value is not None:
             hints[name] = bool(value)
     if unit.title:

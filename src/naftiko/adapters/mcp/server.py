@@ -26,14 +26,9 @@ SDK 2.x turns a handler exception into a JSON-RPC internal error, which an agent
 act on, so tool failures are ``isError`` results and resource/prompt failures are MCP
 errors with a clear message.
 
-Fast path: the SDK spends more CPU on its per-request transport (a task, memory streams,
-a dispatcher, a session, pydantic envelopes) than we spend on a whole upstream call, so
-:class:`ToolCallFastPath` answers the common request itself: a stateless JSON server, one
-JSON-RPC ``tools/call`` request POSTed as ``application/json`` that passes every check the
-SDK would make, in either protocol era. It reuses the SDK's own validators, classifier
-and result serialiser, so the answer is the SDK's, byte for byte
-(``tests/adapters/test_mcp_fast_path.py`` proves it). Anything else, or anything it is
-unsure of, is replayed to the SDK untouched, before the tool runs.
+Fast path: eligible ``tools/call`` requests of a stateless JSON server are answered by
+:class:`~naftiko.adapters.mcp.fast_path.ToolCallFastPath`, the one module that leans on
+the SDK's insides; this one uses only the SDK's public API.
 
 Start-up: the SDK's server modules come through :mod:`naftiko.adapters.mcp.sdk`, which
 imports them without the SDK's package ``__init__``s; the stdio transport is imported
@@ -44,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -52,46 +46,35 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 import mcp_types as types
-import pydantic_core
-from mcp_types import (
-    DEFAULT_NEGOTIATED_VERSION,
-    INTERNAL_ERROR,
-    INVALID_PARAMS,
-    SERVER_INFO_META_KEY,
-    JSONRPCError,
-    JSONRPCResponse,
-)
-from mcp_types import methods as _methods
-from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
-from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, get_tracer_provider
-from pydantic import ValidationError
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, Response
 from starlette.routing import get_route_path
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketClose
 
 from naftiko import __version__
-from naftiko.adapters.http.common import (
-    REQUEST_ID_BYTES,
-    UnfinishedBody,
-    problem_fields,
-    problem_response,
-    receive_body,
-    request_id_of,
-    sane_request_id,
-)
-from naftiko.adapters.http.inbound_auth import (
+from naftiko.adapters.http.auth import (
     InboundAuthMiddleware,
     build_inbound_auth,
     protected_resource_metadata,
     protected_resource_metadata_path,
     protected_resource_metadata_url,
 )
+from naftiko.adapters.http.common import (
+    Outcome,
+    problem_fields,
+    problem_response,
+    report_finished,
+    request_id_of,
+    sane_request_id,
+)
 from naftiko.adapters.http.origin import HostOriginMiddleware
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.adapters.mcp import resources as res
+from naftiko.adapters.mcp.fast_path import ToolCallFastPath
+from naftiko.adapters.mcp.plan import DynamicResourcePlan, McpAdapterPlan, StaticResourcePlan
 from naftiko.adapters.mcp.prompts import (
     CompiledPrompt,
     MissingArgument,
@@ -100,22 +83,13 @@ from naftiko.adapters.mcp.prompts import (
 )
 from naftiko.adapters.mcp.results import ToolEntry, build_tool, call_tool_result, error_result
 from naftiko.adapters.mcp.sdk import (
-    ERROR_CODE_HTTP_STATUS,
-    MCP_METHOD_HEADER,
-    MCP_NAME_HEADER,
-    MCP_PARAM_HEADER_PREFIX,
-    MCP_PROTOCOL_VERSION_HEADER,
-    X_MCP_HEADER_KEY,
-    InboundLadderRejection,
     MCPError,
     Server,
     StreamableHTTPASGIApp,
     StreamableHTTPSessionManager,
     TransportSecuritySettings,
-    classify_inbound_request,
 )
-from naftiko.engine.types import DynamicResourcePlan, Inputs, McpAdapterPlan, StaticResourcePlan
-from naftiko.observability import get_observer
+from naftiko.engine.types import Inputs
 from naftiko.spec.binds import Bindings
 
 if TYPE_CHECKING:
@@ -173,16 +147,8 @@ class McpHandlers:
     ) -> types.CallToolResult:
         if params.name not in self.tools:
             # 2025-11-25 ("Error Handling"): an unknown tool is a protocol error, -32602.
-            get_observer().request_finished(
-                adapter_type=ADAPTER_TYPE,
-                adapter=self.plan.namespace,
-                unit=UNKNOWN_UNIT,
-                status=404,
-                is_error=True,
-                duration_s=0.0,
-                request_id=_request_id(ctx),
-                upstream_status=None,
-            )
+            outcome = Outcome(unit=UNKNOWN_UNIT, is_error=True)
+            self._report(outcome, 404, None, _request_id(ctx))
             raise MCPError(INVALID_PARAMS, self._unknown_tool_text(params.name))
         return await self.call_tool(params.name, params.arguments, _request_id(ctx))
 
@@ -209,17 +175,14 @@ class McpHandlers:
             answer = error_result(
                 f"Internal error while calling tool {name!r}; see the server log."
             )
-        get_observer().request_finished(
-            adapter_type=ADAPTER_TYPE,
-            adapter=self.plan.namespace,
-            unit=unit_id,
-            status=status,
-            is_error=bool(answer.is_error),
-            duration_s=time.perf_counter() - started,
-            request_id=request_id,
-            upstream_status=upstream_status,
-        )
+        outcome = Outcome(unit_id, bool(answer.is_error), upstream_status)
+        self._report(outcome, status, started, request_id)
         return answer
+
+    def _report(
+        self, outcome: Outcome, status: int, started: float | None, request_id: str | None
+    ) -> None:
+        report_finished(ADAPTER_TYPE, self.plan.namespace, outcome, status, started, request_id)
 
     def _unknown_tool_text(self, name: str) -> str:
         names = list(self.tools)
@@ -278,16 +241,8 @@ class McpHandlers:
                 status = 500
                 raise MCPError(INTERNAL_ERROR, f"Internal error while reading {uri}") from None
         finally:
-            get_observer().request_finished(
-                adapter_type=ADAPTER_TYPE,
-                adapter=self.plan.namespace,
-                unit=unit_id,
-                status=status,
-                is_error=status >= 400,
-                duration_s=time.perf_counter() - started,
-                request_id=request_id,
-                upstream_status=upstream_status,
-            )
+            outcome = Outcome(unit_id, upstream_status=upstream_status)
+            self._report(outcome, status, started, request_id)
         return types.ReadResourceResult(contents=[contents])
 
     def _match(self, uri: str) -> tuple[Any, Any]:
@@ -343,15 +298,8 @@ class McpHandlers:
                     INTERNAL_ERROR, f"Internal error while rendering prompt {params.name!r}"
                 ) from None
         finally:
-            get_observer().request_finished(
-                adapter_type=ADAPTER_TYPE,
-                adapter=self.plan.namespace,
-                unit=f"{self.plan.namespace}.{prompt.name}" if prompt else UNKNOWN_UNIT,
-                status=status,
-                is_error=status >= 400,
-                duration_s=time.perf_counter() - started,
-                request_id=_request_id(ctx),
-            )
+            unit = f"{self.plan.namespace}.{prompt.name}" if prompt else UNKNOWN_UNIT
+            self._report(Outcome(unit), status, started, _request_id(ctx))
         return types.GetPromptResult(
             description=prompt.description,
             messages=[
@@ -397,242 +345,15 @@ def _request_id(ctx: Any) -> str | None:
         return None
 
 
-# ---------------------------------------------------------------------- fast path
-
-_ACCEPT = b"accept"
-_CONTENT_TYPE = b"content-type"
-_CONTENT_LENGTH = b"content-length"
-_VERSION = MCP_PROTOCOL_VERSION_HEADER.encode()
-_ROUTING = frozenset({_VERSION, MCP_METHOD_HEADER.encode(), MCP_NAME_HEADER.encode()})
-_PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower().encode()
-_ENVELOPE_KEYS = frozenset({"jsonrpc", "id", "method", "params"})
-_JSON_HEADERS = (b"content-type", b"application/json")
-_TOOLS_CALL = "tools/call"
-
-
-def _accepts_json(accept: bytes) -> bool:
-    """``check_accept_headers``' JSON half (RFC 7231 wildcards), on the raw header."""
-    types_ = {t.split(b";")[0].strip().lower() for t in accept.split(b",")}
-    return bool(types_ & {b"*/*", b"application/json", b"application/*"})
-
-
-def _tracing() -> bool:
-    """True when an OpenTelemetry SDK is installed: the SDK path then records the spans."""
-    return not isinstance(get_tracer_provider(), ProxyTracerProvider | NoOpTracerProvider)
-
-
-def _replay_of(read: UnfinishedBody) -> list[Message]:
-    """The messages read of a body the fast path could not finish, for the SDK to read."""
-    body: Message = {"type": "http.request", "body": read.data, "more_body": read.more_body}
-    if read.interrupted_by is None:
-        return [body]
-    return [body, read.interrupted_by] if read.started else [read.interrupted_by]
-
-
-class _Replay:
-    """A ``receive`` that hands back what the fast path already read, then the rest."""
-
-    __slots__ = ("messages", "receive")
-
-    def __init__(self, messages: list[Message], receive: Receive) -> None:
-        self.messages = messages
-        self.receive = receive
-
-    async def __call__(self) -> Message:
-        if self.messages:
-            return self.messages.pop(0)
-        return await self.receive()
-
-
-class ToolCallFastPath:
-    """Answers stateless-JSON ``tools/call`` POSTs without the SDK's transport (see module doc).
-
-    Before the tool runs, every check is the SDK's own or stricter: any doubt
-    (another method, a batch, a notification, a header or envelope the SDK would
-    reject, ``Mcp-Param-*`` headers, an active OpenTelemetry SDK, a changed server) hands
-    the untouched request to ``sdk``. After the tool ran, the result goes through the
-    SDK's serialiser, and the SDK's ``INTERNAL_ERROR`` if that rejects it.
-    """
-
-    def __init__(
-        self, sdk: ASGIApp, server: Server[Any], handlers: McpHandlers, max_body: int
-    ) -> None:
-        self.sdk = sdk
-        self.server = server
-        self.handlers = handlers
-        self.max_body = max_body
-        self.entry = server.get_request_handler(_TOOLS_CALL)
-        self.middleware = tuple(server.middleware)
-        # The SDK validates Mcp-Param-* headers for tools whose schema declares them.
-        self.sdk_tools = frozenset(
-            name
-            for name, e in handlers.tools.items()
-            if X_MCP_HEADER_KEY in json.dumps(e.input_schema)
-        )
-        self.server_info = server.server_info_stamp
-        self.accept_cache: dict[bytes, bool] = {}
-
-    def _server_unchanged(self) -> bool:
-        """Still the server we built: our handler, the SDK's default middleware, no hints."""
-        server = self.server
-        return (
-            server.get_request_handler(_TOOLS_CALL) is self.entry
-            and len(server.middleware) == len(self.middleware)
-            and all(a is b for a, b in zip(server.middleware, self.middleware, strict=True))
-            and _TOOLS_CALL not in server.cache_hints
-        )
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.sdk(scope, receive, send)
-            return
-        # One pass over the headers; the first value wins, as in Starlette's ``Headers.get``.
-        accept = content_type = length = request_id = None
-        routing: dict[str, str] = {}
-        eligible = True
-        for key, value in scope["headers"]:
-            if key in _ROUTING:
-                name = key.decode("latin-1")
-                if name in routing:  # the SDK rejects a duplicated routing header
-                    eligible = False
-                routing[name] = value.decode("latin-1")
-            elif key == _ACCEPT:
-                accept = value if accept is None else accept
-            elif key == _CONTENT_TYPE:
-                content_type = value if content_type is None else content_type
-            elif key == _CONTENT_LENGTH:
-                length = value if length is None else length
-            elif key == REQUEST_ID_BYTES:
-                request_id = value if request_id is None else request_id
-            elif key.startswith(_PARAM_PREFIX):
-                eligible = False
-        if (
-            not eligible
-            # The SDK's Content-Type checks: a prefix test, then an exact, case-sensitive one.
-            or content_type is None
-            or content_type.split(b";", 1)[0].strip() != b"application/json"
-            or accept is None
-            or not self._accepts_json(accept)
-            or self._declared_too_large(length)
-        ):
-            await self.sdk(scope, receive, send)
-            return
-        read = await receive_body(receive, self.max_body)
-        if not isinstance(read, bytes):  # too large, or not a plain body: the SDK decides
-            await self.sdk(scope, _Replay(_replay_of(read), receive), send)
-            return
-        answer = await self._answer(read, routing, request_id)
-        if answer is None:
-            replay = [{"type": "http.request", "body": read, "more_body": False}]
-            await self.sdk(scope, _Replay(replay, receive), send)
-            return
-        status, body = answer
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-length", str(len(body)).encode()), _JSON_HEADERS],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-    def _declared_too_large(self, length: bytes | None) -> bool:
-        """The SDK's body-limit test on Content-Length (it answers 413 without reading)."""
-        try:
-            return length is not None and int(length) > self.max_body
-        except ValueError:
-            return False
-
-    def _accepts_json(self, accept: bytes) -> bool:
-        known = self.accept_cache.get(accept)
-        if known is None:
-            known = _accepts_json(accept)
-            if len(self.accept_cache) < 64:  # clients send a handful of distinct values
-                self.accept_cache[accept] = known
-        return known
-
-    async def _answer(
-        self, body: bytes, routing: dict[str, str], request_id: bytes | None
-    ) -> tuple[int, bytes] | None:
-        """``(status, JSON)`` for a request the fast path serves, else ``None`` (nothing ran)."""
-        if _tracing() or not self._server_unchanged():
-            return None
-        version = routing.get(MCP_PROTOCOL_VERSION_HEADER)
-        if version is None:
-            modern, version = False, DEFAULT_NEGOTIATED_VERSION
-        else:
-            if version in HANDSHAKE_PROTOCOL_VERSIONS:
-                modern = False
-            elif version in MODERN_PROTOCOL_VERSIONS:
-                modern = True
-            else:
-                return None
-        # Each era's own parser: pydantic-core for the handshake era, json for 2026-07-28.
-        try:
-            decoded = json.loads(body) if modern else pydantic_core.from_json(body)
-        except (ValueError, RecursionError):
-            return None
-        if (
-            type(decoded) is not dict
-            or decoded.keys() != _ENVELOPE_KEYS
-            or decoded["jsonrpc"] != "2.0"
-            or decoded["method"] != _TOOLS_CALL
-            or type(decoded["id"]) not in (int, str)
-            or type(decoded["params"]) is not dict
-        ):
-            return None
-        rpc_id, params = decoded["id"], decoded["params"]
-        if modern and isinstance(
-            classify_inbound_request(decoded, headers=routing), InboundLadderRejection
-        ):
-            return None
-        try:
-            _methods.validate_client_request(_TOOLS_CALL, version, params)
-            call = types.CallToolRequestParams.model_validate(params, by_name=False)
-        except (ValidationError, KeyError, ValueError):
-            return None
-        if (modern and call.name in self.sdk_tools) or call.name not in self.handlers.tools:
-            return None  # the SDK's path answers (an unknown tool is its JSON-RPC error)
-        rid = sane_request_id(request_id.decode("latin-1")) if request_id is not None else None
-        result = await self.handlers.call_tool(call.name, call.arguments, rid)
-        return self._encode(rpc_id, version, modern, result)
-
-    def _encode(
-        self, rpc_id: int | str, version: str, modern: bool, result: types.CallToolResult
-    ) -> tuple[int, bytes]:
-        """The SDK's wire form: ``ServerRunner._serialize``, then each era's envelope."""
-        message: JSONRPCResponse | JSONRPCError
-        dumped = result.model_dump(by_alias=True, mode="json", exclude_none=True)
-        try:
-            dumped = _methods.serialize_server_result(_TOOLS_CALL, version, dumped)
-        except ValidationError:
-            log.exception("handler for %r returned an invalid result", _TOOLS_CALL)
-            error = MCPError(INTERNAL_ERROR, "Handler returned an invalid result").error
-            message = JSONRPCError(jsonrpc="2.0", id=rpc_id, error=error)
-        else:
-            if modern:
-                if dumped.get("resultType") is None:
-                    dumped["resultType"] = "complete"
-                meta = dumped.get("_meta")
-                if meta is None:
-                    dumped["_meta"] = {SERVER_INFO_META_KEY: self.server_info}
-                elif isinstance(meta, dict) and meta.get(SERVER_INFO_META_KEY) is None:
-                    dumped["_meta"] = {**meta, SERVER_INFO_META_KEY: self.server_info}
-            message = JSONRPCResponse(jsonrpc="2.0", id=rpc_id, result=dumped)
-        if not modern:
-            return 200, message.model_dump_json(by_alias=True, exclude_unset=True).encode()
-        wire = message.model_dump(mode="json", by_alias=True, exclude_none=True)
-        status = 200
-        if isinstance(message, JSONRPCError):
-            status = ERROR_CODE_HTTP_STATUS.get(message.error.code, 200)
-        return status, json.dumps(wire, separators=(",", ":")).encode()
-
-
 # ---------------------------------------------------------------------- public interface
 
 
 def build_mcp_server(engine: Any, plan: McpAdapterPlan) -> Server[Any]:
     """The low-level SDK server for ``plan``; resources/prompts advertised only when declared."""
+    return _server_and_handlers(engine, plan)[0]
+
+
+def _server_and_handlers(engine: Any, plan: McpAdapterPlan) -> tuple[Server[Any], McpHandlers]:
     handlers = McpHandlers(engine, plan)
     optional: dict[str, Any] = {}
     if plan.resources:
@@ -652,8 +373,7 @@ def build_mcp_server(engine: Any, plan: McpAdapterPlan) -> Server[Any]:
         on_call_tool=handlers.on_call_tool,
         **optional,
     )
-    server.naftiko_handlers = handlers  # type: ignore[attr-defined]  # for the fast path
-    return server
+    return server, handlers
 
 
 def transport_security() -> TransportSecuritySettings:
@@ -724,7 +444,7 @@ def build_mcp_app(
     ``InboundAuthConfigError`` when the authentication block cannot be enforced: an
     adapter must not start open when it was declared protected.
     """
-    server = build_mcp_server(engine, plan)
+    server, handlers = _server_and_handlers(engine, plan)
     security = transport_security()
     manager = StreamableHTTPSessionManager(
         app=server,
@@ -734,7 +454,6 @@ def build_mcp_app(
     )
     endpoint: ASGIApp = StreamableHTTPASGIApp(manager)
     if fast_path and settings.mcp_stateless and settings.mcp_json_response:
-        handlers: McpHandlers = server.naftiko_handlers  # type: ignore[attr-defined]
         endpoint = ToolCallFastPath(endpoint, server, handlers, manager.max_request_body_size)
     binds = bindings or Bindings.empty()
     flat, namespaces = binds.as_scope(), binds.namespaced()

@@ -9,7 +9,7 @@ Usage (the runtime)::
 ``build_rest_app(engine, plan, settings=None, *, bindings=None, info=None) -> Starlette``
 
 * ``engine`` — anything with ``await invoke(unit, inputs) -> Result`` and
-  ``await forward(route, inputs) -> Result`` (``naftiko.engine.invoke.Engine``). The
+  ``await forward(forward_plan, inputs) -> Result`` (``naftiko.engine.invoke.Engine``). The
   runtime starts and closes it; the app has no lifespan of its own.
 * ``bindings`` — resolved binds, used only to build the inbound authentication. The check
   is built here, so an unresolvable credential raises ``InboundAuthConfigError`` before
@@ -68,6 +68,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from naftiko import json_codec
+from naftiko.adapters.http.auth import InboundAuth, build_inbound_auth
 from naftiko.adapters.http.common import (
     REQUEST_ID_BYTES,
     Outcome,
@@ -77,11 +78,11 @@ from naftiko.adapters.http.common import (
     report_finished,
     request_id_of,
 )
-from naftiko.adapters.http.inbound_auth import InboundAuth, build_inbound_auth
 from naftiko.adapters.http.origin import refusal_fields
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.adapters.rest.coerce import coerce_text, schema_type
 from naftiko.adapters.rest.openapi import OPENAPI_PATH, build_openapi, is_whole_body, openapi_info
+from naftiko.adapters.rest.plan import RestAdapterPlan, RestRoute
 from naftiko.adapters.rest.routes import route_pattern
 from naftiko.engine.types import (
     FORM_MEDIA_TYPE,
@@ -89,11 +90,10 @@ from naftiko.engine.types import (
     MULTIPART_MEDIA_TYPE,
     PROBLEM_MEDIA_TYPE,
     ErrorKind,
+    ForwardPlan,
     InputField,
     Inputs,
     Problem,
-    RestAdapterPlan,
-    RestRoute,
     Result,
     Unit,
 )
@@ -125,7 +125,7 @@ class RestEngine(Protocol):
 
     async def invoke(self, unit: Unit, inputs: Inputs) -> Result: ...
 
-    async def forward(self, route: RestRoute, inputs: Inputs) -> Result: ...
+    async def forward(self, forward: ForwardPlan, inputs: Inputs) -> Result: ...
 
 
 # --------------------------------------------------------------------------- routing
@@ -728,7 +728,9 @@ class _RestEndpoint:
                 path=params.get("path", ""),
                 request_id=request_id,
             )
-            result = await self.engine.forward(route.route, inputs)
+            forward = route.route.forward
+            assert forward is not None  # ``_match`` gives a route the method misses for its forward
+            result = await self.engine.forward(forward, inputs)
         else:
             media, charset = media_and_charset(content_type)
             if not raw:

@@ -22,13 +22,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from naftiko.adapters.rest.plan import RestAdapterPlan, RestRoute
 from naftiko.adapters.rest.routes import OPENAPI_PATH
 from naftiko.engine.types import (
     JSON_MEDIA_TYPE,
     PROBLEM_MEDIA_TYPE,
     InputField,
-    RestAdapterPlan,
-    RestRoute,
     Unit,
     thaw,
 )

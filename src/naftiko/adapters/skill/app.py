@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from naftiko.adapters.http.auth import InboundAuthMiddleware, build_inbound_auth
 from naftiko.adapters.http.common import (
     RequestObserverMiddleware,
     json_response,
@@ -42,9 +43,9 @@ from naftiko.adapters.http.common import (
     problem_response,
     request_id_of,
 )
-from naftiko.adapters.http.inbound_auth import InboundAuthMiddleware, build_inbound_auth
 from naftiko.adapters.http.origin import HostOriginMiddleware
 from naftiko.adapters.http.settings import AdapterSettings
+from naftiko.adapters.skill.plan import SkillAdapterPlan
 from naftiko.engine.static_files import (
     PathRejected,
     StaticFileError,
@@ -53,7 +54,7 @@ from naftiko.engine.static_files import (
     resolve_file_location,
     resolve_under,
 )
-from naftiko.engine.types import AdapterPlan, SkillAdapterPlan
+from naftiko.engine.types import AdapterPlan
 from naftiko.errors import CallerError
 from naftiko.spec.binds import Bindings
 from naftiko.spec.models import ExposedSkill

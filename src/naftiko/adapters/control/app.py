@@ -18,10 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from naftiko.adapters.http.inbound_auth import InboundAuthMiddleware, build_inbound_auth
+from naftiko.adapters.control.plan import ControlAdapterPlan
+from naftiko.adapters.http.auth import InboundAuthMiddleware, build_inbound_auth
 from naftiko.adapters.http.origin import HostOriginMiddleware
 from naftiko.adapters.http.settings import AdapterSettings
-from naftiko.engine.types import ControlAdapterPlan
 from naftiko.spec.binds import Bindings
 
 PROBES = ("/health/live", "/health/ready")
