@@ -2,9 +2,9 @@
 
 ``send`` has two branches. The fast path writes a request ``wire_of`` can write (no
 multi-step auth, no redirects to follow) straight on our ``Http11Transport``. The
-general path (multipart, unusual URLs, digest or OAuth2 auth, redirects followed) goes
-through ``httpx.AsyncClient.send`` over the same pooled transport. Both put the same
-bytes on the wire (tests/engine/test_wire.py).
+general path (multipart, unusual URLs, digest or OAuth2 auth, an API key in a cookie,
+redirects followed, a test transport) goes through ``httpx.AsyncClient.send`` over the
+same pooled transport. Both put the same bytes on the wire (tests/engine/test_wire.py).
 
 One client and transport per consumes namespace keeps connection pools (and their
 limits) apart, so one slow upstream cannot starve another. Besides httpx's per-phase
@@ -317,9 +317,9 @@ def _fast_wire(
     client; else None (the general path).
 
     The client drives multi-step auth flows (digest challenges, OAuth2 refresh on 401)
-    and follows redirects; single-pass auth (basic, bearer, API key) is one header that
-    ``wire_of`` writes itself. ``wire_of`` also refuses what needs httpx's own rules
-    (multipart, URLs to escape or normalise, URL credentials).
+    and follows redirects; single-pass auth (basic, bearer, API key) is one header or
+    query parameter that ``wire_of`` writes itself. ``wire_of`` also refuses what needs
+    httpx's own rules (multipart, URLs to escape or normalise, URL credentials).
     """
     if upstream.direct is None or settings.follow_redirects:
         return None
