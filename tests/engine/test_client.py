@@ -17,9 +17,12 @@ from naftiko.engine.invoke import Engine, kept_headers
 from naftiko.engine.types import ErrorKind, Inputs, Result
 from naftiko.spec.loader import load_capability
 from naftiko.upstream.client import UpstreamClients, send
+from naftiko.upstream.outbound_auth import BasicOutboundAuth, DigestOutboundAuth
+from naftiko.upstream.request import UpstreamRequest
 from naftiko.upstream.settings import UpstreamSettings
+from naftiko.upstream.transport import Http11Transport
 from naftiko.upstream.wire import ResponseHeaders
-from support.servers import LiveFake, closed_port
+from support.servers import LiveFake, closed_port, serve_asgi
 
 SECRET = "sk-live-0123456789"
 
@@ -229,35 +232,102 @@ async def test_clients_are_pooled_per_namespace_and_closed() -> None:
     clients.start(["a", "b"])
     first = clients.get("a")
     assert clients.get("a") is first and clients.get("b") is not first
-    assert first.timeout.connect == 1.5 and first.timeout.read == 7
-    assert first.follow_redirects is False
+    assert first.client.timeout.connect == 1.5 and first.client.timeout.read == 7
+    assert first.client.follow_redirects is False
+    assert isinstance(first.direct, Http11Transport)
     await clients.aclose()
-    assert first.is_closed and len(clients) == 0
+    assert first.client.is_closed and len(clients) == 0
 
 
-async def test_upstream_cookies_are_not_kept_between_callers() -> None:
-    calls: list[httpx.Request] = []
+class CookieSetter:
+    """A loopback upstream that sets a cookie on every answer and records the ``Cookie``
+    header of every request: ``/start`` redirects to ``/land``; ``/digest`` challenges."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request)
-        return httpx.Response(200, headers={"set-cookie": "sid=caller-a; Path=/"})
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str | None]] = []
 
-    clients = UpstreamClients(UpstreamSettings())
-    client = clients.get("up")
-    client._transport = httpx.MockTransport(handler)  # type: ignore[attr-defined]
-    for _ in range(2):
-        outcome = await send(
-            client,
-            httpx.Request("GET", "http://up.test/x"),
-            auth=None,
-            settings=UpstreamSettings(),
-            namespace="up",
-            operation="GET /x",
-        )
-        assert outcome.status == 200  # type: ignore[union-attr]
-    assert "cookie" not in calls[1].headers
-    assert len(client.cookies.jar) == 0  # nothing stored either
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        path = scope["path"]
+        self.seen.append((path, headers.get("cookie")))
+        reply = [(b"set-cookie", f"sid={path.strip('/')}-{len(self.seen)}; Path=/".encode())]
+        status = 200
+        if path == "/start":
+            status = 302
+            reply.append((b"location", b"/land"))
+        elif path == "/digest" and "authorization" not in headers:
+            status = 401
+            reply.append((b"www-authenticate", b'Digest realm="r", nonce="n1", qop="auth"'))
+        reply.append((b"content-length", b"2"))
+        await send({"type": "http.response.start", "status": status, "headers": reply})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.mark.parametrize("route", ["redirect", "digest"])
+async def test_no_upstream_cookie_reaches_another_caller_on_the_general_path(route: str) -> None:
+    """One client serves every caller: a cookie an upstream sets (on a redirect it
+    follows, or on a digest challenge) is neither stored nor sent with any later call.
+    (httpx's digest flow returns the challenge's cookie with its answer, in the same call.)"""
+    upstream = CookieSetter()
+    follow = route == "redirect"
+    settings = UpstreamSettings(follow_redirects=follow)
+    clients = UpstreamClients(settings)
+    calls = clients.get("up")
+    async with serve_asgi(upstream) as url:
+        for _ in range(3):
+            outcome = await send(
+                calls,
+                UpstreamRequest("GET", f"{url}/{'start' if follow else 'digest'}", {}),
+                auth=None if follow else DigestOutboundAuth("user", "pass"),
+                settings=settings,
+                namespace="up",
+                operation="GET /x",
+            )
+            assert outcome.status == 200  # type: ignore[union-attr]
     await clients.aclose()
+    assert len(upstream.seen) == 6  # each call took two exchanges
+    for first in (0, 2, 4):  # the first exchange of each call, then its second
+        assert upstream.seen[first][1] is None
+        assert upstream.seen[first + 1][1] in (None, f"sid=digest-{first + 1}")
+    assert len(calls.client.cookies.jar) == 0  # nothing stored either
+
+
+async def test_plain_calls_take_the_fast_path_and_the_rest_the_general_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A request ``wire_of`` writes, with single-pass auth, never builds httpx's request
+    or goes through its client; a multi-step auth flow does, over the same transport."""
+    upstream = CookieSetter()
+    settings = UpstreamSettings()
+    clients = UpstreamClients(settings)
+    calls = clients.get("up")
+    through_client: list[str] = []
+    original = calls.client.send
+
+    async def spy(request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        through_client.append(request.url.path)
+        return await original(request, **kwargs)
+
+    monkeypatch.setattr(calls.client, "send", spy)
+    async with serve_asgi(upstream) as url:
+        for path, auth in [
+            ("/plain", BasicOutboundAuth("u", "p")),
+            ("/digest", DigestOutboundAuth("u", "p")),
+        ]:
+            outcome = await send(
+                calls,
+                UpstreamRequest("GET", f"{url}{path}", {}),
+                auth=auth,
+                settings=settings,
+                namespace="up",
+                operation="GET /x",
+            )
+            assert outcome.status == 200  # type: ignore[union-attr]
+    await clients.aclose()
+    assert through_client == ["/digest"]
+    assert [path for path, _ in upstream.seen] == ["/plain", "/digest", "/digest"]
 
 
 async def test_a_gzip_encoded_response_is_decoded(

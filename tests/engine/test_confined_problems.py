@@ -19,6 +19,7 @@ from naftiko.engine.plans import CompiledCapability, NotImplementedPlan
 from naftiko.engine.types import ErrorKind, Inputs, Result
 from naftiko.spec.diagnostics import Diagnostic, LoadError
 from naftiko.spec.loader import load_capability
+from support.mocked import mocked_settings
 
 LOCKED = "https://locked.example.com"
 OPEN = "https://open.example.com"
@@ -85,8 +86,10 @@ def only(warnings: tuple[Diagnostic, ...], words: str) -> Diagnostic:
     return found
 
 
-async def invoke_all(compiled: CompiledCapability, *names: str) -> dict[str, Result]:
-    async with Engine(compiled) as engine:
+async def invoke_all(
+    compiled: CompiledCapability, upstream: respx.Router, *names: str
+) -> dict[str, Result]:
+    async with Engine(compiled, mocked_settings(upstream)) as engine:
         return {n: await engine.invoke(compiled.units[f"mcp.{n}"], Inputs()) for n in names}
 
 
@@ -113,12 +116,12 @@ def assert_501(result: Result, *words: str) -> None:
     ],
     ids=["oauth1", "aws-sig-v4", "apikey-body", "oauth2-no-endpoint"],
 )
-@respx.mock(assert_all_called=False, using="httpx")
 async def test_unusable_authentication_makes_its_namespace_answer_501(
-    respx_mock: respx.MockRouter, tmp_path: Path, auth: dict[str, Any], reason: str
+    tmp_path: Path, auth: dict[str, Any], reason: str
 ) -> None:
-    locked = respx_mock.route(url__startswith=LOCKED).respond(200, json={"a": "leak"})
-    respx_mock.get(f"{OPEN}/r").respond(200, json={"a": "ok"})
+    upstream = respx.Router(assert_all_called=False)
+    locked = upstream.route(url__startswith=LOCKED).respond(200, json={"a": "leak"})
+    upstream.get(f"{OPEN}/r").respond(200, json={"a": "ok"})
     steps = [{"type": "call", "name": "s", "call": "locked.get"}]
     tools = [tool("direct", call="locked.get"), tool("chain", steps=steps), OPEN_TOOL]
     path = write(tmp_path, document(locked_auth=auth, tools=tools))
@@ -129,12 +132,12 @@ async def test_unusable_authentication_makes_its_namespace_answer_501(
     assert warning.line is not None and warning.file == str(path)
     assert warning.path == "capability.consumes[0].authentication"
 
-    results = await invoke_all(compiled, "direct", "chain", "healthy")
+    results = await invoke_all(compiled, upstream, "direct", "chain", "healthy")
     assert_501(results["direct"], "'locked' cannot be called", reason)
     assert_501(results["chain"], reason)
     assert results["chain"].problem.step == "s"  # type: ignore[union-attr]
     assert (results["healthy"].status, results["healthy"].body) == (200, {"a": "ok"})
-    async with Engine(compiled) as engine:
+    async with Engine(compiled, mocked_settings(upstream)) as engine:
         route = compiled.adapters[1].routes[0]  # type: ignore[attr-defined]
         assert isinstance(route, RestRoute) and route.forward is not None
         assert_501(await engine.forward(route.forward, Inputs(path="x")), reason)
@@ -175,9 +178,9 @@ async def test_broken_steps_make_their_unit_answer_501(
     plan = compiled.units["mcp.broken"].plan
     assert isinstance(plan, NotImplementedPlan)
 
-    with respx.mock(assert_all_called=False, using="httpx") as upstream:
-        sent = upstream.get(f"{OPEN}/r").respond(200, json={"a": "ok"})
-        results = await invoke_all(compiled, "broken", "via-ref", "healthy")
+    upstream = respx.Router(assert_all_called=False)
+    sent = upstream.get(f"{OPEN}/r").respond(200, json={"a": "ok"})
+    results = await invoke_all(compiled, upstream, "broken", "via-ref", "healthy")
     assert_501(results["broken"], "'mcp.broken' cannot run", reason)
     assert_501(results["via-ref"], "'fleet.fn' cannot run", reason)
     assert results["healthy"].status == 200
@@ -227,11 +230,11 @@ async def test_an_unreadable_format_makes_only_the_units_reading_it_answer_501(
     assert warning.path is not None and warning.path.endswith("outputRawFormat")
     assert warning.line is not None
 
-    with respx.mock(assert_all_called=False, using="httpx") as upstream:
-        sent = upstream.get(f"{OPEN}/r").respond(
-            200, content=b"\x08\x96\x01", headers={"Content-Type": "application/x-protobuf"}
-        )
-        results = await invoke_all(compiled, "mapped", "raw", "chain")
+    upstream = respx.Router(assert_all_called=False)
+    sent = upstream.get(f"{OPEN}/r").respond(
+        200, content=b"\x08\x96\x01", headers={"Content-Type": "application/x-protobuf"}
+    )
+    results = await invoke_all(compiled, upstream, "mapped", "raw", "chain")
     assert_501(results["mapped"], f"the body of '{target}' cannot be read", reason)
     assert_501(results["chain"], reason)
     assert (results["raw"].status, results["raw"].body) == (200, b"\x08\x96\x01")

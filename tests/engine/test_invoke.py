@@ -20,6 +20,7 @@ from naftiko.engine import invoke as invoke_module
 from naftiko.engine.invoke import Engine
 from naftiko.engine.types import ErrorKind, InputField, Inputs
 from naftiko.spec.loader import load_capability
+from support.mocked import mocked_settings
 
 BASE = "https://api.example.com"
 
@@ -108,7 +109,13 @@ REST = {
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+def router() -> respx.Router:
+    """The engine's upstream: every namespace's client sends to it."""
+    return respx.Router(assert_all_called=False)
+
+
+@pytest.fixture
+async def engine(tmp_path: Path, router: respx.Router) -> AsyncIterator[Engine]:
     doc = {
         "naftiko": "1.0.0-alpha2",
         "info": {"label": "t", "description": "t"},
@@ -122,17 +129,16 @@ async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
     file = tmp_path / "cap.yaml"
     file.write_text(yaml.safe_dump(doc, sort_keys=False))
     compiled = compile_capability(load_capability(file, env={"API_KEY": "k-secret"}))
-    async with Engine(compiled) as running:
+    async with Engine(compiled, mocked_settings(router)) as running:
         yield running
 
 
 @pytest.fixture
-def upstream() -> respx.MockRouter:
-    with respx.mock(assert_all_called=False, using="httpx") as router:
-        router.get(f"{BASE}/items").mock(
-            return_value=httpx.Response(200, json={"items": [{"name": "a"}, {"name": "b"}]})
-        )
-        yield router
+def upstream(router: respx.Router) -> respx.Router:
+    router.get(f"{BASE}/items").mock(
+        return_value=httpx.Response(200, json={"items": [{"name": "a"}, {"name": "b"}]})
+    )
+    return router
 
 
 async def run(engine: Engine, tool: str, **values: Any) -> Any:
@@ -151,7 +157,7 @@ async def run(engine: Engine, tool: str, **values: Any) -> Any:
     ],
 )
 async def test_invalid_arguments_never_reach_the_upstream(
-    engine: Engine, upstream: respx.MockRouter, values: dict[str, Any], parameter: str, detail: str
+    engine: Engine, upstream: respx.Router, values: dict[str, Any], parameter: str, detail: str
 ) -> None:
     result = await run(engine, "list", **values)
     assert result.problem is not None
@@ -169,7 +175,7 @@ async def test_required_argument_message_names_the_type(engine: Engine) -> None:
 
 
 async def test_call_maps_output_and_applies_defaults(
-    engine: Engine, upstream: respx.MockRouter
+    engine: Engine, upstream: respx.Router
 ) -> None:
     result = await run(engine, "list", limit=5, body={})
     assert (result.status, result.body, result.is_error) == (200, {"names": ["a", "b"]}, False)
@@ -182,7 +188,7 @@ async def test_call_maps_output_and_applies_defaults(
 
 
 async def test_mock_mode_renders_values_without_any_call(
-    engine: Engine, upstream: respx.MockRouter
+    engine: Engine, upstream: respx.Router
 ) -> None:
     result = await run(engine, "mock", imo="IMO-1")
     assert (result.status, result.body) == (200, {"imo": "IMO-1", "name": "Northern Star"})
@@ -205,7 +211,7 @@ async def test_missing_call_target_is_501(engine: Engine) -> None:
     assert "up.missing" in result.problem.detail
 
 
-async def test_ref_delegates_to_the_function(engine: Engine, upstream: respx.MockRouter) -> None:
+async def test_ref_delegates_to_the_function(engine: Engine, upstream: respx.Router) -> None:
     result = await run(engine, "via-ref", query="b")
     assert result.status == 200
     assert result.body == {"items": [{"name": "a"}, {"name": "b"}]}
@@ -214,7 +220,7 @@ async def test_ref_delegates_to_the_function(engine: Engine, upstream: respx.Moc
 
 async def test_unexpected_exception_is_a_generic_500(
     engine: Engine,
-    upstream: respx.MockRouter,
+    upstream: respx.Router,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -234,24 +240,25 @@ async def test_unexpected_exception_is_a_generic_500(
 # --------------------------------------------------------------------------- forward
 
 
-async def test_forward_keeps_query_and_only_trusted_headers(engine: Engine) -> None:
+async def test_forward_keeps_query_and_only_trusted_headers(
+    engine: Engine, router: respx.Router
+) -> None:
     [plan] = [a for a in engine.adapters if isinstance(a, RestAdapterPlan)]
     [route] = plan.routes
-    with respx.mock(using="httpx") as router:
-        target = router.post(f"{BASE}/a/b%20c").mock(
-            return_value=httpx.Response(201, json={"ok": 1}, headers={"set-cookie": "s=1"})
-        )
-        result = await engine.forward(
-            route.forward,
-            Inputs(
-                method="POST",
-                path="a/b c",
-                query_string="x=1&y=2",
-                headers={"X-Trace": "t1", "Authorization": "Bearer caller", "Cookie": "c=1"},
-                body={"a": "1"},
-                media_type="application/x-www-form-urlencoded",
-            ),
-        )
+    target = router.post(f"{BASE}/a/b%20c").mock(
+        return_value=httpx.Response(201, json={"ok": 1}, headers={"set-cookie": "s=1"})
+    )
+    result = await engine.forward(
+        route.forward,
+        Inputs(
+            method="POST",
+            path="a/b c",
+            query_string="x=1&y=2",
+            headers={"X-Trace": "t1", "Authorization": "Bearer caller", "Cookie": "c=1"},
+            body={"a": "1"},
+            media_type="application/x-www-form-urlencoded",
+        ),
+    )
     assert (result.status, result.body, dict(result.headers)) == (201, {"ok": 1}, {})
     request = target.calls.last.request
     assert request.url.query == b"x=1&y=2"
@@ -265,11 +272,12 @@ async def test_forward_keeps_query_and_only_trusted_headers(engine: Engine) -> N
 
 
 @pytest.mark.parametrize("path", ["../admin", "a/../../b", "."])
-async def test_forward_refuses_dot_segments(engine: Engine, path: str) -> None:
+async def test_forward_refuses_dot_segments(
+    engine: Engine, router: respx.Router, path: str
+) -> None:
     [plan] = [a for a in engine.adapters if isinstance(a, RestAdapterPlan)]
-    with respx.mock(using="httpx") as router:
-        result = await engine.forward(plan.routes[0].forward, Inputs(method="GET", path=path))
-        assert not router.calls
+    result = await engine.forward(plan.routes[0].forward, Inputs(method="GET", path=path))
+    assert not router.calls
     assert result.problem is not None and result.problem.kind == ErrorKind.VALIDATION
 
 

@@ -16,7 +16,7 @@ from naftiko.adapters.exposes import compile_capability
 from naftiko.engine.invoke import Engine
 from naftiko.engine.types import ErrorKind, Inputs, Result
 from naftiko.spec.loader import load_capability
-from naftiko.upstream.settings import UpstreamSettings
+from support.mocked import mocked_settings
 
 BASE = "https://api.example.com/v1"
 
@@ -58,13 +58,13 @@ Make = Callable[..., Engine]
 
 
 @pytest.fixture
-async def make(tmp_path: Path) -> AsyncIterator[Make]:
+async def make(tmp_path: Path, upstream: respx.Router) -> AsyncIterator[Make]:
     engines: list[Engine] = []
 
     def build(doc: dict[str, Any], env: dict[str, str] | None = None, **settings: Any) -> Engine:
         file = tmp_path / f"cap{len(engines)}.yaml"
         file.write_text(yaml.safe_dump(doc, sort_keys=False))
-        engine_settings = UpstreamSettings(**settings)
+        engine_settings = mocked_settings(upstream, **settings)
         loaded = load_capability(file, env=env or {})
         engine = Engine(compile_capability(loaded, engine_settings), engine_settings)
         engines.append(engine)
@@ -88,14 +88,13 @@ def tool(**fields: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def upstream() -> respx.MockRouter:
-    # using="httpx": the engine's transport is its own, not httpcore (respx's default).
-    with respx.mock(assert_all_called=False, using="httpx") as router:
-        router.route().mock(return_value=httpx.Response(200, json={"ok": True}))
-        yield router
+def upstream() -> respx.Router:
+    router = respx.Router(assert_all_called=False)
+    router.route().mock(return_value=httpx.Response(200, json={"ok": True}))
+    return router
 
 
-def sent(router: respx.MockRouter) -> httpx.Request:
+def sent(router: respx.Router) -> httpx.Request:
     return router.calls.last.request
 
 
@@ -112,14 +111,14 @@ def sent(router: respx.MockRouter) -> httpx.Request:
     ],
 )
 async def test_base_and_path_join_with_one_slash(
-    make: Make, upstream: respx.MockRouter, base: str, path: str, expected: str
+    make: Make, upstream: respx.Router, base: str, path: str, expected: str
 ) -> None:
     engine = make(document(op(), tool(), base=base, path=path))
     assert (await call(engine, {})).status == 200
     assert str(sent(upstream).url) == expected
 
 
-async def test_both_brace_spellings_are_substituted(make: Make, upstream: respx.MockRouter) -> None:
+async def test_both_brace_spellings_are_substituted(make: Make, upstream: respx.Router) -> None:
     engine = make(
         document(
             op(inputParameters=[{"name": "a", "in": "path"}, {"name": "b", "in": "path"}]),
@@ -143,7 +142,7 @@ async def test_both_brace_spellings_are_substituted(make: Make, upstream: respx.
     ],
 )
 async def test_path_values_stay_one_segment_on_the_declared_host(
-    make: Make, upstream: respx.MockRouter, value: str, raw_path: bytes
+    make: Make, upstream: respx.Router, value: str, raw_path: bytes
 ) -> None:
     engine = make(document(op(), tool(), path="/items/{id}"))
     result = await call(engine, {"id": value})
@@ -155,7 +154,7 @@ async def test_path_values_stay_one_segment_on_the_declared_host(
 
 
 @pytest.mark.parametrize("value", [".", ".."])
-async def test_dot_segments_are_refused(make: Make, upstream: respx.MockRouter, value: str) -> None:
+async def test_dot_segments_are_refused(make: Make, upstream: respx.Router, value: str) -> None:
     engine = make(document(op(), tool(), path="/items/{id}/x"))
     result = await call(engine, {"id": value})
     assert result.problem is not None
@@ -163,23 +162,21 @@ async def test_dot_segments_are_refused(make: Make, upstream: respx.MockRouter, 
     assert not upstream.calls
 
 
-async def test_base_uri_template_comes_from_binds_only(
-    make: Make, upstream: respx.MockRouter
-) -> None:
+async def test_base_uri_template_comes_from_binds_only(make: Make, upstream: respx.Router) -> None:
     doc = document(op(), tool(), base="https://{{REGION}}.example.com", binds={"REGION": ""})
     engine = make(doc, env={"REGION": "eu"})
     await call(engine, {"REGION": "evil.com/"})
     assert sent(upstream).url.host == "eu.example.com"
 
 
-async def test_unbound_base_uri_answers_501(make: Make, upstream: respx.MockRouter) -> None:
+async def test_unbound_base_uri_answers_501(make: Make, upstream: respx.Router) -> None:
     engine = make(document(op(), tool(), base="https://{{tools.host}}/"))
     result = await call(engine, {"host": "evil.com"})
     assert result.problem is not None and result.problem.kind == ErrorKind.NOT_IMPLEMENTED
     assert not upstream.calls
 
 
-async def test_base_uri_override(make: Make, upstream: respx.MockRouter) -> None:
+async def test_base_uri_override(make: Make, upstream: respx.Router) -> None:
     engine = make(document(op(), tool()), base_uri_overrides={"up": "http://127.0.0.1:9"})
     await call(engine, {})
     assert str(sent(upstream).url) == "http://127.0.0.1:9/items"
@@ -188,7 +185,7 @@ async def test_base_uri_override(make: Make, upstream: respx.MockRouter) -> None
 # --------------------------------------------------------------------------- parameters
 
 
-async def test_parameter_placements(make: Make, upstream: respx.MockRouter) -> None:
+async def test_parameter_placements(make: Make, upstream: respx.Router) -> None:
     params = [
         {"name": "q", "in": "query"},
         {"name": "tags", "in": "query"},
@@ -221,7 +218,7 @@ async def test_parameter_placements(make: Make, upstream: respx.MockRouter) -> N
 
 
 async def test_consumes_level_headers_are_rendered_and_dropped_when_unresolved(
-    make: Make, upstream: respx.MockRouter
+    make: Make, upstream: respx.Router
 ) -> None:
     consumes = {
         "inputParameters": [
@@ -242,7 +239,7 @@ async def test_consumes_level_headers_are_rendered_and_dropped_when_unresolved(
     assert headers["User-Agent"] == "custom/1"
 
 
-async def test_header_with_line_break_is_refused(make: Make, upstream: respx.MockRouter) -> None:
+async def test_header_with_line_break_is_refused(make: Make, upstream: respx.Router) -> None:
     engine = make(document(op(inputParameters=[{"name": "X-A", "in": "header"}]), tool()))
     result = await call(engine, {"X-A": "v\r\nX-Injected: 1"})
     assert result.problem is not None
@@ -250,7 +247,7 @@ async def test_header_with_line_break_is_refused(make: Make, upstream: respx.Moc
     assert not upstream.calls
 
 
-async def test_bind_wins_over_caller_input(make: Make, upstream: respx.MockRouter) -> None:
+async def test_bind_wins_over_caller_input(make: Make, upstream: respx.Router) -> None:
     params = [{"name": "key", "in": "query", "value": "{{API_KEY}}"}]
     engine = make(
         document(op(inputParameters=params), tool(), binds={"API_KEY": ""}),
@@ -268,7 +265,7 @@ def _body(request: httpx.Request) -> tuple[str, bytes]:
 
 
 async def test_json_body_keeps_types_and_omits_unresolved_fields(
-    make: Make, upstream: respx.MockRouter
+    make: Make, upstream: respx.Router
 ) -> None:
     data = {
         "ids": "{{tools.ids}}",
@@ -283,7 +280,7 @@ async def test_json_body_keeps_types_and_omits_unresolved_fields(
     assert json.loads(content) == {"ids": [1, 2], "n": 3, "name": "x-a"}
 
 
-async def test_form_body_is_really_url_encoded(make: Make, upstream: respx.MockRouter) -> None:
+async def test_form_body_is_really_url_encoded(make: Make, upstream: respx.Router) -> None:
     data = {"grant_type": "authorization_code", "code": "{{tools.code}}", "verifier": "{{tools.v}}"}
     engine = make(
         document(op(method="POST", body={"type": "formUrlEncoded", "data": data}), tool())
@@ -295,7 +292,7 @@ async def test_form_body_is_really_url_encoded(make: Make, upstream: respx.MockR
     )
 
 
-async def test_multipart_body_has_real_parts(make: Make, upstream: respx.MockRouter) -> None:
+async def test_multipart_body_has_real_parts(make: Make, upstream: respx.Router) -> None:
     data = [
         {
             "name": "file",
@@ -323,7 +320,7 @@ async def test_multipart_body_has_real_parts(make: Make, upstream: respx.MockRou
         ("sparql", "application/sparql-query"),
     ],
 )
-async def test_text_bodies(make: Make, upstream: respx.MockRouter, kind: str, media: str) -> None:
+async def test_text_bodies(make: Make, upstream: respx.Router, kind: str, media: str) -> None:
     engine = make(
         document(op(method="POST", body={"type": kind, "data": "<q>{{tools.q}}</q>"}), tool())
     )
@@ -339,7 +336,7 @@ async def test_text_bodies(make: Make, upstream: respx.MockRouter, kind: str, me
     ],
 )
 async def test_raw_string_body(
-    make: Make, upstream: respx.MockRouter, template: str, media: str, content: bytes
+    make: Make, upstream: respx.Router, template: str, media: str, content: bytes
 ) -> None:
     engine = make(document(op(method="POST", body=template), tool()))
     await call(engine, {"imo": "IMO-1"})
@@ -381,7 +378,7 @@ def _rest(with_: dict[str, Any]) -> dict[str, Any]:
 )
 async def test_whole_body_forward_keeps_the_callers_media_type(
     make: Make,
-    upstream: respx.MockRouter,
+    upstream: respx.Router,
     body: Any,
     media: str,
     expected_media: str,
@@ -393,7 +390,7 @@ async def test_whole_body_forward_keeps_the_callers_media_type(
     assert _body(sent(upstream)) == (expected_media, expected)
 
 
-async def test_whole_text_body_stays_text(make: Make, upstream: respx.MockRouter) -> None:
+async def test_whole_text_body_stays_text(make: Make, upstream: respx.Router) -> None:
     untyped = op(method="POST", inputParameters=[{"name": "body", "in": "body", "type": "string"}])
     engine = make(document(untyped, tool(), rest=_rest({"body": "rest.body"})))
     result = await engine.invoke(
@@ -403,7 +400,7 @@ async def test_whole_text_body_stays_text(make: Make, upstream: respx.MockRouter
     assert _body(sent(upstream)) == ("text/csv", b"plain words")
 
 
-async def test_whole_multipart_body_is_re_encoded(make: Make, upstream: respx.MockRouter) -> None:
+async def test_whole_multipart_body_is_re_encoded(make: Make, upstream: respx.Router) -> None:
     engine = make(document(_body_op(), tool(), rest=_rest({"body": "rest.body"})))
     body = {"name": "n", "file": b"\x00bin"}
     await engine.invoke(
@@ -415,9 +412,7 @@ async def test_whole_multipart_body_is_re_encoded(make: Make, upstream: respx.Mo
     assert b'name="file"; filename="file"' in content and b"\x00bin" in content
 
 
-async def test_named_body_fields_build_a_json_object(
-    make: Make, upstream: respx.MockRouter
-) -> None:
+async def test_named_body_fields_build_a_json_object(make: Make, upstream: respx.Router) -> None:
     params = [{"name": "query", "in": "body"}, {"name": "variables", "in": "body"}]
     engine = make(document(op(method="POST", inputParameters=params), tool()))
     await call(engine, {"query": "{ a }", "variables": {"x": 1}})
@@ -425,7 +420,7 @@ async def test_named_body_fields_build_a_json_object(
 
 
 async def test_declared_form_content_type_encodes_a_dict_body(
-    make: Make, upstream: respx.MockRouter
+    make: Make, upstream: respx.Router
 ) -> None:
     params = [
         {"name": "Content-Type", "in": "header", "value": "application/x-www-form-urlencoded"},
@@ -439,7 +434,7 @@ async def test_declared_form_content_type_encodes_a_dict_body(
 # --------------------------------------------------------------------------- auth
 
 
-async def test_bearer_from_binds(make: Make, upstream: respx.MockRouter) -> None:
+async def test_bearer_from_binds(make: Make, upstream: respx.Router) -> None:
     consumes = {"authentication": {"type": "bearer", "token": "{{TOKEN}}"}}
     engine = make(
         document(op(), tool(), consumes=consumes, binds={"TOKEN": ""}), env={"TOKEN": "t0k"}
@@ -449,7 +444,7 @@ async def test_bearer_from_binds(make: Make, upstream: respx.MockRouter) -> None
 
 
 async def test_auth_sees_consumed_parameters_written_back(
-    make: Make, upstream: respx.MockRouter
+    make: Make, upstream: respx.Router
 ) -> None:
     consumes = {
         "authentication": {

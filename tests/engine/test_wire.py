@@ -84,6 +84,21 @@ async def test_single_header_auth_replaces_any_case(auth: Any) -> None:
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "https://a.example/x",
+        "https://a.example/x?page=2&api_key=stale&api_key=old",
+        "https://a.example:8443/x/%2F?q=a+b&r=%20",
+        "https://a.example",
+    ],
+)
+@pytest.mark.parametrize("value", ["s3cret", "a b&c=d/é+%"])
+async def test_an_api_key_in_the_query_is_merged_as_httpx_merges_it(url: str, value: str) -> None:
+    auth = ApiKeyOutboundAuth("api_key", value, placement="query")
+    await assert_same_bytes(UpstreamRequest("GET", url, {"Accept": "*/*"}), auth)
+
+
+@pytest.mark.parametrize(
     ("url", "headers", "auth", "files"),
     [
         ("http://a.example/a b", {}, None, None),  # httpx escapes the space
@@ -95,7 +110,7 @@ async def test_single_header_auth_replaces_any_case(auth: Any) -> None:
         ("http://a.example/x", {"Host": "other"}, None, None),
         ("http://a.example/x", {"content-length": "3"}, None, None),
         ("http://a.example/x", {"X-Name": "caf\u00e9"}, None, None),
-        ("http://a.example/x", {}, ApiKeyOutboundAuth("k", "v", placement="query"), None),
+        ("http://user:pw@a.example/x", {}, ApiKeyOutboundAuth("k", "v", placement="query"), None),
         ("http://a.example/x", {}, ApiKeyOutboundAuth("k", "v", placement="cookie"), None),
         ("http://a.example/x", {}, DigestOutboundAuth("u", "p"), None),
         ("http://a.example/x", {}, None, [("f", (None, b"v", None))]),
@@ -119,15 +134,16 @@ header_values = st.text(alphabet="abc XYZ019-._~;=/,:\t", max_size=12)
         st.sampled_from(["Accept", "X-Trace", "accept", "Cookie"]), header_values, max_size=3
     ),
     content=st.one_of(st.none(), st.binary(max_size=8)),
+    auth=st.sampled_from([None, ApiKeyOutboundAuth("k", "v &é", placement="query")]),
 )
 async def test_whenever_we_write_it_httpx_would_write_the_same(
-    path: str, query: str | None, headers: dict[str, str], content: bytes | None
+    path: str, query: str | None, headers: dict[str, str], content: bytes | None, auth: Any
 ) -> None:
     url = "https://api.example.com:8443/v1/" + path + ("" if query is None else "?" + query)
     request = UpstreamRequest("POST", url, headers, content)
-    ours = wire_of(request, None, TIMEOUT)
+    ours = wire_of(request, auth, TIMEOUT)
     if ours is not None:
-        assert ours == await httpx_wire(request)
+        assert ours == await httpx_wire(request, auth)
 
 
 def test_response_headers_read_like_httpx() -> None:

@@ -60,16 +60,13 @@ def _prepare_server_process() -> None:
 
     - No cyclic GC until the adapters are ready (``naftiko.runtime.heap``): loading
       creates many objects and none of them is garbage, so collections are pure cost.
-    - httpx imports its command-line client (click, rich, pygments) when those happen to
-      be installed, as in a development environment: start-up time and memory for a
-      client a server never runs, so it is made to fail over to httpx's own "CLI not
-      installed" stub.
+    - httpx's command-line client is never imported (``skip_httpx_command_line``).
     """
     from naftiko.runtime import heap
+    from naftiko.upstream import skip_httpx_command_line
 
     heap.defer_collection()
-    if "httpx" not in sys.modules:
-        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    skip_httpx_command_line()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,9 +1,16 @@
-"""Transport to consumed APIs: pooled clients, timeouts, a size limit, failure classes.
+"""Upstream client: the pooled connections of each consumed API and the one ``send`` to them.
 
-One ``httpx.AsyncClient`` per consumes namespace keeps connection pools (and their limits)
-apart, so one slow upstream cannot starve another. Besides httpx's per-phase timeouts,
-``UpstreamSettings.total_timeout_s`` bounds the whole exchange. An unfollowed redirect is
-a bad upstream response: its body is never read and its ``Location`` never shown.
+``send`` has two branches. The fast path writes a request ``wire_of`` can write (no
+multi-step auth, no redirects to follow) straight on our ``Http11Transport``. The
+general path (multipart, unusual URLs, digest or OAuth2 auth, an API key in a cookie,
+redirects followed, a test transport) goes through ``httpx.AsyncClient.send`` over the
+same pooled transport. Both put the same bytes on the wire (tests/engine/test_wire.py).
+
+One client and transport per consumes namespace keeps connection pools (and their
+limits) apart, so one slow upstream cannot starve another. Besides httpx's per-phase
+timeouts, ``UpstreamSettings.total_timeout_s`` bounds the whole exchange. An unfollowed
+redirect is a bad upstream response: its body is never read and its ``Location`` never
+shown. One client serves every caller, so it keeps no cookie.
 
 Every failure becomes a :class:`~naftiko.errors.Problem` whose text we write
 ourselves: httpx exception messages can hold the full URL, and URLs can hold API keys.
@@ -15,7 +22,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
+from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
 
 import httpx
 
@@ -32,17 +39,10 @@ from naftiko.upstream.decoding import (
 from naftiko.upstream.outbound_auth import OutboundAuthError
 from naftiko.upstream.request import UpstreamRequest
 from naftiko.upstream.settings import UpstreamSettings
-from naftiko.upstream.transport import (
-    Http11Transport,
-    ResponseHeadTooLarge,
-    WireRequest,
-    wire_request,
-)
+from naftiko.upstream.transport import Http11Transport, ResponseHeadTooLarge, WireRequest
 from naftiko.upstream.wire import ResponseHeaders, wire_of
 
-__all__ = ["UpstreamClients", "UpstreamResponse", "send"]
-
-_ANY_URL = httpx.URL("http://upstream/")  # clients here have no per-URL mounts
+__all__ = ["Upstream", "UpstreamClients", "UpstreamResponse", "send"]
 
 
 # Made on every request: not ``frozen`` (its ``__init__`` would set each field through
@@ -69,27 +69,40 @@ class UpstreamResponse:
         return self.headers.get("content-type")
 
 
+class Upstream:
+    """The client of one consumes namespace, and our transport under it (the fast path).
+
+    ``direct`` is None when a test double stands in for our transport
+    (``UpstreamSettings.transport``): every call then goes through ``client``.
+    """
+
+    __slots__ = ("client", "direct")
+
+    def __init__(self, client: httpx.AsyncClient, direct: Http11Transport | None) -> None:
+        self.client = client
+        self.direct = direct
+
+
 class UpstreamClients:
     """The pooled clients of one engine, keyed by consumes namespace, created lazily."""
 
     def __init__(self, settings: UpstreamSettings) -> None:
         self._settings = settings
-        self._clients: dict[str, httpx.AsyncClient] = {}
-        self._closed = False
+        self._clients: dict[str, Upstream] = {}
 
     def start(self, namespaces: Iterable[str]) -> None:
         """Create the clients now (the runtime calls this before serving)."""
         for namespace in namespaces:
             self.get(namespace)
 
-    def get(self, namespace: str) -> httpx.AsyncClient:
-        client = self._clients.get(namespace)
-        if client is None or client.is_closed:
-            client = self._make()
-            self._clients[namespace] = client
-        return client
+    def get(self, namespace: str) -> Upstream:
+        upstream = self._clients.get(namespace)
+        if upstream is None or upstream.client.is_closed:
+            upstream = self._make()
+            self._clients[namespace] = upstream
+        return upstream
 
-    def _make(self) -> httpx.AsyncClient:
+    def _make(self) -> Upstream:
         s = self._settings
         timeout = httpx.Timeout(
             connect=s.connect_timeout_s,
@@ -97,34 +110,71 @@ class UpstreamClients:
             write=s.read_timeout_s,
             pool=s.connect_timeout_s,
         )
-        client = httpx.AsyncClient(
-            timeout=timeout,
-            # Our own HTTP/1.1 transport: httpcore's cost ~7x more CPU per call (see its
-            # module). Every pooled connection may stay idle: closing the ones above a
-            # smaller keep-alive cap made each burst reconnect.
-            transport=Http11Transport(
+        if s.transport is not None:
+            transport = s.transport()
+        else:
+            # Our own HTTP/1.1 transport: httpcore costs several times more CPU per call
+            # (see its module). Every pooled connection may stay idle: closing the ones
+            # above a smaller keep-alive cap made each burst reconnect.
+            transport = Http11Transport(
                 max_connections=s.max_connections, max_idle=s.max_connections
-            ),
+            )
+        client = _Client(
+            timeout=timeout,
+            transport=transport,
             follow_redirects=s.follow_redirects,
             headers={"User-Agent": s.user_agent},
             # Proxies from the environment would silently re-route upstream calls.
             trust_env=False,
             # One client serves every caller: a cookie set for one must never reach another.
-            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+            cookies=_NoCookies(),
             event_hooks={"response": [_bounded_by(s.max_response_bytes)]},
         )
-        # The policy refuses every cookie, but httpx still wraps each response and its
-        # request in urllib objects to ask it (~10% of the engine's CPU per call).
-        client._cookies = _RefusedCookies(client.cookies.jar)
-        return client
+        return Upstream(client, transport if isinstance(transport, Http11Transport) else None)
 
     async def aclose(self) -> None:
-        clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            await client.aclose()
+        upstreams, self._clients = list(self._clients.values()), {}
+        for upstream in upstreams:
+            await upstream.client.aclose()
 
     def __len__(self) -> int:
         return len(self._clients)
+
+
+class _NoCookies(CookieJar):
+    """A cookie jar that keeps nothing: ``Set-Cookie`` is never read, nothing is stored,
+    so no request ever carries a cookie. (Its policy refuses every domain as well.)"""
+
+    def __init__(self) -> None:
+        super().__init__(DefaultCookiePolicy(allowed_domains=[]))
+
+    def extract_cookies(self, response: object, request: object) -> None:
+        return None
+
+    def set_cookie(self, cookie: Cookie) -> None:
+        return None
+
+
+class _RefusedCookies(httpx.Cookies):
+    """httpx's cookie store over :class:`_NoCookies`, which skips reading a response at
+    all: httpx would wrap each response and its request in urllib objects only to have
+    the jar ignore them, a tenth of the general path's CPU."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+_NO_COOKIES = _RefusedCookies(_NoCookies())
+
+
+class _Client(httpx.AsyncClient):
+    """httpx's client whose cookie store (the public ``cookies`` property) is
+    :data:`_NO_COOKIES`. Should httpx stop reading cookies through that property, the
+    jar it was given (``cookies=_NoCookies()``) still stores nothing."""
+
+    @property  # type: ignore[override]
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
 
 
 def _bounded_by(limit: int) -> Callable[[httpx.Response], Awaitable[None]]:
@@ -142,13 +192,6 @@ def _bounded_by(limit: int) -> Callable[[httpx.Response], Awaitable[None]]:
             response.stream = LimitedStream(response.stream, limit, response.status_code)
 
     return hook
-
-
-class _RefusedCookies(httpx.Cookies):
-    """A cookie store that never reads ``Set-Cookie``: upstream cookies are never kept."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
 
 
 def _classify(exc: Exception, settings: UpstreamSettings) -> tuple[ErrorKind, str]:
@@ -190,8 +233,8 @@ _TITLES = {
 
 
 async def send(
-    client: httpx.AsyncClient,
-    request: UpstreamRequest | httpx.Request,
+    upstream: Upstream,
+    request: UpstreamRequest,
     *,
     auth: httpx.Auth | None,
     settings: UpstreamSettings,
@@ -208,14 +251,13 @@ async def send(
     started = time.perf_counter()
     limit = settings.max_response_bytes
     try:
-        route = await _route(client, request, auth, settings)
-        if isinstance(route, tuple):
-            # The deadline rides on the wire request: no asyncio.timeout (~5 µs) needed.
-            status, headers, content = await _fetch(*route, limit)
-        else:
+        wire = _fast_wire(upstream, request, auth, settings)
+        if wire is not None:  # the fast path; the deadline rides on the wire request
+            status, headers, content = await _fetch(upstream.direct, wire, limit)
+        else:  # the general path
             async with asyncio.timeout(settings.total_timeout_s):
                 status, headers, content = await _send_with_client(
-                    client, route, auth, settings, limit
+                    upstream.client, request.to_httpx(), auth, settings, limit
                 )
     except Exception as exc:
         kind, reason, title, status = _failure(exc, settings)
@@ -265,65 +307,32 @@ def _failure(
     raise exc
 
 
-def _direct_transport(
-    client: httpx.AsyncClient, auth: httpx.Auth | None, settings: UpstreamSettings
-) -> Http11Transport | None:
-    """Our transport, when this call needs nothing of httpx's client layer; else None.
+def _fast_wire(
+    upstream: Upstream,
+    request: UpstreamRequest,
+    auth: httpx.Auth | None,
+    settings: UpstreamSettings,
+) -> WireRequest | None:
+    """The bytes to write on our transport when this call needs nothing of httpx's
+    client; else None (the general path).
 
-    The client layer drives multi-step auth flows (digest challenges, OAuth2 refresh on
-    401) and follows redirects; single-pass auth (basic, bearer, API key) is applied
-    here. ``_transport_for_url`` is the transport httpx itself would pick: test doubles
-    (respx) replace it, and their calls then go through httpx as before. (URL
-    credentials, which httpx turns into Basic auth, are checked by the callers.)
+    The client drives multi-step auth flows (digest challenges, OAuth2 refresh on 401)
+    and follows redirects; single-pass auth (basic, bearer, API key) is one header or
+    query parameter that ``wire_of`` writes itself. ``wire_of`` also refuses what needs
+    httpx's own rules (multipart, URLs to escape or normalise, URL credentials).
     """
-    if settings.follow_redirects:
+    if upstream.direct is None or settings.follow_redirects:
         return None
     if auth is not None and not getattr(auth, "single_pass", False):
         return None
-    if client.is_closed:
-        raise RuntimeError("the upstream client is closed")
-    transport = client._transport_for_url(_ANY_URL)
-    return transport if isinstance(transport, Http11Transport) else None
-
-
-async def _route(
-    client: httpx.AsyncClient,
-    request: UpstreamRequest | httpx.Request,
-    auth: httpx.Auth | None,
-    settings: UpstreamSettings,
-) -> tuple[Http11Transport, WireRequest] | httpx.Request:
-    """Our transport and the bytes to write on it, or the request for httpx's client."""
-    transport = _direct_transport(client, auth, settings)
-    if transport is None:
-        return request.to_httpx() if isinstance(request, UpstreamRequest) else request
     deadline = asyncio.get_running_loop().time() + settings.total_timeout_s
-    if isinstance(request, UpstreamRequest):
-        wire = wire_of(request, auth, client.timeout, deadline)
-        if wire is not None:
-            return transport, wire
-        request = request.to_httpx()
-    if request.url.userinfo:  # httpx turns URL credentials into Basic auth
-        return request
-    return transport, await _decorated_wire(request, auth, client, deadline)
-
-
-async def _decorated_wire(
-    request: httpx.Request, auth: httpx.Auth | None, client: httpx.AsyncClient, deadline: float
-) -> WireRequest:
-    """The wire form of an httpx request, after a single-pass auth has decorated it."""
-    if "timeout" not in request.extensions:
-        request.extensions = {**request.extensions, "timeout": client.timeout.as_dict()}
-    if auth is not None:  # single pass: decorates the request, never reads the response
-        flow = auth.auth_flow(request)
-        request = next(flow)
-        flow.close()
-    return (await wire_request(request))._replace(deadline=deadline)
+    return wire_of(request, auth, upstream.client.timeout, deadline)
 
 
 async def _fetch(
     transport: Http11Transport, wire: WireRequest, limit: int
 ) -> tuple[int, Mapping[str, str], bytes]:
-    """One exchange straight on the transport: ~120 µs of CPU less than ``client.send``."""
+    """The fast path: one exchange straight on our transport, no httpx objects made."""
     raw = await transport.fetch(wire, limit=limit, read_redirects=False)
     if _is_unfollowed_redirect(raw.status, follow=False):
         raise _Redirected(raw.status)
@@ -347,7 +356,8 @@ async def _send_with_client(
     settings: UpstreamSettings,
     limit: int,
 ) -> tuple[int, Mapping[str, str], bytes]:
-    """The exchange through ``httpx.AsyncClient.send``, body streamed within ``limit``."""
+    """The general path: the exchange through ``httpx.AsyncClient.send`` (auth flows,
+    redirects), body streamed within ``limit``."""
     response = await client.send(request, auth=auth or httpx.USE_CLIENT_DEFAULT, stream=True)
     try:
         status = response.status_code

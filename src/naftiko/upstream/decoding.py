@@ -39,7 +39,7 @@ __all__ = [
 MAX_CODINGS = 2
 
 
-# Where ``engine.client`` keeps a response's Content-Encoding once it has taken the header
+# Where ``upstream.client`` keeps a response's Content-Encoding once it has taken the header
 # away from httpx (whose decoders would otherwise inflate every body it reads itself).
 CODINGS_EXTENSION = "naftiko.content_encoding"
 

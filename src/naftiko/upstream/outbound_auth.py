@@ -190,7 +190,7 @@ def build_outbound_auth(
 
 
 def _default_client() -> httpx.AsyncClient:
-    # No proxy from the environment, as for upstream calls (engine.client): the client
+    # No proxy from the environment, as for upstream calls (upstream.client): the client
     # secret must not go to whatever HTTP(S)_PROXY says.
     return httpx.AsyncClient(timeout=TOKEN_FETCH_TIMEOUT, follow_redirects=False, trust_env=False)
 
@@ -201,14 +201,14 @@ def _default_client() -> httpx.AsyncClient:
 class BasicOutboundAuth(httpx.Auth):
     """``Authorization: Basic base64(user:pass)`` on every request (no challenge needed)."""
 
-    single_pass = True  # one yield, never reads the response: see engine.client
+    single_pass = True  # one yield, never reads the response: see upstream.client
 
     def __init__(self, username: str, password: str) -> None:
         raw = f"{username}:{password}".encode()
         self._header = "Basic " + base64.b64encode(raw).decode("ascii")
 
     def header(self) -> tuple[str, str]:
-        """The one header this auth adds (``engine.wire`` writes it without httpx)."""
+        """The one header this auth adds (``upstream.wire`` writes it without httpx)."""
         return "Authorization", self._header
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -222,13 +222,13 @@ class BasicOutboundAuth(httpx.Auth):
 class BearerOutboundAuth(httpx.Auth):
     """``Authorization: Bearer <token>``."""
 
-    single_pass = True  # one yield, never reads the response: see engine.client
+    single_pass = True  # one yield, never reads the response: see upstream.client
 
     def __init__(self, token: str) -> None:
         self._header = f"Bearer {token}"
 
     def header(self) -> tuple[str, str]:
-        """The one header this auth adds (``engine.wire`` writes it without httpx)."""
+        """The one header this auth adds (``upstream.wire`` writes it without httpx)."""
         return "Authorization", self._header
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
@@ -249,7 +249,7 @@ class ApiKeyOutboundAuth(httpx.Auth):
     characters that are not cookie-octets are percent-encoded.
     """
 
-    single_pass = True  # one yield, never reads the response: see engine.client
+    single_pass = True  # one yield, never reads the response: see upstream.client
 
     def __init__(self, key: str, value: str, *, placement: str = "header") -> None:
         self._key = key
@@ -259,6 +259,10 @@ class ApiKeyOutboundAuth(httpx.Auth):
     def header(self) -> tuple[str, str] | None:
         """The header this auth adds; None when it goes in the query or a cookie."""
         return (self._key, self._value) if self._placement == "header" else None
+
+    def query_param(self) -> tuple[str, str] | None:
+        """The query parameter this auth merges into the URL; None for a header or cookie."""
+        return (self._key, self._value) if self._placement == "query" else None
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if self._placement == "query":

@@ -98,9 +98,9 @@ class RequestError(CallerError):
 class UpstreamRequest:
     """One request to a consumed API, before any HTTP library has seen it.
 
-    ``engine.client`` writes it on the wire itself when it can (no httpx objects: ~20 µs
-    per call) and otherwise sends :meth:`to_httpx`; both put the same bytes on the wire
-    (tests/engine/test_wire.py).
+    ``upstream.client.send`` writes it on the wire itself when it can (its fast path, no
+    httpx objects) and otherwise sends :meth:`to_httpx` through httpx's client (its general
+    path); both put the same bytes on the wire (tests/engine/test_wire.py).
     """
 
     method: str

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+
+import httpx
 
 from naftiko import __version__
 
@@ -21,3 +23,7 @@ class UpstreamSettings:
     # consumes namespace -> base URI, replacing the document's (``--base-uri``)
     base_uri_overrides: Mapping[str, str] = field(default_factory=dict)
     user_agent: str = f"naftiko/{__version__}"
+    # The seam for a test double: makes the transport each namespace's client sends on,
+    # instead of our ``Http11Transport`` (e.g. ``httpx.MockTransport(router.async_handler)``
+    # with a respx router). Every call then takes the general path through httpx's client.
+    transport: Callable[[], httpx.AsyncBaseTransport] | None = None

@@ -1,11 +1,13 @@
 """An HTTP/1.1 transport for httpx over asyncio protocols and httptools' C parser.
 
-Why: under load, httpx's default transport (httpcore on anyio) cost ~700 µs of CPU per
-upstream call in bench/ (pool bookkeeping polls every pooled connection per request, anyio
-stream attributes, h11 in pure Python); this one costs a small fraction of that. It
-plugs in below ``httpx.AsyncClient``, so requests, auth flows, cookies, redirects and
-content decoding stay httpx's, and failures are raised as the httpx exceptions
-``engine.client`` already classifies.
+Why: under load, httpx's default transport (httpcore on anyio) costs several times the
+CPU per upstream call in bench/ (pool bookkeeping polls every pooled connection per
+request, anyio stream attributes, h11 in pure Python). It serves both branches of
+``upstream.client.send``: ``fetch`` is the fast path (bytes from ``upstream.wire``, the
+whole response read in one go); ``handle_async_request`` plugs it in below
+``httpx.AsyncClient`` for the general path, where auth flows, redirects and content
+decoding stay httpx's. Failures are raised as the httpx exceptions ``upstream.client``
+classifies.
 
 Scope, on purpose: HTTP/1.1 only (what the engine speaks), no proxies (clients are built
 with ``trust_env=False``), one request per connection at a time, idle connections kept per
@@ -416,12 +418,11 @@ class Http11Transport(httpx.AsyncBaseTransport):
     async def fetch(
         self, wire: WireRequest, *, limit: int, read_redirects: bool = True
     ) -> RawResponse:
-        """The whole response to ``wire``, read in one go: the engine's direct path.
+        """The whole response to ``wire``, read in one go: ``upstream.client``'s fast path.
 
         Why: the same exchange through ``httpx.AsyncClient.send`` and an
-        ``httpx.Response`` stream costs ~120 µs more CPU per call (bench/, uvicorn
-        forwarding to nginx: 155 → 32 µs/request without httpx's client and models).
-        The body is cut at ``limit`` bytes (:class:`ResponseTooLarge`, checked against
+        ``httpx.Response`` stream costs several times the CPU per call (bench/). The body
+        is cut at ``limit`` bytes (:class:`ResponseTooLarge`, checked against
         ``Content-Length`` first); with ``read_redirects`` false a 3xx other than 304 is
         returned without its body, and its connection is closed. Errors are the httpx
         exceptions ``handle_async_request`` raises. The body is not decoded: a caller

@@ -1,14 +1,14 @@
 """Upstream requests written as bytes by us, and response headers read without httpx.
 
 Why: building an ``httpx.Request`` (URL parsing, IP address validation, header
-normalisation) and an ``httpx.Headers`` for each call cost ~25 µs of the engine's CPU
-per call, more than the rest of request building together. For the requests the engine
-builds itself (absolute URL, already percent-encoded, no multipart), the wire form is
-simple enough to write directly, and it must be *the same bytes* httpx would write:
-tests/engine/test_wire.py compares the two for every request shape. Anything unusual
-(characters httpx would escape, dot segments, URL credentials, a ``Host`` or framing
-header set by the document, multipart, auth that is more than one header) returns
-``None`` and the caller goes through httpx as before.
+normalisation) and an ``httpx.Headers`` for each call cost more of the engine's CPU than
+the rest of request building together. For the requests the engine builds itself
+(absolute URL, already percent-encoded, no multipart), the wire form is simple enough to
+write directly, and it must be *the same bytes* httpx would write: tests/engine/test_wire.py
+compares the two for every request shape. Anything unusual (characters httpx would
+escape, dot segments, URL credentials, a ``Host`` or framing header set by the document,
+multipart, auth that is more than one header or one query parameter) returns ``None``:
+``upstream.client.send`` then takes its general path, through httpx's client.
 """
 
 from __future__ import annotations
@@ -46,26 +46,42 @@ _MAX_AUTHORITIES = 1024  # base URIs come from documents: a handful per process
 def wire_of(
     request: UpstreamRequest, auth: Any, timeout: httpx.Timeout, deadline: float | None = None
 ) -> WireRequest | None:
-    """``request`` as httpx would write it (``auth`` applied), or None to use httpx."""
+    """``request`` as httpx would write it (``auth`` applied), or None to use httpx.
+
+    ``auth`` is written when it is one header (``header()``) or one query parameter
+    (``query_param()``, merged into the URL by httpx's own ``copy_merge_params``, as the
+    auth's flow does); any other auth returns None.
+    """
     if request.files:
         return None
+    url = request.url
     plain = request.plain
-    if plain is not None and len(request.url) <= _MAX_URL:
-        origin, host, start = plain
-        target = request.url[start:].encode("ascii")
-        if target[:1] != b"/":  # the origin's own URL, or a query right after it
-            target = b"/" + target
-    else:
-        located = _locate(request.url)
-        if located is None:
-            return None
-        origin, host, target = located
-    headers: list[tuple[str, str]] = list(request.headers.items())
+    pair = None
     if auth is not None:
         header = getattr(auth, "header", None)
         pair = header() if header is not None else None
         if pair is None:
+            in_query = getattr(auth, "query_param", None)
+            param = in_query() if in_query is not None else None
+            if param is None:
+                return None
+            try:
+                url = str(httpx.URL(url).copy_merge_params({param[0]: param[1]}))
+            except (httpx.InvalidURL, ValueError):
+                return None  # httpx refuses it in its own words
+            plain = None
+    if plain is not None and len(url) <= _MAX_URL:
+        origin, host, start = plain
+        target = url[start:].encode("ascii")
+        if target[:1] != b"/":  # the origin's own URL, or a query right after it
+            target = b"/" + target
+    else:
+        located = _locate(url)
+        if located is None:
             return None
+        origin, host, target = located
+    headers: list[tuple[str, str]] = list(request.headers.items())
+    if pair is not None:
         _set_header(headers, *pair)
     body = request.content or b""
     method = request.method
