@@ -2,7 +2,7 @@
 
 import sys
 
-from naftiko.cli.main import main
+from naftiko.cli.entry import main
 
 if __name__ == "__main__":
     sys.exit(main())

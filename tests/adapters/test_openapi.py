@@ -13,7 +13,7 @@ from openapi_spec_validator import validate
 from naftiko.adapters.exposes import compile_capability
 from naftiko.adapters.rest.openapi import build_openapi, openapi_info, security_scheme
 from naftiko.adapters.rest.plan import RestAdapterPlan
-from naftiko.cli.main import main
+from naftiko.cli.entry import main
 from naftiko.spec.loader import load_capability
 from naftiko.spec.models import Authentication
 

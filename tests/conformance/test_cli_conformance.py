@@ -1,6 +1,6 @@
 """``naftiko-run`` as a newcomer meets it: ``--check``, override typos, ``--help``.
 
-In process through :func:`naftiko.cli.main.main` (the same code as the console script);
+In process through :func:`naftiko.cli.entry.main` (the same code as the console script);
 ``--check`` and the refusals below stop before any socket is opened.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from naftiko.cli.main import main
+from naftiko.cli.entry import main
 
 CAPABILITIES = Path(__file__).parent / "capabilities"
 STUBS = CAPABILITIES / "stubs.yaml"

@@ -20,7 +20,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from naftiko.cli.main import main as cli_main
+from naftiko.cli.entry import main as cli_main
 from naftiko.spec.diagnostics import LoadError
 from naftiko.spec.loader import load_capability
 

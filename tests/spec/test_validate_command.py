@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_loader_tolerance import base_doc, write
 
-from naftiko.cli import main as cli
+from naftiko.cli import entry as cli
 from naftiko.cli.validate import validate_file
 from naftiko.spec.loader import load_source
 from naftiko.spec.source import read_source

@@ -1,1 +1,5 @@
-"""Command-line entry points (``naftiko``, ``naftiko-run`` in ``main``), one module per command."""
+"""Command-line entry points (``naftiko``, ``naftiko-run``), one module per command."""
+
+from naftiko.cli.entry import main, run_main
+
+__all__ = ["main", "run_main"]
