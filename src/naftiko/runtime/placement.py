@@ -53,6 +53,9 @@ class Capability:
     path: Path
     loaded: LoadedCapability
     compiled: Any  # naftiko.compile.capability.CompiledCapability
+    # Gateway mode only: why the document is served degraded (a bind variable that is not
+    # set); its units then answer 503 naming it. ``None``: it serves normally.
+    degraded: str | None = None
 
     @property
     def label(self) -> str:
@@ -97,7 +100,9 @@ class Slot:
 
     @property
     def origin(self) -> str:
-        return str(self.capability.path) if self.capability else "--control-port"
+        if self.capability:
+            return str(self.capability.path)
+        return "--gateway" if self.plan.type == "gateway" else "--control-port"
 
     def name(self) -> str:
         return f"{self.type} {self.namespace} ({self.origin})"
@@ -138,21 +143,56 @@ def capability_files(paths: Sequence[str]) -> tuple[list[Path], list[str]]:
 def load_one(path: Path, config: RuntimeConfig, *, explicit: bool = True) -> Capability | None:
     """Load and compile one file; ``None`` for a directory member that is a shared file.
 
-    Raises :class:`LoadError` (diagnostics) when the document cannot run.
+    Raises :class:`LoadError` (diagnostics) when the document cannot run. In gateway
+    mode a document whose only errors are bind variables that are not set loads anyway,
+    marked ``degraded`` with the reason: one missing secret must not keep a whole folder
+    from being served. Outside it, such a document stops the start, as before.
     """
     from naftiko.compile.capability import compile_capability
 
+    source = _read(path)
+    if not explicit and not is_capability_document(source.data):
+        return None
+    degraded = None
     try:
-        source = read_source(path, str(path))
+        loaded = load_source(path, source)
+    except LoadError as exc:
+        degraded = unset_binds(exc.diagnostics) if config.gateway_port is not None else None
+        if degraded is None:
+            raise
+        # The loader changed the parsed data in place: read the file again.
+        loaded = load_source(path, _read(path), require_binds=False)
+    compiled = compile_capability(loaded, config.engine_settings())
+    return Capability(path=path, loaded=loaded, compiled=compiled, degraded=degraded)
+
+
+def _read(path: Path) -> Any:
+    try:
+        return read_source(path, str(path))
     except SourceError as exc:
         raise LoadError(
             [Diagnostic("error", str(path), exc.message, line=exc.line, column=exc.column)]
         ) from None
-    if not explicit and not is_capability_document(source.data):
-        return None
-    loaded = load_source(path, source)
-    compiled = compile_capability(loaded, config.engine_settings())
-    return Capability(path=path, loaded=loaded, compiled=compiled)
+
+
+_UNSET_BIND = re.compile(
+    r"^bind variable '[^']*' unresolved: (.*); the document uses it, so it must"
+)
+
+
+def unset_binds(diagnostics: Iterable[Diagnostic]) -> str | None:
+    """The reason to serve degraded when every error is a used bind that is not set, else
+    ``None``. It names environment variables and bind files, never a value."""
+    reasons: list[str] = []
+    for diagnostic in diagnostics:
+        if diagnostic.severity != "error":
+            continue
+        found = _UNSET_BIND.match(diagnostic.message)
+        if found is None:
+            return None
+        if found.group(1) not in reasons:
+            reasons.append(found.group(1))
+    return "; ".join(reasons) or None
 
 
 def load_all(config: RuntimeConfig) -> tuple[list[Capability], list[str]]:
@@ -234,6 +274,8 @@ def plan_slots(
             authentication=None,
         )
         slots.append(make_slot(plan, None, config))
+    if config.gateway_port is not None:
+        return gateway_slots(slots, config)
     all_slots = slots
     slots, notes = stdio_selection(slots, config)
     errors = [
@@ -245,6 +287,36 @@ def plan_slots(
     if errors:
         raise PlanError(errors)
     return slots, notes
+
+
+def gateway_slots(slots: list[Slot], config: RuntimeConfig) -> tuple[list[Slot], list[str]]:
+    """``--gateway``: every adapter, ports ignored; stdio adapters are served over HTTP
+    there too, and documents' control adapters give way to the gateway's own."""
+    errors = []
+    if config.stdio is not None:
+        errors.append("naftiko-run: --stdio and --gateway cannot be combined")
+    if config.control_port is not None:
+        errors.append(
+            "naftiko-run: --control-port and --gateway cannot be combined: the gateway "
+            "serves /health, /metrics and /status on its own port"
+        )
+    errors += [line for line in override_typos(slots, config) if "--base-uri" in line]
+    if errors:
+        raise PlanError(errors)
+    notes = []
+    if config.ports:
+        notes.append("--port/NAFTIKO_PORTS are ignored with --gateway (one port for all)")
+    kept = []
+    for slot in slots:
+        if isinstance(slot.plan, ControlAdapterPlan):
+            notes.append(
+                f"{slot.name()}: the gateway's /health, /metrics and /status serve instead"
+            )
+            continue
+        if slot.is_stdio:
+            slot = replace(slot, plan=replace(slot.plan, transport="http"))
+        kept.append(slot)
+    return kept, notes
 
 
 def stdio_selection(slots: list[Slot], config: RuntimeConfig) -> tuple[list[Slot], list[str]]:
@@ -359,17 +431,39 @@ def hosts_overlap(a: str, b: str) -> bool:
 
 
 def port_clashes(slots: Sequence[Slot]) -> list[str]:
-    """One line per pair of adapters that would bind the same port (0 never clashes)."""
+    """One line per port that two or more adapters would bind (0 never clashes), naming
+    every claimant; a folder of published documents (which all declare the same two
+    ports) gets two lines, not one per pair."""
+    by_port: dict[int, list[Slot]] = {}
+    for slot in slots:
+        if not slot.is_stdio and slot.plan.port:
+            by_port.setdefault(int(slot.plan.port), []).append(slot)
     lines = []
-    network = [s for s in slots if not s.is_stdio and s.plan.port]
-    for i, a in enumerate(network):
-        for b in network[i + 1 :]:
-            if a.plan.port == b.plan.port and hosts_overlap(a.host, b.host):
-                lines.append(
-                    f"naftiko-run: port {a.plan.port} clash: {a.name()} and {b.name()}; "
-                    f"move one with --port NAMESPACE=PORT"
-                )
+    for port, claimants in by_port.items():
+        clashing = _clashing(claimants)
+        if clashing:
+            lines.append(
+                f"naftiko-run: port {port} clash: {len(clashing)} adapters claim it: "
+                f"{', '.join(s.name() for s in clashing)}; move them with --port "
+                f"NAMESPACE=PORT, or serve them all on one port with --gateway PORT"
+            )
     return lines
+
+
+def _clashing(claimants: Sequence[Slot]) -> list[Slot]:
+    """The claimants of one port that overlap another one's host, in declaration order.
+
+    Grouped by host first, so the usual case (every bind on the same host or on the
+    wildcard) stays linear in the number of claimants.
+    """
+    if len(claimants) < 2:
+        return []
+    hosts: dict[str, list[Slot]] = {}
+    for slot in claimants:
+        hosts.setdefault(_host_key(slot.host), []).append(slot)
+    if len(hosts) == 1 or any(host in WILDCARD_HOSTS for host in hosts):
+        return list(claimants)  # one host, or a wildcard that overlaps every other
+    return [s for s in claimants if len(hosts[_host_key(s.host)]) > 1]
 
 
 def stdio_conflicts(slots: Sequence[Slot]) -> list[str]:
@@ -457,6 +551,8 @@ class Summary:
                 f"capability {capability.label!r} ({capability.path}, "
                 f"naftiko {capability.spec_version or '?'})"
             )
+            if capability.degraded:
+                out.append(f"  degraded (its units answer 503): {capability.degraded}")
             out += [f"  {d.format()}" for d in capability.warnings]
         for slot in self.slots:
             if slot.is_stdio:
