@@ -73,15 +73,17 @@ def start(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], 
     raise RuntimeError("naftiko exited before ready")
 
 
-def timed(client: httpx.Client, method: str, url: str, n: int, **kwargs: object) -> float:
-    """Median seconds per request over ``n`` sequential requests."""
-    samples = []
+def paired(client: httpx.Client, requests: list[tuple], n: int) -> list[list[float]]:
+    """Seconds per request for each of ``requests``, taken in turn ``n`` times: A and B
+    see the same moments of a shared machine's noise."""
+    samples: list[list[float]] = [[] for _ in requests]
     for _ in range(n):
-        t0 = time.perf_counter()
-        response = client.request(method, url, **kwargs)
-        samples.append(time.perf_counter() - t0)
-        assert response.status_code == 200, response.text
-    return statistics.median(samples)
+        for index, (method, url, kwargs) in enumerate(requests):
+            t0 = time.perf_counter()
+            response = client.request(method, url, **kwargs)
+            samples[index].append(time.perf_counter() - t0)
+            assert response.status_code == 200, response.text
+    return samples
 
 
 def main() -> None:
@@ -134,14 +136,18 @@ def main() -> None:
                 k: {"rest": [], "mcp": []} for k in targets
             }
             with httpx.Client(timeout=30) as client:
-                for _ in range(options.rounds):
-                    for name, (rest, mcp) in targets.items():
-                        results[name]["rest"].append(
-                            timed(client, "GET", rest + REST_PATH, options.requests)
-                        )
-                        results[name]["mcp"].append(
-                            timed(client, "POST", mcp, options.requests, json=call, headers=headers)
-                        )
+                for kind in ("rest", "mcp"):
+                    requests = [
+                        ("GET", rest + REST_PATH, {})
+                        if kind == "rest"
+                        else ("POST", mcp, {"json": call, "headers": headers})
+                        for rest, mcp in targets.values()
+                    ]
+                    paired(client, requests, 200)  # warm-up
+                    for _ in range(options.rounds):
+                        runs = paired(client, requests, options.requests)
+                        for name, run in zip(targets, runs, strict=True):
+                            results[name][kind].append(statistics.median(run))
             documents = sum(1 for p in folder.iterdir())
             print(f"gateway start to ready, {documents} documents: {ready_s:.2f} s")
             for name, kinds in results.items():

@@ -321,9 +321,9 @@ class GatewayApp:
             if member.docs is not None and rest in ("docs", "docs/"):
                 await self._own(scope, send, member.docs, HTML_TYPE, DOCS_CSP)
                 return
-            child = dict(scope)
-            child["root_path"] = scope.get("root_path", "") + "/" + segment
-            await member.app(child, receive, send)
+            # The server makes a scope per request: set the mount point in place.
+            scope["root_path"] = scope.get("root_path", "") + "/" + segment
+            await member.app(scope, receive, send)
         elif path in ("/mcp", "/mcp/") and self.aggregate is not None:
             await self.aggregate(scope, receive, send)
         elif path in CONTROL_PATHS:

@@ -300,6 +300,10 @@ def gateway_slots(slots: list[Slot], config: RuntimeConfig) -> tuple[list[Slot],
             "naftiko-run: --control-port and --gateway cannot be combined: the gateway "
             "serves /health, /metrics and /status on its own port"
         )
+    if config.reload:
+        # A reload swaps one adapter's app; the aggregate /mcp would keep calling the
+        # previous engine. Until the gateway rebuilds it, refuse rather than serve stale.
+        errors.append("naftiko-run: --reload is not supported with --gateway yet; restart")
     errors += [line for line in override_typos(slots, config) if "--base-uri" in line]
     if errors:
         raise PlanError(errors)
