@@ -361,6 +361,13 @@ def test_prefixed_paths_keep_inbound_auth_and_exact_routing(gateway: Gateway) ->
     evil = {"Host": "evil.example"}
     for path in ("/", "/mcp", "/guarded-rest/items/1", "/status", "/xss-rest/docs"):
         assert httpx.get(base + path, headers={**evil, **token}).status_code == 421, path
+    # And the Origin check: a page elsewhere cannot drive the gateway from a browser.
+    origin = {"Origin": "http://evil.example", **token}
+    rpc = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    assert httpx.post(base + "/mcp", json=rpc, headers=origin).status_code == 403
+    assert httpx.get(base + "/guarded-rest/items/1", headers=origin).status_code == 403
+    assert httpx.get(base + "/", headers=origin).status_code == 403
+    assert len(gateway.upstream.paths) == before + 2
 
 
 # ------------------------------------------------------------------ MCP
@@ -508,6 +515,15 @@ def test_docs_page_renders_the_openapi_document_with_local_assets(gateway: Gatew
     assert not soup.select('script[src^="http"]')  # nothing from a CDN
     page = httpx.get(gateway.url + "/xss-rest/docs")
     assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_skill_adapter_under_its_prefix(gateway: Gateway) -> None:
+    (skill,) = gateway.adapters("skill")
+    catalogue = httpx.get(skill["url"] + "/skills").json()
+    assert catalogue["count"] >= 1
+    name = catalogue["skills"][0]["name"]
+    assert httpx.get(f"{skill['url']}/skills/{name}").status_code == 200
+    assert httpx.get(f"{skill['url']}/skills/nope").status_code == 404
 
 
 def test_control_endpoints_on_the_gateway_port(gateway: Gateway) -> None:

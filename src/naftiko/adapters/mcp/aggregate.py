@@ -194,8 +194,11 @@ class AggregateHandlers:
     async def list_resource_templates(
         self, ctx: Any, params: Any
     ) -> types.ListResourceTemplatesResult:
-        templates = [t for m in self.members for t in res.list_templates(m.handlers.dynamic)]
-        page, cursor = _page(templates, getattr(params, "cursor", None))
+        templates: dict[str, types.ResourceTemplate] = {}
+        for member in self.members:
+            for template in res.list_templates(member.handlers.dynamic):
+                templates.setdefault(template.uri_template, template)
+        page, cursor = _page(list(templates.values()), getattr(params, "cursor", None))
         return types.ListResourceTemplatesResult(resource_templates=page, next_cursor=cursor)
 
     async def read_resource(self, ctx: Any, params: types.ReadResourceRequestParams) -> Any:
