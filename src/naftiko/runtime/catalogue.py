@@ -4,7 +4,7 @@ Plain server-rendered HTML, readable without JavaScript (the page sends a CSP wi
 any script source). Everything that comes from a document (labels, descriptions, paths,
 tool names) is untrusted text: it goes through :func:`html.escape` and into element
 text or quoted attributes only; links are built from prefixes, which are URL-safe by
-construction (``naftiko.runtime.gateway.PREFIX_PATTERN``).
+construction (``naftiko.runtime.placement.PREFIX_PATTERN``).
 """
 
 from __future__ import annotations

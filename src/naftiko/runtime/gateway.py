@@ -11,7 +11,8 @@ Layout (a contract; README "Gateway")::
     /PREFIX/mcp                        an MCP adapter's own tools, resources and prompts
     /PREFIX/...                        a skill adapter's paths
 
-``PREFIX`` is the adapter's namespace unless ``--prefix [FILE:]NS=OTHER`` says otherwise.
+``PREFIX`` is the adapter's namespace unless ``--prefix [FILE:]NS=OTHER`` says otherwise
+(``naftiko.runtime.placement.assign_prefixes``).
 Routing compares the first segment of the raw (still percent-encoded) path with the
 prefixes, exactly: ``/NS%2Fx``, ``//NS`` and ``/ns`` for ``/NS`` are 404s, never another
 adapter, and the member app still runs its own Host/Origin check and inbound
@@ -30,8 +31,7 @@ from __future__ import annotations
 
 import html
 import logging
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -58,11 +58,7 @@ Runtime = Served = Any
 log = logging.getLogger("naftiko.runtime.gateway")
 
 GATEWAY_TYPE = "gateway"
-# First path segments the gateway answers itself; a namespace spelled so needs --prefix.
-RESERVED = frozenset({"mcp", "health", "metrics", "status", "_naftiko"})
 CONTROL_PATHS = frozenset({"/health/live", "/health/ready", "/metrics", "/status"})
-# Unreserved URL characters only: the prefix is the same encoded and decoded.
-PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_~-][A-Za-z0-9._~-]*$")
 ASSETS = "/_naftiko/"
 SWAGGER_FILES = {
     "swagger-ui.css": "text/css; charset=utf-8",
@@ -104,68 +100,6 @@ def listener_slot(host: str, port: int) -> Slot:
         authentication=None,
     )
     return Slot(plan=plan, capability=None, host=host, declared_port=port)
-
-
-# --------------------------------------------------------------------------- prefixes
-
-
-def _prefix_keys(slot: Slot) -> Iterable[str]:
-    if slot.capability is not None:
-        path = slot.capability.path
-        yield f"{path}:{slot.namespace}"
-        yield f"{path.resolve()}:{slot.namespace}"
-    yield slot.namespace
-
-
-def _file_key(key: str) -> tuple[Path, str] | None:
-    file, sep, namespace = key.rpartition(":")
-    return (Path(file).resolve(), namespace) if sep and file else None
-
-
-def assign_prefixes(slots: Sequence[Slot], prefixes: dict[str, str]) -> list[str]:
-    """The prefix of each slot, in order; raises :class:`PlanError` (exit 2) on a clash,
-    a reserved or unusable prefix, or a ``--prefix`` that names no adapter."""
-    chosen: list[str] = []
-    used: set[str] = set()
-    for slot in slots:
-        prefix = slot.namespace
-        key = next((k for k in _prefix_keys(slot) if k in prefixes), None)
-        if key is None and slot.capability is not None:
-            mine = (slot.capability.path.resolve(), slot.namespace)
-            key = next((k for k in prefixes if _file_key(k) == mine), None)
-        if key is not None:
-            prefix = prefixes[key]
-            used.add(key)
-        chosen.append(prefix)
-    lines = [
-        f"naftiko-run: --prefix {key}: no adapter has this namespace (or FILE:NAMESPACE)"
-        for key in prefixes
-        if key not in used
-    ]
-    claims: dict[str, list[Slot]] = {}
-    for slot, prefix in zip(slots, chosen, strict=True):
-        claims.setdefault(prefix, []).append(slot)
-        if prefix in RESERVED or not PREFIX_PATTERN.match(prefix) or prefix in (".", ".."):
-            why = (
-                "is reserved by the gateway"
-                if prefix in RESERVED
-                else "is not usable in a URL path (letters, digits, - _ . ~ only)"
-            )
-            lines.append(
-                f"naftiko-run: {slot.name()}: prefix /{prefix} {why}; serve it under "
-                f"another with --prefix {slot.origin}:{slot.namespace}=OTHER"
-            )
-    for prefix, claimants in claims.items():
-        if len(claimants) > 1:
-            last = claimants[-1]
-            lines.append(
-                f"naftiko-run: prefix /{prefix} is claimed by "
-                f"{' and '.join(s.name() for s in claimants)}; rename the namespace in one "
-                f"document, or pass --prefix {last.origin}:{last.namespace}=OTHER"
-            )
-    if lines:
-        raise PlanError(lines)
-    return chosen
 
 
 # --------------------------------------------------------------------------- degraded
@@ -439,7 +373,7 @@ def prepare_gateway(runtime: Runtime, served_type: Any) -> Served:
     settings = config.adapter_settings(host)
     policy = settings.host_origin_policy()
     members_served = list(runtime.served)
-    prefixes = assign_prefixes([s.slot for s in members_served], dict(config.prefixes))
+    prefixes = [s.slot.mount.lstrip("/") for s in members_served]  # placement.gateway_slots
     gateway = served_type(listener_slot(host, config.gateway_port))
     parts = GatewayParts()
     aggregate_members = []

@@ -81,6 +81,7 @@ class Slot:
     capability: Capability | None  # None for the control adapter added by --control-port
     host: str
     declared_port: int | None  # the document's port, to tell a reload that ports moved
+    mount: str = ""  # gateway mode: the path prefix it is served under (``/PREFIX``)
 
     @property
     def type(self) -> str:
@@ -320,7 +321,78 @@ def gateway_slots(slots: list[Slot], config: RuntimeConfig) -> tuple[list[Slot],
         if slot.is_stdio:
             slot = replace(slot, plan=replace(slot.plan, transport="http"))
         kept.append(slot)
+    prefixes = assign_prefixes(kept, dict(config.prefixes))
+    host = config.bind_host(None)
+    kept = [
+        replace(s, plan=replace(s.plan, port=config.gateway_port), host=host, mount=f"/{p}")
+        for s, p in zip(kept, prefixes, strict=True)
+    ]
     return kept, notes
+
+
+# First path segments the gateway answers itself; a namespace spelled so needs --prefix.
+RESERVED_PREFIXES = frozenset({"mcp", "health", "metrics", "status", "_naftiko"})
+# Unreserved URL characters only: the prefix is the same encoded and decoded.
+PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_~-][A-Za-z0-9._~-]*$")
+
+
+def _prefix_keys(slot: Slot) -> Iterable[str]:
+    if slot.capability is not None:
+        path = slot.capability.path
+        yield f"{path}:{slot.namespace}"
+        yield f"{path.resolve()}:{slot.namespace}"
+    yield slot.namespace
+
+
+def _file_key(key: str) -> tuple[Path, str] | None:
+    file, sep, namespace = key.rpartition(":")
+    return (Path(file).resolve(), namespace) if sep and file else None
+
+
+def assign_prefixes(slots: Sequence[Slot], prefixes: dict[str, str]) -> list[str]:
+    """The prefix of each slot, in order; raises :class:`PlanError` (exit 2) on a clash,
+    a reserved or unusable prefix, or a ``--prefix`` that names no adapter."""
+    chosen: list[str] = []
+    used: set[str] = set()
+    for slot in slots:
+        prefix = slot.namespace
+        key = next((k for k in _prefix_keys(slot) if k in prefixes), None)
+        if key is None and slot.capability is not None:
+            mine = (slot.capability.path.resolve(), slot.namespace)
+            key = next((k for k in prefixes if _file_key(k) == mine), None)
+        if key is not None:
+            prefix = prefixes[key]
+            used.add(key)
+        chosen.append(prefix)
+    lines = [
+        f"naftiko-run: --prefix {key}: no adapter has this namespace (or FILE:NAMESPACE)"
+        for key in prefixes
+        if key not in used
+    ]
+    claims: dict[str, list[Slot]] = {}
+    for slot, prefix in zip(slots, chosen, strict=True):
+        claims.setdefault(prefix, []).append(slot)
+        if prefix in RESERVED_PREFIXES or not PREFIX_PATTERN.match(prefix) or prefix in (".", ".."):
+            why = (
+                "is reserved by the gateway"
+                if prefix in RESERVED_PREFIXES
+                else "is not usable in a URL path (letters, digits, - _ . ~ only)"
+            )
+            lines.append(
+                f"naftiko-run: {slot.name()}: prefix /{prefix} {why}; serve it under "
+                f"another with --prefix {slot.origin}:{slot.namespace}=OTHER"
+            )
+    for prefix, claimants in claims.items():
+        if len(claimants) > 1:
+            last = claimants[-1]
+            lines.append(
+                f"naftiko-run: prefix /{prefix} is claimed by "
+                f"{' and '.join(s.name() for s in claimants)}; rename the namespace in one "
+                f"document, or pass --prefix {last.origin}:{last.namespace}=OTHER"
+            )
+    if lines:
+        raise PlanError(lines)
+    return chosen
 
 
 def stdio_selection(slots: list[Slot], config: RuntimeConfig) -> tuple[list[Slot], list[str]]:
@@ -563,7 +635,7 @@ class Summary:
                 where = "stdio"
             else:
                 port = (ports or {}).get(slot.key, slot.plan.port)
-                where = url_of(slot.host, port, adapter_path(slot.plan))
+                where = url_of(slot.host, port, slot.mount + adapter_path(slot.plan))
             items = serves(slot.plan)
             out.append(f"  {slot.type} {slot.namespace} {where}: {served_count(items)}")
             out += [f"    {item}" for item in items]
