@@ -100,6 +100,7 @@ class ErrorKind(StrEnum):
     TIMEOUT = "timeout"  # connect/read timeout (504)
     BAD_UPSTREAM_RESPONSE = "bad-upstream-response"  # unparseable or oversized body (502)
     NOT_IMPLEMENTED = "not-implemented"  # the unit cannot run: broken call target... (501)
+    UNCONFIGURED = "unconfigured"  # gateway: a bind variable the document uses is unset (503)
     INTERNAL = "internal"  # a defect of ours; logged with a traceback, never shown (500)
 
 
@@ -109,6 +110,7 @@ STATUS: Mapping[ErrorKind, int] = {
     ErrorKind.TIMEOUT: 504,
     ErrorKind.BAD_UPSTREAM_RESPONSE: 502,
     ErrorKind.NOT_IMPLEMENTED: 501,
+    ErrorKind.UNCONFIGURED: 503,
     ErrorKind.INTERNAL: 500,
 }
 

@@ -43,7 +43,8 @@ NAFTIKO_LOG_FORMAT, NAFTIKO_LOG_LEVEL, NAFTIKO_TIMEOUT, NAFTIKO_MAX_BODY_BYTES,
 NAFTIKO_MCP_STATEFUL, NAFTIKO_ALLOWED_HOSTS="h1,h2", NAFTIKO_ALLOWED_ORIGINS="o1,o2",
 NAFTIKO_MAX_HEADER_BYTES, NAFTIKO_HEADER_TIMEOUT, NAFTIKO_IDLE_TIMEOUT,
 NAFTIKO_KEEP_ALIVE_TIMEOUT, NAFTIKO_MAX_CONNECTIONS, NAFTIKO_GRACE_PERIOD, NAFTIKO_CHECK,
-NAFTIKO_RELOAD, and NAFTIKO_CAPABILITIES (paths, when none are given); --stdio has none
+NAFTIKO_RELOAD, NAFTIKO_GATEWAY_PORT, NAFTIKO_PREFIXES="ns=other,file.yaml:ns=other",
+and NAFTIKO_CAPABILITIES (paths, when none are given); --stdio has none
 (an MCP client's launch command names it).
 The default host is 0.0.0.0 inside a container (/.dockerenv or NAFTIKO_IN_CONTAINER=1),
 else 127.0.0.1; a document's 'address' is used when neither --host nor NAFTIKO_HOST is set.
@@ -163,6 +164,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="watch the documents and swap in new versions while serving",
+    )
+    parser.add_argument(
+        "--gateway",
+        type=str,
+        metavar="PORT",
+        help="serve every adapter of every document on this one port, each under "
+        "/NAMESPACE, with one MCP endpoint for all tools at /mcp and a catalogue at / "
+        "(declared ports are ignored; see README, Gateway)",
+    )
+    parser.add_argument(
+        "--prefix",
+        action="append",
+        metavar="[FILE:]NAMESPACE=PREFIX",
+        help="with --gateway: serve this adapter under /PREFIX instead of /NAMESPACE "
+        "(FILE: picks one of two documents claiming the same namespace; repeatable)",
     )
     parser.add_argument(
         "--stdio",

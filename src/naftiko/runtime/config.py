@@ -72,6 +72,10 @@ class RuntimeConfig:
     reload_interval_s: float = 1.0
     # ``--stdio [NS]``: that MCP adapter ("" = the only one) on stdin/stdout (flag only).
     stdio: str | None = None
+    # ``--gateway PORT``: every adapter of every document on this one port, under a prefix
+    # (``naftiko.runtime.gateway``); ``prefixes`` are ``--prefix [FILE:]NS=OTHER``.
+    gateway_port: int | None = None
+    prefixes: Mapping[str, str] = field(default_factory=dict)
 
     def bind_host(self, document_address: str | None) -> str:
         """Flag/env host, else the document's ``address``, else the default."""
@@ -255,6 +259,9 @@ def resolve_config(
     base_uris.update(_uri_map(args.base_uri or [], "--base-uri"))
 
     control = pick(args.control_port, "NAFTIKO_CONTROL_PORT")
+    gateway = pick(getattr(args, "gateway", None), "NAFTIKO_GATEWAY_PORT")
+    prefixes = parse_pairs(_split_list(env.get("NAFTIKO_PREFIXES", "")), "NAFTIKO_PREFIXES")
+    prefixes.update(parse_pairs(getattr(args, "prefix", None) or [], "--prefix"))
     log_format = _choice(
         str(pick(args.log_format, "NAFTIKO_LOG_FORMAT") or "text"), LOG_FORMATS, "log format"
     )
@@ -334,4 +341,6 @@ def resolve_config(
         check=flag_or_env_bool(args.check, "NAFTIKO_CHECK"),
         reload=flag_or_env_bool(args.reload, "NAFTIKO_RELOAD"),
         stdio=getattr(args, "stdio", None),
+        gateway_port=None if gateway is None else parse_port(str(gateway), "gateway port"),
+        prefixes=prefixes,
     )

@@ -48,6 +48,9 @@ class Capability:
     path: Path
     loaded: LoadedCapability
     compiled: Any  # naftiko.compile.capability.CompiledCapability
+    # Gateway mode only: why the document is served degraded (a bind variable that is not
+    # set); its units then answer 503 naming it. ``None``: it serves normally.
+    degraded: str | None = None
 
     @property
     def label(self) -> str:
@@ -73,6 +76,7 @@ class Slot:
     capability: Capability | None  # None for the control adapter added by --control-port
     host: str
     declared_port: int | None  # the document's port, to tell a reload that ports moved
+    mount: str = ""  # gateway mode: the path prefix it is served under (``/PREFIX``)
 
     @property
     def type(self) -> str:
@@ -92,7 +96,9 @@ class Slot:
 
     @property
     def origin(self) -> str:
-        return str(self.capability.path) if self.capability else "--control-port"
+        if self.capability:
+            return str(self.capability.path)
+        return "--gateway" if self.plan.type == "gateway" else "--control-port"
 
     def name(self) -> str:
         return f"{self.type} {self.namespace} ({self.origin})"
@@ -133,21 +139,56 @@ def capability_files(paths: Sequence[str]) -> tuple[list[Path], list[str]]:
 def load_one(path: Path, config: RuntimeConfig, *, explicit: bool = True) -> Capability | None:
     """Load and compile one file; ``None`` for a directory member that is a shared file.
 
-    Raises :class:`LoadError` (diagnostics) when the document cannot run.
+    Raises :class:`LoadError` (diagnostics) when the document cannot run. In gateway
+    mode a document whose only errors are bind variables that are not set loads anyway,
+    marked ``degraded`` with the reason: one missing secret must not keep a whole folder
+    from being served. Outside it, such a document stops the start, as before.
     """
     from naftiko.adapters.exposes import compile_capability
 
+    source = _read(path)
+    if not explicit and not is_capability_document(source.data):
+        return None
+    degraded = None
     try:
-        source = read_source(path, str(path))
+        loaded = load_source(path, source)
+    except LoadError as exc:
+        degraded = unset_binds(exc.diagnostics) if config.gateway_port is not None else None
+        if degraded is None:
+            raise
+        # The loader changed the parsed data in place: read the file again.
+        loaded = load_source(path, _read(path), require_binds=False)
+    compiled = compile_capability(loaded, config.engine_settings())
+    return Capability(path=path, loaded=loaded, compiled=compiled, degraded=degraded)
+
+
+def _read(path: Path) -> Any:
+    try:
+        return read_source(path, str(path))
     except SourceError as exc:
         raise LoadError(
             [Diagnostic("error", str(path), exc.message, line=exc.line, column=exc.column)]
         ) from None
-    if not explicit and not is_capability_document(source.data):
-        return None
-    loaded = load_source(path, source)
-    compiled = compile_capability(loaded, config.engine_settings())
-    return Capability(path=path, loaded=loaded, compiled=compiled)
+
+
+_UNSET_BIND = re.compile(
+    r"^bind variable '[^']*' unresolved: (.*); the document uses it, so it must"
+)
+
+
+def unset_binds(diagnostics: Iterable[Diagnostic]) -> str | None:
+    """The reason to serve degraded when every error is a used bind that is not set, else
+    ``None``. It names environment variables and bind files, never a value."""
+    reasons: list[str] = []
+    for diagnostic in diagnostics:
+        if diagnostic.severity != "error":
+            continue
+        found = _UNSET_BIND.match(diagnostic.message)
+        if found is None:
+            return None
+        if found.group(1) not in reasons:
+            reasons.append(found.group(1))
+    return "; ".join(reasons) or None
 
 
 def load_all(config: RuntimeConfig) -> tuple[list[Capability], list[str]]:
@@ -229,6 +270,8 @@ def plan_slots(
             authentication=None,
         )
         slots.append(make_slot(plan, None, config))
+    if config.gateway_port is not None:
+        return gateway_slots(slots, config)
     all_slots = slots
     slots, notes = stdio_selection(slots, config)
     errors = [
@@ -240,6 +283,111 @@ def plan_slots(
     if errors:
         raise PlanError(errors)
     return slots, notes
+
+
+def gateway_slots(slots: list[Slot], config: RuntimeConfig) -> tuple[list[Slot], list[str]]:
+    """``--gateway``: every adapter, ports ignored; stdio adapters are served over HTTP
+    there too, and documents' control adapters give way to the gateway's own."""
+    errors = []
+    if config.stdio is not None:
+        errors.append("naftiko-run: --stdio and --gateway cannot be combined")
+    if config.control_port is not None:
+        errors.append(
+            "naftiko-run: --control-port and --gateway cannot be combined: the gateway "
+            "serves /health, /metrics and /status on its own port"
+        )
+    if config.reload:
+        # A reload swaps one adapter's app; the aggregate /mcp would keep calling the
+        # previous engine. Until the gateway rebuilds it, refuse rather than serve stale.
+        errors.append("naftiko-run: --reload is not supported with --gateway yet; restart")
+    errors += [line for line in override_typos(slots, config) if "--base-uri" in line]
+    if errors:
+        raise PlanError(errors)
+    notes = []
+    if config.ports:
+        notes.append("--port/NAFTIKO_PORTS are ignored with --gateway (one port for all)")
+    kept = []
+    for slot in slots:
+        if isinstance(slot.plan, ControlAdapterPlan):
+            notes.append(
+                f"{slot.name()}: the gateway's /health, /metrics and /status serve instead"
+            )
+            continue
+        if slot.is_stdio:
+            slot = replace(slot, plan=replace(slot.plan, transport="http"))
+        kept.append(slot)
+    prefixes = assign_prefixes(kept, dict(config.prefixes))
+    host = config.bind_host(None)
+    kept = [
+        replace(s, plan=replace(s.plan, port=config.gateway_port), host=host, mount=f"/{p}")
+        for s, p in zip(kept, prefixes, strict=True)
+    ]
+    return kept, notes
+
+
+# First path segments the gateway answers itself; a namespace spelled so needs --prefix.
+RESERVED_PREFIXES = frozenset({"mcp", "health", "metrics", "status", "_naftiko"})
+# Unreserved URL characters only: the prefix is the same encoded and decoded.
+PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_~-][A-Za-z0-9._~-]*$")
+
+
+def _prefix_keys(slot: Slot) -> Iterable[str]:
+    if slot.capability is not None:
+        path = slot.capability.path
+        yield f"{path}:{slot.namespace}"
+        yield f"{path.resolve()}:{slot.namespace}"
+    yield slot.namespace
+
+
+def _file_key(key: str) -> tuple[Path, str] | None:
+    file, sep, namespace = key.rpartition(":")
+    return (Path(file).resolve(), namespace) if sep and file else None
+
+
+def assign_prefixes(slots: Sequence[Slot], prefixes: dict[str, str]) -> list[str]:
+    """The prefix of each slot, in order; raises :class:`PlanError` (exit 2) on a clash,
+    a reserved or unusable prefix, or a ``--prefix`` that names no adapter."""
+    chosen: list[str] = []
+    used: set[str] = set()
+    for slot in slots:
+        prefix = slot.namespace
+        key = next((k for k in _prefix_keys(slot) if k in prefixes), None)
+        if key is None and slot.capability is not None:
+            mine = (slot.capability.path.resolve(), slot.namespace)
+            key = next((k for k in prefixes if _file_key(k) == mine), None)
+        if key is not None:
+            prefix = prefixes[key]
+            used.add(key)
+        chosen.append(prefix)
+    lines = [
+        f"naftiko-run: --prefix {key}: no adapter has this namespace (or FILE:NAMESPACE)"
+        for key in prefixes
+        if key not in used
+    ]
+    claims: dict[str, list[Slot]] = {}
+    for slot, prefix in zip(slots, chosen, strict=True):
+        claims.setdefault(prefix, []).append(slot)
+        if prefix in RESERVED_PREFIXES or not PREFIX_PATTERN.match(prefix) or prefix in (".", ".."):
+            why = (
+                "is reserved by the gateway"
+                if prefix in RESERVED_PREFIXES
+                else "is not usable in a URL path (letters, digits, - _ . ~ only)"
+            )
+            lines.append(
+                f"naftiko-run: {slot.name()}: prefix /{prefix} {why}; serve it under "
+                f"another with --prefix {slot.origin}:{slot.namespace}=OTHER"
+            )
+    for prefix, claimants in claims.items():
+        if len(claimants) > 1:
+            last = claimants[-1]
+            lines.append(
+                f"naftiko-run: prefix /{prefix} is claimed by "
+                f"{' and '.join(s.name() for s in claimants)}; rename the namespace in one "
+                f"document, or pass --prefix {last.origin}:{last.namespace}=OTHER"
+            )
+    if lines:
+        raise PlanError(lines)
+    return chosen
 
 
 def stdio_selection(slots: list[Slot], config: RuntimeConfig) -> tuple[list[Slot], list[str]]:
@@ -354,17 +502,39 @@ def hosts_overlap(a: str, b: str) -> bool:
 
 
 def port_clashes(slots: Sequence[Slot]) -> list[str]:
-    """One line per pair of adapters that would bind the same port (0 never clashes)."""
+    """One line per port that two or more adapters would bind (0 never clashes), naming
+    every claimant; a folder of published documents (which all declare the same two
+    ports) gets two lines, not one per pair."""
+    by_port: dict[int, list[Slot]] = {}
+    for slot in slots:
+        if not slot.is_stdio and slot.plan.port:
+            by_port.setdefault(int(slot.plan.port), []).append(slot)
     lines = []
-    network = [s for s in slots if not s.is_stdio and s.plan.port]
-    for i, a in enumerate(network):
-        for b in network[i + 1 :]:
-            if a.plan.port == b.plan.port and hosts_overlap(a.host, b.host):
-                lines.append(
-                    f"naftiko-run: port {a.plan.port} clash: {a.name()} and {b.name()}; "
-                    f"move one with --port NAMESPACE=PORT"
-                )
+    for port, claimants in by_port.items():
+        clashing = _clashing(claimants)
+        if clashing:
+            lines.append(
+                f"naftiko-run: port {port} clash: {len(clashing)} adapters claim it: "
+                f"{', '.join(s.name() for s in clashing)}; move them with --port "
+                f"NAMESPACE=PORT, or serve them all on one port with --gateway PORT"
+            )
     return lines
+
+
+def _clashing(claimants: Sequence[Slot]) -> list[Slot]:
+    """The claimants of one port that overlap another one's host, in declaration order.
+
+    Grouped by host first, so the usual case (every bind on the same host or on the
+    wildcard) stays linear in the number of claimants.
+    """
+    if len(claimants) < 2:
+        return []
+    hosts: dict[str, list[Slot]] = {}
+    for slot in claimants:
+        hosts.setdefault(_host_key(slot.host), []).append(slot)
+    if len(hosts) == 1 or any(host in WILDCARD_HOSTS for host in hosts):
+        return list(claimants)  # one host, or a wildcard that overlaps every other
+    return [s for s in claimants if len(hosts[_host_key(s.host)]) > 1]
 
 
 def stdio_conflicts(slots: Sequence[Slot]) -> list[str]:
@@ -452,13 +622,15 @@ class Summary:
                 f"capability {capability.label!r} ({capability.path}, "
                 f"naftiko {capability.spec_version or '?'})"
             )
+            if capability.degraded:
+                out.append(f"  degraded (its units answer 503): {capability.degraded}")
             out += [f"  {d.format()}" for d in capability.warnings]
         for slot in self.slots:
             if slot.is_stdio:
                 where = "stdio"
             else:
                 port = (ports or {}).get(slot.key, slot.plan.port)
-                where = url_of(slot.host, port, adapter_path(slot.plan))
+                where = url_of(slot.host, port, slot.mount + adapter_path(slot.plan))
             items = serves(slot.plan)
             out.append(f"  {slot.type} {slot.namespace} {where}: {served_count(items)}")
             out += [f"    {item}" for item in items]

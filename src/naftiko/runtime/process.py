@@ -47,6 +47,7 @@ from naftiko.runtime.logs import Redactor
 from naftiko.runtime.metrics import METRICS_CONTENT_TYPE, Metrics
 from naftiko.runtime.placement import (
     Capability,
+    PlanError,
     Slot,
     adapter_path,
     load_one,
@@ -83,11 +84,24 @@ class Served:
     port: int | None = None
     state: str = STARTING
     task: asyncio.Task[None] | None = None
+    # Gateway mode: the listener this adapter is served on, under ``/prefix``.
+    via: Served | None = None
+    prefix: str | None = None
+
+    @property
+    def listens(self) -> bool:
+        """Has a socket and a server of its own (not behind the gateway)."""
+        return self.app is not None and self.via is None
 
     @property
     def url(self) -> str | None:
         if self.slot.is_stdio:
             return "stdio"
+        if self.via is not None:
+            if self.via.port is None:
+                return None
+            path = f"/{self.prefix}{adapter_path(self.slot.plan)}"
+            return url_of(self.via.slot.host, self.via.port, path)
         if self.port is None:
             return None
         return url_of(self.slot.host, self.port, adapter_path(self.slot.plan))
@@ -97,7 +111,7 @@ class Served:
             "type": self.slot.type,
             "namespace": self.slot.namespace,
             "url": self.url,
-            "port": self.port,
+            "port": self.via.port if self.via is not None else self.port,
             "state": self.state,
         }
 
@@ -177,6 +191,7 @@ class Runtime:
         self._exit_code = EXIT_OK
         self._background: set[asyncio.Task[Any]] = set()
         self.metrics.capabilities.set(len(self.capabilities))
+        self.gateway: Any = None  # naftiko.runtime.gateway.GatewayParts in gateway mode
 
     # ------------------------------------------------------------------ ControlState
 
@@ -203,7 +218,13 @@ class Runtime:
             "uptime": _iso_duration(uptime),
             "uptimeSeconds": round(uptime, 3),
             "capabilities": [
-                {"label": c.label, "file": str(c.path), "specVersion": c.spec_version}
+                {
+                    "label": c.label,
+                    "file": str(c.path),
+                    "specVersion": c.spec_version,
+                    "state": "degraded" if c.degraded else "ok",
+                    **({"reason": c.degraded} if c.degraded else {}),
+                }
                 for c in self.capabilities.values()
             ],
             "adapters": self.adapter_states(),
@@ -215,6 +236,10 @@ class Runtime:
     # ------------------------------------------------------------------ building
 
     def _new_engine(self, capability: Capability) -> Any:
+        if capability.degraded:
+            from naftiko.runtime.gateway import DegradedEngine
+
+            return DegradedEngine(capability.compiled, self.engine_settings, capability.degraded)
         from naftiko.engine.invoke import Engine
 
         return Engine(capability.compiled, self.engine_settings)
@@ -247,6 +272,14 @@ class Runtime:
         authentication cannot be enforced fails here, with nothing bound yet."""
         for path, capability in self.capabilities.items():
             self.engines[path] = self._new_engine(capability)
+        if self.config.gateway_port is not None:
+            from naftiko.runtime.gateway import prepare_gateway
+
+            try:
+                self.served.insert(0, prepare_gateway(self, Served))
+            except PlanError as exc:
+                raise StartupError("\n".join(exc.lines), exc.code) from None
+            return
         for served in self.served:
             slot = served.slot
             if slot.is_stdio:
@@ -267,7 +300,7 @@ class Runtime:
         """Bind every socket up front; the first one in use stops the start (exit 1)."""
         try:
             for served in self.served:
-                if served.app is None:
+                if not served.listens:
                     continue
                 host, port = served.slot.host, int(served.slot.plan.port or 0)
                 try:
@@ -335,7 +368,7 @@ class Runtime:
         task.add_done_callback(done)
 
     async def _start_all(self) -> None:
-        listeners = sum(1 for s in self.served if s.app is not None)
+        listeners = sum(1 for s in self.served if s.listens)
         shortage = ensure_descriptor_room(listeners, self.config.max_connections)
         if shortage:
             log.warning("%s", shortage)
@@ -343,7 +376,7 @@ class Runtime:
             await engine.start()
             log.debug("engine for %s started", path)
         for served in self.served:
-            if served.app is not None:
+            if served.listens:
                 name = f"{served.slot.type} {served.slot.namespace} (port {served.port})"
                 config = self._uvicorn_config(served.app, name)
                 served.server = ListenerServer(config)
@@ -366,6 +399,9 @@ class Runtime:
             await asyncio.sleep(0.01)
         for served in self.served:
             if served.server is not None and served.server.started:
+                served.state = STARTED
+        for served in self.served:
+            if served.via is not None and served.via.state == STARTED:
                 served.state = STARTED
 
     def request_stop(self, code: int = EXIT_OK) -> None:

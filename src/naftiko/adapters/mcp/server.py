@@ -483,6 +483,7 @@ def build_mcp_app(
     # No routes: every request goes to the router's default, which is ours to route.
     app.router.default = McpPaths(endpoint, metadata)
     app.state.mcp_server = server
+    app.state.mcp_handlers = handlers
     return app
 
 

@@ -765,16 +765,19 @@ def build_rest_app(
     *,
     bindings: Bindings | None = None,
     info: Info | None = None,
+    server_url: str = "/",
 ) -> Starlette:
     """The Starlette app serving ``plan`` (see the module docstring).
 
-    Raises ``InboundAuthConfigError`` when ``plan.authentication`` cannot be enforced.
+    ``server_url`` is the OpenAPI document's ``servers`` URL: the gateway serves the
+    adapter under a prefix. Raises ``InboundAuthConfigError`` when
+    ``plan.authentication`` cannot be enforced.
     """
     binds = bindings or Bindings.empty()
     auth = build_inbound_auth(plan.authentication, binds.as_scope(), binds.namespaced())
     title, version, description = openapi_info(plan, info)
     document = build_openapi(
-        plan, title=title, version=version, description=description, server_url="/"
+        plan, title=title, version=version, description=description, server_url=server_url
     )
     return _RestApp(_RestEndpoint(engine, plan, settings or AdapterSettings(), document, auth))
 

@@ -1,0 +1,137 @@
+"""Gateway mode's rules: aggregate names, prefixes and clashes, degraded documents, and the
+one-line-per-port clash report without ``--gateway``."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from naftiko.adapters.mcp.aggregate import (
+    NAME_PATTERN,
+    PAGE_SIZE,
+    _page,
+    aggregate_name,
+    assign_names,
+    hashed_name,
+)
+from naftiko.adapters.mcp.sdk import MCPError
+from runtime.naftiko_process import REPO_ROOT, run_to_exit
+
+STRIPE = REPO_ROOT.parent / "shared" / "corpus" / "api-evangelist-stripe" / "capabilities"
+BALANCE = STRIPE / "balance-identifiers.yaml"
+needs_corpus = pytest.mark.skipif(not STRIPE.is_dir(), reason="../shared/corpus is not here")
+
+
+# ------------------------------------------------------------------ naming rule
+
+
+def test_aggregate_name_is_prefix_two_underscores_name_when_valid() -> None:
+    assert aggregate_name("stripe-mcp", "get-balance") == "stripe-mcp__get-balance"
+
+
+def test_long_or_unusual_names_are_cut_and_hashed_stably() -> None:
+    long = aggregate_name("a" * 40, "b" * 40)
+    dotted = aggregate_name("ns", "tool.with.dots")
+    assert len(long) == 64 and NAME_PATTERN.match(long)
+    assert long == hashed_name("a" * 40, "b" * 40)  # the same on every start
+    assert long.startswith("a" * 40 + "__" + "b" * 13 + "-")
+    assert dotted.startswith("ns__tool_with_dots-") and NAME_PATTERN.match(dotted)
+    # Names that would coincide after cutting or replacing still differ.
+    assert aggregate_name("a" * 40, "b" * 40 + "1") != aggregate_name("a" * 40, "b" * 40 + "2")
+    assert aggregate_name("ns", "x.y") != aggregate_name("ns", "x_y")
+
+
+def test_names_that_coincide_are_all_hashed() -> None:
+    names = assign_names([("a__b", "c"), ("a", "b__c"), ("a", "d")])
+    assert names[("a", "d")] == "a__d"
+    assert names[("a__b", "c")] != names[("a", "b__c")]
+    assert all(NAME_PATTERN.match(n) for n in names.values())
+
+
+def test_pages_and_cursor() -> None:
+    items = list(range(PAGE_SIZE * 2 + 5))
+    first, cursor = _page(items, None)
+    second, cursor2 = _page(items, cursor)
+    third, end = _page(items, cursor2)
+    assert first + second + third == items and end is None
+    with pytest.raises(MCPError):
+        _page(items, "not-a-cursor")
+
+
+# ------------------------------------------------------------------ process rules
+
+
+@needs_corpus
+def test_port_clashes_are_one_line_per_port_naming_every_claimant() -> None:
+    completed = run_to_exit([str(STRIPE), "--check"], env={"STRIPE_API_KEY": "sk_test_x"})
+    lines = completed.stderr.strip().splitlines()
+    assert completed.returncode == 2
+    assert len(lines) == 2, lines  # 8080 and 9090, not one line per pair of documents
+    for line, port in zip(lines, ("8080", "9090"), strict=True):
+        claimants = re.findall(r"\(([^()]+\.yaml)\)", line)
+        assert len(claimants) >= 10 and len(set(claimants)) == len(claimants)
+        assert line.startswith(f"naftiko-run: port {port} clash: {len(claimants)} adapters")
+        assert "--gateway PORT" in line
+
+
+@needs_corpus
+def test_unset_secret_stops_the_start_outside_gateway_mode_only(tmp_path: Path) -> None:
+    strict = run_to_exit([str(BALANCE), "--check"])
+    assert strict.returncode == 2 and "STRIPE_API_KEY" in strict.stderr
+    gateway = run_to_exit([str(BALANCE), "--check", "--gateway", "0"])
+    assert gateway.returncode == 0, gateway.stderr
+    assert "degraded (its units answer 503): environment variable 'STRIPE_API_KEY'" in (
+        gateway.stdout
+    )
+
+
+@needs_corpus
+def test_namespace_clash_names_both_files_and_the_prefix_way_out(tmp_path: Path) -> None:
+    first, second = tmp_path / "a" / "one.yaml", tmp_path / "b" / "two.yaml"
+    for copy in (first, second):
+        copy.parent.mkdir()
+        shutil.copy(BALANCE, copy)
+    env = {"STRIPE_API_KEY": "sk_test_x"}
+    clash = run_to_exit([str(tmp_path), "--check", "--gateway", "0"], env=env)
+    lines = clash.stderr.strip().splitlines()
+    assert clash.returncode == 2
+    assert len(lines) == 2  # the REST and the MCP namespace
+    for line in lines:
+        assert str(first) in line and str(second) in line
+        assert f"--prefix {second}:" in line
+    fixed = run_to_exit(
+        [
+            str(tmp_path),
+            "--check",
+            "--gateway",
+            "0",
+            "--prefix",
+            f"{second}:balance-identifiers-rest=other-rest",
+            "--prefix",
+            f"{second}:balance-identifiers-mcp=other-mcp",
+        ],
+        env=env,
+    )
+    assert fixed.returncode == 0, fixed.stderr
+    reload = run_to_exit([str(BALANCE), "--check", "--gateway", "0", "--reload"], env=env)
+    assert reload.returncode == 2 and "--reload is not supported with --gateway" in reload.stderr
+    typo = run_to_exit(
+        [str(BALANCE), "--check", "--gateway", "0", "--prefix", "nowhere=x"], env=env
+    )
+    assert typo.returncode == 2 and "--prefix nowhere" in typo.stderr
+
+
+@needs_corpus
+def test_reserved_prefix_needs_an_override(tmp_path: Path) -> None:
+    text = BALANCE.read_text().replace("balance-identifiers-mcp", "mcp")
+    (tmp_path / "doc.yaml").write_text(text)
+    env = {"STRIPE_API_KEY": "sk_test_x"}
+    refused = run_to_exit([str(tmp_path), "--check", "--gateway", "0"], env=env)
+    assert refused.returncode == 2 and "prefix /mcp is reserved" in refused.stderr
+    moved = run_to_exit(
+        [str(tmp_path), "--check", "--gateway", "0", "--prefix", "mcp=stripe"], env=env
+    )
+    assert moved.returncode == 0, moved.stderr
