@@ -34,7 +34,7 @@ problem). Bracketed statuses are those the adapters answer directly::
     │   │                          the message is safe to show
     │   ├── RequestError                engine.request: VALIDATION (400)
     │   ├── BodyTooLarge                adapters.http_common: request body over the limit [413]
-    │   ├── _Refused                    adapters.rest: [400, 413, 415]
+    │   ├── Refused                     adapters.rest: [400, 413, 415]
     │   ├── _NotFound                   adapters.skill: [404]
     │   ├── ResourceFailure             adapters.mcp_resources: JSON-RPC error (400; 500
     │   │                               when a declared file cannot be read)
