@@ -336,7 +336,7 @@ async def test_missing_body_field_is_absent_not_whole_body() -> None:
     engine = FakeEngine()
     async with client(engine) as c:
         await c.post("/items", json={"count": 3})
-    assert "name" not in engine.last.values  # decision 9: the engine validates `required`
+    assert "name" not in engine.last.values  # the engine, not the adapter, validates `required`
 
 
 async def test_form_body_repeated_keys_and_coercion() -> None:

@@ -234,7 +234,8 @@ def _forwards_caller_body(
     method: str, operation: OperationPlan, declared: Sequence[InputField]
 ) -> bool:
     """A REST operation and the operation it calls both take a body, and neither says
-    what goes in it: the author meant the caller's body (9 of 19 Notion operations)."""
+    what goes in it: the author meant the caller's body (published documents, Notion's
+    among them, are written so)."""
     return (
         method in _BODY_METHODS
         and operation.method.upper() in _BODY_METHODS
