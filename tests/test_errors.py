@@ -54,7 +54,7 @@ def test_the_walk_finds_the_classes_it_must() -> None:
         "naftiko.upstream.request.RequestError",
         "naftiko.adapters.rest.bodies.Refused",
         "naftiko.upstream.decoding.TooManyCodings",
-        "naftiko.runtime.placement.PlanError",
+        "naftiko.runtime.placement.PlacementError",
     ):
         assert name in found
 

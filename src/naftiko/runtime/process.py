@@ -46,7 +46,7 @@ from naftiko.runtime.http_protocol import (
 from naftiko.runtime.logs import Redactor
 from naftiko.runtime.metrics import METRICS_CONTENT_TYPE, Metrics
 from naftiko.runtime.placement import (
-    Capability,
+    PlacedDocument,
     Slot,
     adapter_path,
     load_one,
@@ -157,14 +157,14 @@ class Runtime:
     def __init__(
         self,
         config: RuntimeConfig,
-        capabilities: Iterable[Capability],
+        capabilities: Iterable[PlacedDocument],
         slots: Iterable[Slot],
         *,
         redactor: Redactor,
         metrics: Metrics,
     ) -> None:
         self.config = config
-        self.capabilities: dict[Path, Capability] = {c.path: c for c in capabilities}
+        self.capabilities: dict[Path, PlacedDocument] = {c.path: c for c in capabilities}
         self.served = [Served(slot) for slot in slots]
         self.redactor = redactor
         self.metrics = metrics
@@ -214,7 +214,7 @@ class Runtime:
 
     # ------------------------------------------------------------------ building
 
-    def _new_engine(self, capability: Capability) -> Any:
+    def _new_engine(self, capability: PlacedDocument) -> Any:
         from naftiko.engine.invoke import Engine
 
         return Engine(capability.compiled, self.engine_settings)
