@@ -52,9 +52,9 @@ def test_the_walk_finds_the_classes_it_must() -> None:
         "naftiko.errors.NaftikoError",
         "naftiko.spec.diagnostics.LoadError",
         "naftiko.upstream.request.RequestError",
-        "naftiko.adapters.rest.app._Refused",
+        "naftiko.adapters.rest.bodies.Refused",
         "naftiko.upstream.decoding.TooManyCodings",
-        "naftiko.runtime.placement.PlanError",
+        "naftiko.runtime.placement.PlacementError",
     ):
         assert name in found
 

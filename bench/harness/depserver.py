@@ -60,7 +60,7 @@ def rest_app() -> Any:
     from naftiko.runtime.config import resolve_config
     from naftiko.runtime.logs import Redactor, configure_logging
     from naftiko.runtime.metrics import Metrics, RuntimeObserver
-    from naftiko.runtime.placement import load_all, plan_slots
+    from naftiko.runtime.placement import load_all, place_slots
     from naftiko.runtime.process import Runtime
 
     parser = argparse.ArgumentParser()
@@ -83,7 +83,7 @@ def rest_app() -> Any:
     )
     config = resolve_config(args, os.environ)
     capabilities, _ = load_all(config)
-    slots, _ = plan_slots(capabilities, config)
+    slots, _ = place_slots(capabilities, config)
     redactor = Redactor(v for c in capabilities for v in c.loaded.bindings.secret_values())
     configure_logging(log_format="json", level="info", redactor=redactor)
     metrics = Metrics()

@@ -28,13 +28,13 @@ problem). Bracketed statuses are those the adapters answer directly::
     │   ├── OutboundAuthConfigError(ValueError)   engine.outbound_auth
     │   ├── InboundAuthConfigError(ValueError)    adapters.http.auth
     │   ├── ConfigError(ValueError)     runtime.config (a flag or NAFTIKO_* value; exit 2)
-    │   ├── PlanError                   runtime.plan (exit 2)
+    │   ├── PlacementError              runtime.placement (exit 2)
     │   └── StartupError                runtime.process (exit code in ``code``)
     ├── CallerError .............. the caller's request cannot be served as asked (4xx);
     │   │                          the message is safe to show
     │   ├── RequestError                engine.request: VALIDATION (400)
     │   ├── BodyTooLarge                adapters.http_common: request body over the limit [413]
-    │   ├── _Refused                    adapters.rest: [400, 413, 415]
+    │   ├── Refused                     adapters.rest: [400, 413, 415]
     │   ├── _NotFound                   adapters.skill: [404]
     │   ├── ResourceFailure             adapters.mcp_resources: JSON-RPC error (400; 500
     │   │                               when a declared file cannot be read)

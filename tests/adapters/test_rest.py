@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from naftiko.adapters.http.auth import InboundAuthConfigError
 from naftiko.adapters.http.common import new_request_id, request_id_of, sane_request_id
 from naftiko.adapters.http.settings import AdapterSettings
-from naftiko.adapters.rest.app import _parse_query, build_rest_app
+from naftiko.adapters.rest.app import build_rest_app
+from naftiko.adapters.rest.inputs import parse_query
 from naftiko.adapters.rest.plan import RestAdapterPlan, RestRoute
 from naftiko.adapters.rest.routes import route_pattern
 from naftiko.engine.types import (
@@ -278,7 +279,7 @@ async def test_head_runs_get_without_body() -> None:
 @settings(max_examples=500, deadline=None)
 @given(st.text(st.sampled_from(list("ab=&;%+ 1é/?"))))
 def test_query_parsing_is_parse_qsl(query: str) -> None:
-    assert _parse_query(query) == parse_qsl(query, keep_blank_values=True)
+    assert parse_query(query) == parse_qsl(query, keep_blank_values=True)
 
 
 async def test_path_query_header_cookie_are_coerced() -> None:
@@ -335,7 +336,7 @@ async def test_missing_body_field_is_absent_not_whole_body() -> None:
     engine = FakeEngine()
     async with client(engine) as c:
         await c.post("/items", json={"count": 3})
-    assert "name" not in engine.last.values  # decision 9: the engine validates `required`
+    assert "name" not in engine.last.values  # the engine, not the adapter, validates `required`
 
 
 async def test_form_body_repeated_keys_and_coercion() -> None:
@@ -756,7 +757,7 @@ async def test_openapi_path_rejects_other_methods() -> None:
 def test_kept_upstream_headers_are_encoded_never_refused() -> None:
     """Not Latin-1: sent as the UTF-8 bytes the upstream sent; a control character
     (which the server would refuse, a 500): that header is dropped, the others kept."""
-    from naftiko.adapters.rest.app import _kept_headers
+    from naftiko.adapters.rest.replies import kept_headers
 
-    kept = _kept_headers({"ETag": '"v\u2713"', "X-RateLimit-Note": "a\x01b", "Retry-After": "5"})
+    kept = kept_headers({"ETag": '"v\u2713"', "X-RateLimit-Note": "a\x01b", "Retry-After": "5"})
     assert kept == [(b"etag", '"v\u2713"'.encode()), (b"retry-after", b"5")]

@@ -1,6 +1,6 @@
 """The engine's shortcuts agree with the slow path they skip (property-based).
 
-``plainly_valid`` stands in for jsonschema's metaschema check at load, ``quick_check``
+``surely_valid_schema`` stands in for jsonschema's metaschema check at load, ``quick_check``
 for the validator on each call, ``_with_query`` for ``URL.copy_merge_params``: each may
 only answer where the slow path would answer the same.
 """
@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from naftiko.compile.capability import quick_check
-from naftiko.compile.inputs import plainly_valid
+from naftiko.compile.inputs import surely_valid_schema
+from naftiko.compile.validators import quick_check
 from naftiko.upstream.request import _with_query
 
 TYPES = ["string", "integer", "number", "boolean", "object", "array", "null", "strnig", 3]
@@ -53,14 +53,14 @@ def schemas(depth: int = 2) -> st.SearchStrategy[Any]:
 
 @settings(max_examples=400, deadline=None)
 @given(schemas())
-def test_plainly_valid_schemas_pass_the_metaschema(schema: dict[str, Any]) -> None:
-    if plainly_valid(schema):
+def test_surely_valid_schema_schemas_pass_the_metaschema(schema: dict[str, Any]) -> None:
+    if surely_valid_schema(schema):
         Draft202012Validator.check_schema(schema)
 
 
-def test_plainly_valid_refuses_what_the_metaschema_refuses() -> None:
+def test_surely_valid_schema_refuses_what_the_metaschema_refuses() -> None:
     for schema in ({"type": "strnig"}, {"required": ["a", "a"]}, {"items": 3}, {"enum": 1}):
-        assert not plainly_valid(schema)
+        assert not surely_valid_schema(schema)
         try:
             Draft202012Validator.check_schema(schema)
         except SchemaError:

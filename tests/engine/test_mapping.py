@@ -1,4 +1,4 @@
-"""Output shaping: JSONPath, nesting, typing, mocks and output schemas (§4, decisions 12-14)."""
+"""Output shaping: JSONPath, nesting, typing, mocks and output schemas."""
 
 from __future__ import annotations
 

@@ -127,7 +127,8 @@ async def test_step_with_is_per_step_and_does_not_leak() -> None:
 
 
 async def test_outputs_and_lookups_are_visible_to_later_templates_and_with() -> None:
-    """Our decision 18: a lookup result feeds a later call (the reference hides it)."""
+    """A step's output and a lookup's result feed later templates and ``with`` values
+    (the reference engine hides them; we chose to show them)."""
     plan = compile_steps(
         steps(
             {"name": "get-ship", "call": "reg.get-ship"},

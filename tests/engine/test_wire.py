@@ -25,7 +25,7 @@ from naftiko.upstream.plans import ConsumesPlan, OperationPlan, ParamPlan
 from naftiko.upstream.request import RequestError, UpstreamRequest, build_request, form_encode
 from naftiko.upstream.settings import UpstreamSettings
 from naftiko.upstream.transport import WireRequest, wire_request
-from naftiko.upstream.wire import ResponseHeaders, plain_origin, wire_of
+from naftiko.upstream.wire import ResponseHeaders, fixed_origin_of, wire_of
 
 TIMEOUT = httpx.Timeout(connect=3, read=20, write=20, pool=3)
 
@@ -215,7 +215,7 @@ values = st.text(alphabet="abcXYZ019-._~%20:@!$&'()*+,;=/é ?#{}`\"<>\r", min_si
 async def test_the_plain_origin_shortcut_writes_what_examining_the_url_writes(
     base: str, template: str, path_values: tuple[str, str], query: list[tuple[str, str]]
 ) -> None:
-    """``UpstreamRequest.plain`` skips ``_locate``: the bytes must be the same as without
+    """``UpstreamRequest.fixed_origin`` skips ``_locate``: the bytes must be the same as without
     it, and as httpx's, for every base, template and value."""
     path = compile_path(template)
     operation = OperationPlan(
@@ -228,7 +228,7 @@ async def test_the_plain_origin_shortcut_writes_what_examining_the_url_writes(
         output_raw_format=None,
         output_schema=None,
         base_dir=".",
-        plain=plain_origin(base, path),  # as compile_consumes decides it
+        fixed_origin=fixed_origin_of(base, path),  # as compile_consumes decides it
     )
     consumes = ConsumesPlan("api", base, (), None, None, True, {"op": operation})
     inputs = {"id": path_values[0], "other": path_values[1], **dict(query)}
@@ -244,8 +244,8 @@ async def test_the_plain_origin_shortcut_writes_what_examining_the_url_writes(
     except RequestError:
         return  # refused before any URL exists (a '.' or '..' segment)
     request = built.request
-    examined = wire_of(dataclasses.replace(request, plain=None), None, TIMEOUT)
+    examined = wire_of(dataclasses.replace(request, fixed_origin=None), None, TIMEOUT)
     assert wire_of(request, None, TIMEOUT) == examined
-    if request.plain is not None:
+    if request.fixed_origin is not None:
         assert examined is not None
         assert examined == await httpx_wire(request)

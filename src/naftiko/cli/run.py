@@ -33,7 +33,7 @@ from naftiko.runtime.http_protocol import (
 )
 from naftiko.runtime.logs import Redactor, configure_logging
 from naftiko.runtime.metrics import Metrics, RuntimeObserver
-from naftiko.runtime.placement import PlanError, Summary, load_all, plan_slots
+from naftiko.runtime.placement import PlacementError, Summary, load_all, place_slots
 from naftiko.runtime.process import EXIT_USAGE, Runtime, StartupError
 
 EPILOG = """\
@@ -218,8 +218,8 @@ def run(args: argparse.Namespace) -> int:
 def run_config(config: RuntimeConfig) -> int:
     try:
         capabilities, skipped = load_all(config)
-        slots, warnings = plan_slots(capabilities, config)
-    except PlanError as exc:
+        slots, warnings = place_slots(capabilities, config)
+    except PlacementError as exc:
         return _fail(exc.lines, exc.code)
     summary = Summary(capabilities, slots, skipped, warnings)
     if config.check:

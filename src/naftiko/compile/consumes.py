@@ -44,7 +44,7 @@ from naftiko.upstream.plans import (
     PathTemplate,
 )
 from naftiko.upstream.request import CONNECTION_HEADERS
-from naftiko.upstream.wire import plain_origin
+from naftiko.upstream.wire import fixed_origin_of
 
 __all__ = [
     "compile_consumes",
@@ -144,7 +144,7 @@ def _consumes(ctx: CompileContext, spec: ConsumesHttp, path: PathT) -> ConsumesP
                 base_dir=ctx.base_dir,
                 format_problem=_format_problem(ctx, op.output_raw_format, op.output_schema),
                 where=o_path,
-                plain=plain_origin(base_uri, op_path) if base_uri else None,
+                fixed_origin=fixed_origin_of(base_uri, op_path) if base_uri else None,
             )
     return ConsumesPlan(
         namespace=ns,

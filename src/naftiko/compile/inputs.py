@@ -96,7 +96,7 @@ def declared_schema(param: InputParameter) -> dict[str, Any]:
     if kind == "object" and isinstance(param.properties, dict):
         schema["properties"] = _clean_properties(param.properties)
     try:
-        if not plainly_valid(schema):
+        if not surely_valid_schema(schema):
             Draft202012Validator.check_schema(schema)
     except SchemaError:
         schema.pop("items", None)
@@ -108,7 +108,7 @@ _SIMPLE_TYPES = frozenset({"array", "boolean", "integer", "null", "number", "obj
 _STRING_KEYWORDS = frozenset({"description", "format", "title"})
 
 
-def plainly_valid(schema: Any) -> bool:
+def surely_valid_schema(schema: Any) -> bool:
     """True when ``schema`` uses only keywords this module writes, each well-formed.
 
     ``check_schema`` against the 2020-12 metaschema is slow enough to dominate the
@@ -137,10 +137,10 @@ def plainly_valid(schema: Any) -> bool:
             if len(set(value)) != len(value):
                 return False
         elif key == "properties":
-            if not isinstance(value, dict) or not all(map(plainly_valid, value.values())):
+            if not isinstance(value, dict) or not all(map(surely_valid_schema, value.values())):
                 return False
         elif key == "items":
-            if not plainly_valid(value):
+            if not surely_valid_schema(value):
                 return False
         elif key == "additionalProperties":
             if not isinstance(value, bool):

@@ -45,7 +45,7 @@ class UnitPlan:
     outputs: OutputMapper | None  # None: no outputParameters
     defaults: Mapping[str, Any]  # input name -> schema default
     # True only when ``validator`` would find no error (then it is not run); see
-    # ``compile.quick_check``. None: always ask the validator.
+    # ``compile.validators.quick_check``. None: always ask the validator.
     quick_valid: Callable[[Mapping[str, Any]], bool] | None = field(default=None, kw_only=True)
     # The caller inputs its templates may see: the declared and derived inputs and the
     # names the document's templates read, never a step's name (issue 15). Anything

@@ -46,7 +46,7 @@ from naftiko.adapters.rest.plan import RestAdapterPlan
 from naftiko.engine.invoke import Engine
 from naftiko.engine.types import AdapterPlan
 from naftiko.errors import ErrorKind, Problem
-from naftiko.runtime.placement import PlanError, Slot
+from naftiko.runtime.placement import PlacementError, Slot
 from naftiko.runtime.reload import AppGeneration, SwappableApp
 
 # ``naftiko.runtime.process`` imports this module; the runtime and its ``Served`` class
@@ -357,7 +357,7 @@ def prepare_gateway(runtime: Runtime, served_type: Any) -> Served:
     """Build every member app, the aggregate, the control app and the gateway app; the
     returned ``served_type`` is the one listener (the runtime binds and serves it).
 
-    Raises :class:`PlanError` (exit 2) when the prefixes clash or an adapter that is not
+    Raises :class:`PlacementError` (exit 2) when the prefixes clash or an adapter that is not
     degraded cannot be built."""
     from naftiko.adapters.control.app import build_control_app
     from naftiko.adapters.control.plan import ControlAdapterPlan
@@ -392,7 +392,7 @@ def prepare_gateway(runtime: Runtime, served_type: Any) -> Served:
                 app = runtime.build_app(replace(slot, host=host), engine)
         except ValueError as exc:  # InboundAuthConfigError and friends
             if capability is None or not capability.degraded:
-                raise PlanError([f"{slot.name()}: {exc}"]) from None
+                raise PlacementError([f"{slot.name()}: {exc}"]) from None
             app = UnavailableApp(engine.problem, policy)  # type: ignore[union-attr]
         if app is None:
             served.state = "not-served"
@@ -417,7 +417,7 @@ def prepare_gateway(runtime: Runtime, served_type: Any) -> Served:
         try:
             aggregate_app = build_aggregate_app(aggregate_members, settings)
         except ValueError as exc:
-            raise PlanError([f"naftiko-run: --gateway: {exc}"]) from None
+            raise PlacementError([f"naftiko-run: --gateway: {exc}"]) from None
         handlers = aggregate_app.state.aggregate
         for public, (member_handlers, name) in handlers.routes.items():
             parts.tool_names[(_prefix_of(aggregate_members, member_handlers), name)] = public

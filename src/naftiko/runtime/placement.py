@@ -32,7 +32,7 @@ _LOOKS_LIKE_CAPABILITY = re.compile(r"^(naftiko|ikanos)\s*:", re.MULTILINE)
 WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::", "*"})
 
 
-class PlanError(LoadTimeError):
+class PlacementError(LoadTimeError):
     """The process cannot start; ``lines`` are printed as they are, exit code 2."""
 
     def __init__(self, lines: Sequence[str], code: int = 2) -> None:
@@ -42,7 +42,7 @@ class PlanError(LoadTimeError):
 
 
 @dataclass
-class Capability:
+class PlacedDocument:
     """One loaded and compiled document; replaced whole on reload."""
 
     path: Path
@@ -73,7 +73,7 @@ class Slot:
     """One adapter to serve: its plan after overrides and where it binds."""
 
     plan: AdapterPlan
-    capability: Capability | None  # None for the control adapter added by --control-port
+    capability: PlacedDocument | None  # None for the control adapter added by --control-port
     host: str
     declared_port: int | None  # the document's port, to tell a reload that ports moved
     mount: str = ""  # gateway mode: the path prefix it is served under (``/PREFIX``)
@@ -136,7 +136,7 @@ def capability_files(paths: Sequence[str]) -> tuple[list[Path], list[str]]:
     return files, skipped
 
 
-def load_one(path: Path, config: RuntimeConfig, *, explicit: bool = True) -> Capability | None:
+def load_one(path: Path, config: RuntimeConfig, *, explicit: bool = True) -> PlacedDocument | None:
     """Load and compile one file; ``None`` for a directory member that is a shared file.
 
     Raises :class:`LoadError` (diagnostics) when the document cannot run. In gateway
@@ -159,7 +159,7 @@ def load_one(path: Path, config: RuntimeConfig, *, explicit: bool = True) -> Cap
         # The loader changed the parsed data in place: read the file again.
         loaded = load_source(path, _read(path), require_binds=False)
     compiled = compile_capability(loaded, config.engine_settings())
-    return Capability(path=path, loaded=loaded, compiled=compiled, degraded=degraded)
+    return PlacedDocument(path=path, loaded=loaded, compiled=compiled, degraded=degraded)
 
 
 def _read(path: Path) -> Any:
@@ -191,16 +191,16 @@ def unset_binds(diagnostics: Iterable[Diagnostic]) -> str | None:
     return "; ".join(reasons) or None
 
 
-def load_all(config: RuntimeConfig) -> tuple[list[Capability], list[str]]:
-    """Every capability given; raises :class:`PlanError` with all diagnostics of all files."""
+def load_all(config: RuntimeConfig) -> tuple[list[PlacedDocument], list[str]]:
+    """Every capability given; raises :class:`PlacementError` with all diagnostics of all files."""
     if not config.paths:
-        raise PlanError(["naftiko-run: no capability file or directory given"])
+        raise PlacementError(["naftiko-run: no capability file or directory given"])
     missing = [p for p in config.paths if not Path(p).exists()]
     if missing:
-        raise PlanError([f"{p}: error: file not found" for p in missing])
+        raise PlacementError([f"{p}: error: file not found" for p in missing])
     files, skipped = capability_files(config.paths)
     explicit = {Path(p) for p in config.paths}
-    capabilities: list[Capability] = []
+    capabilities: list[PlacedDocument] = []
     errors: list[str] = []
     for path in files:
         try:
@@ -209,7 +209,7 @@ def load_all(config: RuntimeConfig) -> tuple[list[Capability], list[str]]:
             errors.extend(d.format() for d in exc.diagnostics)
             continue
         except Exception as exc:  # a defect of ours: say where, without a traceback
-            raise PlanError(
+            raise PlacementError(
                 [f"{path}: error: internal error while loading: {type(exc).__name__}: {exc}"],
                 code=1,
             ) from exc
@@ -218,9 +218,9 @@ def load_all(config: RuntimeConfig) -> tuple[list[Capability], list[str]]:
         else:
             capabilities.append(capability)
     if errors:
-        raise PlanError(errors)
+        raise PlacementError(errors)
     if not capabilities:
-        raise PlanError([f"naftiko-run: no capability document in {', '.join(config.paths)}"])
+        raise PlacementError([f"naftiko-run: no capability document in {', '.join(config.paths)}"])
     return capabilities, skipped
 
 
@@ -236,7 +236,7 @@ def _override(plan: AdapterPlan, config: RuntimeConfig) -> AdapterPlan:
     return plan
 
 
-def make_slot(plan: AdapterPlan, capability: Capability | None, config: RuntimeConfig) -> Slot:
+def make_slot(plan: AdapterPlan, capability: PlacedDocument | None, config: RuntimeConfig) -> Slot:
     return Slot(
         plan=_override(plan, config),
         capability=capability,
@@ -245,10 +245,10 @@ def make_slot(plan: AdapterPlan, capability: Capability | None, config: RuntimeC
     )
 
 
-def plan_slots(
-    capabilities: Iterable[Capability], config: RuntimeConfig
+def place_slots(
+    capabilities: Iterable[PlacedDocument], config: RuntimeConfig
 ) -> tuple[list[Slot], list[str]]:
-    """The adapters to serve, after overrides; raises :class:`PlanError` on conflicts.
+    """The adapters to serve, after overrides; raises :class:`PlacementError` on conflicts.
 
     The second value holds warnings (none today: an override naming no namespace is an
     error, :func:`override_typos`).
@@ -281,7 +281,7 @@ def plan_slots(
         *override_typos(all_slots, config),
     ]
     if errors:
-        raise PlanError(errors)
+        raise PlacementError(errors)
     return slots, notes
 
 
@@ -302,7 +302,7 @@ def gateway_slots(slots: list[Slot], config: RuntimeConfig) -> tuple[list[Slot],
         errors.append("naftiko-run: --reload is not supported with --gateway yet; restart")
     errors += [line for line in override_typos(slots, config) if "--base-uri" in line]
     if errors:
-        raise PlanError(errors)
+        raise PlacementError(errors)
     notes = []
     if config.ports:
         notes.append("--port/NAFTIKO_PORTS are ignored with --gateway (one port for all)")
@@ -345,7 +345,7 @@ def _file_key(key: str) -> tuple[Path, str] | None:
 
 
 def assign_prefixes(slots: Sequence[Slot], prefixes: dict[str, str]) -> list[str]:
-    """The prefix of each slot, in order; raises :class:`PlanError` (exit 2) on a clash,
+    """The prefix of each slot, in order; raises :class:`PlacementError` (exit 2) on a clash,
     a reserved or unusable prefix, or a ``--prefix`` that names no adapter."""
     chosen: list[str] = []
     used: set[str] = set()
@@ -386,7 +386,7 @@ def assign_prefixes(slots: Sequence[Slot], prefixes: dict[str, str]) -> list[str
                 f"document, or pass --prefix {last.origin}:{last.namespace}=OTHER"
             )
     if lines:
-        raise PlanError(lines)
+        raise PlacementError(lines)
     return chosen
 
 
@@ -395,7 +395,7 @@ def stdio_selection(slots: list[Slot], config: RuntimeConfig) -> tuple[list[Slot
 
     An MCP client launches the process for stdin/stdout: binding the document's other
     ports too would make that launch fail whenever one is taken. Raises
-    :class:`PlanError` when ``--stdio`` names no MCP adapter.
+    :class:`PlacementError` when ``--stdio`` names no MCP adapter.
     """
     if config.stdio is not None:
         chosen = _stdio_choice(slots, config.stdio)
@@ -434,11 +434,11 @@ def _stdio_choice(slots: Sequence[Slot], namespace: str) -> Slot:
             line = f"naftiko-run: --stdio {namespace}: no MCP adapter has this namespace"
             close = difflib.get_close_matches(namespace, names, n=1, cutoff=0.6)
             line += f"; did you mean '{close[0]}'?" if close else "."
-        raise PlanError([f"{line} MCP adapters: {', '.join(names) or 'none'}"])
+        raise PlacementError([f"{line} MCP adapters: {', '.join(names) or 'none'}"])
     if len(mcp) != 1:
         names = ", ".join(s.namespace for s in mcp) or "none"
         line = f"--stdio needs a namespace: there is not exactly one MCP adapter ({names})"
-        raise PlanError([f"naftiko-run: {line}; pass --stdio NAMESPACE"])
+        raise PlacementError([f"naftiko-run: {line}; pass --stdio NAMESPACE"])
     return mcp[0]
 
 
@@ -610,7 +610,7 @@ def adapter_path(plan: AdapterPlan) -> str:
 class Summary:
     """``--check`` output and the start-up banner, from the same data."""
 
-    capabilities: list[Capability]
+    capabilities: list[PlacedDocument]
     slots: list[Slot]
     skipped: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

@@ -46,8 +46,8 @@ from naftiko.runtime.http_protocol import (
 from naftiko.runtime.logs import Redactor
 from naftiko.runtime.metrics import METRICS_CONTENT_TYPE, Metrics
 from naftiko.runtime.placement import (
-    Capability,
-    PlanError,
+    PlacedDocument,
+    PlacementError,
     Slot,
     adapter_path,
     load_one,
@@ -171,14 +171,14 @@ class Runtime:
     def __init__(
         self,
         config: RuntimeConfig,
-        capabilities: Iterable[Capability],
+        capabilities: Iterable[PlacedDocument],
         slots: Iterable[Slot],
         *,
         redactor: Redactor,
         metrics: Metrics,
     ) -> None:
         self.config = config
-        self.capabilities: dict[Path, Capability] = {c.path: c for c in capabilities}
+        self.capabilities: dict[Path, PlacedDocument] = {c.path: c for c in capabilities}
         self.served = [Served(slot) for slot in slots]
         self.redactor = redactor
         self.metrics = metrics
@@ -235,7 +235,7 @@ class Runtime:
 
     # ------------------------------------------------------------------ building
 
-    def _new_engine(self, capability: Capability) -> Any:
+    def _new_engine(self, capability: PlacedDocument) -> Any:
         if capability.degraded:
             from naftiko.runtime.gateway import DegradedEngine
 
@@ -277,7 +277,7 @@ class Runtime:
 
             try:
                 self.served.insert(0, prepare_gateway(self, Served))
-            except PlanError as exc:
+            except PlacementError as exc:
                 raise StartupError("\n".join(exc.lines), exc.code) from None
             return
         for served in self.served:

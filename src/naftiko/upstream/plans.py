@@ -114,8 +114,8 @@ class OperationPlan:
     where: tuple[str | int, ...] = ()  # its position in the document, for diagnostics
     # Origin, Host header and target offset shared by every URL built from its namespace's
     # base URI and ``path``, when none needs httpx's URL rules
-    # (``naftiko.upstream.wire.plain_origin``); None: each URL is examined on its own.
-    plain: tuple[tuple[bytes, str, int], bytes, int] | None = None
+    # (``naftiko.upstream.wire.fixed_origin_of``); None: each URL is examined on its own.
+    fixed_origin: tuple[tuple[bytes, str, int], bytes, int] | None = None
 
     @property
     def id(self) -> str:

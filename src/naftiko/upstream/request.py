@@ -109,9 +109,9 @@ class UpstreamRequest:
     content: bytes | None = None
     files: _Files | None = None
     # Set when ``url`` was built from a base URI and path template known to need none of
-    # httpx's URL rules (``OperationPlan.plain``): origin, Host header and where the
+    # httpx's URL rules (``OperationPlan.fixed_origin``): origin, Host header and where the
     # request target starts in ``url``.
-    plain: tuple[tuple[bytes, str, int], bytes, int] | None = None
+    fixed_origin: tuple[tuple[bytes, str, int], bytes, int] | None = None
 
     def to_httpx(self) -> httpx.Request:
         kwargs: dict[str, Any] = {}
@@ -486,7 +486,9 @@ def build_request(
         body = _param_body(whole, fields, inputs, declared_type)
     else:
         body = _Body()
-    request = UpstreamRequest(operation.method.upper(), url, headers, plain=operation.plain)
+    request = UpstreamRequest(
+        operation.method.upper(), url, headers, fixed_origin=operation.fixed_origin
+    )
     if body.files is not None:
         if body.files:
             request.files = body.files

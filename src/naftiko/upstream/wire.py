@@ -22,7 +22,7 @@ from naftiko.upstream.plans import PathTemplate
 from naftiko.upstream.request import UpstreamRequest, join_url
 from naftiko.upstream.transport import DEFAULT_PORTS, Origin, WireRequest, checked_head
 
-__all__ = ["ResponseHeaders", "plain_origin", "wire_of"]
+__all__ = ["ResponseHeaders", "fixed_origin_of", "wire_of"]
 
 _PRINTABLE = {chr(i) for i in range(0x21, 0x7F)}
 # The characters httpx leaves as they are (its PATH_SAFE / QUERY_SAFE, space excluded).
@@ -55,7 +55,7 @@ def wire_of(
     if request.files:
         return None
     url = request.url
-    plain = request.plain
+    fixed = request.fixed_origin
     pair = None
     if auth is not None:
         header = getattr(auth, "header", None)
@@ -69,9 +69,9 @@ def wire_of(
                 url = str(httpx.URL(url).copy_merge_params({param[0]: param[1]}))
             except (httpx.InvalidURL, ValueError):
                 return None  # httpx refuses it in its own words
-            plain = None
-    if plain is not None and len(url) <= _MAX_URL:
-        origin, host, start = plain
+            fixed = None
+    if fixed is not None and len(url) <= _MAX_URL:
+        origin, host, start = fixed
         target = url[start:].encode("ascii")
         if target[:1] != b"/":  # the origin's own URL, or a query right after it
             target = b"/" + target
@@ -133,11 +133,11 @@ def _locate(url: str) -> tuple[Origin, bytes, bytes] | None:
     return known[0], known[1], target.encode("ascii")
 
 
-def plain_origin(base: str, path: PathTemplate) -> tuple[Origin, bytes, int] | None:
+def fixed_origin_of(base: str, path: PathTemplate) -> tuple[Origin, bytes, int] | None:
     """Origin, Host header and where the request target starts, shared by every URL
     that ``naftiko.upstream.request`` builds from ``base`` and ``path``, when no such URL
     needs httpx's rules; else None (then each URL is examined on its own). Decided once
-    per operation, at compile time (``OperationPlan.plain``).
+    per operation, at compile time (``OperationPlan.fixed_origin``).
 
     Those URLs differ only in their variables, each written as one percent-encoded
     segment (unreserved characters and ``%XX``, never ``.`` or ``..`` alone), and in a

@@ -2,10 +2,10 @@
 
 ``compile_mcp_plan`` is the MCP entry of the plan compilers (``naftiko.adapters.exposes``):
 the core compiler (``naftiko.compile.capability``) calls it for each ``type: mcp``
-``exposes`` entry, in document order, and it calls back ``Compiler.exposed`` for each
-tool and each ``call``/``steps`` resource. A static resource's directory and a file
-prompt are checked here (missing, or outside the capability directory: a load error),
-rather than on the first ``resources/read`` or ``prompts/get``.
+``exposes`` entry, in document order, and it calls back ``Compiler.exposed`` with a
+``UnitSpec`` for each tool and each ``call``/``steps`` resource. A static resource's
+directory and a file prompt are checked here (missing, or outside the capability
+directory: a load error), rather than on the first ``resources/read`` or ``prompts/get``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from naftiko.compile.capability import Compiler
+from naftiko.compile.capability import Compiler, UnitSource, UnitSpec
 from naftiko.compile.consumes import compile_path
 from naftiko.compile.context import CompileContext, PathT
 from naftiko.compile.inputs import declared_inputs
@@ -71,20 +71,23 @@ def compile_mcp_plan(spec: ExposesMcp, path: PathT, compiler: Compiler) -> McpAd
     tools = []
     for t_index, tool in enumerate(spec.tools):
         t_path = (*path, "tools", t_index)
-        name = compiler.inherited(tool)[0]
+        source = UnitSource.of(tool)
+        name = compiler.labels(source).name
         unit_id = f"{ns}.{name}"
         if unit_id in compiler.units:
             compiler.ctx.warning(t_path, f"duplicate tool '{name}': the first wins")
             continue
         unit = compiler.exposed(
-            tool,
-            kind="tool",
-            unit_id=unit_id,
-            adapter_ns=ns,
-            namespaces=namespaces,
-            declared=declared_inputs(tool.input_parameters, located=False),
-            path=t_path,
-            located=False,
+            UnitSpec(
+                source=source,
+                kind="tool",
+                unit_id=unit_id,
+                adapter_ns=ns,
+                namespaces=namespaces,
+                declared=tuple(declared_inputs(tool.input_parameters, located=False)),
+                path=t_path,
+                located=False,
+            )
         )
         tools.append(unit)
     resources: list[StaticResourcePlan | DynamicResourcePlan] = []
@@ -150,22 +153,24 @@ def _resource(
             directory=str(directory),
         )
     variables = compile_path(resource.uri).variables
-    declared = [
+    declared = tuple(
         InputField(name=v, location="argument", schema={"type": "string"}, required=True)
         for v in variables
-    ]
+    )
     unit_id = f"{ns}.{resource.name}"
     if unit_id in compiler.units:
         unit_id = f"{ns}.resource:{resource.uri}"
     unit = compiler.exposed(
-        resource,
-        kind="resource",
-        unit_id=unit_id,
-        adapter_ns=ns,
-        namespaces=namespaces,
-        declared=declared,
-        path=path,
-        located=False,
+        UnitSpec(
+            source=UnitSource.of(resource),
+            kind="resource",
+            unit_id=unit_id,
+            adapter_ns=ns,
+            namespaces=namespaces,
+            declared=declared,
+            path=path,
+            located=False,
+        )
     )
     return DynamicResourcePlan(
         name=resource.name,

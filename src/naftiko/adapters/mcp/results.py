@@ -21,7 +21,7 @@ import mcp_types as types
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from naftiko.compile.inputs import plainly_valid
+from naftiko.compile.inputs import surely_valid_schema
 from naftiko.engine.static_files import is_text_media_type
 from naftiko.engine.types import ErrorKind, Result, Unit, thaw
 from naftiko.media_types import OCTET_STREAM, as_written, essence
@@ -181,7 +181,7 @@ def build_tool(unit: Unit) -> ToolEntry:
             output_schema = None
         else:
             try:
-                if not plainly_valid(output_schema):  # the metaschema is slow: not for ours
+                if not surely_valid_schema(output_schema):  # the metaschema is slow: not for ours
                     Draft202012Validator.check_schema(output_schema)
                 validator = Draft202012Validator(output_schema)
             except SchemaError as exc:

@@ -2,9 +2,10 @@
 
 ``compile_rest_plan`` is the REST entry of the plan compilers (``naftiko.adapters.exposes``):
 the core compiler (``naftiko.compile.capability``) calls it for each ``type: rest``
-``exposes`` entry, in document order, and it calls back ``Compiler.exposed`` for each
-operation. Its diagnostics (a second method on a path, a shadowed operation, a forward to
-an unknown namespace, a reserved path) go through the compile context with the units'.
+``exposes`` entry, in document order, and it calls back ``Compiler.exposed`` with a
+``UnitSpec`` for each operation. Its diagnostics (a second method on a path, a shadowed
+operation, a forward to an unknown namespace, a reserved path) go through the compile
+context with the units'.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from naftiko.adapters.rest.routes import normalize_route_path, shadowing_reserved_path
-from naftiko.compile.capability import BODILESS_METHODS, Compiler
+from naftiko.compile.capability import Compiler, UnitSource, UnitSpec
 from naftiko.compile.consumes import compile_path
 from naftiko.compile.context import CompileContext, PathT
 from naftiko.compile.inputs import declared_inputs, merge_declared
+from naftiko.compile.units import BODILESS_METHODS
 from naftiko.engine.types import AdapterPlan, ForwardPlan, Unit
 from naftiko.spec.models import ExposesRest
 
@@ -72,30 +74,34 @@ def compile_rest_plan(spec: ExposesRest, path: PathT, compiler: Compiler) -> Res
             # Inputs without a usable ``in`` are read from the body, which the caller
             # of a GET, HEAD, DELETE or OPTIONS does not send: the query string there.
             unplaced = "query" if method in BODILESS_METHODS else "body"
-            name = compiler.inherited(op)[0]
+            source = UnitSource.of(op)
+            name = compiler.labels(source).name
             unit_id = f"{ns}.{name}" if name else f"{ns}.{method} {route_path}"
             if unit_id in compiler.units:
                 unit_id = f"{ns}.{method} {route_path}"
-            unit = compiler.exposed(
-                op,
-                kind="operation",
-                unit_id=unit_id,
-                adapter_ns=ns,
-                namespaces=namespaces,
-                declared=merge_declared(
-                    *(
-                        declared_inputs(params, located=True, unplaced=unplaced)
-                        for params in (
-                            spec.input_parameters,
-                            resource.input_parameters,
-                            op.input_parameters,
-                        )
+            declared = merge_declared(
+                *(
+                    declared_inputs(params, located=True, unplaced=unplaced)
+                    for params in (
+                        spec.input_parameters,
+                        resource.input_parameters,
+                        op.input_parameters,
                     )
-                ),
-                path=o_path,
-                route_vars=route_vars,
-                located=True,
-                fallback_name=f"{method} {route_path}",
+                )
+            )
+            unit = compiler.exposed(
+                UnitSpec(
+                    source=source,
+                    kind="operation",
+                    unit_id=unit_id,
+                    adapter_ns=ns,
+                    namespaces=namespaces,
+                    declared=tuple(declared),
+                    path=o_path,
+                    route_vars=tuple(route_vars),
+                    located=True,
+                    fallback_name=f"{method} {route_path}",
+                )
             )
             operations[method] = unit
         for method in operations:
