@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import time
@@ -10,11 +11,12 @@ from pathlib import Path
 import pytest
 from test_loader_tolerance import base_doc, write
 
-from naftiko.cli import main as cli
 from naftiko.cli.validate import validate_file
 from naftiko.spec.loader import load_source
 from naftiko.spec.source import read_source
 
+# the module, not the function ``naftiko.cli`` re-exports under the same name
+cli = importlib.import_module("naftiko.cli.main")
 ROOT = Path(__file__).resolve().parents[2]
 TIKTOK = ROOT / "capabilities" / "tiktok-login-kit-oauth.yaml"
 CORPUS = ROOT / ".." / "shared" / "corpus"
@@ -65,7 +67,7 @@ def test_directory_summary_counts_and_skips(
     write(tmp_path, {"naftiko": "1.0.0-alpha2", "consumes": []}, "shared.yaml")
     write(tmp_path, {"name": "package"}, "package.json")
     doc = base_doc()
-    doc["naftiko"] = "1.0.0-alpha1"
+    doc["naftiko"] = "1.0.0-alpha3"
     write(tmp_path, doc, "old.yml")
     (tmp_path / "broken.yaml").write_text("naftiko: [\n")
     (tmp_path / "empty.yaml").write_text("")
@@ -77,7 +79,7 @@ def test_directory_summary_counts_and_skips(
 
 def test_quiet_prints_errors_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     doc = base_doc()
-    doc["naftiko"] = "1.0.0-alpha1"
+    doc["naftiko"] = "1.0.0-alpha3"
     code, lines = validate(capsys, "--quiet", str(write(tmp_path, doc)))
     assert code == 0 and lines == ["1 document: 0 ok, 1 with warnings, 0 failed"]
 
