@@ -38,7 +38,7 @@ LATEST_IKANOS = IKANOS_VERSIONS[-1]
 ACCEPTED_VERSIONS = frozenset({"1.0.0-alpha3", "0.5", "0.5.0"})
 
 # Keys whose value is a list of objects with ``name``; Ikanos writes them as maps.
-_NAMED_LISTS = frozenset(
+NAMED_LISTS = frozenset(
     {
         "resources",
         "operations",
@@ -54,7 +54,7 @@ _NAMED_LISTS = frozenset(
     }
 )
 # Values that are payloads, not spec objects: never rewritten.
-_OPAQUE = frozenset(
+OPAQUE = frozenset(
     {"data", "value", "const", "default", "example", "examples", "enum", "metadata", "keys"}
 )
 _BODY_ALIASES = {"form": "formUrlEncoded", "multipart": "multipartForm"}
@@ -210,7 +210,7 @@ def _walk(
         for key, value in node.items():
             if key == "with" and isinstance(value, dict):
                 children.append((True, value, (*path, key)))
-            elif isinstance(value, dict | list) and key not in _OPAQUE:
+            elif isinstance(value, dict | list) and key not in OPAQUE:
                 children.append((False, value, (*path, key)))
         stack.extend(reversed(children))
 
@@ -222,9 +222,9 @@ def _object(
     report_once: Callable[[str, PathT, str], None],
 ) -> None:
     _string_keys(node, path, report)
-    for key in _NAMED_LISTS.intersection(node):
+    for key in NAMED_LISTS.intersection(node):
         value = node[key]
-        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
             node[key] = [{"name": name, **spec} for name, spec in value.items()]
             report_once("named-map", (*path, key), f"'{key}' written as a map: read as a list")
     if "display" in node:

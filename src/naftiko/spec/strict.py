@@ -5,9 +5,10 @@ alpha2, Ikanos alpha3 .. beta5), each compiled once, when first needed. A ``naft
 document is checked against alpha2 (alpha1 has no published schema and differs only in
 its version value, which is accepted), an ``ikanos:`` one against its release; a version
 that is none of these is checked against the latest schema of its root key, which then
-reports the version value itself. ``oneOf``/``anyOf`` failures are reported as the errors of the branch the
-document most plausibly meant (the one whose ``type``/``const`` matched, with the fewest
-errors), so each line points at the property to change rather than at a whole adapter.
+reports the version value itself. ``oneOf``/``anyOf`` failures are reported as the errors
+of the branch the document most plausibly meant (the one whose ``type``/``const``
+matched, with the fewest errors), so each line points at the property to change rather
+than at a whole adapter.
 """
 
 from __future__ import annotations
