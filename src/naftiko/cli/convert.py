@@ -217,8 +217,12 @@ def _keyed(
             problems.append(f"{where}[{i}] has no name: Ikanos keys these by name")
             continue
         name = str(name)
-        if name in keyed and rekey is not None and rekey(item) not in keyed:
-            name = rekey(item)  # a clash of names that identify nothing (resources)
+        if name in keyed and rekey is not None:
+            # a clash of names that identify nothing (resources): a free one from the path
+            base = rekey(item)
+            name = next(
+                n for n in (base, *(f"{base}-{k}" for k in range(2, 10**6))) if n not in keyed
+            )
         if name in keyed:
             problems.append(f"{where}: two entries named {name!r}: Ikanos keys them by name")
             continue
@@ -527,8 +531,6 @@ def _alpha2_problems(data: dict[str, Any]) -> list[str]:
             if key in _NOT_IN_ALPHA2 and at != "info.tags":
                 problems.append(f"{at}: {_NOT_IN_ALPHA2[key]}")
                 continue
-            if key == "outputRawFormat" and value == "binary":
-                problems.append(f"{at}: binary content (outputRawFormat: binary)")
             walk(value, at)
 
     walk(data, "")
