@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ from naftiko.spec.strict import check_schema
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / ".." / "shared" / "corpus"
 cli = importlib.import_module("naftiko.cli.main")
+# The corpus holds ~3,500 documents: the suite round-trips every STRIDE-th one (all kinds
+# of document appear many times over); NAFTIKO_CORPUS_STRIDE=1 runs every one.
+STRIDE = int(os.environ.get("NAFTIKO_CORPUS_STRIDE", "60"))
 
 ALPHA2 = """\
 naftiko: "1.0.0-alpha2"
@@ -135,10 +139,11 @@ def test_corpus_round_trip(tmp_path: Path) -> None:
     Converted files are written beside copies of the originals (imports are relative)."""
     copy = tmp_path / "corpus"
     shutil.copytree(CORPUS.resolve(), copy)
+    for folder, _, _ in os.walk(copy):
+        os.chmod(folder, 0o755)  # shared/ may be read-only: the copy keeps its modes
     counts = {"loads": 0, "refused": 0, "round-trip": 0, "strict": 0}
-    for path in sorted(CORPUS.resolve().rglob("*")):
-        if path.suffix not in (".yaml", ".yml", ".json"):
-            continue
+    paths = sorted(p for p in CORPUS.resolve().rglob("*") if p.suffix in (".yaml", ".yml", ".json"))
+    for path in paths[::STRIDE]:
         if validate_file(path)[0] not in ("ok", "warnings"):
             continue
         counts["loads"] += 1
