@@ -24,12 +24,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from naftiko.errors import LoadTimeError
+
 IKANOS_TARGET = "ikanos-1.0.0-beta4"
 NAFTIKO_TARGET = "naftiko-1.0.0-alpha2"
 TARGETS = (IKANOS_TARGET, NAFTIKO_TARGET)
 
 
-class ConversionError(Exception):
+class ConversionError(LoadTimeError):
     """The document cannot be expressed in the target version; ``problems`` says why."""
 
     def __init__(self, problems: list[str]) -> None:
