@@ -86,7 +86,13 @@ def test_json_documents_load(tmp_path: Path) -> None:
     assert loaded.diagnostics == ()
 
 
-@pytest.mark.parametrize("version", ["1.0.0-alpha1", "1.0.0-alpha3", "0.5"])
+def test_alpha1_is_first_class(tmp_path: Path) -> None:
+    doc = base_doc()
+    doc["naftiko"] = "1.0.0-alpha1"
+    assert load(write(tmp_path, doc)).diagnostics == ()
+
+
+@pytest.mark.parametrize("version", ["1.0.0-alpha3", "0.5"])
 def test_other_known_versions_warn(tmp_path: Path, version: str) -> None:
     doc = base_doc()
     doc["naftiko"] = version

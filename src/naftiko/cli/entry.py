@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("naftiko.cli.run", "serve capability documents (same as naftiko-run)"),
     "validate": ("naftiko.cli.validate", "load capability documents and report problems"),
     "export": ("naftiko.cli.export", "export a REST adapter as an OpenAPI document"),
+    "convert": (
+        "naftiko.cli.convert",
+        "rewrite a document as Ikanos 1.0.0-beta4 or as Naftiko 1.0.0-alpha2",
+    ),
 }
 
 

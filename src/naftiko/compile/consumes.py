@@ -119,6 +119,25 @@ def _consumes(ctx: CompileContext, spec: ConsumesHttp, path: PathT) -> ConsumesP
         except OutboundAuthConfigError as exc:
             unavailable = f"'{ns}' cannot be called: {exc}"
             ctx.confined(a_path, f"operations of namespace '{ns}' answer 501: {exc}")
+    tunnel = spec.tunnel
+    if tunnel is not None and unavailable is None:
+        # Dialling an overlay (OpenZiti) is not implemented: never connect directly in its
+        # place unless the document says that is acceptable.
+        kind = tunnel.type or "unknown"
+        if tunnel.fallback == "direct":
+            ctx.warning(
+                (*path, "tunnel"),
+                f"tunnel type '{kind}' is not supported: '{ns}' is called directly at its "
+                "baseUri (fallback: direct)",
+            )
+        else:
+            unavailable = (
+                f"'{ns}' is reached through a '{kind}' tunnel, which this runtime does not "
+                "support (declare 'fallback: direct' to call its baseUri directly)"
+            )
+            ctx.confined(
+                (*path, "tunnel"), f"operations of namespace '{ns}' answer 501: {unavailable}"
+            )
     common = _params(ctx, spec.input_parameters, (*path, "inputParameters"))
     operations: dict[str, OperationPlan] = {}
     for r_index, resource in enumerate(spec.resources):

@@ -39,7 +39,7 @@ from naftiko.spec.source import PathT, Reporter
 
 METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 RAW_FORMATS = frozenset(
-    {"json", "xml", "avro", "protobuf", "csv", "tsv", "psv", "yaml", "html", "markdown"}
+    {"json", "xml", "avro", "protobuf", "csv", "tsv", "psv", "yaml", "html", "markdown", "binary"}
 )
 AUTH_TYPES = frozenset({"basic", "apikey", "bearer", "digest", "oauth2"})
 PARAM_LOCATIONS = frozenset({"query", "header", "path", "cookie", "body", "environment"})

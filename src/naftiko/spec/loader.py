@@ -20,11 +20,15 @@ from pydantic import ValidationError
 from naftiko.spec.binds import Bindings, referenced_names, resolve_binds
 from naftiko.spec.checks import check_document
 from naftiko.spec.diagnostics import Diagnostic, LoadError, Severity
-from naftiko.spec.imports import ImportContext, resolve_imports
+from naftiko.spec.imports import SECTIONS, ImportContext, resolve_imports
 from naftiko.spec.models import Document
 from naftiko.spec.normalize import (
     ACCEPTED_VERSIONS,
     CURRENT_VERSION,
+    IKANOS_VERSIONS,
+    LATEST_IKANOS,
+    NAFTIKO_VERSIONS,
+    is_ikanos,
     merge_consumes,
     normalize,
 )
@@ -136,19 +140,31 @@ def _load_source(
     if not is_capability_document(data):
         report.error((), _not_a_capability(data))
         raise LoadError(sink)
+    ikanos = is_ikanos(data)
     if strict:
         from naftiko.spec.strict import check_schema  # jsonschema only when asked
 
         check_schema(data, report)
     normalize(data, report)
-    _check_version(data.get("naftiko"), report, strict=strict)
+    _check_version(data.get("naftiko"), report, strict=strict, ikanos=ikanos)
     base_dir = path.resolve().parent
     context = ImportContext(report)
     capability = data.get("capability")
+    for owner, prefix in ((data, ()), (capability, ("capability",))):
+        for section in SECTIONS if isinstance(owner, dict) else ():
+            if isinstance(owner.get(section), list):
+                resolve_imports(
+                    owner[section],
+                    (*prefix, section),
+                    file=path.resolve(),
+                    reporter=report,
+                    context=context,
+                    section=section,
+                    ikanos=ikanos,
+                )
     if isinstance(capability, dict) and isinstance(capability.get("consumes"), list):
         consumes = capability["consumes"]
         where: PathT = ("capability", "consumes")
-        resolve_imports(consumes, where, file=path.resolve(), reporter=report, context=context)
         clashes, moved = merge_consumes(consumes, where, report)
         report.renumber(moved)
         for ns in clashes:
@@ -166,6 +182,8 @@ def _load_source(
         report.error((), "no 'capability' block: a capability document needs one")
         raise LoadError(sink)
     check_document(document, report, strict=strict)
+    if ikanos:
+        _check_ikanos_namespaces(document, report)
     bindings = _bind(document, source, context, report, env, base_dir, require_binds)
     if any(d.severity == "error" for d in sink):
         raise LoadError(sink)
@@ -191,15 +209,39 @@ def _not_a_capability(data: Any) -> str:
     return "not a capability document: no 'naftiko' key at the root"
 
 
-def _check_version(version: Any, report: Reporter, *, strict: bool) -> None:
-    if strict or version == CURRENT_VERSION:
+def _check_version(version: Any, report: Reporter, *, strict: bool, ikanos: bool) -> None:
+    """Every release of either root key is first-class: only other values are reported."""
+    if strict:
         return  # in strict mode the schema reports any other value as an error
+    if ikanos:
+        if version not in IKANOS_VERSIONS:
+            report(("ikanos",), f"unknown ikanos version {version!r}: read as {LATEST_IKANOS}")
+        return
+    if version in NAFTIKO_VERSIONS:
+        return
     if version is None:
         report(("naftiko",), f"no 'naftiko' version: read as {CURRENT_VERSION}")
     elif version in ACCEPTED_VERSIONS:
         report(("naftiko",), f"naftiko {version}: read as {CURRENT_VERSION}")
     else:
         report(("naftiko",), f"unknown naftiko version {version!r}: read as {CURRENT_VERSION}")
+
+
+def _check_ikanos_namespaces(document: Document, report: Reporter) -> None:
+    """What Ikanos requires and alpha2 documents are forgiven: a namespace on every
+    served adapter and aggregate (units and flows are addressed as ``namespace.name``)."""
+    capability = document.capability
+    if capability is None:
+        return
+    for i, entry in enumerate(capability.exposes):
+        if entry.type in ("rest", "mcp", "skill") and not entry.namespace:
+            report.error(("capability", "exposes", i), f"{entry.type} adapter has no namespace")
+    for i, aggregate in enumerate(capability.aggregates):
+        if not aggregate.namespace:
+            report.error(
+                ("capability", "aggregates", i),
+                "aggregate has no namespace: its flows cannot be referenced (namespace.flow)",
+            )
 
 
 def _report_validation(exc: ValidationError, data: Any, report: Reporter) -> None:

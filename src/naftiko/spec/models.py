@@ -50,11 +50,12 @@ class Person(SpecModel):
 
 
 class Info(SpecModel):
-    label: str | None = None
+    label: str | None = None  # Ikanos ``display``
     description: str | None = None
     tags: tuple[str, ...] = ()
     created: str | None = None
     modified: str | None = None
+    version: str | None = None  # Ikanos beta4: the capability's own version
     stakeholders: tuple[Person, ...] = ()
 
 
@@ -175,11 +176,14 @@ class ConsumedOperation(SpecModel):
     name: str = ""
     label: str | None = None
     description: str | None = None
+    tags: tuple[str, ...] = ()
     method: str = "GET"
     path: str | None = None  # tolerated: per-operation path overriding the resource path
     input_parameters: tuple[InputParameter, ...] = ()
-    output_raw_format: str | None = None
+    output_raw_format: str | None = None  # Ikanos beta1 adds ``binary``
     output_schema: str | None = None
+    output_media_type: str | None = None  # beta1: the media type of a binary body
+    max_binary_size: str | None = None  # beta1: ``10MiB``, enforced while reading
     output_parameters: tuple[OutputParameter, ...] = ()
     body: RequestBody | str | None = None
 
@@ -188,9 +192,23 @@ class ConsumedResource(SpecModel):
     name: str = ""
     label: str | None = None
     description: str | None = None
+    tags: tuple[str, ...] = ()
     path: str = ""
     input_parameters: tuple[InputParameter, ...] = ()
     operations: tuple[ConsumedOperation, ...] = ()
+
+
+class Tunnel(SpecModel):
+    """Ikanos ``tunnel``: an overlay to dial instead of ``baseUri`` (only ``ziti`` so far).
+
+    Not supported by this runtime: the compiler makes the units that need it answer 501
+    unless ``fallback: direct`` allows the direct connection.
+    """
+
+    type: str = ""
+    service: str | None = None
+    identity: str | None = None
+    fallback: str | None = None  # fail (default) | direct
 
 
 class ConsumesHttp(SpecModel):
@@ -201,12 +219,14 @@ class ConsumesHttp(SpecModel):
     input_parameters: tuple[InputParameter, ...] = ()
     authentication: Authentication | None = None
     resources: tuple[ConsumedResource, ...] = ()
+    tunnel: Tunnel | None = None
 
 
 class ImportedConsumes(SpecModel):
     """An import entry; the loader replaces it by the imported ``ConsumesHttp``."""
 
-    location: str = ""
+    location: str = ""  # alpha2; Ikanos writes ``from``
+    from_: str | None = Field(default=None, alias="from")
     import_: str = Field(default="", alias="import")
     as_: str | None = Field(default=None, alias="as")
     description: str | None = None
@@ -214,7 +234,7 @@ class ImportedConsumes(SpecModel):
 
 def _consumes_kind(value: Any) -> str:
     if isinstance(value, dict):
-        return "import" if "location" in value else "http"
+        return "import" if "location" in value or "from" in value else "http"
     return "import" if isinstance(value, ImportedConsumes) else "http"
 
 
@@ -274,9 +294,13 @@ class McpToolHints(SpecModel):
 
 
 class AggregateFunction(SpecModel):
+    """An alpha2 aggregate ``function``, or an Ikanos ``flow`` (the same thing renamed)."""
+
     name: str = ""
     description: str | None = None
+    tags: tuple[str, ...] = ()
     semantics: Semantics | None = None
+    output_media_type: str | None = None  # beta1: advertised media type only
     input_parameters: tuple[InputParameter, ...] = ()
     call: str | CallSpec | None = None
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
@@ -286,7 +310,7 @@ class AggregateFunction(SpecModel):
 
 
 class Aggregate(SpecModel):
-    label: str | None = None
+    label: str | None = None  # Ikanos ``display``
     namespace: str = ""
     functions: tuple[AggregateFunction, ...] = ()
 
@@ -299,10 +323,19 @@ class Forward(SpecModel):
     trusted_headers: tuple[str, ...] = ()
 
 
+class ResponseBinary(SpecModel):
+    """Ikanos beta1 ``responseBinary``: stream the upstream bytes with this media type."""
+
+    status: int | None = None
+    media_type: str | None = None
+    description: str | None = None
+
+
 class ExposedOperation(SpecModel):
     name: str | None = None
     label: str | None = None
     description: str | None = None
+    tags: tuple[str, ...] = ()
     method: str = "GET"
     input_parameters: tuple[InputParameter, ...] = ()
     ref: str | None = None
@@ -312,12 +345,16 @@ class ExposedOperation(SpecModel):
     mappings: tuple[StepMapping, ...] = ()
     output_parameters: tuple[OutputParameter, ...] = ()
     hints: McpToolHints | None = None
+    # beta1: status -> {media type: content}; exclusive with ``response_binary``
+    responses: dict[str, Any] | None = None
+    response_binary: ResponseBinary | None = None
 
 
 class ExposedResource(SpecModel):
     name: str | None = None
     label: str | None = None
     description: str | None = None
+    tags: tuple[str, ...] = ()
     path: str = "/"
     input_parameters: tuple[InputParameter, ...] = ()
     operations: tuple[ExposedOperation, ...] = ()
@@ -333,6 +370,7 @@ class ExposesRest(SpecModel):
     authentication: Authentication | None = None
     input_parameters: tuple[InputParameter, ...] = ()
     resources: tuple[ExposedResource, ...] = ()
+    max_binary_size: str | None = None  # beta1
 
 
 # --------------------------------------------------------------------------- exposes: mcp
@@ -342,6 +380,7 @@ class McpTool(SpecModel):
     name: str = ""
     label: str | None = None
     description: str | None = None
+    tags: tuple[str, ...] = ()
     input_parameters: tuple[InputParameter, ...] = ()
     ref: str | None = None
     call: str | CallSpec | None = None
@@ -358,6 +397,7 @@ class McpResource(SpecModel):
     uri: str = ""
     description: str | None = None
     mime_type: str | None = None
+    binary: bool | None = None  # beta1: a blob (base64) rather than text
     call: str | CallSpec | None = None
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
     steps: tuple[Step, ...] = ()
@@ -398,6 +438,9 @@ class ExposesMcp(SpecModel):
     tools: tuple[McpTool, ...] = ()
     resources: tuple[McpResource, ...] = ()
     prompts: tuple[McpPrompt, ...] = ()
+    max_binary_size: str | None = None  # beta1
+    ttl_ms: int | None = None  # beta4: MCP 2026-07-28 caching hints
+    cache_scope: str | None = None  # beta4: public | private
 
 
 # --------------------------------------------------------------------------- exposes: skill
@@ -504,13 +547,19 @@ class CapabilityBody(SpecModel):
 
 
 class Document(SpecModel):
-    """The root of a capability document, or of a shared consumes file (root ``consumes``)."""
+    """The root of a capability document, or of a shared file (root ``consumes``, ...).
+
+    ``naftiko`` holds the version of either root key (``naftiko:`` or ``ikanos:``): the
+    loader reads both into this one model.
+    """
 
     naftiko: str | None = None
     info: Info | None = None
     binds: tuple[Binding, ...] = ()
     capability: CapabilityBody | None = None
     consumes: tuple[ConsumesEntry, ...] = ()
+    exposes: tuple[ExposesEntry, ...] = ()
+    aggregates: tuple[Aggregate, ...] = ()
 
     @property
     def is_capability(self) -> bool:

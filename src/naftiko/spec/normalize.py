@@ -2,9 +2,15 @@
 
 Runs on the plain parsed data, before the models see it, and mutates it in place (the
 data is fresh from the parser). Every rewrite calls ``report(path, message)`` so that
-``naftiko validate`` can list what was bent; nothing here ever fails. Ikanos-style
-documents (``ikanos:`` root key, named maps instead of lists, ``display``, ``flows``,
-``target``, ``from``) are brought back to the alpha2 shape the same way.
+``naftiko validate`` can list what was bent; nothing here ever fails.
+
+Ikanos documents (``ikanos:`` 1.0.0-alpha3 .. beta5) are brought to the same shape, the
+one the models and the compiler read, so no later layer cares which version a document
+was written in: named maps become lists with ``name``, ``display`` becomes ``label``,
+``flows`` become ``functions``, ``target`` becomes ``targetName``, an array's ``items``
+map of named properties becomes an object schema, and file-scope ``consumes``/``exposes``/
+``aggregates`` join the capability's. For an Ikanos document these are its format, so
+they are not reported; in a ``naftiko:`` document they are deviations, and are.
 """
 
 from __future__ import annotations
@@ -17,10 +23,22 @@ from naftiko.spec.source import PathT
 Report = Callable[[PathT, str], None]
 
 CURRENT_VERSION = "1.0.0-alpha2"
-ACCEPTED_VERSIONS = frozenset({"1.0.0-alpha1", "1.0.0-alpha2", "1.0.0-alpha3", "0.5", "0.5.0"})
+NAFTIKO_VERSIONS = ("1.0.0-alpha1", "1.0.0-alpha2")
+IKANOS_VERSIONS = (
+    "1.0.0-alpha3",
+    "1.0.0-alpha4",
+    "1.0.0-beta1",
+    "1.0.0-beta2",
+    "1.0.0-beta3",
+    "1.0.0-beta4",
+    "1.0.0-beta5",
+)
+LATEST_IKANOS = IKANOS_VERSIONS[-1]
+# ``naftiko:`` values seen in published documents that are no release of that root key
+ACCEPTED_VERSIONS = frozenset({"1.0.0-alpha3", "0.5", "0.5.0"})
 
 # Keys whose value is a list of objects with ``name``; Ikanos writes them as maps.
-_NAMED_LISTS = frozenset(
+NAMED_LISTS = frozenset(
     {
         "resources",
         "operations",
@@ -36,7 +54,7 @@ _NAMED_LISTS = frozenset(
     }
 )
 # Values that are payloads, not spec objects: never rewritten.
-_OPAQUE = frozenset(
+OPAQUE = frozenset(
     {"data", "value", "const", "default", "example", "examples", "enum", "metadata", "keys"}
 )
 _BODY_ALIASES = {"form": "formUrlEncoded", "multipart": "multipartForm"}
@@ -48,12 +66,20 @@ def version_of(data: dict[str, Any]) -> Any:
     return data["naftiko"] if "naftiko" in data else data.get("ikanos")
 
 
+def is_ikanos(data: Any) -> bool:
+    """Whether a (raw) document root is written in the Ikanos format (``ikanos:`` key)."""
+    return isinstance(data, dict) and "ikanos" in data and "naftiko" not in data
+
+
 def normalize(data: dict[str, Any], report: Report) -> dict[str, Any]:
-    """Rewrite ``data`` (a document root) into the alpha2 shape; returns it."""
-    _root(data, report)
+    """Rewrite ``data`` (a document root) into the model's shape; returns it."""
+    ikanos = is_ikanos(data)
+    _root(data, report, ikanos)
     once: set[str] = set()
 
     def report_once(kind: str, path: PathT, message: str) -> None:
+        if ikanos and kind in _IKANOS_FORMAT:
+            return  # the document's own format, not a deviation
         if kind not in once:
             once.add(kind)
             report(path, message)
@@ -62,10 +88,14 @@ def normalize(data: dict[str, Any], report: Report) -> dict[str, Any]:
     return data
 
 
-def _root(data: dict[str, Any], report: Report) -> None:
-    if "naftiko" not in data and "ikanos" in data:
+# Rewrites that are the Ikanos format itself (reported in ``naftiko:`` documents only).
+_IKANOS_FORMAT = frozenset({"named-map", "display", "flows", "target", "items-map", "root"})
+
+
+def _root(data: dict[str, Any], report: Report, ikanos: bool) -> None:
+    if ikanos:
         data["naftiko"] = data.pop("ikanos")
-        report(("ikanos",), "Ikanos document: read as naftiko 1.0.0-alpha2 after normalising")
+        _file_scope(data)
     version = data.get("naftiko")
     if isinstance(version, dict):
         inner = version.get("version")
@@ -87,6 +117,21 @@ def _root(data: dict[str, Any], report: Report) -> None:
     for owner, path in ((data, ()), (data.get("capability"), ("capability",))):
         if isinstance(owner, dict) and "binds" in owner:
             owner["binds"] = _binds(owner["binds"], (*path, "binds"), report)
+
+
+def _file_scope(data: dict[str, Any]) -> None:
+    """An Ikanos capability's file-scope ``consumes``/``exposes``/``aggregates`` join its
+    ``capability`` (after its own entries, so indices of the capability's stay put); a
+    fragment file (no ``capability``) keeps them at the root for importers."""
+    capability = data.get("capability")
+    if not isinstance(capability, dict):
+        return
+    for key in ("consumes", "exposes", "aggregates"):
+        extra = data.get(key)
+        if isinstance(extra, list) and extra:
+            own = capability.get(key)
+            capability[key] = [*(own if isinstance(own, list) else []), *extra]
+            del data[key]
 
 
 def _binds(value: Any, path: PathT, report: Report) -> Any:
@@ -165,7 +210,7 @@ def _walk(
         for key, value in node.items():
             if key == "with" and isinstance(value, dict):
                 children.append((True, value, (*path, key)))
-            elif isinstance(value, dict | list) and key not in _OPAQUE:
+            elif isinstance(value, dict | list) and key not in OPAQUE:
                 children.append((False, value, (*path, key)))
         stack.extend(reversed(children))
 
@@ -177,9 +222,9 @@ def _object(
     report_once: Callable[[str, PathT, str], None],
 ) -> None:
     _string_keys(node, path, report)
-    for key in _NAMED_LISTS.intersection(node):
+    for key in NAMED_LISTS.intersection(node):
         value = node[key]
-        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        if isinstance(value, dict) and all(isinstance(v, dict) for v in value.values()):
             node[key] = [{"name": name, **spec} for name, spec in value.items()]
             report_once("named-map", (*path, key), f"'{key}' written as a map: read as a list")
     if "display" in node:
@@ -193,9 +238,6 @@ def _object(
     if in_mappings and "target" in node and "targetName" not in node:
         node["targetName"] = node.pop("target")
         report_once("target", (*path, "target"), "'target' is Ikanos: read as 'targetName'")
-    if "from" in node and "import" in node and "location" not in node:
-        node["location"] = node.pop("from")
-        report((*path, "from"), "import 'from' is Ikanos: read as 'location'")
     if "name" in node and node["name"] is None:
         del node["name"]
         report((*path, "name"), "'name' is empty")
@@ -203,7 +245,14 @@ def _object(
         node["name"] = _scalar_text(node["name"], "")
     if "items" in node:
         items = node["items"]
-        if isinstance(items, list):
+        if _named_properties(node, items):
+            node["items"] = {"type": "object", "properties": items}
+            report_once(
+                "items-map",
+                (*path, "items"),
+                "'items' written as a map of named properties: read as an object schema",
+            )
+        elif isinstance(items, list):
             if len(items) == 1 and isinstance(items[0], dict):
                 node["items"] = items[0]
                 report((*path, "items"), "'items' should be one schema, not a list: reduced")
@@ -242,6 +291,20 @@ def _object(
     elif isinstance(tags, str):
         node["tags"] = [tags]
         report((*path, "tags"), "'tags' should be a list")
+
+
+_SCHEMA_KEYS = frozenset({"type", "properties", "items", "values", "mapping", "value", "const"})
+
+
+def _named_properties(node: dict[str, Any], items: Any) -> bool:
+    """An Ikanos array output's ``items``: a map of named properties, not one schema."""
+    return (
+        node.get("type") == "array"
+        and isinstance(items, dict)
+        and bool(items)
+        and all(isinstance(v, dict) for v in items.values())
+        and not _SCHEMA_KEYS.issuperset(items)
+    )
 
 
 def _string_keys(node: dict[Any, Any], path: PathT, report: Report) -> None:

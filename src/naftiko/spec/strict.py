@@ -1,9 +1,14 @@
-"""``--strict``: validate the raw document against the official alpha2 JSON schema.
+"""``--strict``: validate the raw document against the JSON schema of its own version.
 
-The schema is bundled (``naftiko-schema-1.0.0-alpha2.json`` beside this module) and
-compiled once. ``oneOf``/``anyOf`` failures are reported as the errors of the branch the
-document most plausibly meant (the one whose ``type``/``const`` matched, with the fewest
-errors), so each line points at the property to change rather than at a whole adapter.
+Every release's official schema is bundled in ``schemas/`` beside this module (Naftiko
+alpha2, Ikanos alpha3 .. beta5), each compiled once, when first needed. A ``naftiko:``
+document is checked against alpha2 (alpha1 has no published schema and differs only in
+its version value, which is accepted), an ``ikanos:`` one against its release; a version
+that is none of these is checked against the latest schema of its root key, which then
+reports the version value itself. ``oneOf``/``anyOf`` failures are reported as the errors
+of the branch the document most plausibly meant (the one whose ``type``/``const``
+matched, with the fewest errors), so each line points at the property to change rather
+than at a whole adapter.
 """
 
 from __future__ import annotations
@@ -17,15 +22,30 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+from naftiko.spec.normalize import IKANOS_VERSIONS, LATEST_IKANOS, NAFTIKO_VERSIONS, is_ikanos
 from naftiko.spec.source import Reporter
 
-SCHEMA_FILE = Path(__file__).with_name("naftiko-schema-1.0.0-alpha2.json")
+SCHEMA_DIR = Path(__file__).with_name("schemas")
 _MAX_DEPTH = 12
 
 
+def schema_file(raw: Any) -> Path:
+    """The bundled schema that a (raw, not normalised) document is checked against."""
+    if is_ikanos(raw):
+        version = raw.get("ikanos")
+        version = version if version in IKANOS_VERSIONS else LATEST_IKANOS
+        return SCHEMA_DIR / f"ikanos-schema-{version}.json"
+    return SCHEMA_DIR / "naftiko-schema-1.0.0-alpha2.json"
+
+
 @cache
-def _validator() -> Draft202012Validator:
-    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+def _validator(path: Path) -> Draft202012Validator:
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    if path.name.startswith("naftiko-"):
+        version = schema["properties"]["naftiko"]
+        schema["properties"]["naftiko"] = {k: v for k, v in version.items() if k != "const"} | {
+            "enum": list(NAFTIKO_VERSIONS)
+        }
     return Draft202012Validator(schema)
 
 
@@ -33,7 +53,7 @@ def check_schema(raw: Any, report: Reporter) -> int:
     """Report each schema violation of ``raw`` as an error; returns how many."""
     count = 0
     seen: set[tuple[tuple[Any, ...], str]] = set()
-    for error in _validator().iter_errors(raw):
+    for error in _validator(schema_file(raw)).iter_errors(raw):
         for leaf in _leaves(error, 0):
             path = tuple(leaf.absolute_path)
             message = f"schema: {_message(leaf)}"

@@ -1,0 +1,168 @@
+"""``naftiko convert``: alpha2 <-> Ikanos beta4, comments kept, refusals, corpus round trip."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from naftiko.cli.convert import ConversionError, convert_text
+from naftiko.cli.validate import validate_file
+from naftiko.compile.capability import compile_capability
+from naftiko.spec.diagnostics import Diagnostic
+from naftiko.spec.loader import load_capability
+from naftiko.spec.source import Reporter, SourceMap, read_source
+from naftiko.spec.strict import check_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT / ".." / "shared" / "corpus"
+cli = importlib.import_module("naftiko.cli.main")
+# The corpus holds ~3,500 documents: the suite round-trips every STRIDE-th one (all kinds
+# of document appear many times over); NAFTIKO_CORPUS_STRIDE=1 runs every one.
+STRIDE = int(os.environ.get("NAFTIKO_CORPUS_STRIDE", "60"))
+
+ALPHA2 = """\
+naftiko: "1.0.0-alpha2"
+# what this capability is for
+info:
+  label: Users   # shown to agents
+  description: The users API.
+capability:
+  consumes:
+    - type: http
+      namespace: api
+      baseUri: https://api.example.com
+      resources:
+        - name: users
+          path: /users
+          operations:
+            - name: list-users
+              method: GET
+              outputParameters:
+                - name: users
+                  type: array
+                  value: $.users
+  exposes:
+    - type: rest
+      port: 8080
+      namespace: rest
+      resources:
+        - path: /users
+          operations:
+            - method: GET   # unnamed: its unit is 'rest.GET /users'
+              call: api.list-users
+"""
+
+
+def units(path: Path) -> dict[str, Any]:
+    compiled = compile_capability(load_capability(path, env={}, require_binds=False))
+    return {u.id: (u.kind, type(u.plan).__name__, u.input_schema) for u in compiled.units.values()}
+
+
+def schema_errors(path: Path) -> list[str]:
+    sink: list[Diagnostic] = []
+    check_schema(read_source(path).data, Reporter(SourceMap.empty(), sink))
+    return [d.message for d in sink]
+
+
+def test_alpha2_to_beta4_and_back_keeps_comments_order_and_units(tmp_path: Path) -> None:
+    source = tmp_path / "a.yaml"
+    source.write_text(ALPHA2)
+    beta4, violations = convert_text(ALPHA2, "ikanos-1.0.0-beta4")
+    assert violations == []
+    assert beta4.startswith('ikanos: "1.0.0-beta4"\n# what this capability is for\n')
+    assert "  display: Users # shown to agents\n" in beta4
+    assert "        list-users:\n" in beta4 and "get-users:  # name made by" in beta4
+    (tmp_path / "b.yaml").write_text(beta4)
+    assert schema_errors(tmp_path / "b.yaml") == []
+    back, _ = convert_text(beta4, "naftiko-1.0.0-alpha2")
+    assert "name: get-users" not in back and "# shown to agents" in back
+    (tmp_path / "c.yaml").write_text(back)
+    assert units(tmp_path / "c.yaml") == units(source)
+    assert "rest.GET /users" in units(source)
+    assert len(units(tmp_path / "b.yaml")) == 1
+
+
+def test_what_alpha2_cannot_say_is_refused_one_line_each() -> None:
+    beta4, _ = convert_text(ALPHA2, "ikanos-1.0.0-beta4")
+    beta4 = beta4.replace("      port: 8080\n", "      port: 8080\n      tags: [x]\n", 1)
+    beta4 = beta4.replace("  description: The users API.\n", "  description: d\n  version: '2'\n")
+    with pytest.raises(ConversionError) as exc:
+        convert_text(beta4, "naftiko-1.0.0-alpha2")
+    assert exc.value.problems == [
+        "cannot be expressed in naftiko 1.0.0-alpha2: info.version: a capability version (beta4)",
+        "cannot be expressed in naftiko 1.0.0-alpha2: capability.exposes[0].tags: tags "
+        "(alpha2 has them on info only)",
+    ]
+
+
+def test_two_entries_of_one_name_are_refused_for_ikanos() -> None:
+    text = ALPHA2.replace(
+        "            - name: list-users\n",
+        "            - name: list-users\n              method: POST\n"
+        "            - name: list-users\n",
+    )
+    with pytest.raises(ConversionError) as exc:
+        convert_text(text, "ikanos-1.0.0-beta4")
+    assert exc.value.problems == [
+        "capability.consumes[0].resources.users.operations: two entries named 'list-users': "
+        "Ikanos keys them by name"
+    ]
+
+
+def test_the_command_writes_the_file_or_lists_why_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "a.yaml"
+    source.write_text(ALPHA2)
+    out = tmp_path / "b.yaml"
+    assert cli.main(["convert", str(source), "--to", "ikanos-1.0.0-beta4", "-o", str(out)]) == 0
+    assert out.read_text().startswith('ikanos: "1.0.0-beta4"')
+    source.write_text(ALPHA2.replace("  description: The users API.\n", ""))
+    assert cli.main(["convert", str(source), "--to", "ikanos-1.0.0-beta4"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"{source}: error: not valid in ikanos-1.0.0-beta4 at info: schema: 'description' "
+        "is a required property",
+        f"{source}: not converted to ikanos-1.0.0-beta4",
+    ]
+    assert cli.main(["convert", str(source), "--to", "ikanos-1.0.0-beta4", "--force"]) == 0
+
+
+def test_corpus_round_trip(tmp_path: Path) -> None:
+    """alpha2 -> beta4 -> alpha2 of every corpus document that loads compiles to the same
+    units; every beta4 result the converter accepts validates against the beta4 schema.
+    Converted files are written beside copies of the originals (imports are relative)."""
+    copy = tmp_path / "corpus"
+    shutil.copytree(CORPUS.resolve(), copy)
+    for folder, _, _ in os.walk(copy):
+        os.chmod(folder, 0o755)  # shared/ may be read-only: the copy keeps its modes
+    counts = {"loads": 0, "refused": 0, "round-trip": 0, "strict": 0}
+    paths = sorted(p for p in CORPUS.resolve().rglob("*") if p.suffix in (".yaml", ".yml", ".json"))
+    for path in paths[::STRIDE]:
+        if validate_file(path)[0] not in ("ok", "warnings"):
+            continue
+        counts["loads"] += 1
+        try:
+            beta4, violations = convert_text(path.read_text(), "ikanos-1.0.0-beta4", check=False)
+            back, _ = convert_text(beta4, "naftiko-1.0.0-alpha2")
+        except ConversionError:
+            counts["refused"] += 1  # duplicate or missing names: listed, never guessed
+            continue
+        target = copy / path.relative_to(CORPUS.resolve())
+        b_path = target.with_name(f"{target.stem}.beta4.yaml")
+        a_path = target.with_name(f"{target.stem}.alpha2.yaml")
+        b_path.write_text(beta4)
+        a_path.write_text(back)
+        assert units(a_path) == units(path), path
+        assert len(units(b_path)) == len(units(path)), path
+        counts["round-trip"] += 1
+        if not violations:
+            assert schema_errors(b_path) == [], path
+            counts["strict"] += 1
+    print(counts)
+    assert counts["round-trip"] >= 0.8 * counts["loads"], counts
