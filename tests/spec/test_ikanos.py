@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
+from naftiko.adapters.exposes import compile_capability
 from naftiko.cli.validate import validate_file
-from naftiko.compile.capability import compile_capability
 from naftiko.spec.diagnostics import LoadError
 from naftiko.spec.loader import load_capability
 from naftiko.spec.normalize import IKANOS_VERSIONS

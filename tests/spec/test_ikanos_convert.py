@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from naftiko.adapters.exposes import compile_capability
 from naftiko.cli.convert import ConversionError, convert_text
 from naftiko.cli.validate import validate_file
-from naftiko.compile.capability import compile_capability
 from naftiko.spec.diagnostics import Diagnostic
 from naftiko.spec.loader import load_capability
 from naftiko.spec.source import Reporter, SourceMap, read_source
@@ -20,7 +20,7 @@ from naftiko.spec.strict import check_schema
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / ".." / "shared" / "corpus"
-cli = importlib.import_module("naftiko.cli.main")
+cli = importlib.import_module("naftiko.cli.entry")
 # The corpus holds ~3,500 documents: the suite round-trips every STRIDE-th one (all kinds
 # of document appear many times over); NAFTIKO_CORPUS_STRIDE=1 runs every one.
 STRIDE = int(os.environ.get("NAFTIKO_CORPUS_STRIDE", "60"))

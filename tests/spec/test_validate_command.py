@@ -65,7 +65,7 @@ def test_directory_summary_counts_and_skips(
     write(tmp_path, {"naftiko": "1.0.0-alpha2", "consumes": []}, "shared.yaml")
     write(tmp_path, {"name": "package"}, "package.json")
     doc = base_doc()
-    doc["naftiko"] = "1.0.0-alpha1"
+    doc["naftiko"] = "1.0.0-alpha3"
     write(tmp_path, doc, "old.yml")
     (tmp_path / "broken.yaml").write_text("naftiko: [\n")
     (tmp_path / "empty.yaml").write_text("")
@@ -77,7 +77,7 @@ def test_directory_summary_counts_and_skips(
 
 def test_quiet_prints_errors_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     doc = base_doc()
-    doc["naftiko"] = "1.0.0-alpha1"
+    doc["naftiko"] = "1.0.0-alpha3"
     code, lines = validate(capsys, "--quiet", str(write(tmp_path, doc)))
     assert code == 0 and lines == ["1 document: 0 ok, 1 with warnings, 0 failed"]
 
