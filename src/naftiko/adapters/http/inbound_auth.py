@@ -38,6 +38,7 @@ from naftiko.engine.types import PROBLEM_MEDIA_TYPE
 from naftiko.errors import InboundAuthError, LoadTimeError
 from naftiko.spec.models import Authentication
 from naftiko.template_syntax import VARIABLE_TAG
+from naftiko.upstream.tls import trust_context
 
 __all__ = [
     "AuthFailure",
@@ -470,7 +471,9 @@ def _granted_scopes(claims: Mapping[str, Any]) -> set[str]:
 def _default_client() -> httpx.AsyncClient:
     # No proxy from the environment, as for upstream calls (engine.client): the keys that
     # decide who gets in must not be fetched through whatever HTTP(S)_PROXY says.
-    return httpx.AsyncClient(timeout=10.0, follow_redirects=False, trust_env=False)
+    return httpx.AsyncClient(
+        timeout=10.0, follow_redirects=False, trust_env=False, verify=trust_context()
+    )
 
 
 # --------------------------------------------------------------------------- building
