@@ -78,9 +78,10 @@ WORKDIR /capabilities
 
 EXPOSE 8080 9090 9091
 
-# Readiness of every adapter, through the control port; python, not curl (not installed).
+# Readiness of every adapter, through the control endpoints (the gateway's port when
+# NAFTIKO_GATEWAY_PORT is set); python, not curl (not installed).
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % os.environ.get('NAFTIKO_CONTROL_PORT', '9091'), timeout=2)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/ready' % (os.environ.get('NAFTIKO_GATEWAY_PORT') or os.environ.get('NAFTIKO_CONTROL_PORT', '9091')), timeout=2)"]
 
 # Exec form: naftiko-run is PID 1 and receives SIGTERM itself (graceful shutdown).
 STOPSIGNAL SIGTERM
