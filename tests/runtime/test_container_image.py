@@ -392,8 +392,6 @@ def test_arguments_add_to_the_default_folder(
     # A drain longer than the default stop: the flag and the engine's timeout together.
     with container(built, capabilities, fixtures, "--grace-period", "20", stop_timeout=25) as r:
         answer, code, stop_s = stop_with_a_call_in_flight(built, r, delay=15)
-    print(
-        f"\npodman stop -t 25, --grace-period 20, a 15 s call in flight: {stop_s:.2f}s, exit {code}"
-    )
+    print(f"\n--stop-timeout 25, --grace-period 20, a 15 s call: stop {stop_s:.2f}s, exit {code}")
     assert isinstance(answer, httpx.Response) and answer.status_code == 200, answer
     assert code == 0
