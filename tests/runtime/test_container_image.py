@@ -133,6 +133,10 @@ class Built:
     base_size: int
     config: dict
 
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(item.split("=", 1) for item in self.config["Config"]["Env"])
+
 
 @pytest.fixture(scope="module")
 def built() -> Built:
@@ -177,8 +181,7 @@ def test_image_size_and_contents(built: Built) -> None:
     # Kept because the image is built with --format docker (OCI drops it).
     healthcheck = built.config.get("Healthcheck") or config.get("Healthcheck")
     assert healthcheck["Test"][0] == "CMD" and "/health/ready" in healthcheck["Test"][-1]
-    env = dict(item.split("=", 1) for item in config["Env"])
-    assert env["NAFTIKO_CAPABILITIES"] == "/capabilities"
+    assert built.env["NAFTIKO_CAPABILITIES"] == "/capabilities"
     probe = """
 import importlib.util, json, os, sys, sysconfig
 stdlib = sysconfig.get_path("stdlib")
@@ -244,10 +247,25 @@ class Running:
 def container(
     built: Built, capabilities: Path, fixtures: Path, *args: str, stop_timeout: int | None = None
 ) -> Iterator[Running]:
-    """The image run as Kubernetes would, ports published on loopback; removed after."""
+    """The image run as Kubernetes would, ports published on loopback; removed after.
+
+    Without ``NAFTIKO_GATEWAY_PORT`` in the image, each adapter has the port its document
+    declares (REST 8080, MCP 9090) and control is on ``NAFTIKO_CONTROL_PORT``; with it,
+    all of them share that port, each adapter under ``/NAMESPACE``.
+    """
     podman = built.podman
     name = f"naftiko-suite-{uuid.uuid4().hex[:8]}"
-    ports = {8080: free_port(), 9090: free_port(), 9091: free_port()}
+    env = built.env
+    if env.get("NAFTIKO_GATEWAY_PORT"):
+        gateway = int(env["NAFTIKO_GATEWAY_PORT"])
+        ports = {gateway: free_port()}
+        base = f"http://127.0.0.1:{ports[gateway]}"
+        rest, mcp, control = f"{base}/{NS}-rest", f"{base}/{NS}-mcp", base
+    else:
+        inside = int(env["NAFTIKO_CONTROL_PORT"])
+        ports = {8080: free_port(), 9090: free_port(), inside: free_port()}
+        rest, mcp = f"http://127.0.0.1:{ports[8080]}", f"http://127.0.0.1:{ports[9090]}"
+        control = f"http://127.0.0.1:{ports[inside]}"
     publish = [f"-p=127.0.0.1:{host}:{inside}" for inside, host in ports.items()]
     extra = [f"--stop-timeout={stop_timeout}"] if stop_timeout is not None else []
     started = time.monotonic()
@@ -271,7 +289,6 @@ def container(
         *args,
     )
     try:
-        control = f"http://127.0.0.1:{ports[9091]}"
         deadline = started + 60
         while True:
             try:
@@ -285,13 +302,7 @@ def container(
             time.sleep(0.05)
         ready_s = time.monotonic() - started
         podman("exec", "-d", name, "python", "/fixtures/upstream.py")
-        yield Running(
-            name,
-            f"http://127.0.0.1:{ports[8080]}",
-            f"http://127.0.0.1:{ports[9090]}",
-            control,
-            ready_s,
-        )
+        yield Running(name, rest, mcp, control, ready_s)
     finally:
         podman("rm", "-f", "-t", "0", name, check=False)
 

@@ -96,7 +96,14 @@ def test_runs_as_non_root_with_exec_form_entrypoint() -> None:
 def test_environment_marks_the_container() -> None:
     env = image_env()
     assert env["NAFTIKO_IN_CONTAINER"] == "1" and env["PYTHONUNBUFFERED"] == "1"
-    assert env["NAFTIKO_CONTROL_PORT"] == "9091"
+    # Health, /metrics and /status for any document: the gateway's port, or a control port.
+    assert env.get("NAFTIKO_GATEWAY_PORT") == "8080" or env["NAFTIKO_CONTROL_PORT"] == "9091"
+
+
+def control_port() -> int:
+    """Where the image serves health, /metrics and /status."""
+    env = image_env()
+    return int(env.get("NAFTIKO_GATEWAY_PORT") or env["NAFTIKO_CONTROL_PORT"])
 
 
 def test_the_drain_ends_before_the_engines_kill() -> None:
@@ -191,8 +198,8 @@ def test_compose_example_parses_and_agrees_with_the_image() -> None:
     grace = float(naftiko["environment"]["NAFTIKO_GRACE_PERIOD"])
     assert grace < float(naftiko["stop_grace_period"].removesuffix("s"))
     published = {int(p.rsplit(":", 1)[1]) for p in naftiko["ports"]}
-    control = int(image_env()["NAFTIKO_CONTROL_PORT"])
-    assert {8080, 9090, control} <= published
+    control = control_port()
+    assert {8080, control} <= published
 
     prometheus = compose["services"]["prometheus"]
     (mount,) = prometheus["volumes"]
