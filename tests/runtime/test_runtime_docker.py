@@ -85,7 +85,7 @@ def test_runs_as_non_root_with_exec_form_entrypoint() -> None:
     # Arguments add to the default folder instead of replacing it.
     assert json.loads(runtime["CMD"]) == []
     assert image_env()["NAFTIKO_CAPABILITIES"] == "/capabilities"
-    assert set(runtime["EXPOSE"].split()) >= {"8080", "9090"}
+    assert "8080" in runtime["EXPOSE"].split()
     # HOME names the user's home, created with it.
     assert image_env()["HOME"] == "/home/naftiko"
     assert any(
