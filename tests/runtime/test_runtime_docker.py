@@ -176,6 +176,11 @@ def test_kubernetes_manifests_are_consistent() -> None:
     pause = float(container["lifecycle"]["preStop"]["exec"]["command"][-1])
     grace = deployment["template"]["spec"]["terminationGracePeriodSeconds"]
     assert float(env["NAFTIKO_GRACE_PERIOD"]) + pause < grace
+    # The probes reach the control endpoints where the image (or the Deployment) puts them;
+    # the gateway serves its own and refuses a separate control port.
+    assert not ("NAFTIKO_GATEWAY_PORT" in image_env() and "NAFTIKO_CONTROL_PORT" in env)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["control"] == int(env.get("NAFTIKO_CONTROL_PORT") or control_port())
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
     assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
     assert container["envFrom"][0]["secretRef"]["name"] == docs["Secret"]["metadata"]["name"]
