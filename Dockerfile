@@ -36,8 +36,10 @@ ENV PATH="/opt/venv/bin:$PATH"
 WORKDIR /src
 # The pinned dependencies first, so their layer is reused when only sources change.
 COPY requirements.lock ./
+# JavaScript source maps (Swagger UI's, 7 MB) serve only a browser's developer tools.
 RUN pip install --no-deps --require-hashes -r requirements.lock \
-    && find /opt/venv -name '*.so' -exec strip --strip-unneeded {} +
+    && find /opt/venv -name '*.so' -exec strip --strip-unneeded {} + \
+    && find /opt/venv -name '*.js.map' -delete
 COPY pyproject.toml README.md ./
 COPY src ./src
 # The runtime never installs anything: pip and setuptools (with pkg_resources) go.
