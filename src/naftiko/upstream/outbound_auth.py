@@ -32,6 +32,7 @@ import httpx
 from naftiko.errors import AuthError, LoadTimeError, ResponseTooLarge, UpstreamError
 from naftiko.spec.models import Authentication
 from naftiko.upstream.decoding import read_limited
+from naftiko.upstream.tls import trust_context
 
 __all__ = [
     "DEFAULT_TOKEN_TTL",
@@ -192,7 +193,9 @@ def build_outbound_auth(
 def _default_client() -> httpx.AsyncClient:
     # No proxy from the environment, as for upstream calls (upstream.client): the client
     # secret must not go to whatever HTTP(S)_PROXY says.
-    return httpx.AsyncClient(timeout=TOKEN_FETCH_TIMEOUT, follow_redirects=False, trust_env=False)
+    return httpx.AsyncClient(
+        timeout=TOKEN_FETCH_TIMEOUT, follow_redirects=False, trust_env=False, verify=trust_context()
+    )
 
 
 # --------------------------------------------------------------------------- simple types

@@ -29,6 +29,7 @@ import httpx
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from naftiko.errors import ResponseTooLarge, UpstreamError
+from naftiko.upstream.tls import trust_context
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -586,8 +587,8 @@ class Http11Transport(httpx.AsyncBaseTransport):
         self._open -= 1
 
     def _ssl_context(self) -> ssl.SSLContext:
-        if self._ssl is None:  # built on first use: loading the CA bundle takes ~20 ms
-            self._ssl = httpx.create_ssl_context()
+        if self._ssl is None:  # built on first use: loading the CA bundle takes a while
+            self._ssl = trust_context()
         return self._ssl
 
 

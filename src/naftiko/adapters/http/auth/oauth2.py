@@ -14,6 +14,7 @@ from starlette.requests import HTTPConnection
 
 from naftiko.adapters.http.auth.base import AuthFailure, InboundAuth, bearer_token, challenge
 from naftiko.errors import InboundAuthError
+from naftiko.upstream.tls import trust_context
 
 __all__ = ["HttpClientFactory", "OAuth2ResourceServer"]
 
@@ -262,4 +263,6 @@ def _granted_scopes(claims: Mapping[str, Any]) -> set[str]:
 def _default_client() -> httpx.AsyncClient:
     # No proxy from the environment, as for upstream calls (engine.client): the keys that
     # decide who gets in must not be fetched through whatever HTTP(S)_PROXY says.
-    return httpx.AsyncClient(timeout=10.0, follow_redirects=False, trust_env=False)
+    return httpx.AsyncClient(
+        timeout=10.0, follow_redirects=False, trust_env=False, verify=trust_context()
+    )
