@@ -16,7 +16,7 @@ import certifi
 import httpx
 import pytest
 
-from naftiko.adapters.http import inbound_auth
+from naftiko.adapters.http.auth import oauth2 as inbound_auth
 from naftiko.upstream import outbound_auth
 from naftiko.upstream.tls import trust_context
 from naftiko.upstream.transport import Http11Transport

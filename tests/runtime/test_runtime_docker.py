@@ -180,7 +180,13 @@ def test_kubernetes_manifests_are_consistent() -> None:
     # the gateway serves its own and refuses a separate control port.
     assert not ("NAFTIKO_GATEWAY_PORT" in image_env() and "NAFTIKO_CONTROL_PORT" in env)
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports["control"] == int(env.get("NAFTIKO_CONTROL_PORT") or control_port())
+    probed = {
+        container[probe]["httpGet"]["port"]
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe")
+    }
+    assert {ports[name] for name in probed} == {
+        int(env.get("NAFTIKO_CONTROL_PORT") or control_port())
+    }
     assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
     assert container["readinessProbe"]["httpGet"]["path"] == "/health/ready"
     assert container["envFrom"][0]["secretRef"]["name"] == docs["Secret"]["metadata"]["name"]
@@ -188,7 +194,10 @@ def test_kubernetes_manifests_are_consistent() -> None:
     assert mount["mountPath"] == "/capabilities"
     volume = deployment["template"]["spec"]["volumes"][0]
     assert volume["configMap"]["name"] == docs["ConfigMap"]["metadata"]["name"]
-    assert {p["port"] for p in docs["Service"]["spec"]["ports"]} == {8080, 9090}
+    # The Service publishes what the image serves: the gateway alone, or REST and MCP.
+    served = {8080} if "NAFTIKO_GATEWAY_PORT" in image_env() else {8080, 9090}
+    assert {p["port"] for p in docs["Service"]["spec"]["ports"]} == served
+    assert {p["targetPort"] for p in docs["Service"]["spec"]["ports"]} <= set(ports)
     assert deployment["template"]["spec"]["securityContext"]["runAsUser"] == 10001
 
 
