@@ -317,7 +317,12 @@ def build_aggregate_server(handlers: AggregateHandlers, dynamic: bool = False) -
         )
     if dynamic or handlers.prompt_list:
         optional.update(on_list_prompts=handlers.list_prompts, on_get_prompt=handlers.get_prompt)
-    prefixes = ", ".join(m.prefix for m in handlers.members) or "none"
+    # With members coming and going, the list at start would soon be wrong.
+    prefixes = (
+        "those under the watched folders"
+        if dynamic
+        else ", ".join(m.prefix for m in handlers.members) or "none"
+    )
     server: Server[Any] = Server(
         "naftiko-gateway",
         version=__version__,
