@@ -230,6 +230,16 @@ async def test_gateway_reload_follows_the_folder_without_dropping_calls(tmp_path
                 assert "changing-mcp__get-thing-v3" not in tools
                 assert {"stable-mcp__get-thing", "added-mcp__get-thing"} <= tools
 
+                # A refused document is served once the one holding its prefix goes.
+                late = folder / "late.yaml"
+                write(late, document("added", upstream.url, tool="late-tool"))
+                await wait("refused", late)
+                added.unlink()
+                await wait("removed", added)
+                await wait("added", late)
+                assert "added-mcp__late-tool" in await tool_names(mcp)
+                assert "refused" not in (await http.get(f"{base}/status")).json()
+
             stable_calls, changing_calls = loops[0].calls, loops[1].calls
             assert len(stable_calls) > 20 and len(changing_calls) > 20
             assert {s for s, _, _ in stable_calls} == {200}, stable_calls

@@ -15,7 +15,8 @@ names (files, and what the folders hold). For each change, one at a time:
   degraded with the reason (``/status``, the catalogue) until a good version comes;
   a new file that does not load is not served and is listed as refused with why;
 - a file whose namespace (prefix) is one another document serves is refused the same
-  way, with a log line; every other document keeps serving.
+  way, with a log line; every other document keeps serving. Refused files are tried
+  again when a document is removed (its prefixes may be the ones they wanted).
 
 After each change the aggregate announces ``notifications/tools/list_changed`` (and
 the prompts and resources ones) to the stateful sessions it has seen
@@ -99,6 +100,7 @@ class GatewayReloader:
             if old is not None:
                 await self._put(path, old, None, [])
                 self._log(path, "removed", "removed %s: its adapters are no longer served", path)
+                await self._retry_refused()
             return
         try:
             new = load_one(path, runtime.config, explicit=path in self.explicit)
@@ -153,6 +155,12 @@ class GatewayReloader:
         )
         verb = "reloaded" if old is not None else "added"
         self._log(path, verb, "%s %s: %s", verb, path, what or "no adapter")
+
+    async def _retry_refused(self) -> None:
+        """A removal may free the prefix a refused document wanted: try those again."""
+        for path in list(self.runtime.refused):
+            if path.exists():
+                await self._apply(path, False)
 
     def _log(self, path: Path, outcome: str, message: str, *args: Any) -> None:
         log.info(message, *args, extra={"event": "reload", "outcome": outcome, "file": str(path)})
