@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +240,11 @@ async def test_gateway_reload_follows_the_folder_without_dropping_calls(tmp_path
                 await wait("added", late)
                 assert "added-mcp__late-tool" in await tool_names(mcp)
                 assert "refused" not in (await http.get(f"{base}/status")).json()
+
+            # Members added by a reload are stopped with the rest: a clean exit.
+            run.signal(signal.SIGTERM)
+            assert run.wait() == 0, run.output
+            assert "Task was destroyed" not in run.output
 
             stable_calls, changing_calls = loops[0].calls, loops[1].calls
             assert len(stable_calls) > 20 and len(changing_calls) > 20

@@ -329,7 +329,9 @@ class GatewayApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                for app in reversed(started):
+                # The members now (a reload may have added some since the start; the
+                # ones it retired are stopped already, and stopping again is a no-op).
+                for app in reversed(self._apps()):
                     await app.current.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
