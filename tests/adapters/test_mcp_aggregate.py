@@ -54,3 +54,40 @@ async def test_aggregate_routes_tools_resources_and_prompts_to_their_adapter() -
     assert [t.uri_template for t in templates] == ["data://ships/{imo}"]
     assert guide.text.startswith("# Shipyard guide")
     assert briefing.messages[0].content.text == "Brief x about ship IMO-1."
+
+
+async def test_replacing_members_keeps_a_call_in_flight_counted_on_its_generation() -> None:
+    """The gateway's reload swaps the member table while a call runs through it: the call
+    finishes on the previous member, counted on its generation (whose engine closes only
+    once that count is back to 0); new calls and lists see the new table."""
+    import asyncio
+
+    from naftiko.adapters.mcp.aggregate import AggregateHandlers
+    from naftiko.runtime.reload import AppGeneration
+
+    loaded = load_capability(SHIPYARD, env=ENV)
+    compiled = compile_capability(loaded, UpstreamSettings())
+    plan = replace(
+        next(a for a in compiled.adapters if isinstance(a, McpAdapterPlan)), authentication=None
+    )
+    gate = asyncio.Event()
+
+    class Slow(McpHandlers):
+        async def call_tool(self, name, arguments, request_id=None):  # type: ignore[no-untyped-def]
+            await gate.wait()
+            return f"{name} done"
+
+    engine = Engine(compiled, UpstreamSettings())
+    old_generation = AppGeneration(app=None, label="old")  # type: ignore[arg-type]
+    handlers = AggregateHandlers([Member("old", Slow(engine, plan), old_generation.hold)])
+    call = asyncio.create_task(handlers.call_tool("old__get-ship", {}))
+    await asyncio.sleep(0)
+    assert old_generation.in_flight == 1
+    handlers.replace([Member("new", McpHandlers(engine, plan))])
+    listed = await handlers.list_tools(None, None)
+    assert [t.name for t in listed.tools] == ["new__get-ship"]
+    assert (await handlers.call_tool("old__get-ship", {})).is_error  # gone for new calls
+    assert not await old_generation.drained(0.05)  # the call in flight holds it
+    gate.set()
+    assert await call == "get-ship done"
+    assert old_generation.in_flight == 0 and await old_generation.drained(0)

@@ -117,7 +117,7 @@ def test_namespace_clash_names_both_files_and_the_prefix_way_out(tmp_path: Path)
     )
     assert fixed.returncode == 0, fixed.stderr
     reload = run_to_exit([str(BALANCE), "--check", "--gateway", "0", "--reload"], env=env)
-    assert reload.returncode == 2 and "--reload is not supported with --gateway" in reload.stderr
+    assert reload.returncode == 0, reload.stderr  # gateway --reload watches the folders
     typo = run_to_exit(
         [str(BALANCE), "--check", "--gateway", "0", "--prefix", "nowhere=x"], env=env
     )
@@ -135,3 +135,34 @@ def test_reserved_prefix_needs_an_override(tmp_path: Path) -> None:
         [str(tmp_path), "--check", "--gateway", "0", "--prefix", "mcp=stripe"], env=env
     )
     assert moved.returncode == 0, moved.stderr
+
+
+async def test_gateway_shutdown_stops_members_a_reload_added() -> None:
+    import contextlib
+    from collections.abc import AsyncIterator
+    from types import SimpleNamespace
+
+    from starlette.applications import Starlette
+
+    from naftiko.runtime.gateway import GatewayApp, Member
+    from naftiko.runtime.reload import AppGeneration, LifespanDriver, SwappableApp
+
+    events: list[str] = []
+
+    def app(name: str) -> SwappableApp:
+        @contextlib.asynccontextmanager
+        async def lifespan(_: Starlette) -> AsyncIterator[None]:
+            events.append(f"{name} up")
+            yield
+            events.append(f"{name} down")
+
+        return SwappableApp(AppGeneration(Starlette(lifespan=lifespan), name))
+
+    gateway = GatewayApp(None, [], None, app("control"), None)  # type: ignore[arg-type]
+    driver = LifespanDriver(gateway)
+    await driver.startup()
+    added = Member("added", SimpleNamespace(app=app("added")))
+    await added.app.current.start()  # as naftiko.runtime.gateway_reload does
+    gateway.members = {"added": added}
+    await driver.shutdown()
+    assert events == ["control up", "added up", "control down", "added down"]

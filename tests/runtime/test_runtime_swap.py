@@ -184,3 +184,19 @@ def test_file_watcher_reports_changed_files(tmp_path: Path) -> None:
     assert watcher.changed() == []  # gone for now: nothing to load
     two.write_text("back")
     assert watcher.changed() == [two]
+
+
+def test_folder_watcher_reports_added_changed_and_removed(tmp_path: Path) -> None:
+    from naftiko.runtime.reload import FolderWatcher
+
+    kept, gone = tmp_path / "kept.yaml", tmp_path / "gone.yaml"
+    kept.write_text("a")
+    gone.write_text("b")
+    watcher = FolderWatcher(lambda: sorted(tmp_path.glob("*.yaml")))
+    assert watcher.changes() == []
+    added = tmp_path / "added.yaml"
+    added.write_text("c")
+    kept.write_text("a longer text")  # the size moves even where the mtime does not
+    gone.unlink()
+    assert sorted(watcher.changes()) == [(added, False), (gone, True), (kept, False)]
+    assert watcher.changes() == []

@@ -110,7 +110,7 @@ def render_catalogue(runtime: Runtime, app: GatewayApp) -> bytes:
     for member in parts.members:
         by_capability.setdefault(id(member.served.slot.capability), []).append(member)
     capabilities = list(runtime.capabilities.values())
-    degraded = sum(1 for c in capabilities if c.degraded)
+    degraded = sum(1 for c in capabilities if c.problems)
     out = [
         '<!doctype html><html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -126,8 +126,8 @@ def render_catalogue(runtime: Runtime, app: GatewayApp) -> bytes:
         info = capability.loaded.document.info
         description = info.description if info is not None else None
         state = (
-            f'<span class="state degraded">degraded</span> {_text(capability.degraded)}'
-            if capability.degraded
+            f'<span class="state degraded">degraded</span> {_text(capability.problems)}'
+            if capability.problems
             else '<span class="state ok">ok</span>'
         )
         out += [
@@ -154,5 +154,14 @@ def render_catalogue(runtime: Runtime, app: GatewayApp) -> bytes:
             elif isinstance(plan, SkillAdapterPlan):
                 out += _skill(member, plan)
         out.append("</section>")
+    for path, reason in runtime.refused.items():
+        out += [
+            '<section class="capability refused">',
+            f'<h2 class="label">{_text(path.name)}</h2>',
+            f'<p class="file">{_text(path)}</p>',
+            f'<p class="status">State: <span class="state degraded">not served</span> '
+            f"{_text(reason)}</p>",
+            "</section>",
+        ]
     out.append("</body></html>")
     return "\n".join(out).encode()

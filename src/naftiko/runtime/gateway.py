@@ -329,7 +329,9 @@ class GatewayApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                for app in reversed(started):
+                # The members now (a reload may have added some since the start; the
+                # ones it retired are stopped already, and stopping again is a no-op).
+                for app in reversed(self._apps()):
                     await app.current.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -351,19 +353,79 @@ class GatewayParts:
     members: list[Member] = field(default_factory=list)
     aggregated: set[str] = field(default_factory=set)  # prefixes whose tools are in /mcp
     tool_names: dict[tuple[str, str], str] = field(default_factory=dict)  # (prefix, tool)
+    handlers: Any = None  # the aggregate's AggregateHandlers, when /mcp is served
+    app: Any = None  # the GatewayApp
+
+
+def build_member(
+    runtime: Runtime, served: Served, prefix: str, gateway: Served
+) -> tuple[Member | None, Any]:
+    """The gateway member of one placed adapter and, for an MCP adapter without inbound
+    authentication, its member of the aggregate ``/mcp`` (else ``None``).
+
+    ``(None, None)`` when this build serves no such adapter. Raises :class:`PlacementError`
+    when an adapter that is not degraded cannot be built."""
+    from naftiko.adapters.mcp.aggregate import Member as AggregateMember
+    from naftiko.adapters.rest.app import build_rest_app
+
+    config = runtime.config
+    host = config.bind_host(None)
+    settings = config.adapter_settings(host)
+    slot, capability = served.slot, served.slot.capability
+    engine = runtime.engines.get(capability.path) if capability else None
+    try:
+        if isinstance(slot.plan, RestAdapterPlan) and capability is not None:
+            app: ASGIApp | None = build_rest_app(
+                engine,
+                slot.plan,
+                settings,
+                bindings=capability.loaded.bindings,
+                info=capability.loaded.document.info,
+                server_url=f"/{prefix}",
+            )
+        else:
+            app = runtime.build_app(replace(slot, host=host), engine)
+    except ValueError as exc:  # InboundAuthConfigError and friends
+        if capability is None or not capability.degraded:
+            raise PlacementError([f"{slot.name()}: {exc}"]) from None
+        app = UnavailableApp(engine.problem, settings.host_origin_policy())  # type: ignore[union-attr]
+    if app is None:
+        served.state = "not-served"
+        return None, None
+    generation = AppGeneration(app, slot.name())
+    served.app = SwappableApp(generation)
+    served.via, served.prefix = gateway, prefix
+    member = Member(prefix, served)
+    if isinstance(slot.plan, RestAdapterPlan):
+        title = capability.label if capability else slot.namespace
+        member.docs = docs_page(title, prefix)
+    aggregated = None
+    if (
+        isinstance(slot.plan, McpAdapterPlan)
+        and slot.plan.authentication is None
+        and hasattr(app, "state")
+    ):
+        aggregated = AggregateMember(prefix, app.state.mcp_handlers, generation.hold)
+    return member, aggregated
+
+
+def tool_names(handlers: Any) -> dict[tuple[str, str], str]:
+    """``(prefix, tool) -> name in /mcp`` for the catalogue."""
+    return {(member.prefix, name): public for public, (member, name) in handlers.routes.items()}
 
 
 def prepare_gateway(runtime: Runtime, served_type: Any) -> Served:
     """Build every member app, the aggregate, the control app and the gateway app; the
     returned ``served_type`` is the one listener (the runtime binds and serves it).
 
+    With ``--reload`` the aggregate ``/mcp`` is served even while no member is in it
+    (one may come), and announces list changes (``naftiko.runtime.gateway_reload``).
+
     Raises :class:`PlacementError` (exit 2) when the prefixes clash or an adapter that is not
     degraded cannot be built."""
     from naftiko.adapters.control.app import build_control_app
     from naftiko.adapters.control.plan import ControlAdapterPlan
-    from naftiko.adapters.mcp.aggregate import Member as AggregateMember
     from naftiko.adapters.mcp.aggregate import build_aggregate_app
-    from naftiko.adapters.rest.app import build_rest_app
 
     config = runtime.config
     assert config.gateway_port is not None
@@ -376,51 +438,21 @@ def prepare_gateway(runtime: Runtime, served_type: Any) -> Served:
     parts = GatewayParts()
     aggregate_members = []
     for served, prefix in zip(members_served, prefixes, strict=True):
-        slot, capability = served.slot, served.slot.capability
-        engine = runtime.engines.get(capability.path) if capability else None
-        try:
-            if isinstance(slot.plan, RestAdapterPlan) and capability is not None:
-                app: ASGIApp | None = build_rest_app(
-                    engine,
-                    slot.plan,
-                    settings,
-                    bindings=capability.loaded.bindings,
-                    info=capability.loaded.document.info,
-                    server_url=f"/{prefix}",
-                )
-            else:
-                app = runtime.build_app(replace(slot, host=host), engine)
-        except ValueError as exc:  # InboundAuthConfigError and friends
-            if capability is None or not capability.degraded:
-                raise PlacementError([f"{slot.name()}: {exc}"]) from None
-            app = UnavailableApp(engine.problem, policy)  # type: ignore[union-attr]
-        if app is None:
-            served.state = "not-served"
+        member, aggregated = build_member(runtime, served, prefix, gateway)
+        if member is None:
             continue
-        served.app = SwappableApp(AppGeneration(app, slot.name()))
-        served.via, served.prefix = gateway, prefix
-        member = Member(prefix, served)
-        if isinstance(slot.plan, RestAdapterPlan):
-            title = capability.label if capability else slot.namespace
-            member.docs = docs_page(title, prefix)
         parts.members.append(member)
-        if (
-            isinstance(slot.plan, McpAdapterPlan)
-            and slot.plan.authentication is None
-            and hasattr(app, "state")
-        ):
-            handlers = app.state.mcp_handlers
-            aggregate_members.append(AggregateMember(prefix, handlers))
+        if aggregated is not None:
+            aggregate_members.append(aggregated)
             parts.aggregated.add(prefix)
     aggregate = None
-    if aggregate_members:
+    if aggregate_members or config.reload:
         try:
-            aggregate_app = build_aggregate_app(aggregate_members, settings)
+            aggregate_app = build_aggregate_app(aggregate_members, settings, dynamic=config.reload)
         except ValueError as exc:
             raise PlacementError([f"naftiko-run: --gateway: {exc}"]) from None
-        handlers = aggregate_app.state.aggregate
-        for public, (member_handlers, name) in handlers.routes.items():
-            parts.tool_names[(_prefix_of(aggregate_members, member_handlers), name)] = public
+        parts.handlers = aggregate_app.state.aggregate
+        parts.tool_names = tool_names(parts.handlers)
         aggregate = SwappableApp(AppGeneration(aggregate_app, "mcp (aggregate)"))
     control_plan = ControlAdapterPlan(
         type="control",
@@ -435,6 +467,7 @@ def prepare_gateway(runtime: Runtime, served_type: Any) -> Served:
     )
     app = GatewayApp(runtime, parts.members, aggregate, control, policy)
     gateway.app = SwappableApp(AppGeneration(app, "gateway"))
+    parts.app = app
     runtime.gateway = parts
     shadowed = [
         m.served.slot.name()
@@ -445,10 +478,3 @@ def prepare_gateway(runtime: Runtime, served_type: Any) -> Served:
     for name in shadowed:
         log.warning("%s: its /docs resource is shadowed by the gateway's docs page", name)
     return gateway
-
-
-def _prefix_of(members: Sequence[Any], handlers: Any) -> str:
-    for member in members:
-        if member.handlers is handlers:
-            return str(member.prefix)
-    return ""

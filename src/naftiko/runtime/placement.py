@@ -51,6 +51,14 @@ class PlacedDocument:
     # Gateway mode only: why the document is served degraded (a bind variable that is not
     # set); its units then answer 503 naming it. ``None``: it serves normally.
     degraded: str | None = None
+    # ``--reload`` in gateway mode: why the file on disk no longer serves (it stopped
+    # loading, or its namespace clashes); this, the previous version, keeps serving.
+    stale: str | None = None
+
+    @property
+    def problems(self) -> str | None:
+        """What /status and the catalogue show as the reason of a degraded document."""
+        return "; ".join(r for r in (self.degraded, self.stale) if r) or None
 
     @property
     def label(self) -> str:
@@ -296,10 +304,6 @@ def gateway_slots(slots: list[Slot], config: RuntimeConfig) -> tuple[list[Slot],
             "naftiko-run: --control-port and --gateway cannot be combined: the gateway "
             "serves /health, /metrics and /status on its own port"
         )
-    if config.reload:
-        # A reload swaps one adapter's app; the aggregate /mcp would keep calling the
-        # previous engine. Until the gateway rebuilds it, refuse rather than serve stale.
-        errors.append("naftiko-run: --reload is not supported with --gateway yet; restart")
     errors += [line for line in override_typos(slots, config) if "--base-uri" in line]
     if errors:
         raise PlacementError(errors)
@@ -313,16 +317,32 @@ def gateway_slots(slots: list[Slot], config: RuntimeConfig) -> tuple[list[Slot],
                 f"{slot.name()}: the gateway's /health, /metrics and /status serve instead"
             )
             continue
-        if slot.is_stdio:
-            slot = replace(slot, plan=replace(slot.plan, transport="http"))
         kept.append(slot)
-    prefixes = assign_prefixes(kept, dict(config.prefixes))
+    return place_in_gateway(kept, config, assign_prefixes(kept, dict(config.prefixes))), notes
+
+
+def gateway_member_slots(capability: PlacedDocument, config: RuntimeConfig) -> list[Slot]:
+    """The slots of one document in gateway mode (a reload adds them one file at a time);
+    not yet placed: see :func:`place_in_gateway`."""
+    slots = [make_slot(plan, capability, config) for plan in capability.compiled.adapters]
+    return [s for s in slots if not isinstance(s.plan, ControlAdapterPlan)]
+
+
+def place_in_gateway(
+    slots: Sequence[Slot], config: RuntimeConfig, prefixes: Sequence[str]
+) -> list[Slot]:
+    """Slots as the gateway serves them: on its port and host, under ``/PREFIX``; stdio
+    MCP adapters are served over HTTP there too."""
     host = config.bind_host(None)
-    kept = [
-        replace(s, plan=replace(s.plan, port=config.gateway_port), host=host, mount=f"/{p}")
-        for s, p in zip(kept, prefixes, strict=True)
-    ]
-    return kept, notes
+    placed = []
+    for slot, prefix in zip(slots, prefixes, strict=True):
+        plan = replace(slot.plan, transport="http") if slot.is_stdio else slot.plan
+        placed.append(
+            replace(
+                slot, plan=replace(plan, port=config.gateway_port), host=host, mount=f"/{prefix}"
+            )
+        )
+    return placed
 
 
 # First path segments the gateway answers itself; a namespace spelled so needs --prefix.
@@ -344,9 +364,12 @@ def _file_key(key: str) -> tuple[Path, str] | None:
     return (Path(file).resolve(), namespace) if sep and file else None
 
 
-def assign_prefixes(slots: Sequence[Slot], prefixes: dict[str, str]) -> list[str]:
+def assign_prefixes(
+    slots: Sequence[Slot], prefixes: dict[str, str], *, every_override: bool = True
+) -> list[str]:
     """The prefix of each slot, in order; raises :class:`PlacementError` (exit 2) on a clash,
-    a reserved or unusable prefix, or a ``--prefix`` that names no adapter."""
+    a reserved or unusable prefix, or (``every_override``: the slots are all there are)
+    a ``--prefix`` that names no adapter."""
     chosen: list[str] = []
     used: set[str] = set()
     for slot in slots:
@@ -362,7 +385,7 @@ def assign_prefixes(slots: Sequence[Slot], prefixes: dict[str, str]) -> list[str
     lines = [
         f"naftiko-run: --prefix {key}: no adapter has this namespace (or FILE:NAMESPACE)"
         for key in prefixes
-        if key not in used
+        if every_override and key not in used
     ]
     claims: dict[str, list[Slot]] = {}
     for slot, prefix in zip(slots, chosen, strict=True):

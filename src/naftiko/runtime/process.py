@@ -192,6 +192,9 @@ class Runtime:
         self._background: set[asyncio.Task[Any]] = set()
         self.metrics.capabilities.set(len(self.capabilities))
         self.gateway: Any = None  # naftiko.runtime.gateway.GatewayParts in gateway mode
+        # ``--reload`` in gateway mode: files found under a watched folder and not served
+        # (they do not load, or their namespace clashes), with why.
+        self.refused: dict[Path, str] = {}
 
     # ------------------------------------------------------------------ ControlState
 
@@ -222,11 +225,16 @@ class Runtime:
                     "label": c.label,
                     "file": str(c.path),
                     "specVersion": c.spec_version,
-                    "state": "degraded" if c.degraded else "ok",
-                    **({"reason": c.degraded} if c.degraded else {}),
+                    "state": "degraded" if c.problems else "ok",
+                    **({"reason": c.problems} if c.problems else {}),
                 }
                 for c in self.capabilities.values()
             ],
+            **(
+                {"refused": [{"file": str(p), "reason": r} for p, r in self.refused.items()]}
+                if self.refused
+                else {}
+            ),
             "adapters": self.adapter_states(),
         }
 
@@ -494,7 +502,12 @@ class Runtime:
                 text, adapters = self.ready_line()
                 log.info("%s", text, extra={"event": "ready", "adapters": adapters})
                 heap.after_startup()  # GC back on; start-up objects frozen (no-op unless CLI)
-                if self.config.reload:
+                if self.config.reload and self.gateway is not None:
+                    from naftiko.runtime.gateway_reload import GatewayReloader
+
+                    reloader = GatewayReloader(self, Served)
+                    self._spawn(reloader.watch(self._stop), "folder watcher")
+                elif self.config.reload:
                     self._spawn(self._watch_files(), "file watcher")
             await self._stop.wait()
             await self.shutdown()

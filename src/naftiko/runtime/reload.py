@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,16 @@ class AppGeneration:
             self._idle.set()
             self._idle = None
 
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        """Count work that reaches this generation's engine by another way than its app
+        (the gateway's aggregate ``/mcp`` calls a member's handlers directly)."""
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.leave()
+
     async def drained(self, timeout_s: float) -> bool:
         """Wait until nothing is in flight; False when ``timeout_s`` ran out first."""
         if self.in_flight == 0:
@@ -225,5 +235,52 @@ class FileWatcher:
                     outcome = on_change(path)
                     if asyncio.iscoroutine(outcome):
                         await outcome
+                except Exception:
+                    log.exception("reload of %s failed", path)
+
+
+class FolderWatcher:
+    """Polls the files a listing gives (the documents under watched folders): reports
+    those added or changed, and those gone from the listing."""
+
+    def __init__(self, list_files: Callable[[], Iterable[Path]]) -> None:
+        self._list = list_files
+        self._stamps: dict[Path, tuple[int, int] | None] = {
+            p: FileWatcher._stamp(p) for p in list_files()
+        }
+
+    def changes(self) -> list[tuple[Path, bool]]:
+        """``(path, removed)`` for every file added, changed or removed since last time."""
+        try:
+            current = list(dict.fromkeys(self._list()))
+        except OSError as exc:  # a watched folder itself vanished for a moment
+            log.warning("cannot list the watched folders: %s", exc)
+            return []
+        out: list[tuple[Path, bool]] = []
+        for path in current:
+            new = FileWatcher._stamp(path)
+            if new is None:  # listed, then gone: the next poll sees it removed
+                continue
+            if self._stamps.get(path) != new:
+                self._stamps[path] = new
+                out.append((path, False))
+        listed = set(current)
+        for path in [p for p in self._stamps if p not in listed]:
+            del self._stamps[path]
+            out.append((path, True))
+        return out
+
+    async def watch(
+        self, on_change: Callable[[Path, bool], Any], interval_s: float, stop: asyncio.Event
+    ) -> None:
+        """Await ``on_change(path, removed)`` for every change, until ``stop``."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+            if stop.is_set():
+                return
+            for path, removed in self.changes():
+                try:
+                    await on_change(path, removed)
                 except Exception:
                     log.exception("reload of %s failed", path)

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -44,6 +46,7 @@ from naftiko.adapters.mcp.fast_path import ToolCallFastPath
 from naftiko.adapters.mcp.results import ToolEntry, error_result
 from naftiko.adapters.mcp.sdk import (
     MCPError,
+    NotificationOptions,
     Server,
     StreamableHTTPASGIApp,
     StreamableHTTPSessionManager,
@@ -111,15 +114,27 @@ def _page(items: Sequence[Any], cursor: str | None) -> tuple[list[Any], str | No
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """One MCP adapter in the aggregate: the prefix it is served at and its handlers."""
+    """One MCP adapter in the aggregate: the prefix it is served at and its handlers.
+
+    ``hold``, when given, is entered around every call routed to this member: the
+    gateway counts it as in flight on the member's app generation, so a reload closes
+    that generation's engine only after the aggregate's calls to it are done too.
+    """
 
     prefix: str
     handlers: McpHandlers
+    hold: Callable[[], AbstractContextManager[Any]] | None = None
 
 
-class AggregateHandlers:
-    """Request handlers over many members; duck-types :class:`McpHandlers` where the fast
-    path reads it (``tools``, ``call_tool``)."""
+_NO_HOLD = contextlib.nullcontext
+
+
+class AggregateTable:
+    """The aggregate's member table: names, routes and lists, built whole from members.
+
+    Immutable once built; :meth:`AggregateHandlers.replace` swaps the whole table in one
+    assignment, so a request sees either the previous members or the new ones.
+    """
 
     def __init__(self, members: Sequence[Member]) -> None:
         self.members = tuple(members)
@@ -130,57 +145,124 @@ class AggregateHandlers:
             [(m.prefix, name) for m in self.members for name in m.handlers.prompts]
         )
         self.tools: dict[str, ToolEntry] = {}
-        self.routes: dict[str, tuple[McpHandlers, str]] = {}
+        self.routes: dict[str, tuple[Member, str]] = {}
         for member in self.members:
             for name, entry in member.handlers.tools.items():
                 public = tool_names[(member.prefix, name)]
                 tool = entry.tool.model_copy(update={"name": public})
                 self.tools[public] = replace(entry, tool=tool)
-                self.routes[public] = (member.handlers, name)
+                self.routes[public] = (member, name)
         self.tool_list = [entry.tool for entry in self.tools.values()]
-        self.prompt_routes: dict[str, tuple[McpHandlers, str]] = {}
+        self.prompt_routes: dict[str, tuple[Member, str]] = {}
         self.prompt_list: list[types.Prompt] = []
         for member in self.members:
             for prompt in member.handlers.prompt_list.prompts:
                 public = prompt_names[(member.prefix, prompt.name)]
-                self.prompt_routes[public] = (member.handlers, prompt.name)
+                self.prompt_routes[public] = (member, prompt.name)
                 self.prompt_list.append(prompt.model_copy(update={"name": public}))
+
+
+# Sessions remembered for change notifications, at most; the oldest are forgotten first.
+MAX_SESSIONS = 10_000
+
+
+class AggregateHandlers:
+    """Request handlers over many members; duck-types :class:`McpHandlers` where the fast
+    path reads it (``tools``, ``call_tool``)."""
+
+    def __init__(self, members: Sequence[Member]) -> None:
+        self.table = AggregateTable(members)
+        # Stateful sessions that made a request, by connection: the ones a change is
+        # announced to (a stateless request has no session to announce anything on).
+        self._sessions: dict[int, Any] = {}
+
+    def replace(self, members: Sequence[Member]) -> None:
+        """Serve ``members`` from now on (the table is built first, then swapped)."""
+        self.table = AggregateTable(members)
+
+    @property
+    def members(self) -> tuple[Member, ...]:
+        return self.table.members
+
+    @property
+    def tools(self) -> dict[str, ToolEntry]:
+        return self.table.tools
+
+    @property
+    def routes(self) -> dict[str, tuple[Member, str]]:
+        return self.table.routes
+
+    @property
+    def prompt_list(self) -> list[types.Prompt]:
+        return self.table.prompt_list
+
+    def _remember(self, ctx: Any) -> None:
+        session = getattr(ctx, "session", None)
+        connection = getattr(session, "_connection", None)
+        if connection is None or getattr(connection, "session_id", None) is None:
+            return  # stateless: nowhere to send a notification later
+        key = id(connection)
+        if key not in self._sessions:
+            if len(self._sessions) >= MAX_SESSIONS:
+                self._sessions.pop(next(iter(self._sessions)))
+            self._sessions[key] = session
+
+    async def announce_change(self) -> int:
+        """Send ``notifications/tools/list_changed`` (and the prompts and resources ones)
+        to every open session that made a request; returns how many got it."""
+        sent = 0
+        for key, session in list(self._sessions.items()):
+            try:
+                await session.send_tool_list_changed()
+                await session.send_prompt_list_changed()
+                await session.send_resource_list_changed()
+            except Exception as exc:  # a closed session: forget it
+                log.debug("list_changed not sent: %r", exc)
+                self._sessions.pop(key, None)
+                continue
+            sent += 1
+        return sent
 
     @property
     def has_resources(self) -> bool:
-        return any(m.handlers.plan.resources for m in self.members)
+        return any(m.handlers.plan.resources for m in self.table.members)
 
     # ------------------------------------------------------------------ tools
 
     async def list_tools(self, ctx: Any, params: Any) -> types.ListToolsResult:
-        tools, cursor = _page(self.tool_list, getattr(params, "cursor", None))
+        self._remember(ctx)
+        tools, cursor = _page(self.table.tool_list, getattr(params, "cursor", None))
         return types.ListToolsResult(tools=tools, next_cursor=cursor)
 
     async def on_call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> Any:
-        route = self.routes.get(params.name)
+        self._remember(ctx)
+        route = self.table.routes.get(params.name)
         if route is None:
             raise MCPError(INVALID_PARAMS, f"Unknown tool {params.name!r}.")
-        handlers, name = route
-        return await handlers.on_call_tool(ctx, params.model_copy(update={"name": name}))
+        member, name = route
+        with (member.hold or _NO_HOLD)():
+            return await member.handlers.on_call_tool(ctx, params.model_copy(update={"name": name}))
 
     async def call_tool(
         self, name: str, arguments: Mapping[str, Any] | None, request_id: str | None = None
     ) -> types.CallToolResult:
-        route = self.routes.get(name)
-        if route is None:  # the fast path only calls names it found in ``tools``
+        route = self.table.routes.get(name)
+        if route is None:  # the table changed since the fast path looked the name up
             return error_result(f"Unknown tool {name!r}.")
-        handlers, original = route
-        return await handlers.call_tool(original, arguments, request_id)
+        member, original = route
+        with (member.hold or _NO_HOLD)():
+            return await member.handlers.call_tool(original, arguments, request_id)
 
     def input_schema(self, name: str) -> Mapping[str, Any] | None:
-        entry = self.tools.get(name)
+        entry = self.table.tools.get(name)
         return entry.input_schema if entry is not None else None
 
     # ------------------------------------------------------------------ resources
 
     async def list_resources(self, ctx: Any, params: Any) -> types.ListResourcesResult:
+        self._remember(ctx)
         seen: dict[str, types.Resource] = {}
-        for member in self.members:
+        for member in self.table.members:
             listed = await member.handlers.list_resources(ctx, params)
             for resource in listed.resources:
                 seen.setdefault(str(resource.uri), resource)
@@ -191,7 +273,7 @@ class AggregateHandlers:
         self, ctx: Any, params: Any
     ) -> types.ListResourceTemplatesResult:
         templates: dict[str, types.ResourceTemplate] = {}
-        for member in self.members:
+        for member in self.table.members:
             for template in res.list_templates(member.handlers.dynamic):
                 templates.setdefault(template.uri_template, template)
         page, cursor = _page(list(templates.values()), getattr(params, "cursor", None))
@@ -199,37 +281,48 @@ class AggregateHandlers:
 
     async def read_resource(self, ctx: Any, params: types.ReadResourceRequestParams) -> Any:
         uri = str(params.uri)
-        for member in self.members:
+        for member in self.table.members:
             with contextlib.suppress(res.ResourceFailure):
                 member.handlers._match(uri)
-                return await member.handlers.read_resource(ctx, params)
+                with (member.hold or _NO_HOLD)():
+                    return await member.handlers.read_resource(ctx, params)
         raise MCPError(INVALID_PARAMS, f"Unknown resource URI: {uri}")
 
     # ------------------------------------------------------------------ prompts
 
     async def list_prompts(self, ctx: Any, params: Any) -> types.ListPromptsResult:
-        prompts, cursor = _page(self.prompt_list, getattr(params, "cursor", None))
+        self._remember(ctx)
+        prompts, cursor = _page(self.table.prompt_list, getattr(params, "cursor", None))
         return types.ListPromptsResult(prompts=prompts, next_cursor=cursor)
 
     async def get_prompt(self, ctx: Any, params: types.GetPromptRequestParams) -> Any:
-        route = self.prompt_routes.get(params.name)
+        route = self.table.prompt_routes.get(params.name)
         if route is None:
             raise MCPError(INVALID_PARAMS, f"Unknown prompt: {params.name!r}")
-        handlers, name = route
-        return await handlers.get_prompt(ctx, params.model_copy(update={"name": name}))
+        member, name = route
+        with (member.hold or _NO_HOLD)():
+            return await member.handlers.get_prompt(ctx, params.model_copy(update={"name": name}))
 
 
-def build_aggregate_server(handlers: AggregateHandlers) -> Server[Any]:
+def build_aggregate_server(handlers: AggregateHandlers, dynamic: bool = False) -> Server[Any]:
+    """The SDK server over ``handlers``. ``dynamic`` (``--reload``): members come and go,
+    so resources and prompts are served even while no member has any, and the
+    ``listChanged`` capabilities are advertised (:meth:`AggregateHandlers.announce_change`)."""
     optional: dict[str, Any] = {}
-    if handlers.has_resources:
+    if dynamic or handlers.has_resources:
         optional.update(
             on_list_resources=handlers.list_resources,
             on_list_resource_templates=handlers.list_resource_templates,
             on_read_resource=handlers.read_resource,
         )
-    if handlers.prompt_list:
+    if dynamic or handlers.prompt_list:
         optional.update(on_list_prompts=handlers.list_prompts, on_get_prompt=handlers.get_prompt)
-    prefixes = ", ".join(m.prefix for m in handlers.members) or "none"
+    # With members coming and going, the list at start would soon be wrong.
+    prefixes = (
+        "those under the watched folders"
+        if dynamic
+        else ", ".join(m.prefix for m in handlers.members) or "none"
+    )
     server: Server[Any] = Server(
         "naftiko-gateway",
         version=__version__,
@@ -239,12 +332,23 @@ def build_aggregate_server(handlers: AggregateHandlers) -> Server[Any]:
         on_call_tool=handlers.on_call_tool,
         **optional,
     )
+    if dynamic:
+        changes = NotificationOptions(
+            prompts_changed=True, resources_changed=True, tools_changed=True
+        )
+        # The session runner asks the server for its initialisation options without
+        # any notification options; bind ours so the handshake advertises listChanged.
+        server.create_initialization_options = functools.partial(  # type: ignore[method-assign]
+            server.create_initialization_options, changes
+        )
     return server
 
 
 def build_aggregate_app(
     members: Sequence[Member],
     settings: AdapterSettings = AdapterSettings(),  # noqa: B008  (frozen, safe to share)
+    *,
+    dynamic: bool = False,
 ) -> Starlette:
     """Streamable HTTP for the aggregate, as ``build_mcp_app`` serves one adapter: the
     Host/Origin check first, the SDK's session manager, the ``tools/call`` fast path.
@@ -253,7 +357,7 @@ def build_aggregate_app(
     that declare none (a protected adapter's tools stay behind its own ``/PREFIX/mcp``).
     """
     handlers = AggregateHandlers(members)
-    server = build_aggregate_server(handlers)
+    server = build_aggregate_server(handlers, dynamic)
     manager = StreamableHTTPSessionManager(
         app=server,
         stateless=settings.mcp_stateless,

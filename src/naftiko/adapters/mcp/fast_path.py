@@ -157,14 +157,23 @@ class ToolCallFastPath:
         self.max_body = max_body
         self.entry = server.get_request_handler(_TOOLS_CALL)
         self.middleware = tuple(server.middleware)
-        # The SDK validates Mcp-Param-* headers for tools whose schema declares them.
-        self.sdk_tools = frozenset(
-            name
-            for name, e in handlers.tools.items()
-            if X_MCP_HEADER_KEY in json.dumps(e.input_schema)
-        )
+        self._sdk_tools: tuple[Any, frozenset[str]] = (None, frozenset())
         self.server_info = server.server_info_stamp
         self.accept_cache: dict[bytes, bool] = {}
+
+    @property
+    def sdk_tools(self) -> frozenset[str]:
+        """The tools the SDK must serve: it validates Mcp-Param-* headers for tools whose
+        schema declares them. Worked out again when the handlers' tool table is another
+        (the gateway's aggregate replaces its table on reload)."""
+        tools = self.handlers.tools
+        seen, names = self._sdk_tools
+        if seen is not tools:
+            names = frozenset(
+                name for name, e in tools.items() if X_MCP_HEADER_KEY in json.dumps(e.input_schema)
+            )
+            self._sdk_tools = (tools, names)
+        return names
 
     def _server_unchanged(self) -> bool:
         """Still the server we built: our handler, the SDK's default middleware, no hints."""

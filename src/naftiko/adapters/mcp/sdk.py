@@ -25,6 +25,7 @@ __all__ = [
     "X_MCP_HEADER_KEY",
     "InboundLadderRejection",
     "MCPError",
+    "NotificationOptions",
     "Server",
     "StreamableHTTPASGIApp",
     "StreamableHTTPSessionManager",
@@ -90,7 +91,7 @@ class _LazyInit:
 # ruff: noqa: E402
 _skip_sdk_package_inits()
 
-from mcp.server.lowlevel.server import Server
+from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
