@@ -18,6 +18,8 @@ from naftiko.adapters.mcp.aggregate import (
     hashed_name,
 )
 from naftiko.adapters.mcp.sdk import MCPError
+from naftiko.runtime import placement
+from naftiko.runtime.config import RuntimeConfig
 from runtime.naftiko_process import REPO_ROOT, run_to_exit
 
 STRIPE = REPO_ROOT.parent / "shared" / "corpus" / "api-evangelist-stripe" / "capabilities"
@@ -86,6 +88,24 @@ def test_unset_secret_stops_the_start_outside_gateway_mode_only(tmp_path: Path) 
     assert "degraded (its units answer 503): environment variable 'STRIPE_API_KEY'" in (
         gateway.stdout
     )
+
+
+@needs_corpus
+def test_a_degraded_document_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Most published documents name a secret; in a folder of a thousand, parsing each of
+    # them twice was a fifth of the start.
+    reads: list[Path] = []
+    read = placement._read
+    monkeypatch.setattr(placement, "_read", lambda path: reads.append(path) or read(path))
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    config = RuntimeConfig(paths=(str(BALANCE),), gateway_port=0)
+    capability = placement.load_one(BALANCE, config)
+    assert reads == [BALANCE]
+    assert capability is not None and "STRIPE_API_KEY" in (capability.degraded or "")
+    assert [plan.namespace for plan in capability.compiled.adapters] == [
+        "balance-identifiers-rest",
+        "balance-identifiers-mcp",
+    ]
 
 
 @needs_corpus

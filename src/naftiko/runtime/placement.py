@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import pickle
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -150,16 +151,29 @@ def load_one(path: Path, config: RuntimeConfig, *, explicit: bool = True) -> Cap
     if not explicit and not is_capability_document(source.data):
         return None
     degraded = None
+    pristine = _snapshot(source.data) if config.gateway_port is not None else None
     try:
         loaded = load_source(path, source)
     except LoadError as exc:
         degraded = unset_binds(exc.diagnostics) if config.gateway_port is not None else None
         if degraded is None:
             raise
-        # The loader changed the parsed data in place: read the file again.
-        loaded = load_source(path, _read(path), require_binds=False)
+        # The loader changed the parsed data in place: start again from a copy taken
+        # before (parsing the file again costs many times more), or from the file.
+        source = _read(path) if pristine is None else replace(source, data=pickle.loads(pristine))
+        loaded = load_source(path, source, require_binds=False)
     compiled = compile_capability(loaded, config.engine_settings())
+    loaded.source_map.release(source.text)
     return Capability(path=path, loaded=loaded, compiled=compiled, degraded=degraded)
+
+
+def _snapshot(data: Any) -> bytes | None:
+    """A copy of parsed data (plain values only) to load again; ``None`` if it cannot be
+    taken (nesting deeper than pickle's recursion allows)."""
+    try:
+        return pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
+    except (RecursionError, pickle.PicklingError):
+        return None
 
 
 def _read(path: Path) -> Any:
