@@ -91,16 +91,19 @@ def test_unset_secret_stops_the_start_outside_gateway_mode_only(tmp_path: Path) 
 
 
 @needs_corpus
-def test_a_degraded_document_is_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Most published documents name a secret; in a folder of a thousand, parsing each of
-    # them twice was a fifth of the start.
+def test_a_degraded_document_is_read_and_loaded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Most published documents name a secret; in a folder of a thousand, parsing and
+    # loading each of them twice was a third of the start.
     reads: list[Path] = []
-    read = placement._read
+    read, load = placement._read, placement.load_source
     monkeypatch.setattr(placement, "_read", lambda path: reads.append(path) or read(path))
+    monkeypatch.setattr(
+        placement, "load_source", lambda path, *a, **k: reads.append(path) or load(path, *a, **k)
+    )
     monkeypatch.delenv("STRIPE_API_KEY", raising=False)
     config = RuntimeConfig(paths=(str(BALANCE),), gateway_port=0)
     capability = placement.load_one(BALANCE, config)
-    assert reads == [BALANCE]
+    assert reads == [BALANCE, BALANCE]  # read, loaded
     assert capability is not None and "STRIPE_API_KEY" in (capability.degraded or "")
     assert [plan.namespace for plan in capability.compiled.adapters] == [
         "balance-identifiers-rest",
