@@ -1,6 +1,8 @@
 """Gateway at scale: start to ready and idle memory of ``--gateway`` over 1,000 documents.
 
-Usage: ``python bench/gateway_scale.py [--documents N] [--rounds R] [--keep DIR]``.
+Usage: ``python bench/gateway_scale.py [--documents N] [--rounds R] [--keep DIR] [--src DIR]``
+(``--src``: serve with another checkout's ``src`` to compare, e.g. ``git archive`` of a
+base commit).
 
 The sample is generated into a temporary folder, the same on every run: the published
 documents of ``../shared/corpus`` (every ``*.yaml`` that loads on its own, in path
@@ -146,9 +148,10 @@ def main() -> None:
     parser.add_argument("--documents", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--keep", type=Path)
+    parser.add_argument("--src", type=Path, help="serve with another tree's src/ (A/B)")
     options = parser.parse_args()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NAFTIKO_")}
-    env["PYTHONPATH"] = str(ROOT / "src")
+    env["PYTHONPATH"] = str(options.src or ROOT / "src")
     with tempfile.TemporaryDirectory() as tmp:
         folder = options.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
