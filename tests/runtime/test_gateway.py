@@ -20,6 +20,7 @@ from naftiko.adapters.mcp.aggregate import (
 from naftiko.adapters.mcp.sdk import MCPError
 from naftiko.runtime import placement
 from naftiko.runtime.config import RuntimeConfig
+from naftiko.spec.diagnostics import LoadError
 from runtime.naftiko_process import REPO_ROOT, run_to_exit
 
 STRIPE = REPO_ROOT.parent / "shared" / "corpus" / "api-evangelist-stripe" / "capabilities"
@@ -109,6 +110,28 @@ def test_a_degraded_document_is_read_and_loaded_once(monkeypatch: pytest.MonkeyP
         "balance-identifiers-rest",
         "balance-identifiers-mcp",
     ]
+
+
+@needs_corpus
+def test_a_broken_document_reports_its_unset_binds_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The single lenient load of gateway mode must not hide a bind error from the lines
+    # of a document that cannot start: they are those of a load requiring the binds.
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    clash = (
+        "  consumes:\n  - type: http\n    namespace: balance-identifiers\n"
+        "    baseUri: https://other.example\n    resources: []\n"
+    )
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(BALANCE.read_text().replace("  consumes:\n", clash, 1))
+    for gateway in (0, None):
+        config = RuntimeConfig(paths=(str(broken),), gateway_port=gateway)
+        with pytest.raises(LoadError) as caught:
+            placement.load_one(broken, config)
+        errors = [d.message for d in caught.value.diagnostics if d.severity == "error"]
+        assert len(errors) == 2, errors
+        assert "declared twice" in errors[0] and "STRIPE_API_KEY" in errors[1]
 
 
 @needs_corpus

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import pickle
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -156,30 +155,17 @@ def load_one(path: Path, config: RuntimeConfig, *, explicit: bool = True) -> Cap
     else:
         # One load that lets unset binds through and lists them: most published
         # documents name a secret, and loading each twice was a third of a folder's start.
-        pristine = _snapshot(source.data)
         try:
             loaded = load_source(path, source, require_binds=False)
         except LoadError:
             # Report what a load requiring the binds reports (every error, unset binds
-            # among them). The loader changed the parsed data in place: start again
-            # from the copy taken before, or from the file.
-            source = (
-                _read(path) if pristine is None else replace(source, data=pickle.loads(pristine))
-            )
-            loaded = load_source(path, source)
+            # among them). The loader changed the parsed data in place: read it again;
+            # this document stops the start anyway.
+            loaded = load_source(path, _read(path))
         degraded = unset_binds(loaded.unset_binds)
     compiled = compile_capability(loaded, config.engine_settings())
     loaded.source_map.release(source.text)
     return Capability(path=path, loaded=loaded, compiled=compiled, degraded=degraded)
-
-
-def _snapshot(data: Any) -> bytes | None:
-    """A copy of parsed data (plain values only) to load again; ``None`` if it cannot be
-    taken (nesting deeper than pickle's recursion allows)."""
-    try:
-        return pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
-    except (RecursionError, pickle.PicklingError):
-        return None
 
 
 def _read(path: Path) -> Any:
