@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from naftiko.adapters.rest.routes import OPENAPI_PATH, route_pattern, shadowing_reserved_path
 from naftiko.compile.capability import quick_check
 from naftiko.compile.inputs import plainly_valid
 from naftiko.upstream.request import _with_query
@@ -142,3 +143,16 @@ def test_with_query_is_copy_merge_params(path: str, query: list[tuple[str, str]]
     target = "https://api.example.com/v1/" + path
     expected = httpx.URL(target).copy_merge_params(query) if query else httpx.URL(target)
     assert str(httpx.URL(_with_query(target, query))) == str(expected)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["/", ".well-known", "openapi.json", "well", "-known", "%2E", "{x}", "a"]),
+        max_size=5,
+    ).map("".join)
+)
+def test_reserved_path_shortcut_agrees_with_the_pattern(path: str) -> None:
+    pattern, _ = route_pattern(path)
+    expected = OPENAPI_PATH if pattern.fullmatch(OPENAPI_PATH) else None
+    assert shadowing_reserved_path(path) == expected
