@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from naftiko.adapters.rest.routes import OPENAPI_PATH, route_pattern, shadowing_reserved_path
 from naftiko.compile.inputs import surely_valid_schema
 from naftiko.compile.validators import quick_check
 from naftiko.upstream.request import _with_query
@@ -40,6 +41,8 @@ def schemas(depth: int = 2) -> st.SearchStrategy[Any]:
         "default": values,
         "required": st.lists(st.sampled_from(["a", "b", "c"]), max_size=3) | st.text(max_size=2),
         "minLength": st.integers(-1, 3),
+        "maxItems": st.integers(-1, 3) | st.floats(0, 3) | st.booleans(),
+        "minProperties": st.integers(0, 3) | st.text(max_size=1),
     }
     if depth:
         keyword["items"] = schemas(depth - 1) | st.booleans() | st.integers()
@@ -58,8 +61,16 @@ def test_surely_valid_schema_schemas_pass_the_metaschema(schema: dict[str, Any])
         Draft202012Validator.check_schema(schema)
 
 
+def test_length_bounds_take_the_fast_path() -> None:
+    # Published documents put ``minLength`` on half their inputs; the metaschema check
+    # they would otherwise get dominates loading a folder of documents.
+    assert surely_valid_schema({"type": "string", "minLength": 1, "maxLength": 64})
+    assert surely_valid_schema({"type": "array", "items": {"type": "string"}, "minItems": 0})
+
+
 def test_surely_valid_schema_refuses_what_the_metaschema_refuses() -> None:
-    for schema in ({"type": "strnig"}, {"required": ["a", "a"]}, {"items": 3}, {"enum": 1}):
+    cases = ({"minLength": -1}, {"maxItems": True}, {"maxLength": "3"})
+    for schema in ({"type": "strnig"}, {"required": ["a", "a"]}, {"items": 3}, {"enum": 1}, *cases):
         assert not surely_valid_schema(schema)
         try:
             Draft202012Validator.check_schema(schema)
@@ -132,3 +143,16 @@ def test_with_query_is_copy_merge_params(path: str, query: list[tuple[str, str]]
     target = "https://api.example.com/v1/" + path
     expected = httpx.URL(target).copy_merge_params(query) if query else httpx.URL(target)
     assert str(httpx.URL(_with_query(target, query))) == str(expected)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["/", ".well-known", "openapi.json", "well", "-known", "%2E", "{x}", "a"]),
+        max_size=5,
+    ).map("".join)
+)
+def test_reserved_path_shortcut_agrees_with_the_pattern(path: str) -> None:
+    pattern, _ = route_pattern(path)
+    expected = OPENAPI_PATH if pattern.fullmatch(OPENAPI_PATH) else None
+    assert shadowing_reserved_path(path) == expected

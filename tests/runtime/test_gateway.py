@@ -18,6 +18,9 @@ from naftiko.adapters.mcp.aggregate import (
     hashed_name,
 )
 from naftiko.adapters.mcp.sdk import MCPError
+from naftiko.runtime import placement
+from naftiko.runtime.config import RuntimeConfig
+from naftiko.spec.diagnostics import LoadError
 from runtime.naftiko_process import REPO_ROOT, run_to_exit
 
 STRIPE = REPO_ROOT.parent / "shared" / "corpus" / "api-evangelist-stripe" / "capabilities"
@@ -86,6 +89,49 @@ def test_unset_secret_stops_the_start_outside_gateway_mode_only(tmp_path: Path) 
     assert "degraded (its units answer 503): environment variable 'STRIPE_API_KEY'" in (
         gateway.stdout
     )
+
+
+@needs_corpus
+def test_a_degraded_document_is_read_and_loaded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Most published documents name a secret; in a folder of a thousand, parsing and
+    # loading each of them twice was a third of the start.
+    reads: list[Path] = []
+    read, load = placement._read, placement.load_source
+    monkeypatch.setattr(placement, "_read", lambda path: reads.append(path) or read(path))
+    monkeypatch.setattr(
+        placement, "load_source", lambda path, *a, **k: reads.append(path) or load(path, *a, **k)
+    )
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    config = RuntimeConfig(paths=(str(BALANCE),), gateway_port=0)
+    capability = placement.load_one(BALANCE, config)
+    assert reads == [BALANCE, BALANCE]  # read, loaded
+    assert capability is not None and "STRIPE_API_KEY" in (capability.degraded or "")
+    assert [plan.namespace for plan in capability.compiled.adapters] == [
+        "balance-identifiers-rest",
+        "balance-identifiers-mcp",
+    ]
+
+
+@needs_corpus
+def test_a_broken_document_reports_its_unset_binds_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The single lenient load of gateway mode must not hide a bind error from the lines
+    # of a document that cannot start: they are those of a load requiring the binds.
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    clash = (
+        "  consumes:\n  - type: http\n    namespace: balance-identifiers\n"
+        "    baseUri: https://other.example\n    resources: []\n"
+    )
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(BALANCE.read_text().replace("  consumes:\n", clash, 1))
+    for gateway in (0, None):
+        config = RuntimeConfig(paths=(str(broken),), gateway_port=gateway)
+        with pytest.raises(LoadError) as caught:
+            placement.load_one(broken, config)
+        errors = [d.message for d in caught.value.diagnostics if d.severity == "error"]
+        assert len(errors) == 2, errors
+        assert "declared twice" in errors[0] and "STRIPE_API_KEY" in errors[1]
 
 
 @needs_corpus

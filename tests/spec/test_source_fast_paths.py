@@ -229,6 +229,20 @@ def test_a_document_with_aliases_uses_the_index() -> None:
     assert source_map._index is not None
 
 
+@settings(max_examples=200, deadline=None)
+@given(documents)
+def test_a_released_map_gives_the_same_positions(text: str) -> None:
+    try:
+        _, source_map = source.parse_source(text, "x.yaml")
+    except Exception:  # SourceError, or PyYAML's KeyError for ``!!bool maybe``
+        return
+    index = source_map._build()
+    source_map.release(text)
+    assert source_map._node is None  # the tree is gone until a position is asked for
+    for path in _probes(index):
+        assert source_map.position(path) == index.get(path), path
+
+
 # ---------------------------------------------------------------------- iter_models
 
 

@@ -106,6 +106,9 @@ def declared_schema(param: InputParameter) -> dict[str, Any]:
 
 _SIMPLE_TYPES = frozenset({"array", "boolean", "integer", "null", "number", "object", "string"})
 _STRING_KEYWORDS = frozenset({"description", "format", "title"})
+_COUNT_KEYWORDS = frozenset(
+    {"minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties"}
+)
 
 
 def surely_valid_schema(schema: Any) -> bool:
@@ -127,6 +130,9 @@ def surely_valid_schema(schema: Any) -> bool:
                 return False
         elif key in _STRING_KEYWORDS:
             if not isinstance(value, str):
+                return False
+        elif key in _COUNT_KEYWORDS:
+            if value.__class__ is not int or value < 0:  # bool is not a count
                 return False
         elif key == "enum":
             if not isinstance(value, list):

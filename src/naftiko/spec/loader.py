@@ -50,6 +50,9 @@ class LoadedCapability:
     diagnostics: tuple[Diagnostic, ...]
     source_map: SourceMap
     strict: bool = False  # loaded with --strict: later layers turn their warnings into errors
+    # Loaded with ``require_binds=False``: the errors a load requiring them would have
+    # raised (binds the document uses that are not set), for gateway mode's degraded state.
+    unset_binds: tuple[Diagnostic, ...] = ()
 
     def diagnostic_at(self, path: PathT, severity: Severity, message: str) -> Diagnostic:
         """A diagnostic positioned in this document (for compile errors of later layers)."""
@@ -184,7 +187,8 @@ def _load_source(
     check_document(document, report, strict=strict)
     if ikanos:
         _check_ikanos_namespaces(document, report)
-    bindings = _bind(document, source, context, report, env, base_dir, require_binds)
+    unset: list[Diagnostic] = []
+    bindings = _bind(document, source, context, report, env, base_dir, require_binds, unset)
     if any(d.severity == "error" for d in sink):
         raise LoadError(sink)
     return LoadedCapability(
@@ -195,6 +199,7 @@ def _load_source(
         diagnostics=tuple(sink),
         source_map=source.source_map,
         strict=strict,
+        unset_binds=tuple(unset),
     )
 
 
@@ -293,6 +298,7 @@ def _bind(
     env: Mapping[str, str] | None,
     base_dir: Path,
     require_binds: bool,
+    unset: list[Diagnostic],
 ) -> Bindings:
     capability = document.capability
     binds = [(("binds", i), b) for i, b in enumerate(document.binds)]
@@ -302,13 +308,17 @@ def _bind(
         return Bindings.empty()
     refs = referenced_names([source.text, *context.texts])
     namespace_of = {path: bind.namespace for path, bind in binds}
+    would_fail = Reporter(source.source_map, unset)
 
     def missing(path: PathT, var: str, message: str) -> None:
         ns = namespace_of.get(path[:-2])
         used = var in refs or f"env.{var}" in refs or (ns is not None and f"{ns}.{var}" in refs)
+        required = f"{message}; the document uses it, so it must be set"
         if require_binds and used:
-            report.error(path, f"{message}; the document uses it, so it must be set")
+            report.error(path, required)
         else:
+            if used:
+                would_fail.error(path, required)
             report.warning(path, message + ("" if used else " (nothing in the document uses it)"))
 
     return resolve_binds(

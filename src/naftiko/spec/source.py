@@ -96,17 +96,32 @@ class SourceMap:
         text: str | None = None,
         *,
         shared: bool = True,
+        recomposable: bool = False,
     ) -> None:
         self.file = file
         self._node = node
         self._text = text  # JSON source composed on demand
         self._shared = shared  # False: no aliases, ``node`` is a tree
+        self._recomposable = recomposable  # composing the text again gives ``node`` back
         self._index: dict[PathT, tuple[int, int]] | None = None
         self._scanned = 0  # children examined by lookups so far
 
     @classmethod
     def empty(cls, file: str = "") -> SourceMap:
         return cls(file)
+
+    def release(self, text: str) -> None:
+        """Drop the node tree, keeping ``text`` (the file's) to compose it again if asked.
+
+        A served document rarely needs a position after it is compiled, and its tree
+        (a node and two marks per value) is several times the size of its text: a
+        folder of a thousand documents would hold hundreds of megabytes of them.
+        """
+        if self._node is None or self._index is not None:
+            return
+        if not self._recomposable:  # rare (aliases, merge keys): index it while we can
+            self._index = self._build()
+        self._node, self._text = None, text
 
     def position(self, path: Sequence[str | int]) -> tuple[int, int] | None:
         """1-based ``(line, column)`` of the value at ``path`` (of its key in a mapping)."""
@@ -296,6 +311,7 @@ def parse_source(text: str, file: str, *, json_syntax: bool = False) -> tuple[An
         except RecursionError:
             raise SourceError("JSON nested too deeply") from None
     loader = _Loader(text)
+    recomposable = True
     try:
         node = loader.get_single_node()
         aliases = "*" in text and "&" in text  # no alias without both
@@ -306,7 +322,13 @@ def parse_source(text: str, file: str, *, json_syntax: bool = False) -> tuple[An
         elif aliases:  # shared nodes: PyYAML's constructor decides what is shared
             data = loader.construct_document(node)
         else:
-            data = _construct(loader, node)
+            try:
+                data = _construct_plain(loader, node)
+            except _Unusual:
+                # PyYAML's constructor rewrites the tree (it flattens merge keys in place):
+                # composing the text again would not give these positions back.
+                recomposable = False
+                data = _construct(loader, node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
@@ -320,7 +342,9 @@ def parse_source(text: str, file: str, *, json_syntax: bool = False) -> tuple[An
         raise SourceError("YAML nested too deeply") from None
     finally:
         loader.dispose()
-    return data, SourceMap(file, node=node, shared=aliases)
+    return data, SourceMap(
+        file, node=node, shared=aliases, recomposable=recomposable and not aliases
+    )
 
 
 _STR = "tag:yaml.org,2002:str"
