@@ -211,31 +211,6 @@ class _Formatter(logging.Formatter):
         return text
 
 
-class _Formatter(logging.Formatter):
-    """Shared by both formats: the redactor, the request fast path, a per-second stamp."""
-
-    def __init__(self, redactor: Redactor) -> None:
-        super().__init__()
-        self.redactor = redactor
-        self._requests = _RequestLines(redactor)
-        self._second: tuple[int, str] = (-1, "")
-
-    def request_line(
-        self, levelname: str, name: str, created: float, fields: tuple[Any, ...]
-    ) -> str | None:
-        """What ``format`` writes for a request record with these attributes, or None
-        when that record would be formatted the generic way."""
-        raise NotImplementedError
-
-    def _stamp(self, created: float) -> str:
-        """``2026-01-01T10:00:00`` for ``created``; ``strftime`` runs once per second."""
-        second, text = self._second
-        if second != int(created):
-            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-            self._second = (int(created), text)
-        return text
-
-
 class TextFormatter(_Formatter):
     """``2026-01-01T10:00:00.123Z INFO naftiko.request: message`` — redacted."""
 
