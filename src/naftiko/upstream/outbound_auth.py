@@ -201,45 +201,37 @@ def _default_client() -> httpx.AsyncClient:
 # --------------------------------------------------------------------------- simple types
 
 
-class BasicOutboundAuth(httpx.Auth):
-    """``Authorization: Basic base64(user:pass)`` on every request (no challenge needed)."""
+class _AuthorizationHeader(httpx.Auth):
+    """A credential sent as one fixed ``Authorization`` header on every request."""
 
     single_pass = True  # one yield, never reads the response: see upstream.client
+    _header: str
+
+    def header(self) -> tuple[str, str]:
+        """The one header this auth adds (``upstream.wire`` writes it without httpx)."""
+        return "Authorization", self._header
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._header
+        yield request
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(<redacted>)"
+
+
+class BasicOutboundAuth(_AuthorizationHeader):
+    """``Authorization: Basic base64(user:pass)`` on every request (no challenge needed)."""
 
     def __init__(self, username: str, password: str) -> None:
         raw = f"{username}:{password}".encode()
         self._header = "Basic " + base64.b64encode(raw).decode("ascii")
 
-    def header(self) -> tuple[str, str]:
-        """The one header this auth adds (``upstream.wire`` writes it without httpx)."""
-        return "Authorization", self._header
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = self._header
-        yield request
-
-    def __repr__(self) -> str:
-        return "BasicOutboundAuth(<redacted>)"
-
-
-class BearerOutboundAuth(httpx.Auth):
+class BearerOutboundAuth(_AuthorizationHeader):
     """``Authorization: Bearer <token>``."""
-
-    single_pass = True  # one yield, never reads the response: see upstream.client
 
     def __init__(self, token: str) -> None:
         self._header = f"Bearer {token}"
-
-    def header(self) -> tuple[str, str]:
-        """The one header this auth adds (``upstream.wire`` writes it without httpx)."""
-        return "Authorization", self._header
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = self._header
-        yield request
-
-    def __repr__(self) -> str:
-        return "BearerOutboundAuth(<redacted>)"
 
 
 class ApiKeyOutboundAuth(httpx.Auth):
