@@ -181,6 +181,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(FILE: picks one of two documents claiming the same namespace; repeatable)",
     )
     parser.add_argument(
+        "--settings",
+        type=str,
+        metavar="FILE",
+        help="runtime settings (TOML or YAML): upstream resilience per namespace, caller "
+        "rate limits per adapter; see README, Settings file",
+    )
+    parser.add_argument(
         "--stdio",
         nargs="?",
         const="",

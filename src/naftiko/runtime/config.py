@@ -25,6 +25,7 @@ from naftiko.runtime.http_protocol import (
     DEFAULT_MAX_HEADER_BYTES,
     ListenerLimits,
 )
+from naftiko.runtime.settings_file import SettingsFileError, load_settings_file
 from naftiko.upstream.settings import UpstreamSettings
 
 LogFormat = Literal["text", "json"]
@@ -76,6 +77,8 @@ class RuntimeConfig:
     # (``naftiko.runtime.gateway``); ``prefixes`` are ``--prefix [FILE:]NS=OTHER``.
     gateway_port: int | None = None
     prefixes: Mapping[str, str] = field(default_factory=dict)
+    # ``--settings FILE``: its top-level tables by name (``naftiko.runtime.settings_file``).
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
     def bind_host(self, document_address: str | None) -> str:
         """Flag/env host, else the document's ``address``, else the default."""
@@ -234,6 +237,13 @@ def _choice(text: str, choices: Sequence[str], what: str) -> str:
     return word
 
 
+def _settings(path: str) -> Mapping[str, Any]:
+    try:
+        return load_settings_file(path)
+    except SettingsFileError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def resolve_config(
     args: Any, env: Mapping[str, str], *, marker: Path = CONTAINER_MARKER
 ) -> RuntimeConfig:
@@ -285,6 +295,8 @@ def resolve_config(
         if flag:
             return True
         return _bool(env[name], name) if env.get(name) else False
+
+    settings_path = pick(getattr(args, "settings", None), "NAFTIKO_SETTINGS")
 
     return RuntimeConfig(
         paths=paths,
@@ -343,4 +355,5 @@ def resolve_config(
         stdio=getattr(args, "stdio", None),
         gateway_port=None if gateway is None else parse_port(str(gateway), "gateway port"),
         prefixes=prefixes,
+        settings={} if settings_path is None else _settings(str(settings_path)),
     )
