@@ -44,6 +44,7 @@ NAFTIKO_MCP_STATEFUL, NAFTIKO_ALLOWED_HOSTS="h1,h2", NAFTIKO_ALLOWED_ORIGINS="o1
 NAFTIKO_MAX_HEADER_BYTES, NAFTIKO_HEADER_TIMEOUT, NAFTIKO_IDLE_TIMEOUT,
 NAFTIKO_KEEP_ALIVE_TIMEOUT, NAFTIKO_MAX_CONNECTIONS, NAFTIKO_GRACE_PERIOD, NAFTIKO_CHECK,
 NAFTIKO_RELOAD, NAFTIKO_GATEWAY_PORT, NAFTIKO_PREFIXES="ns=other,file.yaml:ns=other",
+NAFTIKO_WORKERS,
 and NAFTIKO_CAPABILITIES (paths, when none are given); --stdio has none
 (an MCP client's launch command names it).
 The default host is 0.0.0.0 inside a container (/.dockerenv or NAFTIKO_IN_CONTAINER=1),
@@ -188,6 +189,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "rate limits per adapter; see README, Settings file",
     )
     parser.add_argument(
+        "--workers",
+        type=str,
+        metavar="N",
+        help="processes sharing every listener, supervised by this one (default 1); "
+        "see README, Worker processes",
+    )
+    parser.add_argument(
         "--stdio",
         nargs="?",
         const="",
@@ -253,6 +261,9 @@ def run_config(config: RuntimeConfig) -> int:
     for path in skipped:
         logging.getLogger("naftiko.runtime").info("skipped %s: not a capability document", path)
 
+    if config.workers > 1:
+        return _run_workers(config, capabilities, slots, redactor, metrics, warnings)
+
     async def main() -> int:
         runtime = Runtime(config, capabilities, slots, redactor=redactor, metrics=metrics)
         try:
@@ -265,3 +276,26 @@ def run_config(config: RuntimeConfig) -> int:
 
     with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
         return runner.run(main())
+
+
+def _run_workers(
+    config: RuntimeConfig,
+    capabilities: Any,
+    slots: Any,
+    redactor: Redactor,
+    metrics: Metrics,
+    warnings: Any,
+) -> int:
+    """Build and bind here, once; serve in ``config.workers`` forked processes."""
+    from naftiko.runtime.workers import serve_workers
+
+    runtime = Runtime(config, capabilities, slots, redactor=redactor, metrics=metrics)
+    try:
+        runtime.prepare()
+        runtime.bind()
+    except StartupError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.code
+    return serve_workers(
+        runtime, config.workers, warnings=warnings, loop_factory=_event_loop_factory()
+    )

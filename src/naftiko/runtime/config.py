@@ -79,6 +79,8 @@ class RuntimeConfig:
     prefixes: Mapping[str, str] = field(default_factory=dict)
     # ``--settings FILE``: its top-level tables by name (``naftiko.runtime.settings_file``).
     settings: Mapping[str, Any] = field(default_factory=dict)
+    # ``--workers N``: processes sharing every listener (``naftiko.runtime.workers``).
+    workers: int = 1
 
     def bind_host(self, document_address: str | None) -> str:
         """Flag/env host, else the document's ``address``, else the default."""
@@ -297,6 +299,12 @@ def resolve_config(
         return _bool(env[name], name) if env.get(name) else False
 
     settings_path = pick(getattr(args, "settings", None), "NAFTIKO_SETTINGS")
+    workers = limit(getattr(args, "workers", None), "NAFTIKO_WORKERS", 1, _positive_int, "workers")
+    if workers > 1 and getattr(args, "stdio", None) is not None:
+        raise ConfigError(
+            f"--stdio serves one MCP client on this process's stdin/stdout and cannot be "
+            f"shared by {workers} workers; drop --workers (or NAFTIKO_WORKERS) or set it to 1"
+        )
 
     return RuntimeConfig(
         paths=paths,
@@ -356,4 +364,5 @@ def resolve_config(
         gateway_port=None if gateway is None else parse_port(str(gateway), "gateway port"),
         prefixes=prefixes,
         settings={} if settings_path is None else _settings(str(settings_path)),
+        workers=workers,
     )

@@ -195,6 +195,15 @@ class Runtime:
         # ``--reload`` in gateway mode: files found under a watched folder and not served
         # (they do not load, or their namespace clashes), with why.
         self.refused: dict[Path, str] = {}
+        # Set in a worker process (``naftiko.runtime.workers``): the signals it stops on
+        # (a repeated one is ignored there: the parent escalates with SIGKILL), a hook
+        # told when it is ready, its part of /status and /metrics, and the file stamps
+        # its ``--reload`` watcher starts from (the parent's, taken at load time).
+        self.stop_signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
+        self.exit_on_second_signal = True
+        self.on_ready: Any = None
+        self.worker: Any = None
+        self.watch_baseline: FileWatcher | None = None
 
     # ------------------------------------------------------------------ ControlState
 
@@ -236,9 +245,12 @@ class Runtime:
                 else {}
             ),
             "adapters": self.adapter_states(),
+            **(self.worker.status() if self.worker is not None else {}),
         }
 
     def metrics_exposition(self) -> tuple[bytes, str]:
+        if self.worker is not None:  # summed over the workers
+            return self.worker.metrics_exposition(), METRICS_CONTENT_TYPE
         return self.metrics.exposition(), METRICS_CONTENT_TYPE
 
     # ------------------------------------------------------------------ building
@@ -420,6 +432,8 @@ class Runtime:
     def _on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
         if self._stopping or self._stop.is_set():
+            if not self.exit_on_second_signal:
+                return
             log.warning("second %s: exiting now, without waiting for requests", name)
             for handler in logging.getLogger().handlers:
                 with contextlib.suppress(Exception):
@@ -436,7 +450,7 @@ class Runtime:
     def _signals(self) -> Iterator[None]:
         loop = asyncio.get_running_loop()
         installed = []
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in self.stop_signals:
             try:
                 loop.add_signal_handler(signum, self._on_signal, signum)
                 installed.append(signum)
@@ -501,6 +515,8 @@ class Runtime:
                 self.log_summary(warnings)
                 text, adapters = self.ready_line()
                 log.info("%s", text, extra={"event": "ready", "adapters": adapters})
+                if self.on_ready is not None:
+                    self.on_ready()
                 heap.after_startup()  # GC back on; start-up objects frozen (no-op unless CLI)
                 if self.config.reload and self.gateway is not None:
                     from naftiko.runtime.gateway_reload import GatewayReloader
@@ -549,7 +565,7 @@ class Runtime:
     # ------------------------------------------------------------------ reload
 
     async def _watch_files(self) -> None:
-        watcher = FileWatcher(self.capabilities)
+        watcher = self.watch_baseline or FileWatcher(self.capabilities)
         log.info("watching %d file(s) for changes", len(self.capabilities))
         await watcher.watch(self.reload, self.config.reload_interval_s, self._stop)
 
