@@ -327,6 +327,21 @@ async def test_gateway_and_reload_with_workers(tmp_path: Path) -> None:
                         *(each.get(f"{base}/api/quick") for _ in range(20))
                     )
                 assert [a.status_code for a in answers] == [200] * 20
+
+                # A worker forked again after a crash reloads what changed since the
+                # parent loaded the folder: it does not serve the first version.
+                os.kill(status["workers"][0]["pid"], signal.SIGKILL)
+
+                async def third_reload() -> bool:
+                    events = run.events()
+                    return sum(e.get("outcome") == "reloaded" for e in events) == 3
+
+                await poll(third_reload, 20)
+                async with httpx.AsyncClient(timeout=30, limits=fresh) as each:
+                    answers = await asyncio.gather(
+                        *(each.get(f"{base}/api/quick") for _ in range(20))
+                    )
+                assert [a.status_code for a in answers] == [200] * 20
             run.signal(signal.SIGTERM)
             assert await asyncio.to_thread(run.wait) == 0, run.output
 

@@ -77,7 +77,7 @@ class GatewayReloader:
     async def watch(self, stop: asyncio.Event) -> None:
         # Files that were skipped at start (shared files, unrelated YAML) are known too:
         # only a change to one of them is looked at again.
-        watcher = FolderWatcher(self.files)
+        watcher = self.runtime.watch_baseline or FolderWatcher(self.files)
         known, _ = capability_files(self.runtime.config.paths)
         log.info(
             "watching %s for documents added, changed or removed (%d served)",

@@ -203,7 +203,7 @@ class Runtime:
         self.exit_on_second_signal = True
         self.on_ready: Any = None
         self.worker: Any = None
-        self.watch_baseline: FileWatcher | None = None
+        self.watch_baseline: Any = None  # a FileWatcher, or a FolderWatcher (gateway)
 
     # ------------------------------------------------------------------ ControlState
 

@@ -68,7 +68,8 @@ from prometheus_client import CollectorRegistry, Metric, generate_latest
 
 from naftiko.runtime.logs import flush_logs
 from naftiko.runtime.process import EXIT_FAILURE, EXIT_OK, Runtime
-from naftiko.runtime.reload import FileWatcher
+from naftiko.runtime.reload import FileWatcher, FolderWatcher
+from naftiko.spec.loader import discover
 
 log = logging.getLogger("naftiko.runtime")
 
@@ -307,10 +308,15 @@ class WorkerPool:
         self._kill_armed = False
         self.exit_code = EXIT_OK
         self._retired: Families = []
-        if runtime.config.reload and runtime.gateway is None:
+        if runtime.config.reload:
             # Taken before any worker exists: one forked again later reloads what
             # changed since the documents were loaded, as its siblings did.
-            runtime.watch_baseline = FileWatcher(runtime.capabilities)
+            paths = runtime.config.paths
+            runtime.watch_baseline = (
+                FileWatcher(runtime.capabilities)
+                if runtime.gateway is None
+                else FolderWatcher(lambda: discover(paths))
+            )
 
     # -------------------------------------------------------------- parent
 
