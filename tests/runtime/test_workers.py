@@ -234,13 +234,23 @@ async def test_two_workers_share_listeners_sum_metrics_and_restart_a_killed_one(
 
 
 class Load:
-    """Concurrent loops of fresh-connection GETs until the listener refuses them."""
+    """Concurrent loops of fresh-connection GETs until the listener is gone.
+
+    A loop ends on its first call that gets no answer at all: the connection refused
+    (the listener is closed), or closed before a single byte of answer (it waited in the
+    kernel's queue or was accepted an instant before the stop, and no worker ever read
+    its request: the kernel resets what is queued on a listener being closed, as with
+    one process). Anything else -- a status other than 200, part of an answer, a
+    connection dropped after the request reached the app -- is a failure; the last one
+    shows as a call the upstream answered that the caller never got.
+    """
 
     def __init__(self, http: httpx.AsyncClient, base: str) -> None:
         self.http, self.base = http, base
         self.ok = 0
         self.slow_ok_after_signal = 0
         self.refused = 0
+        self.unserved = 0
         self.failures: list[str] = []
         self.signalled = False
 
@@ -251,6 +261,12 @@ class Load:
                 answer = await self.http.get(f"{self.base}{path}")
             except httpx.ConnectError:  # the listener is closed: never accepted
                 self.refused += 1
+                return
+            except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+                if "without sending a response" in str(exc) or isinstance(exc, httpx.ReadError):
+                    self.unserved += 1  # no byte of answer: never read by a worker
+                else:
+                    self.failures.append(f"{path}: {type(exc).__name__}: {exc}")
                 return
             except httpx.HTTPError as exc:
                 self.failures.append(f"{path}: {type(exc).__name__}: {exc}")
@@ -289,7 +305,9 @@ async def test_sigterm_under_load_drains_every_worker_and_loses_nothing(
         # Every call the workers made was answered to its caller: none dropped mid-way.
         assert load.ok == upstream.answered, (load.ok, upstream.answered)
         assert load.slow_ok_after_signal > 0  # calls in flight at SIGTERM finished
-        assert load.refused == len(loops)  # each loop ended on a closed listener
+        # Each loop ended on a listener that was gone (mostly refused outright).
+        assert load.refused + load.unserved == len(loops), (load.refused, load.unserved)
+        print(f"answered {load.ok}, then refused {load.refused}, unread {load.unserved}")
         stopped = [e for e in run.events() if "stopped:" in str(e.get("message", ""))]
         assert len(stopped) == 2 and all("exit code 0" in e["message"] for e in stopped)
 

@@ -303,6 +303,13 @@ class WorkerPool:
         self.warnings = list(warnings)
         self.loop_factory = loop_factory
         self.directory = Path(tempfile.mkdtemp(prefix="naftiko-workers-"))
+        if runtime.config.mcp_stateful:
+            log.warning(
+                "--mcp-stateful with %d workers: an MCP session lives in the worker that "
+                "created it, and a request reaching another worker gets 404 (session not "
+                "found); use --workers 1, or a balancer with connection affinity",
+                count,
+            )
         self.stopping = False
         self.signals_seen = 0
         self._kill_armed = False
