@@ -8,7 +8,9 @@ alternate the two so drift on the shared machine hits both. Nothing is pinned: t
 workers need both cores, and the load generator (wrk, one thread) and the upstream share
 them. CPU is the server's process tree (parent and workers), from ``/proc``.
 
-Prints a table and writes ``bench/results/workers.json``.
+Prints a table (medians over rounds; "server cores busy" is the server tree's CPU
+seconds per second of load: 1.0 means one core's worth) and writes
+``bench/results/workers.json``.
 """
 
 from __future__ import annotations
@@ -82,10 +84,13 @@ def main() -> int:
                 )
                 if result.errors:
                     raise SystemExit(f"{result.errors} errors with {count} worker(s)")
-                runs[count].append({"rps": result.rps, "cpu_us": result.cpu_us_per_request or 0.0})
+                cores = (result.server_cpu_s or 0.0) / result.duration_s
+                runs[count].append(
+                    {"rps": result.rps, "cpu_us": result.cpu_us_per_request or 0.0, "cores": cores}
+                )
                 print(
                     f"round {round_ + 1} workers={count}: {result.rps:,.0f} req/s, "
-                    f"{result.cpu_us_per_request:,.0f} us CPU/request, "
+                    f"{result.cpu_us_per_request:,.0f} us CPU/request, {cores:.2f} cores busy, "
                     f"p99 {result.p99_ms:.1f} ms",
                     flush=True,
                 )
@@ -98,6 +103,7 @@ def main() -> int:
         count: {
             "rps_median": statistics.median(r["rps"] for r in rows),
             "cpu_us_per_request_median": statistics.median(r["cpu_us"] for r in rows),
+            "server_cores_median": statistics.median(r["cores"] for r in rows),
             "runs": rows,
         }
         for count, rows in runs.items()
@@ -109,11 +115,14 @@ def main() -> int:
         / one["cpu_us_per_request_median"],
     }
     print()
-    print("| workers | req/s (median) | CPU µs/request (median) |")
-    print("|---|---|---|")
+    print("| workers | req/s | CPU µs/request | server cores busy |")
+    print("|---|---|---|---|")
     for count in (1, 2):
         s = summary[count]
-        print(f"| {count} | {s['rps_median']:,.0f} | {s['cpu_us_per_request_median']:,.0f} |")
+        print(
+            f"| {count} | {s['rps_median']:,.0f} | {s['cpu_us_per_request_median']:,.0f} "
+            f"| {s['server_cores_median']:.2f} |"
+        )
     print(
         f"\n2 workers / 1: throughput x{ratios['throughput_2_over_1']:.2f}, "
         f"CPU per request x{ratios['cpu_per_request_2_over_1']:.2f} "

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from naftiko.runtime.workers import exposition, merge_families
+from naftiko.runtime.workers import exposition, merge_families, restart_delay
 from runtime.naftiko_process import NaftikoProcess, run_to_exit
 from support.servers import ServerThread
 
@@ -423,3 +423,8 @@ def test_merge_sums_counters_and_histograms_keeps_own_gauges() -> None:
     assert 'req_total{s="200"} 7.0' in text and "up 1.0" in text
     # Retired totals keep no gauge: a dead worker's gauge is not a value any more.
     assert [f["name"] for f in merge_families(theirs, [], gauges=False)] == ["req", "lat"]
+
+
+def test_restart_delay_doubles_then_caps() -> None:
+    assert [restart_delay(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
+    assert restart_delay(7) == 30.0 and restart_delay(50) == 30.0

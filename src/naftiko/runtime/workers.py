@@ -275,6 +275,13 @@ class WorkerSlot:
     restart_at: float | None = None
 
 
+def restart_delay(failures: int) -> float:
+    """Seconds before forking again a worker slot that ended ``failures`` times in a row
+    (each within ``STABLE_S`` of its start): doubling, capped, so a worker that cannot
+    live does not turn into a busy loop of forks and logs."""
+    return min(MAX_RESTART_DELAY_S, RESTART_DELAY_S * 2 ** (failures - 1))
+
+
 def describe_status(status: int) -> str:
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
@@ -471,7 +478,7 @@ class WorkerPool:
                 continue
             lived = time.monotonic() - slot.started
             slot.failures = 1 if lived >= STABLE_S else slot.failures + 1
-            delay = min(MAX_RESTART_DELAY_S, RESTART_DELAY_S * 2 ** (slot.failures - 1))
+            delay = restart_delay(slot.failures)
             log.error(
                 "worker %d (pid %d) ended unexpectedly: %s; restarting it in %gs",
                 slot.index,
