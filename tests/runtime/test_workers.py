@@ -312,6 +312,48 @@ async def test_sigterm_under_load_drains_every_worker_and_loses_nothing(
         assert len(stopped) == 2 and all("exit code 0" in e["message"] for e in stopped)
 
 
+async def test_group_sigterm_still_drains_and_a_second_one_to_the_parent_kills(
+    tmp_path: Path,
+) -> None:
+    upstream = Upstream()
+    with ServerThread(upstream.app()) as server:
+        capability = tmp_path / "workers.yaml"
+        capability.write_text(document(server.url), encoding="utf-8")
+        async with httpx.AsyncClient(timeout=30) as http:
+            # SIGTERM to every process, as systemd or a terminal's process group gets it:
+            # the workers see it twice (theirs and the parent's) and still drain.
+            with NaftikoProcess(argv(capability, "--grace-period", "10")) as run:
+                urls = run.wait_ready()
+                pids = workers_event(run)["pids"]
+                slow = asyncio.create_task(http.get(f"{urls['api']}/slow"))
+                await asyncio.sleep(0.5)
+                for pid in pids:
+                    os.kill(pid, signal.SIGTERM)
+                run.signal(signal.SIGTERM)
+                assert (await slow).status_code == 200
+                assert await asyncio.to_thread(run.wait) == 0, run.output
+            assert "ended unexpectedly" not in run.output
+
+            # A second SIGTERM to the parent: the workers are killed, exit 1.
+            with NaftikoProcess(argv(capability, "--grace-period", "10")) as run:
+                urls = run.wait_ready()
+                pids = workers_event(run)["pids"]
+                slow = asyncio.create_task(http.get(f"{urls['api']}/slow"))
+                await asyncio.sleep(0.5)
+                run.signal(signal.SIGTERM)
+                await asyncio.to_thread(run.wait_for, lambda text: "stopping 2 workers" in text)
+                run.signal(signal.SIGTERM)
+                assert await asyncio.to_thread(run.wait) == 1, run.output
+                assert "the workers exit now" in run.output
+                assert "killed by SIGKILL" in run.output
+                try:
+                    answer = await slow
+                except httpx.HTTPError:
+                    pass  # cut, as asked
+                else:
+                    assert answer.status_code == 200  # it may have been just in time
+
+
 async def test_gateway_and_reload_with_workers(tmp_path: Path) -> None:
     upstream = Upstream()
     with ServerThread(upstream.app()) as server:

@@ -66,6 +66,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Metric, generate_latest
 
+from naftiko.runtime import heap
 from naftiko.runtime.logs import flush_logs
 from naftiko.runtime.process import EXIT_FAILURE, EXIT_OK, Runtime
 from naftiko.runtime.reload import FileWatcher, FolderWatcher
@@ -341,6 +342,9 @@ class WorkerPool:
         for fd in (wake_r, wake_w, ready_r):
             os.set_blocking(fd, False)
         self._fds = (wake_r, wake_w, ready_r, ready_w)
+        # The loaded documents and built apps move to the permanent generation before
+        # the fork: the workers' collections never walk (and so never copy) those pages.
+        heap.after_startup()
         previous = {s: signal.signal(s, lambda *_: None) for s in self.SIGNALS}
         old_wakeup = signal.set_wakeup_fd(wake_w)
         try:
