@@ -9,7 +9,8 @@ workers need both cores, and the load generator (wrk, one thread) and the upstre
 them. CPU is the server's process tree (parent and workers), from ``/proc``.
 
 Prints a table (medians over rounds; "server cores busy" is the server tree's CPU
-seconds per second of load: 1.0 means one core's worth) and writes
+seconds per second of load: 1.0 means one core's worth; PSS is the tree's proportional
+memory after the runs, pages shared by the fork counted once) and writes
 ``bench/results/workers.json``.
 """
 
@@ -34,6 +35,20 @@ from harness.upstream import start_upstream  # noqa: E402
 
 CAPABILITY = BENCH_DIR / "capabilities" / "bench.yaml"
 PATH = "/v1/users/u123/videos?max_count=5&cursor=0"
+
+
+def pss_mb(pids: list[int]) -> float:
+    """Proportional set size of the process tree: shared (forked) pages counted once."""
+    total_kb = 0
+    for pid in pids:
+        try:
+            text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("Pss:"):
+                total_kb += int(line.split()[1])
+    return total_kb / 1024
 
 
 def naftiko_run() -> str:
@@ -94,6 +109,7 @@ def main() -> int:
                     f"p99 {result.p99_ms:.1f} ms",
                     flush=True,
                 )
+        memory = {count: pss_mb(servers[count].service.pids()) for count in (1, 2)}
     finally:
         for server in servers.values():
             server.service.stop()
@@ -104,6 +120,7 @@ def main() -> int:
             "rps_median": statistics.median(r["rps"] for r in rows),
             "cpu_us_per_request_median": statistics.median(r["cpu_us"] for r in rows),
             "server_cores_median": statistics.median(r["cores"] for r in rows),
+            "pss_mb_after": memory[count],
             "runs": rows,
         }
         for count, rows in runs.items()
@@ -115,13 +132,13 @@ def main() -> int:
         / one["cpu_us_per_request_median"],
     }
     print()
-    print("| workers | req/s | CPU µs/request | server cores busy |")
-    print("|---|---|---|---|")
+    print("| workers | req/s | CPU µs/request | server cores busy | PSS MB after |")
+    print("|---|---|---|---|---|")
     for count in (1, 2):
         s = summary[count]
         print(
             f"| {count} | {s['rps_median']:,.0f} | {s['cpu_us_per_request_median']:,.0f} "
-            f"| {s['server_cores_median']:.2f} |"
+            f"| {s['server_cores_median']:.2f} | {s['pss_mb_after']:.0f} |"
         )
     print(
         f"\n2 workers / 1: throughput x{ratios['throughput_2_over_1']:.2f}, "
