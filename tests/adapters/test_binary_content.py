@@ -1,0 +1,351 @@
+"""Binary content (Ikanos beta1) and MCP caching hints (beta4), end to end.
+
+A loopback fake photo library answers a real PNG image (and a WAV, a PDF, a body that
+never ends); the Ikanos beta5 document ``ikanos-binary-photos.yaml`` exposes it over
+REST (declared ``responses`` and the ``responseBinary`` shorthand) and MCP (a tool
+through a flow, a binary resource), served on real sockets and called with httpx and
+the official MCP client. Bytes must come back identical, with the declared media type;
+a body past ``maxBinarySize`` is refused without reading the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import struct
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client
+from mcp.types import AudioContent, BlobResourceContents, EmbeddedResource, ImageContent
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from naftiko.adapters.exposes import compile_capability
+from naftiko.adapters.mcp.plan import McpAdapterPlan
+from naftiko.adapters.mcp.server import build_mcp_app
+from naftiko.adapters.rest.app import build_rest_app
+from naftiko.adapters.rest.plan import RestAdapterPlan
+from naftiko.engine.invoke import Engine
+from naftiko.spec.loader import load_capability
+from naftiko.upstream.settings import UpstreamSettings
+from support.servers import serve_asgi
+
+CAPABILITY = Path(__file__).parent / "capabilities" / "ikanos-binary-photos.yaml"
+NS = "photo-library"
+
+
+# --------------------------------------------------------------------------- real bytes
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_image(width: int = 64, height: int = 48) -> bytes:
+    """A real PNG (8-bit RGB, a colour gradient with a checker): signature, IHDR, IDAT
+    and IEND chunks with their CRCs, as any decoder reads it."""
+    rows = b"".join(
+        b"\x00"
+        + bytes(
+            v
+            for x in range(width)
+            for v in (x * 4 % 256, y * 5 % 256, 255 if (x // 8 + y // 8) % 2 else 0)
+        )
+        for y in range(height)
+    )
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(rows, 9))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def png_pixels(data: bytes) -> tuple[int, int, bytes]:
+    """Decode what ``png_image`` writes (checks every CRC): width, height, raw rows."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    position, idat, size = 8, b"", (0, 0)
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kind = data[position + 4 : position + 8]
+        body = data[position + 8 : position + 8 + length]
+        (crc,) = struct.unpack(">I", data[position + 8 + length : position + 12 + length])
+        assert crc == zlib.crc32(kind + body), kind
+        if kind == b"IHDR":
+            size = struct.unpack(">II", body[:8])
+        elif kind == b"IDAT":
+            idat += body
+        position += 12 + length
+    return size[0], size[1], zlib.decompress(idat)
+
+
+PNG = png_image()
+WAV = (
+    b"RIFF"
+    + struct.pack("<I", 36 + 800)
+    + b"WAVEfmt "
+    + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 8000, 1, 8)
+    + b"data"
+    + struct.pack("<I", 800)
+    + bytes((i * 7) % 256 for i in range(800))
+)
+NOTE = b"plain words, binary by declaration"
+PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
+
+
+@dataclass
+class PhotoLibrary:
+    endless_sent: int = 0  # bytes of the endless body written before the reader left
+
+
+def photo_library(state: PhotoLibrary) -> Starlette:
+    async def photo(request: Request) -> Response:
+        if request.path_params["id"] != "7":
+            return JSONResponse(
+                {"title": "Not found", "status": 404, "detail": "no such photo"},
+                status_code=404,  # declared as application/problem+json by the document
+            )
+        # The upstream's own type is generic: the document's outputMediaType is declared.
+        return Response(PNG, media_type="application/octet-stream")
+
+    async def endless(_: Request) -> Response:
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                state.endless_sent += 8192
+                yield b"\x00" * 8192
+                await asyncio.sleep(0.005)
+
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+    async def sound(_: Request) -> Response:
+        return Response(WAV, media_type="application/octet-stream")
+
+    async def document(_: Request) -> Response:
+        return Response(PDF, media_type="application/pdf")
+
+    async def note(_: Request) -> Response:
+        return Response(NOTE, media_type="text/plain")
+
+    return Starlette(
+        routes=[
+            Route("/photos/{id}/binary", photo),
+            Route("/endless", endless),
+            Route("/sound", sound),
+            Route("/document", document),
+            Route("/note", note),
+        ]
+    )
+
+
+@dataclass
+class Served:
+    rest: str
+    mcp: str
+    library: PhotoLibrary
+
+
+@contextlib.asynccontextmanager
+async def serve_photos() -> AsyncIterator[Served]:
+    library = PhotoLibrary()
+    async with serve_asgi(photo_library(library), graceful_shutdown_s=0.5) as upstream:
+        settings = UpstreamSettings(base_uri_overrides={NS: upstream})
+        loaded = load_capability(CAPABILITY)
+        assert not loaded.diagnostics, [d.format() for d in loaded.diagnostics]
+        compiled = compile_capability(loaded, settings)
+        assert not compiled.warnings, [d.format() for d in compiled.warnings]
+        rest = next(a for a in compiled.adapters if isinstance(a, RestAdapterPlan))
+        mcp = next(a for a in compiled.adapters if isinstance(a, McpAdapterPlan))
+        async with Engine(compiled, settings) as engine:
+            info = loaded.document.info
+            rest_app = build_rest_app(engine, rest, bindings=loaded.bindings, info=info)
+            mcp_app = build_mcp_app(engine, mcp, bindings=loaded.bindings)
+            async with serve_asgi(rest_app) as rest_url, serve_asgi(mcp_app) as mcp_url:
+                yield Served(rest_url, mcp_url + "/mcp", library)
+
+
+@pytest.fixture
+async def photos() -> AsyncIterator[Served]:
+    async with serve_photos() as served:
+        yield served
+
+
+def test_the_image_is_a_real_png() -> None:
+    width, height, rows = png_pixels(PNG)
+    assert (width, height) == (64, 48) and len(rows) == height * (1 + width * 3)
+
+
+# --------------------------------------------------------------------------- REST
+
+
+async def test_rest_answers_the_upstream_bytes_unchanged_with_the_declared_type(
+    photos: Served,
+) -> None:
+    async with httpx.AsyncClient(base_url=photos.rest) as http:
+        image = await http.get("/photos/7/image")
+        assert image.status_code == 200, image.text
+        assert image.content == PNG
+        # Declared in ``responses`` (the upstream said application/octet-stream).
+        assert image.headers["content-type"] == "image/png"
+        assert png_pixels(image.content)[:2] == (64, 48)
+
+        thumbnail = await http.get("/photos/7/thumbnail")
+        assert thumbnail.status_code == 200
+        assert thumbnail.content == PNG
+        assert thumbnail.headers["content-type"] == "image/x-thumbnail"  # responseBinary
+
+        # No declared media type anywhere: the upstream's own.
+        document = await http.get("/document")
+        assert document.content == PDF
+        assert document.headers["content-type"] == "application/pdf"
+
+
+async def test_rest_maps_an_upstream_status_to_its_declared_content(photos: Served) -> None:
+    async with httpx.AsyncClient(base_url=photos.rest) as http:
+        missing = await http.get("/photos/8/image")
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["detail"] == "no such photo"
+
+
+async def test_rest_refuses_a_body_past_max_binary_size_without_reading_the_rest(
+    photos: Served,
+) -> None:
+    # The upstream body never ends: reading it whole could only end in a 504.
+    async with httpx.AsyncClient(base_url=photos.rest, timeout=60) as http:
+        response = await http.get("/endless")
+    assert response.status_code == 502
+    assert response.headers["content-type"] == "application/problem+json"
+    detail = response.json()["detail"]
+    assert "maxBinarySize 16KiB (16384 bytes)" in detail, detail
+    assert "the rest was not read" in detail
+
+
+async def test_openapi_declares_the_binary_responses_and_the_document_version(
+    photos: Served,
+) -> None:
+    async with httpx.AsyncClient(base_url=photos.rest) as http:
+        document = (await http.get("/.well-known/openapi.json")).json()
+    assert document["info"]["version"] == "2.3.1"
+    image = document["paths"]["/photos/{id}/image"]["get"]["responses"]
+    assert image["200"]["content"] == {
+        "image/png": {"schema": {"type": "string", "format": "binary"}}
+    }
+    assert "2XX" not in image
+    assert image["404"]["content"]["application/problem+json"]["schema"] == {"type": "object"}
+    thumbnail = document["paths"]["/photos/{id}/thumbnail"]["get"]["responses"]
+    assert thumbnail["200"]["description"] == "Thumbnail bytes."
+    assert thumbnail["200"]["content"] == {
+        "image/x-thumbnail": {"schema": {"type": "string", "format": "binary"}}
+    }
+    endless = document["paths"]["/endless"]["get"]["responses"]["2XX"]["content"]
+    assert endless == {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+
+
+# --------------------------------------------------------------------------- MCP
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_mcp_tools_answer_image_audio_and_embedded_resource_content(
+    photos: Served, mode: str
+) -> None:
+    async with Client(photos.mcp, mode=mode) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert tools["get-photo"].output_schema is None  # bytes are no structured content
+
+        photo = await client.call_tool("get-photo", {"id": "7"})
+        assert not photo.is_error, photo
+        [image] = photo.content
+        assert isinstance(image, ImageContent) and image.mime_type == "image/png"
+        assert base64.b64decode(image.data) == PNG
+
+        sound = await client.call_tool("get-sound", {})
+        [audio] = sound.content
+        assert isinstance(audio, AudioContent) and audio.mime_type == "audio/wav"
+        assert base64.b64decode(audio.data) == WAV
+
+        document = await client.call_tool("get-document", {})
+        [embedded] = document.content
+        assert isinstance(embedded, EmbeddedResource)
+        blob = embedded.resource
+        assert isinstance(blob, BlobResourceContents) and blob.mime_type == "application/pdf"
+        assert base64.b64decode(blob.blob) == PDF
+
+        # Binary by declaration, whatever the bytes or their label look like.
+        note = await client.call_tool("get-note", {})
+        [embedded] = note.content
+        assert isinstance(embedded, EmbeddedResource)
+        assert isinstance(embedded.resource, BlobResourceContents)
+        assert embedded.resource.mime_type == "text/plain"
+        assert base64.b64decode(embedded.resource.blob) == NOTE
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_mcp_binary_resource_reads_as_a_blob(photos: Served, mode: str) -> None:
+    async with Client(photos.mcp, mode=mode) as client:
+        read = await client.read_resource("photos://library/7/bytes")
+        [contents] = read.contents
+        assert isinstance(contents, BlobResourceContents)
+        assert contents.mime_type == "image/png"
+        assert base64.b64decode(contents.blob) == PNG
+
+        [note] = (await client.read_resource("photos://notes/1")).contents
+        assert isinstance(note, BlobResourceContents)
+        assert (note.mime_type or "").startswith("text/plain")  # the upstream's type
+        assert base64.b64decode(note.blob) == NOTE
+
+
+async def test_mcp_tool_past_max_binary_size_is_a_tool_error_naming_the_limit(
+    photos: Served,
+) -> None:
+    async with Client(photos.mcp) as client:
+        result = await client.call_tool("get-endless", {})
+    assert result.is_error
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert "maxBinarySize 16KiB (16384 bytes)" in text and "[502]" in text, text
+
+
+async def test_mcp_caching_hints_on_the_2026_revision_only(photos: Served) -> None:
+    async with Client(photos.mcp) as modern:
+        assert modern.protocol_version == "2026-07-28"
+        for result in (
+            await modern.list_tools(),
+            await modern.list_resource_templates(),
+            await modern.read_resource("photos://library/7/bytes"),
+        ):
+            assert (result.ttl_ms, result.cache_scope) == (60000, "public"), result
+    async with Client(photos.mcp, mode="legacy") as legacy:
+        assert legacy.protocol_version < "2026-07-28"
+        for result in (
+            await legacy.list_tools(),
+            await legacy.read_resource("photos://library/7/bytes"),
+        ):
+            # Absent from the wire (the model's own defaults are not what was sent).
+            assert not {"ttl_ms", "cache_scope"} & result.model_fields_set, result
+    # The raw answer of an older revision carries no field it does not define.
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {
+        "MCP-Protocol-Version": "2025-06-18",
+        "Accept": "application/json, text/event-stream",
+    }
+    async with httpx.AsyncClient() as http:
+        raw = (await http.post(photos.mcp, json=body, headers=headers)).json()
+    assert "tools" in raw["result"]
+    assert "ttlMs" not in raw["result"] and "cacheScope" not in raw["result"]
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_mcp_server_info_reports_the_document_version(photos: Served, mode: str) -> None:
+    async with Client(photos.mcp, mode=mode) as client:
+        await client.list_tools()  # the 2026 revision stamps serverInfo on results
+        info: Any = client.server_info
+        assert info is not None and info.version == "2.3.1"
