@@ -29,6 +29,7 @@ from naftiko.adapters.mcp.server import build_mcp_app
 from naftiko.adapters.rest.app import build_rest_app
 from naftiko.adapters.rest.plan import RestAdapterPlan
 from naftiko.engine.invoke import Engine
+from naftiko.spec.diagnostics import LoadError
 from naftiko.spec.loader import load_capability
 from naftiko.upstream.settings import UpstreamSettings
 from support.servers import serve_asgi
@@ -45,10 +46,10 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serve_photos() -> AsyncIterator[Served]:
+async def serve_photos(**upstream_settings: Any) -> AsyncIterator[Served]:
     library = PhotoLibrary()
     async with serve_asgi(photo_library(library), graceful_shutdown_s=0.5) as upstream:
-        settings = UpstreamSettings(base_uri_overrides={NS: upstream})
+        settings = UpstreamSettings(base_uri_overrides={NS: upstream}, **upstream_settings)
         loaded = load_capability(CAPABILITY)
         assert not loaded.diagnostics, [d.format() for d in loaded.diagnostics]
         compiled = compile_capability(loaded, settings)
@@ -239,3 +240,63 @@ async def test_mcp_server_info_reports_the_document_version(photos: Served, mode
         await client.list_tools()  # the 2026 revision stamps serverInfo on results
         info: Any = client.server_info
         assert info is not None and info.version == "2.3.1"
+
+
+async def test_a_body_past_max_binary_size_is_refused_on_the_general_path_too() -> None:
+    # Following redirects takes httpx's client rather than the fast path.
+    async with (
+        serve_photos(follow_redirects=True) as photos,
+        httpx.AsyncClient(base_url=photos.rest, timeout=60) as http,
+    ):
+        response = await http.get("/endless")
+        image = await http.get("/photos/7/image")
+    assert response.status_code == 502
+    assert "maxBinarySize 16KiB (16384 bytes)" in response.json()["detail"]
+    assert image.content == PNG and image.headers["content-type"] == "image/png"
+
+
+# --------------------------------------------------------------------------- load time
+
+
+def _variant(tmp_path: Path, old: str, new: str) -> Path:
+    text = CAPABILITY.read_text()
+    assert text.count(old) == 1, old
+    path = tmp_path / "variant.yaml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def _load_errors(path: Path) -> str:
+    loaded = load_capability(path)
+    with pytest.raises(LoadError) as exc:
+        compile_capability(loaded, UpstreamSettings())
+    return str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            'maxBinarySize: "64KiB"',
+            'maxBinarySize: "64KB"',
+            "maxBinarySize '64KB' is not a size such as '512KiB' or '5MiB'",
+        ),
+        (
+            '              outputRawFormat: "binary"\n              outputMediaType: "image/png"',
+            '              outputRawFormat: "json"\n              outputMediaType: "image/png"',
+            "does not read 'outputRawFormat: binary'",
+        ),
+        (
+            "              responseBinary:\n",
+            "              responses: {}\n              responseBinary:\n",
+            "'responses' and 'responseBinary' cannot both be declared",
+        ),
+        ("      ttlMs: 60000", "      ttlMs: -1", "ttlMs must be a whole number of milliseconds"),
+    ],
+)
+def test_inconsistent_binary_declarations_are_load_errors_with_their_line(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    message = _load_errors(_variant(tmp_path, old, new))
+    assert expected in message, message
+    assert "variant.yaml:" in message
