@@ -300,3 +300,21 @@ def test_inconsistent_binary_declarations_are_load_errors_with_their_line(
     message = _load_errors(_variant(tmp_path, old, new))
     assert expected in message, message
     assert "variant.yaml:" in message
+
+
+def test_units_know_at_load_time_that_they_answer_bytes(tmp_path: Path) -> None:
+    path = _variant(
+        tmp_path,
+        '              description: "Photo identifier."\n          call:',
+        '              description: "Photo identifier."\n'
+        '          outputMediaType: "image/x-flow"\n          call:',
+    )
+    units = compile_capability(load_capability(path), UpstreamSettings()).units
+    # A flow's outputMediaType wins over its operation's; the operation's maxBinarySize
+    # over the MCP adapter's, which applies where the operation declares none.
+    flow_tool = units["photos-mcp.get-photo"].binary
+    assert flow_tool is not None and flow_tool.media_type == "image/x-flow"
+    assert flow_tool.max_bytes == 64 * 1024
+    sound = units["photos-mcp.get-sound"].binary
+    assert sound is not None and (sound.media_type, sound.max_bytes) == ("audio/wav", 1 << 20)
+    assert units["photos-mcp.get-sound"].output_schema is None
