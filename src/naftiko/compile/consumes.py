@@ -36,12 +36,14 @@ from naftiko.upstream.outbound_auth import (
     check_outbound_auth,
 )
 from naftiko.upstream.plans import (
+    BinaryLimit,
     BodyPlan,
     ConsumesPlan,
     OperationPlan,
     ParamPlan,
     PartPlan,
     PathTemplate,
+    binary_limit,
 )
 from naftiko.upstream.request import CONNECTION_HEADERS
 from naftiko.upstream.wire import fixed_origin_of
@@ -51,6 +53,7 @@ __all__ = [
     "compile_path",
     "compile_tree",
     "credential_fields",
+    "size_limit",
 ]
 
 _BODY_KINDS = {
@@ -164,6 +167,9 @@ def _consumes(ctx: CompileContext, spec: ConsumesHttp, path: PathT) -> ConsumesP
                 format_problem=_format_problem(ctx, op.output_raw_format, op.output_schema),
                 where=o_path,
                 fixed_origin=fixed_origin_of(base_uri, op_path) if base_uri else None,
+                binary=op.output_raw_format == "binary",
+                media_type=op.output_media_type,
+                max_binary=size_limit(ctx, op.max_binary_size, (*o_path, "maxBinarySize")),
             )
     return ConsumesPlan(
         namespace=ns,
@@ -175,6 +181,17 @@ def _consumes(ctx: CompileContext, spec: ConsumesHttp, path: PathT) -> ConsumesP
         operations=operations,
         unavailable=unavailable,
     )
+
+
+def size_limit(ctx: CompileContext, text: str | None, path: PathT) -> BinaryLimit | None:
+    """A declared ``maxBinarySize`` as bytes; a size without its unit is an error (a bare
+    number has no scale), never a silent default."""
+    if text is None:
+        return None
+    limit = binary_limit(str(text))
+    if limit is None:
+        ctx.error(path, f"maxBinarySize {text!r} is not a size such as '512KiB' or '5MiB'")
+    return limit
 
 
 def _format_problem(ctx: CompileContext, fmt: str | None, schema: str | None) -> str | None:

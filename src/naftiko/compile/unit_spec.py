@@ -20,6 +20,7 @@ from naftiko.spec.models import (
     Step,
     StepMapping,
 )
+from naftiko.upstream.plans import BinaryLimit
 
 __all__ = ["UnitEntry", "UnitSource", "UnitSpec"]
 
@@ -44,6 +45,7 @@ class UnitSource:
     output_parameters: tuple[OutputParameter, ...]
     method: str | None
     hints: Any  # the entry's ``hints`` block (``McpToolHints``), or None
+    output_media_type: str | None = None  # a flow's, overriding its operation's (beta1)
 
     @classmethod
     def of(cls, entry: UnitEntry) -> UnitSource:
@@ -59,6 +61,7 @@ class UnitSource:
             output_parameters=tuple(entry.output_parameters or ()),
             method=getattr(entry, "method", None),
             hints=getattr(entry, "hints", None),
+            output_media_type=getattr(entry, "output_media_type", None),
         )
 
     @property
@@ -95,3 +98,5 @@ class UnitSpec:
     located: bool
     route_vars: tuple[str, ...] = ()
     fallback_name: str = ""
+    # The adapter's ``maxBinarySize``, for binary units whose operation declares none.
+    max_binary: BinaryLimit | None = None

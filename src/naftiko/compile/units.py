@@ -26,7 +26,13 @@ from naftiko.engine.plans import (
     StepsPlan,
     UnitPlan,
 )
-from naftiko.engine.types import FORM_MEDIA_TYPE, MULTIPART_MEDIA_TYPE, InputField, Unit
+from naftiko.engine.types import (
+    FORM_MEDIA_TYPE,
+    MULTIPART_MEDIA_TYPE,
+    BinaryOutput,
+    InputField,
+    Unit,
+)
 from naftiko.media_types import essence
 from naftiko.spec.models import AggregateFunction, OutputParameter
 from naftiko.templating import ValueExpr
@@ -173,6 +179,13 @@ class UnitBuilder:
             ctx.confined(
                 path, f"'{unit_id}' answers 501: it declares no call, steps or output values"
             )
+        binary = self._binary(spec, plan)
+        if binary is not None and outputs is not None and not is_identity(source.output_parameters):
+            ctx.warning(
+                (*path, "outputParameters"),
+                f"'{unit_id}' answers binary content (outputRawFormat: binary): its output "
+                "parameters are not applied",
+            )
         return Unit(
             id=unit_id,
             kind=spec.kind,
@@ -180,14 +193,45 @@ class UnitBuilder:
             adapter_namespace=spec.adapter_ns,
             inputs=inputs,
             input_schema=schema,
-            output_schema=outputs.json_schema() if outputs is not None else None,
+            output_schema=(
+                outputs.json_schema() if outputs is not None and binary is None else None
+            ),
             title=labels.title,
             description=labels.description,
             hints=labels.hints,
             plan=plan,
             body_media=self._body_media(plan),
             reads=plan.visible,
+            binary=binary,
         )
+
+    def _binary(self, spec: UnitSpec, plan: UnitPlan) -> BinaryOutput | None:
+        """Whether the unit answers bytes: the operation it calls (directly, or through a
+        ``ref``'d function) reads ``outputRawFormat: binary``. Its media type is the
+        unit's own ``outputMediaType`` (flows), a function's, else the operation's; its
+        limit the operation's ``maxBinarySize``, else the adapter's, else the runtime's."""
+        function_binary = None
+        if isinstance(plan, CallPlan):
+            operation: OperationPlan | None = plan.operation
+        elif isinstance(plan, RefPlan):
+            function = self.functions.get(plan.function_id)
+            if function is None or function.binary is None:
+                return None
+            function_binary = function.binary
+            fn_plan = function.plan
+            operation = fn_plan.operation if isinstance(fn_plan, CallPlan) else None
+        else:
+            return None
+        if operation is None or not operation.binary:
+            return None
+        media = spec.source.output_media_type or (
+            function_binary.media_type if function_binary is not None else operation.media_type
+        )
+        limit = operation.max_binary or spec.max_binary
+        if limit is None:
+            n = self.ctx.settings.max_response_bytes
+            return BinaryOutput(media, n, f"the response size limit ({n} bytes)")
+        return BinaryOutput(media, limit.max_bytes, limit.described)
 
     def _body_media(self, plan: UnitPlan) -> frozenset[str]:
         """The form/multipart body types the consumed operations ``plan`` calls declare."""

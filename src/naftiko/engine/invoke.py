@@ -33,6 +33,7 @@ from naftiko.engine.plans import (
 )
 from naftiko.engine.types import (
     AdapterPlan,
+    BinaryOutput,
     ErrorKind,
     ForwardPlan,
     Inputs,
@@ -212,7 +213,11 @@ class Engine:
             log.exception("internal error while running %s", unit.id)
             return _internal_failure(f"running '{unit.id}'")
 
-    async def _invoke(self, unit: Unit, inputs: Inputs) -> Result:
+    async def _invoke(
+        self, unit: Unit, inputs: Inputs, binary: BinaryOutput | None = None
+    ) -> Result:
+        """``binary``: the exposing unit's, when it runs a function (its adapter's limit
+        and media type apply)."""
         plan = unit.plan
         if not isinstance(plan, UnitPlan):
             return Result.failure(
@@ -240,7 +245,7 @@ class Engine:
         scope = scope.with_child(with_values=with_values)
 
         if isinstance(plan, CallPlan):
-            return await self._call(plan, scope, inputs)
+            return await self._call(plan, scope, inputs, binary or unit.binary)
         if isinstance(plan, MockPlan):
             body = plan.outputs.mock(scope) if plan.outputs is not None else {}
             return Result(status=200, body=body)
@@ -251,7 +256,15 @@ class Engine:
         reason = plan.reason if isinstance(plan, NotImplementedPlan) else "unknown plan"
         return Result.failure(Problem.of(ErrorKind.NOT_IMPLEMENTED, "Not implemented", reason))
 
-    async def _call(self, plan: CallPlan, scope: Scope, inputs: Inputs) -> Result:
+    async def _call(
+        self, plan: CallPlan, scope: Scope, inputs: Inputs, binary: BinaryOutput | None
+    ) -> Result:
+        if binary is not None:
+            # Bytes nothing parses: read within the binary limit, answered as they came.
+            outcome = await self.call_operation(plan.operation, scope, inputs, binary)
+            if isinstance(outcome, Problem):
+                return Result.failure(outcome)
+            return _binary_result(outcome[0], binary, self._kept(outcome[0]))
         if not plan.passthrough and plan.operation.format_problem is not None:
             return Result.failure(_unreadable(plan.operation))
         outcome = await self.call_operation(plan.operation, scope, inputs)
@@ -271,6 +284,7 @@ class Engine:
                 media_type=inputs.media_type,
                 request_id=inputs.request_id,
             ),
+            unit.binary,
         )
         fn_plan = function.plan
         # A function that passes its upstream body through is shaped by the unit's outputs.
@@ -308,11 +322,16 @@ class Engine:
     # ------------------------------------------------------------------ upstream
 
     async def call_operation(
-        self, operation: OperationPlan, scope: Scope, inputs: Inputs
+        self,
+        operation: OperationPlan,
+        scope: Scope,
+        inputs: Inputs,
+        binary: BinaryOutput | None = None,
     ) -> tuple[UpstreamResponse, Scope] | Problem:
         """Build and send one consumed-operation request (also used by orchestration).
 
         Returns the response and the scope with the consumed parameters written back.
+        ``binary``: the body is cut at its limit instead of the runtime's.
         """
         consumes = self.compiled.consumes[operation.namespace]
         if consumes.unavailable is not None:
@@ -336,6 +355,7 @@ class Engine:
             settings=self.settings,
             namespace=operation.namespace,
             operation=operation.label,
+            **({"max_bytes": binary.max_bytes, "limit": binary.limit} if binary else {}),
         )
         if isinstance(response, Problem):
             return response
@@ -349,9 +369,7 @@ class Engine:
         scope: Scope,
     ) -> Result:
         """Turn an upstream answer into a Result (errors kept intact; mapping on success)."""
-        headers = kept_headers(response.headers)
-        if headers:
-            headers = self._masked_headers(headers)
+        headers = self._kept(response)
         status = response.status
         if status >= 400:
             body, media = _passthrough_body(response)
@@ -391,6 +409,10 @@ class Engine:
             headers=headers,
             upstream_status=status,
         )
+
+    def _kept(self, response: UpstreamResponse) -> dict[str, str]:
+        headers = kept_headers(response.headers)
+        return self._masked_headers(headers) if headers else headers
 
     def _parse(self, response: UpstreamResponse, operation: OperationPlan | None) -> Any:
         """The body as JSON per the operation's ``outputRawFormat``; raises FormatError."""
@@ -513,6 +535,34 @@ def _unreadable(operation: OperationPlan) -> Problem:
     """501 before sending: the body of ``operation`` could not be read (load warning)."""
     detail = f"the body of '{operation.id}' cannot be read: {operation.format_problem}"
     return Problem.of(ErrorKind.NOT_IMPLEMENTED, "Not implemented", detail)
+
+
+def _binary_result(
+    response: UpstreamResponse, binary: BinaryOutput, headers: dict[str, str]
+) -> Result:
+    """A binary unit's answer: a success is the upstream's bytes, unchanged, with the
+    declared media type (else the upstream's); an upstream error passes as any other."""
+    status = response.status
+    if status >= 400:
+        body, media = _passthrough_body(response)
+        return Result(
+            status=status,
+            body=body,
+            media_type=media,
+            headers=headers,
+            is_error=True,
+            upstream_status=status,
+        )
+    if status in (204, 205, 304):
+        return Result(status=status, body=None, headers=headers, upstream_status=status)
+    media = binary.media_type or response.content_type or OCTET_STREAM
+    return Result(
+        status=status,
+        body=response.content,
+        media_type=media,
+        headers=headers,
+        upstream_status=status,
+    )
 
 
 def _passthrough_body(response: UpstreamResponse) -> tuple[Any, str]:

@@ -113,6 +113,20 @@ UnitKind = Literal["operation", "tool", "resource", "function"]
 
 
 @dataclass(frozen=True, slots=True)
+class BinaryOutput:
+    """A unit whose answer is bytes (``outputRawFormat: binary``), decided at load.
+
+    ``media_type`` is the declared one (``outputMediaType``, a flow's overriding its
+    operation's); None: the upstream's Content-Type. ``max_bytes`` bounds the upstream
+    body while it is read; ``limit`` names it in errors (``maxBinarySize 5MiB ...``).
+    """
+
+    media_type: str | None
+    max_bytes: int
+    limit: str
+
+
+@dataclass(frozen=True, slots=True)
 class Unit:
     """One executable exposed thing: a REST operation, MCP tool or resource, a function.
 
@@ -140,6 +154,9 @@ class Unit:
     # The caller input names its templates may read besides ``inputs`` (``UnitPlan.visible``;
     # None: any). A REST body whose fields none of these name reaches nothing.
     reads: frozenset[str] | None = None
+    # Set when the unit answers bytes (see ``BinaryOutput``); adapters translate them
+    # (REST: the bytes with their media type; MCP: image, audio or embedded resource).
+    binary: BinaryOutput | None = None
 
 
 @dataclass(frozen=True, slots=True)

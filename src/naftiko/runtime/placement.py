@@ -70,6 +70,12 @@ class PlacedDocument:
         return self.loaded.document.naftiko
 
     @property
+    def version(self) -> str | None:
+        """The capability's own ``info.version`` (Ikanos beta4), when declared."""
+        info = self.loaded.document.info
+        return str(info.version) if info and info.version is not None else None
+
+    @property
     def warnings(self) -> tuple[Diagnostic, ...]:
         """The loader's and the compiler's (units that answer 501 and why)."""
         compiled = tuple(getattr(self.compiled, "warnings", ()))

@@ -234,6 +234,7 @@ class Runtime:
                     "label": c.label,
                     "file": str(c.path),
                     "specVersion": c.spec_version,
+                    **({"version": c.version} if c.version is not None else {}),
                     "state": "degraded" if c.problems else "ok",
                     **({"reason": c.problems} if c.problems else {}),
                 }

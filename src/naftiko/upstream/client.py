@@ -240,27 +240,32 @@ async def send(
     settings: UpstreamSettings,
     namespace: str,
     operation: str,
+    max_bytes: int | None = None,
+    limit: str | None = None,
 ) -> UpstreamResponse | Problem:
     """Send ``request``; the whole response, or a Problem. Never raises for I/O.
 
     ``operation`` names the call in messages (``"POST /v2/oauth/token/"`` with the *path
     template*, not the rendered URL). The body is cut at ``settings.max_response_bytes``;
     the whole exchange is cut at ``settings.total_timeout_s``. Each call is reported to
-    the observer.
+    the observer. ``max_bytes`` replaces that size limit for this call (a binary
+    operation's ``maxBinarySize``), and ``limit`` names it when a body passes it.
     """
     started = time.perf_counter()
-    limit = settings.max_response_bytes
+    size_limit = settings.max_response_bytes if max_bytes is None else max_bytes
     try:
         wire = _fast_wire(upstream, request, auth, settings)
         if wire is not None:  # the fast path; the deadline rides on the wire request
-            status, headers, content = await _fetch(upstream.direct, wire, limit)
+            status, headers, content = await _fetch(upstream.direct, wire, size_limit)
         else:  # the general path
             async with asyncio.timeout(settings.total_timeout_s):
                 status, headers, content = await _send_with_client(
-                    upstream.client, request.to_httpx(), auth, settings, limit
+                    upstream.client, request.to_httpx(), auth, settings, size_limit
                 )
     except Exception as exc:
         kind, reason, title, status = _failure(exc, settings)
+        if limit is not None and isinstance(exc, ResponseTooLarge) and exc.limit == size_limit:
+            reason = f": response larger than {limit}; the rest was not read"
         _report(namespace, request.method, status, kind.value, started)
         detail = f"upstream '{namespace}' ({operation}){reason}"
         return Problem.of(kind, title or _TITLES[kind], detail)

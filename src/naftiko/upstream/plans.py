@@ -6,6 +6,7 @@ Consumed APIs become :class:`ConsumesPlan`/:class:`OperationPlan`, compiled once
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,12 +17,14 @@ from naftiko.spec.models import Authentication
 from naftiko.templating import Template, ValueExpr
 
 __all__ = [
+    "BinaryLimit",
     "BodyPlan",
     "ConsumesPlan",
     "OperationPlan",
     "ParamPlan",
     "PartPlan",
     "PathTemplate",
+    "binary_limit",
     "find_operation",
 ]
 
@@ -96,6 +99,31 @@ def _tree_references(tree: Any) -> set[str]:
 
 
 @dataclass(frozen=True, slots=True)
+class BinaryLimit:
+    """A ``maxBinarySize``: the byte count, and the size as the document writes it."""
+
+    max_bytes: int
+    text: str
+
+    @property
+    def described(self) -> str:
+        """Names the limit in error messages: ``maxBinarySize 5MiB (5242880 bytes)``."""
+        return f"maxBinarySize {self.text} ({self.max_bytes} bytes)"
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)(B|KiB|MiB|GiB)$")
+_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
+
+
+def binary_limit(text: str) -> BinaryLimit | None:
+    """``5MiB`` -> its byte count (the schema's ``BinarySize`` pattern), else None."""
+    found = _SIZE.match(text.strip())
+    if found is None:
+        return None
+    return BinaryLimit(int(float(found.group(1)) * _UNITS[found.group(2)]), text.strip())
+
+
+@dataclass(frozen=True, slots=True)
 class OperationPlan:
     """A consumed operation, ready to build requests (see ``naftiko.upstream.request``)."""
 
@@ -116,6 +144,12 @@ class OperationPlan:
     # base URI and ``path``, when none needs httpx's URL rules
     # (``naftiko.upstream.wire.fixed_origin_of``); None: each URL is examined on its own.
     fixed_origin: tuple[tuple[bytes, str, int], bytes, int] | None = None
+    # ``outputRawFormat: binary``: the body is bytes that nothing parses or maps. Its
+    # declared ``outputMediaType`` (None: the upstream's Content-Type) and its own
+    # ``maxBinarySize`` (bytes, and the text as written, for messages), if any.
+    binary: bool = False
+    media_type: str | None = None
+    max_binary: BinaryLimit | None = None
 
     @property
     def id(self) -> str:

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from naftiko.compile.capability import Compiler, UnitSource, UnitSpec
-from naftiko.compile.consumes import compile_path
+from naftiko.compile.consumes import compile_path, size_limit
 from naftiko.compile.context import CompileContext, PathT
 from naftiko.compile.inputs import declared_inputs
 from naftiko.engine.static_files import StaticFileError, resolve_file_location
 from naftiko.engine.types import AdapterPlan, InputField, Unit
 from naftiko.spec.models import ExposesMcp, McpPrompt, McpResource
+from naftiko.upstream.plans import BinaryLimit
 
 __all__ = [
     "DynamicResourcePlan",
@@ -52,6 +53,7 @@ class DynamicResourcePlan:
     mime_type: str | None
     unit: Unit
     is_template: bool
+    binary: bool = False  # beta1 ``binary: true``: read as a blob (base64), never text
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,11 @@ class McpAdapterPlan(AdapterPlan):
     resources: tuple[StaticResourcePlan | DynamicResourcePlan, ...] = ()
     prompts: tuple[McpPrompt, ...] = ()
     base_dir: str = "."  # directory of the capability file, for file:// prompts
+    version: str | None = None  # the document's ``info.version`` (serverInfo.version)
+    # beta4 caching hints, on the results the MCP 2026-07-28 revision makes cacheable
+    # (lists and resource reads); None: not declared.
+    ttl_ms: int | None = None
+    cache_scope: Literal["public", "private"] | None = None
 
 
 def compile_mcp_plan(spec: ExposesMcp, path: PathT, compiler: Compiler) -> McpAdapterPlan:
@@ -68,6 +75,7 @@ def compile_mcp_plan(spec: ExposesMcp, path: PathT, compiler: Compiler) -> McpAd
     resources and prompts checked against the capability directory."""
     ns = spec.namespace
     namespaces = frozenset({"tools", ns})
+    max_binary = size_limit(compiler.ctx, spec.max_binary_size, (*path, "maxBinarySize"))
     tools = []
     for t_index, tool in enumerate(spec.tools):
         t_path = (*path, "tools", t_index)
@@ -87,18 +95,22 @@ def compile_mcp_plan(spec: ExposesMcp, path: PathT, compiler: Compiler) -> McpAd
                 declared=tuple(declared_inputs(tool.input_parameters, located=False)),
                 path=t_path,
                 located=False,
+                max_binary=max_binary,
             )
         )
         tools.append(unit)
     resources: list[StaticResourcePlan | DynamicResourcePlan] = []
     for r_index, resource in enumerate(spec.resources):
         r_path = (*path, "resources", r_index)
-        plan = _resource(compiler, resource, ns, namespaces, r_path)
+        plan = _resource(compiler, resource, ns, namespaces, r_path, max_binary)
         if plan is not None:
             resources.append(plan)
     for p_index, prompt in enumerate(spec.prompts):
         _check_prompt(compiler.ctx, prompt, (*path, "prompts", p_index))
     transport = (spec.transport or "http").strip().lower()
+    ttl_ms, cache_scope = _cache_hints(compiler.ctx, spec, path)
+    info = getattr(getattr(compiler.ctx.loaded, "document", None), "info", None)
+    version = getattr(info, "version", None)
     return McpAdapterPlan(
         type="mcp",
         namespace=ns,
@@ -111,7 +123,29 @@ def compile_mcp_plan(spec: ExposesMcp, path: PathT, compiler: Compiler) -> McpAd
         resources=tuple(resources),
         prompts=tuple(spec.prompts),
         base_dir=compiler.ctx.base_dir,
+        version=str(version) if version is not None else None,
+        ttl_ms=ttl_ms,
+        cache_scope=cache_scope,
     )
+
+
+def _cache_hints(
+    ctx: CompileContext, spec: ExposesMcp, path: PathT
+) -> tuple[int | None, Literal["public", "private"] | None]:
+    """``ttlMs`` (a count of milliseconds, 0 or more) and ``cacheScope``, checked."""
+    ttl_ms = spec.ttl_ms
+    if ttl_ms is not None and (isinstance(ttl_ms, bool) or ttl_ms < 0):
+        ctx.error(
+            (*path, "ttlMs"), f"ttlMs must be a whole number of milliseconds >= 0, got {ttl_ms!r}"
+        )
+        ttl_ms = None
+    scope = spec.cache_scope
+    if scope is None:
+        return ttl_ms, None
+    if scope not in ("public", "private"):
+        ctx.error((*path, "cacheScope"), f"cacheScope must be 'public' or 'private', got {scope!r}")
+        return ttl_ms, None
+    return ttl_ms, "public" if scope == "public" else "private"
 
 
 def _check_prompt(ctx: CompileContext, prompt: McpPrompt, path: PathT) -> None:
@@ -137,6 +171,7 @@ def _resource(
     ns: str,
     namespaces: frozenset[str],
     path: PathT,
+    max_binary: BinaryLimit | None = None,
 ) -> StaticResourcePlan | DynamicResourcePlan | None:
     if resource.location and not (resource.call or resource.steps):
         try:
@@ -170,8 +205,15 @@ def _resource(
             declared=declared,
             path=path,
             located=False,
+            max_binary=max_binary,
         )
     )
+    if resource.binary and unit.binary is None:
+        compiler.ctx.error(
+            (*path, "binary"),
+            f"resource '{resource.name}' is binary, but the operation it calls does not read "
+            "'outputRawFormat: binary'",
+        )
     return DynamicResourcePlan(
         name=resource.name,
         uri=resource.uri,
@@ -180,4 +222,5 @@ def _resource(
         mime_type=resource.mime_type,
         unit=unit,
         is_template=bool(variables),
+        binary=bool(resource.binary),
     )

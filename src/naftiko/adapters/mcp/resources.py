@@ -113,11 +113,12 @@ def read_static(plan: StaticResourcePlan, uri: str, relative: str) -> Contents:
     return contents(uri, data, mime)
 
 
-def contents(uri: str, body: object, mime: str) -> Contents:
-    """Text when the body is text (or JSON), base64 blob for binary bytes."""
+def contents(uri: str, body: object, mime: str, *, binary: bool = False) -> Contents:
+    """Text when the body is text (or JSON), base64 blob for binary bytes (always for a
+    ``binary`` resource)."""
     if isinstance(body, (bytes, bytearray)):
         data = bytes(body)
-        if is_binary(mime, data):
+        if binary or is_binary(mime, data):
             return types.BlobResourceContents(
                 uri=uri, mime_type=mime, blob=base64.b64encode(data).decode("ascii")
             )
@@ -150,7 +151,7 @@ def dynamic_contents(plan: DynamicResourcePlan, uri: str, result: Result) -> Con
         mime = plan.mime_type or result.media_type
     else:
         mime = plan.mime_type or JSON_MEDIA_TYPE
-    return contents(uri, result.body, mime)
+    return contents(uri, result.body, mime, binary=plan.binary)
 
 
 def list_dynamic(entries: tuple[DynamicEntry, ...]) -> list[types.Resource]:

@@ -216,7 +216,7 @@ def call_tool_result(entry: ToolEntry, result: Result) -> types.CallToolResult:
         return error_result(failure_text(entry, result))
     body = result.body
     if isinstance(body, (bytes, bytearray)):
-        block = _bytes_content(entry, bytes(body), result.media_type)
+        block = _bytes_content(entry, bytes(body), result.media_type, entry.unit.binary is not None)
         if entry.output_validator is not None:
             # Not JSON, so never the structured content the output schema promises.
             kind = as_written(result.media_type or OCTET_STREAM)
@@ -299,8 +299,12 @@ def validation_text(entry: ToolEntry, parameter: str | None, detail: str) -> str
     return " ".join(parts)
 
 
-def _bytes_content(entry: ToolEntry, data: bytes, media_type: str | None) -> types.ContentBlock:
-    if not is_binary(media_type, data):
+def _bytes_content(
+    entry: ToolEntry, data: bytes, media_type: str | None, binary: bool
+) -> types.ContentBlock:
+    """``binary``: the unit answers bytes (decided at load), never sent as text; other
+    bytes (an unparsed upstream body) are text when they read as text."""
+    if not binary and not is_binary(media_type, data):
         return types.TextContent(text=data.decode("utf-8", errors="replace"))
     mime = as_written(media_type or OCTET_STREAM)
     encoded = base64.b64encode(data).decode("ascii")

@@ -23,6 +23,7 @@ __all__ = [
     "MCP_PARAM_HEADER_PREFIX",
     "MCP_PROTOCOL_VERSION_HEADER",
     "X_MCP_HEADER_KEY",
+    "CacheHint",
     "InboundLadderRejection",
     "MCPError",
     "NotificationOptions",
@@ -91,6 +92,7 @@ class _LazyInit:
 # ruff: noqa: E402
 _skip_sdk_package_inits()
 
+from mcp.server.caching import CacheHint
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings

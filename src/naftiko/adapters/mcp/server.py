@@ -83,6 +83,7 @@ from naftiko.adapters.mcp.prompts import (
 )
 from naftiko.adapters.mcp.results import ToolEntry, build_tool, call_tool_result, error_result
 from naftiko.adapters.mcp.sdk import (
+    CacheHint,
     MCPError,
     Server,
     StreamableHTTPASGIApp,
@@ -366,7 +367,8 @@ def _server_and_handlers(engine: Any, plan: McpAdapterPlan) -> tuple[Server[Any]
         optional.update(on_list_prompts=handlers.list_prompts, on_get_prompt=handlers.get_prompt)
     server: Server[Any] = Server(
         plan.namespace,
-        version=__version__,
+        version=plan.version or __version__,
+        cache_hints=cache_hints(plan),
         instructions=plan.description,
         get_tool_input_schema=handlers.input_schema,
         on_list_tools=handlers.list_tools,
@@ -374,6 +376,26 @@ def _server_and_handlers(engine: Any, plan: McpAdapterPlan) -> tuple[Server[Any]
         **optional,
     )
     return server, handlers
+
+
+# The results MCP 2026-07-28 lets a server mark cacheable that this adapter answers.
+_CACHEABLE = (
+    "tools/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "prompts/list",
+)
+
+
+def cache_hints(plan: McpAdapterPlan) -> dict[Any, CacheHint] | None:
+    """The document's ``ttlMs``/``cacheScope`` for every cacheable result (None: the
+    SDK's own, ``0`` and ``private``). The SDK writes them on 2026-07-28 results only
+    and drops them from the answers of earlier revisions, which have no such fields."""
+    if plan.ttl_ms is None and plan.cache_scope is None:
+        return None
+    hint = CacheHint(ttl_ms=plan.ttl_ms or 0, scope=plan.cache_scope or "private")
+    return dict.fromkeys(_CACHEABLE, hint)
 
 
 def transport_security() -> TransportSecuritySettings:

@@ -253,7 +253,7 @@ class _RestEndpoint:
             result = await self.engine.invoke(operation.unit, inputs)
         outcome.upstream_status = result.upstream_status
         outcome.is_error = result.is_error
-        return result_reply(result)
+        return result_reply(result, operation.contract if operation is not None else None)
 
 
 def build_rest_app(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from naftiko.adapters.rest.plan import RestAdapterPlan, RestRoute
+from naftiko.adapters.rest.plan import ResponseContract, RestAdapterPlan, RestRoute
 from naftiko.adapters.rest.routes import OPENAPI_PATH
 from naftiko.engine.types import (
     JSON_MEDIA_TYPE,
@@ -59,12 +59,13 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 def openapi_info(plan: RestAdapterPlan, info: Info | None) -> tuple[str, str, str | None]:
     """``(title, version, description)`` from the document's ``info`` and the adapter.
 
-    Capabilities carry no API version; ``info.version`` (an unknown key) is used when
+    ``info.version`` (Ikanos beta4; also read from alpha documents that carry it) when
     present, else the ``modified``/``created`` date, else ``0.0.0``.
     """
     title = (info.label if info else None) or plan.namespace or "Naftiko REST adapter"
     extra = (info.model_extra or {}) if info else {}
-    version = extra.get("version") or (info.modified or info.created if info else None)
+    version = (info.version if info else None) or extra.get("version")
+    version = version or (info.modified or info.created if info else None)
     description = plan.description or (info.description if info else None)
     return title, str(version or "0.0.0"), description
 
@@ -177,7 +178,16 @@ def _request_body(unit: Unit, method: str) -> dict[str, Any] | None:
     return None
 
 
+_BINARY_SCHEMA = {"type": "string", "format": "binary"}
+
+
 def _success(unit: Unit) -> dict[str, Any]:
+    if unit.binary is not None:
+        media = unit.binary.media_type or "*/*"
+        return {
+            "description": "Success: the upstream's bytes, unchanged.",
+            "content": {media: {"schema": dict(_BINARY_SCHEMA)}},
+        }
     if unit.output_schema:
         content = {JSON_MEDIA_TYPE: {"schema": thaw(unit.output_schema)}}
     else:
@@ -203,8 +213,27 @@ class _OperationIds:
         return candidate
 
 
+def _declared_responses(contract: ResponseContract) -> dict[str, Any]:
+    """The operation's own ``responses`` (beta1), as the reference exports them."""
+    responses: dict[str, Any] = {}
+    for code, declared in contract.statuses.items():
+        content = {
+            c.media_type: {"schema": dict(_BINARY_SCHEMA) if c.binary else thaw(c.schema or {})}
+            for c in declared.content
+        }
+        responses[code] = {"description": declared.description or f"HTTP {code}"}
+        if content:
+            responses[code]["content"] = content
+    return responses
+
+
 def _operation(
-    unit: Unit, method: str, path: str, ids: _OperationIds, secured: bool
+    unit: Unit,
+    method: str,
+    path: str,
+    ids: _OperationIds,
+    secured: bool,
+    contract: ResponseContract | None = None,
 ) -> dict[str, Any]:
     declared = [f for f in unit.inputs if f.location in ("path", "query", "header", "cookie")]
     seen: set[tuple[str, str]] = set()
@@ -224,9 +253,12 @@ def _operation(
     body = _request_body(unit, method)
     if body is not None:
         operation["requestBody"] = body
+    declared = _declared_responses(contract) if contract is not None else {}
+    success = {} if any(code.startswith("2") for code in declared) else {"2XX": _success(unit)}
     operation["responses"] = {
-        "2XX": _success(unit),
+        **success,
         **_error_responses(body=body is not None, secured=secured),
+        **declared,
     }
     return operation
 
@@ -307,7 +339,8 @@ def build_openapi(
         for method, unit in route.operations.items():
             if method.lower() in item:
                 continue  # first declared wins, as at run time
-            item[method.lower()] = _operation(unit, method, path, ids, secured)
+            contract = route.contracts.get(method)
+            item[method.lower()] = _operation(unit, method, path, ids, secured, contract)
         if route.forward is not None:
             for method in FORWARD_METHODS:
                 if method.lower() not in item:

@@ -11,18 +11,58 @@ context with the units'.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from naftiko.adapters.rest.routes import normalize_route_path, shadowing_reserved_path
 from naftiko.compile.capability import Compiler, UnitSource, UnitSpec
-from naftiko.compile.consumes import compile_path
+from naftiko.compile.consumes import compile_path, size_limit
 from naftiko.compile.context import CompileContext, PathT
 from naftiko.compile.inputs import declared_inputs, merge_declared
 from naftiko.compile.units import BODILESS_METHODS
 from naftiko.engine.types import AdapterPlan, ForwardPlan, Unit
-from naftiko.spec.models import ExposesRest
+from naftiko.media_types import essence
+from naftiko.spec.models import ExposedOperation, ExposesRest
 
-__all__ = ["RestAdapterPlan", "RestRoute", "compile_rest_plan"]
+__all__ = [
+    "DeclaredContent",
+    "DeclaredResponse",
+    "ResponseContract",
+    "RestAdapterPlan",
+    "RestRoute",
+    "compile_rest_plan",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredContent:
+    """One media type a declared response carries: raw bytes (``binary``) or a schema."""
+
+    media_type: str
+    binary: bool
+    schema: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredResponse:
+    description: str | None
+    content: tuple[DeclaredContent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseContract:
+    """An operation's ``responses`` (``responseBinary`` is normalised into them): which
+    content an upstream status is answered with. ``success_status``: a ``responseBinary``
+    answers every upstream success with its status."""
+
+    statuses: Mapping[str, DeclaredResponse]  # "200", or a class such as "2XX"
+    success_status: int | None = None
+
+    def declared(self, status: int) -> DeclaredResponse | None:
+        if self.success_status is not None and 200 <= status < 300:
+            status = self.success_status
+        found = self.statuses.get(str(status))
+        return found if found is not None else self.statuses.get(f"{status // 100}XX")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +74,8 @@ class RestRoute:
     description: str | None
     operations: Mapping[str, Unit]  # upper-case HTTP method -> unit
     forward: ForwardPlan | None = None
+    # Upper-case HTTP method -> the operation's declared responses (beta1), if any.
+    contracts: Mapping[str, ResponseContract] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +87,7 @@ def compile_rest_plan(spec: ExposesRest, path: PathT, compiler: Compiler) -> Res
     """The REST adapter's plan of ``spec``: its routes, each operation a unit."""
     ns = spec.namespace
     namespaces = frozenset({"rest", ns})
+    max_binary = size_limit(compiler.ctx, spec.max_binary_size, (*path, "maxBinarySize"))
     routes = []
     # Resources may share a path and split its methods (the router and the OpenAPI
     # document serve them together); what an earlier resource already serves there
@@ -57,6 +100,7 @@ def compile_rest_plan(spec: ExposesRest, path: PathT, compiler: Compiler) -> Res
         _check_reserved(compiler.ctx, route_path, r_path)
         route_vars = compile_path(route_path).variables
         operations: dict[str, Unit] = {}
+        contracts: dict[str, ResponseContract] = {}
         for o_index, op in enumerate(resource.operations):
             o_path = (*r_path, "operations", o_index)
             method = (op.method or "GET").upper()
@@ -101,9 +145,13 @@ def compile_rest_plan(spec: ExposesRest, path: PathT, compiler: Compiler) -> Res
                     route_vars=tuple(route_vars),
                     located=True,
                     fallback_name=f"{method} {route_path}",
+                    max_binary=max_binary,
                 )
             )
             operations[method] = unit
+            contract = _contract(compiler.ctx, op, unit, o_path)
+            if contract is not None:
+                contracts[method] = contract
         for method in operations:
             earlier.setdefault(method, r_index)
         forward = None
@@ -127,6 +175,7 @@ def compile_rest_plan(spec: ExposesRest, path: PathT, compiler: Compiler) -> Res
                 description=resource.description,
                 operations=operations,
                 forward=forward,
+                contracts=contracts,
             )
         )
     return RestAdapterPlan(
@@ -155,3 +204,52 @@ def _check_reserved(ctx: CompileContext, route_path: str, path: PathT) -> None:
             f"resource path {route_path} also matches {reserved}, which serves the OpenAPI "
             "document instead",
         )
+
+
+def _contract(
+    ctx: CompileContext, op: ExposedOperation, unit: Unit, path: PathT
+) -> ResponseContract | None:
+    """The operation's declared responses, checked against what its unit answers."""
+    if op.responses is not None and op.response_binary is not None:
+        ctx.error(path, "'responses' and 'responseBinary' cannot both be declared")
+        return None
+    if op.response_binary is not None:
+        shorthand = op.response_binary
+        status = shorthand.status or 200
+        media = shorthand.media_type or "application/octet-stream"
+        content = (DeclaredContent(media, binary=True),)
+        statuses = {str(status): DeclaredResponse(shorthand.description, content)}
+        contract = ResponseContract(statuses, success_status=status)
+        where: PathT = (*path, "responseBinary")
+    elif op.responses:
+        statuses = {}
+        for code, entry in op.responses.items():
+            entry = entry if isinstance(entry, Mapping) else {}
+            declared = []
+            for media, body in (entry.get("content") or {}).items():
+                body = body if isinstance(body, Mapping) else {}
+                schema = body.get("schema")
+                declared.append(
+                    DeclaredContent(
+                        str(media),
+                        binary=body.get("binary") is True,
+                        schema=schema if isinstance(schema, Mapping) else None,
+                    )
+                )
+            statuses[str(code).upper()] = DeclaredResponse(
+                entry.get("description"), tuple(declared)
+            )
+        contract = ResponseContract(statuses)
+        where = (*path, "responses")
+    else:
+        return None
+    binary = any(c.binary for r in contract.statuses.values() for c in r.content)
+    if binary and unit.binary is None:
+        ctx.error(
+            where,
+            f"'{unit.id}' declares a binary response, but the operation it calls does not "
+            "read 'outputRawFormat: binary'",
+        )
+    if any("/" not in essence(c.media_type) for r in contract.statuses.values() for c in r.content):
+        ctx.error(where, "a declared response media type is not a media type")
+    return contract

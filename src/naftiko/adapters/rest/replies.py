@@ -10,7 +10,9 @@ from typing import Any
 from starlette.responses import Response
 
 from naftiko.adapters.http.common import json_bytes, problem_fields
+from naftiko.adapters.rest.plan import ResponseContract
 from naftiko.engine.types import JSON_MEDIA_TYPE, PROBLEM_MEDIA_TYPE, ErrorKind, Problem, Result
+from naftiko.media_types import is_json
 
 __all__ = [
     "INTERNAL",
@@ -95,7 +97,7 @@ def _header_value(text: str) -> bytes:
         return text.encode("utf-8")
 
 
-def result_reply(result: Result) -> Reply:
+def result_reply(result: Result, contract: ResponseContract | None = None) -> Reply:
     problem = result.problem
     if problem is not None and problem.kind != ErrorKind.UPSTREAM:
         return problem_reply(problem.as_json())
@@ -104,6 +106,8 @@ def result_reply(result: Result) -> Reply:
         return _step_failure(problem, result.body, headers)
     body = result.body
     status = result.status
+    if contract is not None and body is not None:
+        return _declared_reply(result, contract, headers)
     if body is None or status in (204, 304) or status < 200:
         return reply(status, headers)
     if isinstance(body, bytes | bytearray):
@@ -120,6 +124,32 @@ def result_reply(result: Result) -> Reply:
     else:
         headers.append((b"content-type", _header_value(media_type)))
     return reply(status, headers, content)
+
+
+def _declared_reply(result: Result, contract: ResponseContract, headers: RawHeaders) -> Reply:
+    """An answer the operation's ``responses`` declare: bytes go out unchanged with the
+    declared binary media type (and a ``responseBinary``'s status); a JSON body takes
+    the declared JSON media type. What is not declared is answered as any result."""
+    declared = contract.declared(result.status)
+    body = result.body
+    if declared is not None and isinstance(body, bytes | bytearray):
+        chosen = next((c for c in declared.content if c.binary), None)
+        if chosen is not None:
+            status = result.status
+            if contract.success_status is not None and 200 <= status < 300:
+                status = contract.success_status
+            headers.append((b"content-type", _header_value(chosen.media_type)))
+            return reply(status, headers, bytes(body))
+    elif declared is not None:
+        chosen = next((c for c in declared.content if not c.binary and is_json(c.media_type)), None)
+        if chosen is not None:
+            try:
+                content = json_bytes(body)
+            except (ValueError, RecursionError):
+                return problem_reply(_UNREPRESENTABLE)
+            headers.append((b"content-type", _header_value(chosen.media_type)))
+            return reply(result.status, headers, content)
+    return result_reply(result)
 
 
 def _step_failure(problem: Problem, upstream: Any, headers: RawHeaders) -> Reply:

@@ -14,7 +14,7 @@ from starlette.types import Scope
 from naftiko.adapters.http.common import problem_fields
 from naftiko.adapters.rest.coerce import schema_type
 from naftiko.adapters.rest.openapi import is_whole_body
-from naftiko.adapters.rest.plan import RestRoute
+from naftiko.adapters.rest.plan import ResponseContract, RestRoute
 from naftiko.adapters.rest.routes import route_pattern
 from naftiko.engine.types import JSON_MEDIA_TYPE, InputField, Unit
 
@@ -34,16 +34,18 @@ class Operation:
     inputs: tuple[tuple[InputField, bool], ...]
     # The 415 answered to a body of any media type besides JSON and ``unit.body_media``.
     unsupported: Mapping[str, Any]
+    contract: ResponseContract | None = None  # the declared responses (beta1)
 
     @classmethod
-    def of(cls, unit: Unit) -> Operation:
+    def of(cls, unit: Unit, contract: ResponseContract | None = None) -> Operation:
         reads_fields = any(
             f.location == "body" and not f.derived and not is_whole_body(f) for f in unit.inputs
         )
         reads_body = any(f.location == "body" for f in unit.inputs)
         declared = frozenset(f.name for f in unit.inputs)
         inputs = tuple((f, schema_type(f.schema) not in _CONVERTED_TYPES) for f in unit.inputs)
-        return cls(unit, reads_fields, reads_body, declared, inputs, unsupported_media(unit))
+        unsupported = unsupported_media(unit)
+        return cls(unit, reads_fields, reads_body, declared, inputs, unsupported, contract)
 
 
 # The declared types ``coerce_text`` converts text to (any other passes through).
@@ -61,7 +63,10 @@ class Route:
     def of(cls, route: RestRoute) -> Route:
         pattern, names = route_pattern(route.path)
         groups = tuple((name, f"v{index}") for index, name in enumerate(names))
-        operations = {method: Operation.of(unit) for method, unit in route.operations.items()}
+        operations = {
+            method: Operation.of(unit, route.contracts.get(method))
+            for method, unit in route.operations.items()
+        }
         if "GET" in operations:
             operations.setdefault("HEAD", operations["GET"])
         return cls(route, pattern, groups, operations)
