@@ -41,6 +41,7 @@ from support.servers import serve_asgi
 
 CAPABILITY = Path(__file__).parent / "capabilities" / "rate-limits.yaml"
 AUDIENCE = "https://rl.example.com"
+API_KEY = "rl-api-key-2c9d"
 
 
 class Clock:
@@ -71,7 +72,8 @@ async def serve(
     fast_path: bool = True,
 ) -> AsyncIterator[dict[str, str]]:
     """Every adapter of the capability on its own loopback server; base URLs by namespace."""
-    loaded = load_capability(CAPABILITY, env=dict(env or {"RL_AS_URI": "http://127.0.0.1:9"}))
+    values = {"RL_AS_URI": "http://127.0.0.1:9", "RL_API_KEY": API_KEY, **(env or {})}
+    loaded = load_capability(CAPABILITY, env=values)
     compiled = compile_capability(loaded, UpstreamSettings())
     settings = AdapterSettings(allowed_hosts=("*",), rate_limiter=rate_limiter)
     urls: dict[str, str] = {}
@@ -224,6 +226,26 @@ async def test_callers_by_address_have_their_own_buckets() -> None:
         url = urls["rl-rest"] + "/hello"
         assert [(await first.get(url)).status_code for _ in range(3)] == [200, 200, 429]
         assert [(await second.get(url)).status_code for _ in range(3)] == [200, 200, 429]
+
+
+async def test_an_api_key_is_one_caller_whatever_the_address() -> None:
+    """The key, not the address, is who calls: two addresses with the key share a bucket."""
+    clock = Clock()
+    other = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    key = {"X-API-Key": API_KEY}
+    async with (
+        serve(limiter(clock, rl_key="2/minute")) as urls,
+        httpx.AsyncClient(headers=key) as first,
+        httpx.AsyncClient(headers=key, transport=other) as second,
+    ):
+        url = urls["rl-key"] + "/hello"
+        assert (await first.get(url)).status_code == 200
+        assert (await second.get(url)).status_code == 200
+        assert (await first.get(url)).status_code == 429
+        assert (await second.get(url)).status_code == 429
+        # A wrong key is refused by authentication (401) before any bucket.
+        wrong = await first.get(url, headers={"X-API-Key": "nope"})
+        assert wrong.status_code == 401 and "ratelimit" not in wrong.headers
 
 
 # --------------------------------------------------------------------------- OAuth2 subjects

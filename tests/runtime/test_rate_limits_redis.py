@@ -9,6 +9,8 @@ and a metric, and is still limited; Redis back: the limits are shared again.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +21,7 @@ import pytest
 import redis
 from naftiko_process import NaftikoProcess
 
+from naftiko.adapters.http.rate_limit import RateLimitConfig, RateLimiter, parse_policy
 from support.servers import free_port
 
 REDIS_SERVER = Path("/usr/bin/redis-server")
@@ -82,23 +85,29 @@ class RedisServer:
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+def stopped_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis server the test starts (and may kill and start again)."""
     if not REDIS_SERVER.exists():
         pytest.skip(f"{REDIS_SERVER} is absent (Debian's redis-server package)")
     server = RedisServer(tmp_path)
-    server.start()
     try:
         yield server
     finally:
         server.kill()
 
 
+@pytest.fixture
+def redis_server(stopped_redis: RedisServer) -> RedisServer:
+    stopped_redis.start()
+    return stopped_redis
+
+
 def runtime(redis_url: str) -> NaftikoProcess:
     args = [str(CAPABILITY), "--host", "127.0.0.1", "--control-port", "0"]
-    for namespace in ("rl-rest", "rl-mcp", "rl-skill", "rl-oauth"):
+    for namespace in ("rl-rest", "rl-mcp", "rl-skill", "rl-oauth", "rl-key"):
         args += ["--port", f"{namespace}=0"]
     args += ["--rate-limit", f"rl-rest={LIMIT}/hour", "--redis", redis_url]
-    return NaftikoProcess(args, {"RL_AS_URI": "http://127.0.0.1:9"})
+    return NaftikoProcess(args, {"RL_AS_URI": "http://127.0.0.1:9", "RL_API_KEY": "k"})
 
 
 def allowed(http: httpx.Client, urls: list[str], calls: int) -> tuple[int, int]:
@@ -149,3 +158,38 @@ def test_two_processes_share_one_limit_and_fall_back_when_redis_dies(
         output = first.output + second.output
         assert PASSWORD not in output
         assert PASSWORD not in http.get(b["control"] + "/status").text
+
+
+async def test_unreachable_at_start_limits_locally_then_shares_through_redis(
+    stopped_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    fallbacks: list[int] = []
+    config = RateLimitConfig(parse_policy("2/hour", "t"), {}, stopped_redis.url)
+    limiter = RateLimiter(config, on_fallback=lambda: fallbacks.append(1), probe_interval_s=0)
+    try:
+        with caplog.at_level(logging.WARNING, "naftiko.rate_limit"):
+            await limiter.start()
+        assert fallbacks == [1]
+        assert "is unreachable" in caplog.text and PASSWORD not in caplog.text
+        limit = limiter.for_adapter("rest", "ns")
+        assert limit is not None
+        assert [(await limit.take("caller")).allowed for _ in range(3)] == [True, True, False]
+
+        stopped_redis.start()
+        deadline = time.monotonic() + GUARD_S
+        while not limiter.redis_up:  # a request starts a probe; the probe reconnects
+            assert time.monotonic() < deadline
+            assert not (await limit.take("caller")).allowed  # meanwhile: the local bucket
+            await asyncio.sleep(0.05)
+        # Redis is empty: a fresh shared bucket, then refused from Redis's state.
+        assert [(await limit.take("caller")).allowed for _ in range(3)] == [True, True, False]
+        assert fallbacks == [1]
+
+        client = redis.Redis(port=stopped_redis.port, password=PASSWORD)
+        keys = client.keys("*")
+        assert len(keys) == 1 and keys[0].startswith(b"naftiko:ratelimit:rest:ns:")
+        assert b"caller" not in keys[0]  # a hash of the caller, never the caller
+        assert 0 < client.pttl(keys[0]) <= 2 * 3600 * 1000 // 2 + 1000  # refill time + 1 s
+        client.close()
+    finally:
+        await limiter.aclose()
