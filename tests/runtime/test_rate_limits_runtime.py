@@ -1,4 +1,5 @@
-"""Rate limits shared through a REAL Redis by two ``naftiko run`` processes (issue 21, part 3).
+"""Rate limits in ``naftiko run`` processes (issue 21, part 3): shared through a REAL Redis,
+and per member in gateway mode.
 
 Debian's ``redis-server`` runs on an ephemeral loopback port in a temporary directory,
 with a password (which must never appear in a log line or ``/status``). Two runtime
@@ -193,3 +194,31 @@ async def test_unreachable_at_start_limits_locally_then_shares_through_redis(
         client.close()
     finally:
         await limiter.aclose()
+
+
+async def test_gateway_members_keep_their_own_limits() -> None:
+    """``--gateway``: limits per adapter namespace; the aggregate ``/mcp`` takes from the
+    member's bucket, so a tool has one limit whichever endpoint it is called through."""
+    from mcp import Client
+
+    args = [str(CAPABILITY), "--gateway", "0", "--host", "127.0.0.1"]
+    args += ["--rate-limit", "rl-mcp=3/hour", "--rate-limit", "rl-rest=1/hour"]
+    env = {"RL_AS_URI": "http://127.0.0.1:9", "RL_API_KEY": "k"}
+    with NaftikoProcess(args, env) as run:
+        gateway = (await asyncio.to_thread(run.wait_ready))["gateway"]
+        async with httpx.AsyncClient(timeout=GUARD_S) as http:
+            statuses = [(await http.get(f"{gateway}/rl-rest/hello")).status_code for _ in "ab"]
+            assert statuses == [200, 429]
+            assert (await http.get(f"{gateway}/rl-skill/skills")).status_code == 200
+            async with Client(f"{gateway}/rl-mcp/mcp") as own:
+                assert not (await own.call_tool("hello", {})).is_error
+            async with Client(f"{gateway}/mcp") as aggregate:
+                assert not (await aggregate.call_tool("rl-mcp__hello", {})).is_error
+                assert not (await aggregate.call_tool("rl-mcp__hello", {})).is_error
+                refused = await aggregate.call_tool("rl-mcp__hello", {})
+                assert refused.is_error
+                assert "Rate limit exceeded for 'rl-mcp'" in refused.content[0].text
+            async with Client(f"{gateway}/rl-mcp/mcp") as own:
+                assert (await own.call_tool("hello", {})).is_error
+            metrics = (await http.get(f"{gateway}/metrics")).text
+            assert 'naftiko_rate_limited_total{adapter="rl-mcp",adapter_type="mcp"} 2.0' in metrics
