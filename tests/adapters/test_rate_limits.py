@@ -324,3 +324,22 @@ async def test_mcp_callers_by_address_have_their_own_buckets(fast_path: bool) ->
 
         assert [await is_error(first), await is_error(first)] == [False, True]
         assert [await is_error(second), await is_error(second)] == [False, True]
+
+
+def test_local_buckets_are_bounded_dropping_full_ones_first() -> None:
+    from naftiko.adapters.http.rate_limit import LocalStore
+
+    clock = Clock()
+    store = LocalStore(clock, max_buckets=3)
+    slow, fast = parse_policy("1/hour", "t"), parse_policy("1/second", "t")
+    assert store.take("limited", slow) == (True, 0.0)  # empty for an hour
+    assert store.take("quick", fast)[0]
+    assert store.take("other", slow)[0]
+    clock.now += 2  # "quick" is full again: dropped first, "limited" is kept
+    assert store.take("new", slow)[0]
+    assert set(store.buckets) == {"limited", "other", "new"}
+    assert store.take("limited", slow)[0] is False
+    # Nothing full: the least recently used goes ("other"; "limited" was just used).
+    assert store.take("newer", slow)[0]
+    assert set(store.buckets) == {"limited", "new", "newer"}
+    assert store.take("limited", slow)[0] is False

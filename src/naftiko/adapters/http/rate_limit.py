@@ -100,10 +100,10 @@ class RatePolicy:
     period_s: float
     burst: int
     text: str  # as the operator wrote it, for messages
+    per_second: float = field(init=False, compare=False, repr=False)
 
-    @property
-    def per_second(self) -> float:
-        return self.rate / self.period_s
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "per_second", self.rate / self.period_s)
 
     @property
     def window_s(self) -> int:
@@ -252,26 +252,37 @@ def caller_of(scope: Scope) -> str:
 # --------------------------------------------------------------------------- decisions
 
 
-@dataclass(frozen=True, slots=True)
 class Decision:
     """The limiter's answer for one request; adapters only translate it."""
 
-    allowed: bool
-    namespace: str
-    policy: RatePolicy
-    remaining: int
-    retry_after_s: int  # whole seconds until a request would be accepted (0 when allowed)
-    reset_s: int  # whole seconds until the bucket is full again
+    __slots__ = ("allowed", "limit", "remaining", "reset_s", "retry_after_s")
+
+    def __init__(
+        self, limit: AdapterLimit, allowed: bool, remaining: int, retry_after_s: int, reset_s: int
+    ) -> None:
+        self.limit = limit
+        self.allowed = allowed
+        self.remaining = remaining
+        self.retry_after_s = retry_after_s  # whole seconds until a call is accepted (0: now)
+        self.reset_s = reset_s  # whole seconds until the bucket is full again
+
+    @property
+    def namespace(self) -> str:
+        return self.limit.namespace
+
+    @property
+    def policy(self) -> RatePolicy:
+        return self.limit.policy
 
     def headers(self) -> list[tuple[bytes, bytes]]:
         """``RateLimit-Policy`` and ``RateLimit`` (and ``Retry-After`` when refused)."""
-        name, policy = _sf_string(self.namespace), self.policy
+        limit = self.limit
         fields = [
-            (b"ratelimit-policy", f"{name};q={policy.burst};w={policy.window_s}".encode()),
-            (b"ratelimit", f"{name};r={self.remaining};t={self.reset_s}".encode()),
+            limit.policy_field,
+            (b"ratelimit", b"%s;r=%d;t=%d" % (limit.field_name, self.remaining, self.reset_s)),
         ]
         if not self.allowed:
-            fields.append((b"retry-after", str(self.retry_after_s).encode()))
+            fields.append((b"retry-after", b"%d" % self.retry_after_s))
         return fields
 
     def message(self) -> str:
@@ -371,6 +382,7 @@ return {allowed, left}
 """
 
 KEY_PREFIX = "naftiko:ratelimit:"
+KEY_CACHE_SIZE = 4096
 
 
 class RedisStore:
@@ -441,6 +453,16 @@ class RateLimiter:
         self.probe_interval_s = probe_interval_s
         self._probed_at = float("-inf")
         self._probe: asyncio.Task[None] | None = None
+        # caller -> its hash, for callers seen lately (a few thousand at most matter).
+        self.keys: dict[str, str] = {}
+
+    def key_of(self, caller: str) -> str:
+        """The bucket key part of ``caller``: a SHA-256 of it, never the caller itself."""
+        key = hashlib.sha256(caller.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        if len(self.keys) >= KEY_CACHE_SIZE:
+            self.keys.clear()
+        self.keys[caller] = key
+        return key
 
     def for_adapter(self, adapter_type: str, namespace: str) -> AdapterLimit | None:
         """The limit of one adapter, or None when it has none."""
@@ -525,25 +547,53 @@ class RateLimiter:
         )
 
 
-@dataclass(frozen=True, slots=True)
 class AdapterLimit:
-    """One adapter's limit; :meth:`take` is what an adapter calls per request."""
+    """One adapter's limit; :meth:`take` is what an adapter calls per request. Everything
+    that does not depend on the request is worked out here, once per adapter."""
 
-    limiter: RateLimiter
-    adapter_type: str
-    namespace: str
-    policy: RatePolicy
+    __slots__ = (
+        "adapter_type",
+        "field_name",
+        "key_prefix",
+        "limiter",
+        "namespace",
+        "policy",
+        "policy_field",
+    )
+
+    def __init__(
+        self, limiter: RateLimiter, adapter_type: str, namespace: str, policy: RatePolicy
+    ) -> None:
+        self.limiter = limiter
+        self.adapter_type = adapter_type
+        self.namespace = namespace
+        self.policy = policy
+        self.key_prefix = f"{adapter_type}:{namespace}:"
+        self.field_name = _sf_string(namespace).encode()
+        self.policy_field = (
+            b"ratelimit-policy",
+            b"%s;q=%d;w=%d" % (self.field_name, policy.burst, policy.window_s),
+        )
 
     async def take(self, caller: str) -> Decision:
-        digest = hashlib.sha256(caller.encode("utf-8", "surrogatepass")).hexdigest()[:32]
-        key = f"{self.adapter_type}:{self.namespace}:{digest}"
-        allowed, tokens = await self.limiter.take(key, self.policy)
-        rate = self.policy.per_second
-        retry = 0 if allowed else max(1, math.ceil((1.0 - tokens) / rate))
-        reset = math.ceil(max(0.0, self.policy.burst - tokens) / rate)
-        if not allowed and self.limiter.on_limited is not None:
+        limiter, policy = self.limiter, self.policy
+        key = limiter.keys.get(caller)
+        if key is None:
+            key = limiter.key_of(caller)
+        key = self.key_prefix + key
+        if limiter.redis is None:  # no await: the common case costs no coroutine
+            allowed, tokens = limiter.local.take(key, policy)
+        else:
+            allowed, tokens = await limiter.take(key, policy)
+        rate = policy.per_second
+        missing = policy.burst - tokens
+        reset = math.ceil(missing / rate) if missing > 0 else 0
+        if allowed:
+            return Decision(self, True, int(tokens), 0, reset)
+        if self.limiter.on_limited is not None:
             self.limiter.on_limited(self.adapter_type, self.namespace)
-        return Decision(allowed, self.namespace, self.policy, int(tokens), retry, reset)
+        retry = max(1, math.ceil((1.0 - tokens) / rate))
+        return Decision(self, False, int(tokens), retry, reset)
 
 
 # --------------------------------------------------------------------------- skill (ASGI)
