@@ -133,7 +133,11 @@ def test_two_processes_share_one_limit_and_fall_back_when_redis_dies(
         both = [a["rl-rest"], b["rl-rest"]]
         assert allowed(http, both, 3 * LIMIT) == (LIMIT, 2 * LIMIT)  # one bucket for both
         status = http.get(a["control"] + "/status").json()["rateLimits"]
-        assert status == {"store": "redis", "redis": f"redis://***@127.0.0.1:{redis_server.port}/0"}
+        assert status == {
+            "store": "redis",
+            "redis": f"redis://***@127.0.0.1:{redis_server.port}/0",
+            "policies": {"rl-rest": f"{LIMIT}/hour"},
+        }
 
         redis_server.kill()
         # Never unlimited: the first process now limits on its own (a fresh local bucket).

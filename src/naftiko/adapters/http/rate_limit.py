@@ -469,8 +469,17 @@ class RateLimiter:
         policy = self.config.policy_for(namespace)
         return None if policy is None else AdapterLimit(self, adapter_type, namespace, policy)
 
+    def policies(self) -> dict[str, str]:
+        """What is configured, in the operator's words (``*``: every other adapter)."""
+        found = {ns: p.text if p else "off" for ns, p in self.config.adapters.items()}
+        if self.config.default is not None:
+            found["*"] = self.config.default.text
+        return found
+
     async def start(self) -> None:
-        """Check that Redis answers (warn and limit locally when it does not)."""
+        """Log the limits; check that Redis answers (warn and limit locally when not)."""
+        text = ", ".join(f"{ns} {policy}" for ns, policy in self.policies().items())
+        log.info("rate limits per caller: %s", text, extra={"event": "rate-limits"})
         if self.redis is None:
             return
         try:
@@ -492,10 +501,11 @@ class RateLimiter:
     def describe(self) -> dict[str, Any]:
         """For ``/status``: the store and its state, never the Redis credentials."""
         if self.redis is None:
-            return {"store": "local"}
+            return {"store": "local", "policies": self.policies()}
         return {
             "store": "redis" if self.redis_up else "local (Redis unreachable)",
             "redis": redacted_url(self.redis.url),
+            "policies": self.policies(),
         }
 
     async def take(self, key: str, policy: RatePolicy) -> tuple[bool, float]:
