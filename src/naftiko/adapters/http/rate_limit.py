@@ -44,6 +44,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from naftiko.adapters.http.auth.base import CALLER_SCOPE_KEY
 from naftiko.adapters.http.common import json_bytes, problem_fields
+from naftiko.errors import LoadTimeError
 from naftiko.media_types import PROBLEM_MEDIA_TYPE
 
 __all__ = [
@@ -88,8 +89,8 @@ TABLE_KEYS = ("rate", "burst")
 DEFAULTS_TABLE = "defaults"
 
 
-class RateLimitSpecError(ValueError):
-    """A rate limit that cannot be read; the message is one line naming where."""
+class RateLimitSpecError(ValueError, LoadTimeError):
+    """A rate limit that cannot be read; the message is one line naming where (exit 2)."""
 
 
 @dataclass(frozen=True, slots=True)
