@@ -29,6 +29,7 @@ problem). Bracketed statuses are those the adapters answer directly::
     │   ├── InboundAuthConfigError(ValueError)    adapters.http.auth
     │   ├── ConfigError(ValueError)     runtime.config (a flag or NAFTIKO_* value; exit 2)
     │   ├── SettingsFileError(ValueError)   runtime.settings_file (--settings FILE; exit 2)
+    │   ├── RateLimitSpecError(ValueError)  adapters.http.rate_limit (a limit; exit 2)
     │   ├── PlacementError              runtime.placement (exit 2)
     │   ├── ConversionError             cli.convert (what the target version cannot say)
     │   └── StartupError                runtime.process (exit code in ``code``)

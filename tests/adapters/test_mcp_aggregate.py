@@ -73,7 +73,7 @@ async def test_replacing_members_keeps_a_call_in_flight_counted_on_its_generatio
     gate = asyncio.Event()
 
     class Slow(McpHandlers):
-        async def call_tool(self, name, arguments, request_id=None):  # type: ignore[no-untyped-def]
+        async def call_tool(self, name, arguments, request_id=None, *, caller=None):  # type: ignore[no-untyped-def]
             await gate.wait()
             return f"{name} done"
 

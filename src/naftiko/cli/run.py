@@ -196,6 +196,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "see README, Worker processes",
     )
     parser.add_argument(
+        "--rate-limit",
+        action="append",
+        metavar="[NAMESPACE=]RATE/PERIOD[,burst=N]",
+        help="caller rate limit (token bucket per adapter and caller): for every adapter, "
+        "or the one NAMESPACE; 'NAMESPACE=off' exempts one; repeatable (off by default; "
+        "see README, Rate limits)",
+    )
+    parser.add_argument(
+        "--redis",
+        type=str,
+        metavar="URL",
+        help="share the rate limits of every replica through this Redis "
+        "(redis://[user:password@]host:port/db, rediss://, unix://)",
+    )
+    parser.add_argument(
         "--stdio",
         nargs="?",
         const="",

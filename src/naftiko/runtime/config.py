@@ -15,6 +15,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from naftiko.adapters.http.origin import is_loopback, normalize_origin, split_host
+from naftiko.adapters.http.rate_limit import (
+    RateLimitConfig,
+    RateLimitSpecError,
+    config_of,
+    parse_entries,
+    parse_table,
+)
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.errors import LoadTimeError
 from naftiko.runtime.http_protocol import (
@@ -81,6 +88,9 @@ class RuntimeConfig:
     settings: Mapping[str, Any] = field(default_factory=dict)
     # ``--workers N``: processes sharing every listener (``naftiko.runtime.workers``).
     workers: int = 1
+    # ``--rate-limit``, ``NAFTIKO_RATE_LIMIT``, the settings file's ``rate_limits`` and
+    # ``--redis``/``NAFTIKO_REDIS_URL`` (``naftiko.adapters.http.rate_limit``); off by default.
+    rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
 
     def bind_host(self, document_address: str | None) -> str:
         """Flag/env host, else the document's ``address``, else the default."""
@@ -246,6 +256,32 @@ def _settings(path: str) -> Mapping[str, Any]:
         raise ConfigError(str(exc)) from None
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _rate_limits(
+    args: Any, env: Mapping[str, str], settings: Mapping[str, Any], settings_path: str | None
+) -> RateLimitConfig:
+    """File, then environment, then flags, per namespace; the Redis URL checked here."""
+    try:
+        layers = [parse_table(settings.get("rate_limits") or {}, str(settings_path))]
+        # Entries in the variable are separated by ';' or spaces (',' belongs to burst=N).
+        text = env.get("NAFTIKO_RATE_LIMIT", "").replace(";", " ")
+        layers.append(parse_entries(text.split(), "NAFTIKO_RATE_LIMIT"))
+        layers.append(parse_entries(getattr(args, "rate_limit", None) or [], "--rate-limit"))
+    except RateLimitSpecError as exc:
+        raise ConfigError(str(exc)) from None
+    redis_url = getattr(args, "redis", None) or env.get("NAFTIKO_REDIS_URL") or None
+    if redis_url is not None:
+        scheme = redis_url.partition("://")[0].lower() if "://" in redis_url else ""
+        if scheme not in REDIS_SCHEMES:
+            # The URL may hold a password: never repeat it.
+            raise ConfigError(
+                f"--redis/NAFTIKO_REDIS_URL: expected a {', '.join(REDIS_SCHEMES)} URL"
+            )
+    return config_of(layers, redis_url)
+
+
 def resolve_config(
     args: Any, env: Mapping[str, str], *, marker: Path = CONTAINER_MARKER
 ) -> RuntimeConfig:
@@ -299,6 +335,7 @@ def resolve_config(
         return _bool(env[name], name) if env.get(name) else False
 
     settings_path = pick(getattr(args, "settings", None), "NAFTIKO_SETTINGS")
+    settings = {} if settings_path is None else _settings(str(settings_path))
     workers = limit(getattr(args, "workers", None), "NAFTIKO_WORKERS", 1, _positive_int, "workers")
     if workers > 1 and getattr(args, "stdio", None) is not None:
         raise ConfigError(
@@ -363,6 +400,7 @@ def resolve_config(
         stdio=getattr(args, "stdio", None),
         gateway_port=None if gateway is None else parse_port(str(gateway), "gateway port"),
         prefixes=prefixes,
-        settings={} if settings_path is None else _settings(str(settings_path)),
+        settings=settings,
         workers=workers,
+        rate_limits=_rate_limits(args, env, settings, settings_path),
     )

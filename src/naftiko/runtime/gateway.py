@@ -370,7 +370,7 @@ def build_member(
 
     config = runtime.config
     host = config.bind_host(None)
-    settings = config.adapter_settings(host)
+    settings = runtime.adapter_settings(host)
     slot, capability = served.slot, served.slot.capability
     engine = runtime.engines.get(capability.path) if capability else None
     try:
@@ -430,7 +430,7 @@ def prepare_gateway(runtime: Runtime, served_type: Any) -> Served:
     config = runtime.config
     assert config.gateway_port is not None
     host = config.bind_host(None)
-    settings = config.adapter_settings(host)
+    settings = runtime.adapter_settings(host)
     policy = settings.host_origin_policy()
     members_served = list(runtime.served)
     prefixes = [s.slot.mount.lstrip("/") for s in members_served]  # placement.gateway_slots

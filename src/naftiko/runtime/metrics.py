@@ -87,6 +87,18 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.rate_limited = Counter(
+            "naftiko_rate_limited",
+            "Requests refused by a caller rate limit (429 / isError), by adapter.",
+            ("adapter_type", "adapter"),
+            registry=self.registry,
+        )
+        self.rate_limit_fallbacks = Counter(
+            "naftiko_rate_limit_fallbacks",
+            "Times Redis became unreachable and the rate limits fell back to local buckets.",
+            registry=self.registry,
+        )
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 

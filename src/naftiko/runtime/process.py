@@ -22,7 +22,7 @@ import signal
 import socket
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ from starlette.types import ASGIApp
 
 from naftiko import __version__
 from naftiko.adapters.control.plan import ControlAdapterPlan
+from naftiko.adapters.http.rate_limit import RateLimiter
+from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.adapters.mcp.plan import McpAdapterPlan
 from naftiko.adapters.rest.plan import RestAdapterPlan
 from naftiko.adapters.skill.plan import SkillAdapterPlan
@@ -204,6 +206,23 @@ class Runtime:
         self.on_ready: Any = None
         self.worker: Any = None
         self.watch_baseline: Any = None  # a FileWatcher, or a FolderWatcher (gateway)
+        # One limiter for every adapter (and every reload): the buckets outlive documents.
+        self.rate_limiter: RateLimiter | None = None
+        if config.rate_limits.enabled:
+            self.rate_limiter = RateLimiter(
+                config.rate_limits,
+                on_limited=lambda kind, ns: metrics.rate_limited.labels(kind, ns).inc(),
+                on_fallback=metrics.rate_limit_fallbacks.inc,
+            )
+        elif config.rate_limits.redis_url:
+            log.warning("--redis/NAFTIKO_REDIS_URL is set but no rate limit is: it is not used")
+
+    def adapter_settings(self, host: str | None) -> AdapterSettings:
+        """The config's adapter settings with this runtime's rate limiter."""
+        settings = self.config.adapter_settings(host)
+        if self.rate_limiter is None:
+            return settings
+        return replace(settings, rate_limiter=self.rate_limiter)
 
     # ------------------------------------------------------------------ ControlState
 
@@ -247,6 +266,11 @@ class Runtime:
             ),
             "adapters": self.adapter_states(),
             **(self.worker.status() if self.worker is not None else {}),
+            **(
+                {"rateLimits": self.rate_limiter.describe()}
+                if self.rate_limiter is not None
+                else {}
+            ),
         }
 
     def metrics_exposition(self) -> tuple[bytes, str]:
@@ -267,7 +291,7 @@ class Runtime:
 
     def build_app(self, slot: Slot, engine: Any) -> ASGIApp | None:
         """The ASGI app of one HTTP adapter; ``None`` when this build cannot serve it."""
-        plan, settings = slot.plan, self.config.adapter_settings(slot.host)
+        plan, settings = slot.plan, self.adapter_settings(slot.host)
         bindings = slot.capability.loaded.bindings if slot.capability else None
         info = slot.capability.loaded.document.info if slot.capability else None
         if isinstance(plan, ControlAdapterPlan):
@@ -396,6 +420,8 @@ class Runtime:
         for path, engine in self.engines.items():
             await engine.start()
             log.debug("engine for %s started", path)
+        if self.rate_limiter is not None:
+            await self.rate_limiter.start()
         for served in self.served:
             if served.listens:
                 name = f"{served.slot.type} {served.slot.namespace} (port {served.port})"
@@ -551,6 +577,8 @@ class Runtime:
         for engine in self.engines.values():
             with contextlib.suppress(Exception):
                 await engine.aclose()
+        if self.rate_limiter is not None:
+            await self.rate_limiter.aclose()
         log.info(
             "stopped after %.2fs of shutdown",
             time.monotonic() - started,

@@ -244,14 +244,20 @@ class AggregateHandlers:
             return await member.handlers.on_call_tool(ctx, params.model_copy(update={"name": name}))
 
     async def call_tool(
-        self, name: str, arguments: Mapping[str, Any] | None, request_id: str | None = None
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None,
+        request_id: str | None = None,
+        *,
+        caller: str | None = None,
     ) -> types.CallToolResult:
         route = self.table.routes.get(name)
         if route is None:  # the table changed since the fast path looked the name up
             return error_result(f"Unknown tool {name!r}.")
         member, original = route
         with (member.hold or _NO_HOLD)():
-            return await member.handlers.call_tool(original, arguments, request_id)
+            # The member's own limit: the same bucket as a call through /PREFIX/mcp.
+            return await member.handlers.call_tool(original, arguments, request_id, caller=caller)
 
     def input_schema(self, name: str) -> Mapping[str, Any] | None:
         entry = self.table.tools.get(name)

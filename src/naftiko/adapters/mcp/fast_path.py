@@ -62,6 +62,7 @@ from naftiko.adapters.http.common import (
     receive_body,
     sane_request_id,
 )
+from naftiko.adapters.http.rate_limit import caller_of
 from naftiko.adapters.mcp.sdk import (
     ERROR_CODE_HTTP_STATUS,
     MCP_METHOD_HEADER,
@@ -89,7 +90,12 @@ class ToolHandlers(Protocol):
         ...
 
     async def call_tool(
-        self, name: str, arguments: Mapping[str, Any] | None, request_id: str | None = None
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None,
+        request_id: str | None = None,
+        *,
+        caller: str | None = None,
     ) -> types.CallToolResult: ...
 
 
@@ -224,7 +230,7 @@ class ToolCallFastPath:
         if not isinstance(read, bytes):  # too large, or not a plain body: the SDK decides
             await self.sdk(scope, _Replay(_replay_of(read), receive), send)
             return
-        answer = await self._answer(read, routing, request_id)
+        answer = await self._answer(read, routing, request_id, scope)
         if answer is None:
             replay = [{"type": "http.request", "body": read, "more_body": False}]
             await self.sdk(scope, _Replay(replay, receive), send)
@@ -255,7 +261,7 @@ class ToolCallFastPath:
         return known
 
     async def _answer(
-        self, body: bytes, routing: dict[str, str], request_id: bytes | None
+        self, body: bytes, routing: dict[str, str], request_id: bytes | None, scope: Scope
     ) -> tuple[int, bytes] | None:
         """``(status, JSON)`` for a request the fast path serves, else ``None`` (nothing ran)."""
         if _tracing() or not self._server_unchanged():
@@ -297,7 +303,9 @@ class ToolCallFastPath:
         if (modern and call.name in self.sdk_tools) or call.name not in self.handlers.tools:
             return None  # the SDK's path answers (an unknown tool is its JSON-RPC error)
         rid = sane_request_id(request_id.decode("latin-1")) if request_id is not None else None
-        result = await self.handlers.call_tool(call.name, call.arguments, rid)
+        result = await self.handlers.call_tool(
+            call.name, call.arguments, rid, caller=caller_of(scope)
+        )
         return self._encode(rpc_id, version, modern, result)
 
     def _encode(

@@ -71,6 +71,7 @@ from naftiko.adapters.http.common import (
     sane_request_id,
 )
 from naftiko.adapters.http.origin import HostOriginMiddleware
+from naftiko.adapters.http.rate_limit import AdapterLimit, caller_of
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.adapters.mcp import resources as res
 from naftiko.adapters.mcp.fast_path import ToolCallFastPath
@@ -109,12 +110,16 @@ class McpHandlers:
     """The request handlers of one MCP adapter, built once from its plan.
 
     ``engine`` is anything with ``async invoke(unit, inputs) -> Result`` that never raises
-    (``naftiko.engine.invoke.Engine``).
+    (``naftiko.engine.invoke.Engine``). ``limit``: the adapter's caller rate limit, taken
+    by every ``tools/call`` of a known tool (a refusal is an ``isError`` result).
     """
 
-    def __init__(self, engine: Any, plan: McpAdapterPlan) -> None:
+    def __init__(
+        self, engine: Any, plan: McpAdapterPlan, limit: AdapterLimit | None = None
+    ) -> None:
         self.engine = engine
         self.plan = plan
+        self.limit = limit
         self.tools: dict[str, ToolEntry] = {}
         for unit in plan.tools:
             if unit.name in self.tools:
@@ -151,12 +156,20 @@ class McpHandlers:
             outcome = Outcome(unit=UNKNOWN_UNIT, is_error=True)
             self._report(outcome, 404, None, _request_id(ctx))
             raise MCPError(INVALID_PARAMS, self._unknown_tool_text(params.name))
-        return await self.call_tool(params.name, params.arguments, _request_id(ctx))
+        return await self.call_tool(
+            params.name, params.arguments, _request_id(ctx), caller=_caller(ctx)
+        )
 
     async def call_tool(
-        self, name: str, arguments: Mapping[str, Any] | None, request_id: str | None = None
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None,
+        request_id: str | None = None,
+        *,
+        caller: str | None = None,
     ) -> types.CallToolResult:
-        """One ``tools/call``, independent of the transport; never raises."""
+        """One ``tools/call``, independent of the transport; never raises. ``caller``: who
+        calls (``rate_limit.caller_of``), for the rate limit."""
         started = time.perf_counter()
         entry = self.tools.get(name)
         status, upstream_status, unit_id = 404, None, UNKNOWN_UNIT
@@ -165,11 +178,17 @@ class McpHandlers:
                 answer = error_result(self._unknown_tool_text(name))
             else:
                 unit_id = entry.unit.id
-                result = await self.engine.invoke(
-                    entry.unit, Inputs(values=dict(arguments or {}), request_id=request_id)
-                )
-                status, upstream_status = result.status, result.upstream_status
-                answer = call_tool_result(entry, result)
+                decision = None
+                if self.limit is not None:
+                    decision = await self.limit.take(caller or "address:unknown")
+                if decision is not None and not decision.allowed:
+                    status, answer = 429, error_result(decision.message())
+                else:
+                    result = await self.engine.invoke(
+                        entry.unit, Inputs(values=dict(arguments or {}), request_id=request_id)
+                    )
+                    status, upstream_status = result.status, result.upstream_status
+                    answer = call_tool_result(entry, result)
         except Exception:
             log.exception("mcp %s: tools/call %r failed", self.plan.namespace, name)
             status = 500
@@ -346,6 +365,12 @@ def _request_id(ctx: Any) -> str | None:
         return None
 
 
+def _caller(ctx: Any) -> str | None:
+    """Who calls, from the HTTP request under the SDK's context (None over stdio)."""
+    scope = getattr(getattr(ctx, "request", None), "scope", None)
+    return caller_of(scope) if isinstance(scope, dict) else None
+
+
 # ---------------------------------------------------------------------- public interface
 
 
@@ -354,8 +379,10 @@ def build_mcp_server(engine: Any, plan: McpAdapterPlan) -> Server[Any]:
     return _server_and_handlers(engine, plan)[0]
 
 
-def _server_and_handlers(engine: Any, plan: McpAdapterPlan) -> tuple[Server[Any], McpHandlers]:
-    handlers = McpHandlers(engine, plan)
+def _server_and_handlers(
+    engine: Any, plan: McpAdapterPlan, limit: AdapterLimit | None = None
+) -> tuple[Server[Any], McpHandlers]:
+    handlers = McpHandlers(engine, plan, limit)
     optional: dict[str, Any] = {}
     if plan.resources:
         optional.update(
@@ -466,7 +493,8 @@ def build_mcp_app(
     ``InboundAuthConfigError`` when the authentication block cannot be enforced: an
     adapter must not start open when it was declared protected.
     """
-    server, handlers = _server_and_handlers(engine, plan)
+    limit = settings.rate_limit(ADAPTER_TYPE, plan.namespace)
+    server, handlers = _server_and_handlers(engine, plan, limit)
     security = transport_security()
     manager = StreamableHTTPSessionManager(
         app=server,

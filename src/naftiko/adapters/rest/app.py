@@ -18,10 +18,10 @@ Usage (the runtime)::
 
 The app only translates HTTP to ``Engine.invoke``/``Engine.forward`` and back: no
 templating, upstream calls or mapping happen here. This module is the endpoint that
-sequences each request (Host/Origin, inbound auth, routing, body checks, inputs, invoke,
-reply); the steps live in ``routing`` (routes and the path match), ``bodies`` (the four
-body kinds and their checks), ``inputs`` (headers, query and the gathered ``Inputs``) and
-``replies`` (encoding a ``Result`` or a problem).
+sequences each request (Host/Origin, inbound auth, routing, the caller's rate limit, body
+checks, inputs, invoke, reply); the steps live in ``routing`` (routes and the path
+match), ``bodies`` (the four body kinds and their checks), ``inputs`` (headers, query
+and the gathered ``Inputs``) and ``replies`` (encoding a ``Result`` or a problem).
 
 Routing: each resource path (``{x}`` one segment, ``{path}`` the rest including slashes)
 matches with or without one trailing slash and never redirects (a redirect would lose a
@@ -74,6 +74,7 @@ from naftiko.adapters.http.common import (
     request_id_of,
 )
 from naftiko.adapters.http.origin import refusal_fields
+from naftiko.adapters.http.rate_limit import caller_of
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.adapters.rest.bodies import (
     Refused,
@@ -139,6 +140,7 @@ class _RestEndpoint:
         self.settings = settings
         self.auth = auth
         self.host_origin = settings.host_origin_policy()
+        self.limit = settings.rate_limit("rest", plan.namespace)
         self.routes = tuple(Route.of(route) for route in plan.routes)
         self.openapi = reply(200, [JSON_TYPE], json_bytes(openapi_document))
         self.too_large = problem_fields(
@@ -206,6 +208,12 @@ class _RestEndpoint:
             outcome.unit = operation.unit.name
         else:
             outcome.unit = route.route.name or route.route.path
+        limited: list[tuple[bytes, bytes]] = []
+        if self.limit is not None:  # a request reaching a unit: the caller's bucket pays
+            decision = await self.limit.take(caller_of(scope))
+            limited = decision.headers()
+            if not decision.allowed:
+                return problem_reply(decision.problem(), limited)
         request = Incoming.of(scope)
         limit = self.settings.max_body_bytes
         raw = await receive_body(receive, limit, request.header("content-length"))
@@ -253,7 +261,11 @@ class _RestEndpoint:
             result = await self.engine.invoke(operation.unit, inputs)
         outcome.upstream_status = result.upstream_status
         outcome.is_error = result.is_error
-        return result_reply(result, operation.contract if operation is not None else None)
+        contract = operation.contract if operation is not None else None
+        if limited:
+            status, headers, content = result_reply(result, contract)
+            return status, [*headers, *limited], content
+        return result_reply(result, contract)
 
 
 def build_rest_app(

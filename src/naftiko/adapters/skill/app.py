@@ -44,6 +44,7 @@ from naftiko.adapters.http.common import (
     request_id_of,
 )
 from naftiko.adapters.http.origin import HostOriginMiddleware
+from naftiko.adapters.http.rate_limit import RateLimitMiddleware
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.adapters.skill.plan import SkillAdapterPlan
 from naftiko.engine.static_files import (
@@ -279,6 +280,9 @@ def build_skill_app(
         auth = build_inbound_auth(plan.authentication, binds.as_scope(), binds.namespaced())
         if auth is not None:
             middleware.append(Middleware(InboundAuthMiddleware, auth=auth))
+    limit = settings.rate_limit("skill", plan.namespace)
+    if limit is not None:  # after authentication, which says who the caller is
+        middleware.append(Middleware(RateLimitMiddleware, limit=limit))
     app = Starlette(routes=routes, middleware=middleware)
     app.router.redirect_slashes = False
     return app

@@ -6,7 +6,15 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from naftiko.adapters.http.auth.base import REALM, AuthFailure, InboundAuth, equal, raw_header
+from naftiko.adapters.http.auth.base import (
+    CALLER_SCOPE_KEY,
+    REALM,
+    AuthFailure,
+    InboundAuth,
+    credential_identity,
+    equal,
+    raw_header,
+)
 
 __all__ = ["ApiKeyInboundAuth"]
 
@@ -25,6 +33,7 @@ class ApiKeyInboundAuth(InboundAuth):
         self._key = key
         self._value = value.encode()
         self._in_query = in_query
+        self._identity = credential_identity("apikey", key.lower().encode(), self._value)
 
     async def check(self, conn: HTTPConnection) -> AuthFailure | None:
         if self._in_query:
@@ -40,4 +49,5 @@ class ApiKeyInboundAuth(InboundAuth):
             return self._unauthorized(
                 "ApiKey", f"The API key in {where} {self._key!r} is not valid.", realm=REALM
             )
+        conn.scope[CALLER_SCOPE_KEY] = self._identity
         return None

@@ -3,6 +3,7 @@ its ``WWW-Authenticate`` challenge, and reading a presented credential."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 from abc import ABC, abstractmethod
@@ -16,17 +17,28 @@ from naftiko.errors import LoadTimeError
 from naftiko.media_types import PROBLEM_MEDIA_TYPE
 
 __all__ = [
+    "CALLER_SCOPE_KEY",
     "REALM",
     "AuthFailure",
     "InboundAuth",
     "InboundAuthConfigError",
     "bearer_token",
     "challenge",
+    "credential_identity",
     "equal",
     "raw_header",
 ]
 
 REALM = "naftiko"
+# Where a successful check leaves who the caller is, in the ASGI scope (the rate limits
+# key their buckets on it): a subject, or a hash of a static credential, never the secret.
+CALLER_SCOPE_KEY = "naftiko.caller"
+
+
+def credential_identity(kind: str, *parts: bytes) -> str:
+    """A caller identity derived from a credential: a SHA-256 of it, never the credential."""
+    digest = hashlib.sha256(b"\0".join(parts)).hexdigest()
+    return f"{kind}:{digest[:32]}"
 
 
 class InboundAuthConfigError(ValueError, LoadTimeError):

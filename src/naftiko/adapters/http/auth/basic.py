@@ -8,7 +8,15 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from naftiko.adapters.http.auth.base import REALM, AuthFailure, InboundAuth, equal, raw_header
+from naftiko.adapters.http.auth.base import (
+    CALLER_SCOPE_KEY,
+    REALM,
+    AuthFailure,
+    InboundAuth,
+    credential_identity,
+    equal,
+    raw_header,
+)
 
 __all__ = ["BasicInboundAuth"]
 
@@ -22,6 +30,7 @@ class BasicInboundAuth(InboundAuth):
         super().__init__(**kwargs)
         self._username = username.encode()
         self._password = password.encode()
+        self._identity = credential_identity("basic", self._username, self._password)
 
     async def check(self, conn: HTTPConnection) -> AuthFailure | None:
         values = raw_header(conn, "authorization")
@@ -38,4 +47,5 @@ class BasicInboundAuth(InboundAuth):
         password_ok = equal(password, self._password)
         if not (sep and user_ok & password_ok):
             return self._unauthorized("Basic", "Invalid credentials.", realm=REALM)
+        conn.scope[CALLER_SCOPE_KEY] = self._identity
         return None

@@ -6,7 +6,15 @@ from typing import Any
 
 from starlette.requests import HTTPConnection
 
-from naftiko.adapters.http.auth.base import REALM, AuthFailure, InboundAuth, bearer_token, equal
+from naftiko.adapters.http.auth.base import (
+    CALLER_SCOPE_KEY,
+    REALM,
+    AuthFailure,
+    InboundAuth,
+    bearer_token,
+    credential_identity,
+    equal,
+)
 
 __all__ = ["BearerInboundAuth"]
 
@@ -19,6 +27,7 @@ class BearerInboundAuth(InboundAuth):
     def __init__(self, token: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._token = token.encode()
+        self._identity = credential_identity("bearer", self._token)
 
     async def check(self, conn: HTTPConnection) -> AuthFailure | None:
         token = bearer_token(conn)
@@ -32,4 +41,5 @@ class BearerInboundAuth(InboundAuth):
                 error="invalid_token",
                 error_description="Invalid token",
             )
+        conn.scope[CALLER_SCOPE_KEY] = self._identity
         return None

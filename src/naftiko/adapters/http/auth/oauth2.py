@@ -12,7 +12,14 @@ from typing import Any
 import httpx
 from starlette.requests import HTTPConnection
 
-from naftiko.adapters.http.auth.base import AuthFailure, InboundAuth, bearer_token, challenge
+from naftiko.adapters.http.auth.base import (
+    CALLER_SCOPE_KEY,
+    AuthFailure,
+    InboundAuth,
+    bearer_token,
+    challenge,
+    credential_identity,
+)
 from naftiko.errors import InboundAuthError
 from naftiko.upstream.tls import trust_context
 
@@ -111,6 +118,7 @@ class OAuth2ResourceServer(InboundAuth):
                     "resource_metadata": self._resource_metadata,
                 }
                 return AuthFailure(403, challenge("Bearer", params), "Forbidden", description)
+        conn.scope[CALLER_SCOPE_KEY] = _subject(claims, raw)
         return None
 
     def _invalid(self, reason: str) -> AuthFailure:
@@ -247,6 +255,16 @@ def _select_key(keys: list[dict[str, Any]], kid: str | None, alg: str) -> dict[s
             continue
         return key
     return None
+
+
+def _subject(claims: Mapping[str, Any], token: bytes) -> str:
+    """Who the token speaks for: its ``sub`` (else ``client_id``/``azp``), else a hash of
+    the token itself (the caller is then that token)."""
+    for name in ("sub", "client_id", "azp"):
+        value = claims.get(name)
+        if isinstance(value, str) and value:
+            return f"{name}:{value}"
+    return credential_identity("token", token)
 
 
 def _granted_scopes(claims: Mapping[str, Any]) -> set[str]:
