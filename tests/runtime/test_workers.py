@@ -83,6 +83,7 @@ class Upstream:
 
     def __init__(self) -> None:
         self.answered = 0
+        self.slow_in_flight = 0
         self.lock = threading.Lock()
 
     def app(self) -> Starlette:
@@ -90,7 +91,13 @@ class Upstream:
             return self._answer()
 
         async def slow(request: Request) -> JSONResponse:
-            await asyncio.sleep(SLOW_S)
+            with self.lock:
+                self.slow_in_flight += 1
+            try:
+                await asyncio.sleep(SLOW_S)
+            finally:
+                with self.lock:
+                    self.slow_in_flight -= 1
             return self._answer()
 
         return Starlette(routes=[Route("/fast", fast), Route("/slow", slow)])
@@ -296,6 +303,12 @@ async def test_sigterm_under_load_drains_every_worker_and_loses_nothing(
                 loops += [asyncio.create_task(load.loop("/slow")) for _ in range(8)]
                 await asyncio.sleep(2.5)  # a few slow rounds, slow calls in flight now
                 assert load.ok > 0 and not load.failures, load.failures
+                # Signal while the upstream holds a slow call (a busy machine may be between
+                # rounds after a fixed sleep): that call must still reach its caller.
+                for _ in range(200):
+                    if upstream.slow_in_flight:
+                        break
+                    await asyncio.sleep(0.05)
                 load.signalled = True
                 run.signal(signal.SIGTERM)
                 await asyncio.wait_for(asyncio.gather(*loops), 30)
