@@ -188,6 +188,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "rate limits per adapter; see README, Settings file",
     )
     parser.add_argument(
+        "--upstream",
+        action="append",
+        metavar="[NAMESPACE.]SETTING=VALUE",
+        help="upstream resilience: one setting for a consumed namespace, or for all "
+        "without NAMESPACE. (retries, breaker_failures, max_concurrent...; repeatable; "
+        "beats NAFTIKO_UPSTREAM and --settings; see README, Upstream resilience)",
+    )
+    parser.add_argument(
         "--stdio",
         nargs="?",
         const="",

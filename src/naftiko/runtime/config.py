@@ -26,6 +26,7 @@ from naftiko.runtime.http_protocol import (
     ListenerLimits,
 )
 from naftiko.runtime.settings_file import SettingsFileError, load_settings_file
+from naftiko.upstream.resilience import ResilienceSettings, pairs_table, resilience_settings
 from naftiko.upstream.settings import UpstreamSettings
 
 LogFormat = Literal["text", "json"]
@@ -79,13 +80,18 @@ class RuntimeConfig:
     prefixes: Mapping[str, str] = field(default_factory=dict)
     # ``--settings FILE``: its top-level tables by name (``naftiko.runtime.settings_file``).
     settings: Mapping[str, Any] = field(default_factory=dict)
+    # Upstream resilience: the settings file's ``upstream`` table, ``NAFTIKO_UPSTREAM``,
+    # then ``--upstream [NS.]KEY=VALUE`` (``naftiko.upstream.resilience``).
+    resilience: ResilienceSettings = field(default_factory=ResilienceSettings)
 
     def bind_host(self, document_address: str | None) -> str:
         """Flag/env host, else the document's ``address``, else the default."""
         return self.host or document_address or self.default_host
 
     def engine_settings(self) -> UpstreamSettings:
-        settings = UpstreamSettings(base_uri_overrides=dict(self.base_uris))
+        settings = UpstreamSettings(
+            base_uri_overrides=dict(self.base_uris), resilience=self.resilience
+        )
         if self.timeout_s is not None:
             settings = replace(
                 settings,
@@ -244,6 +250,21 @@ def _settings(path: str) -> Mapping[str, Any]:
         raise ConfigError(str(exc)) from None
 
 
+def _resilience(path: Any, tables: Mapping[str, Any], env_value: str, args: Any) -> Any:
+    """The resilience policies: the settings file's ``upstream`` table, then
+    ``NAFTIKO_UPSTREAM`` (comma-separated), then each ``--upstream``."""
+    try:
+        return resilience_settings(
+            [
+                (f"{path}: upstream", tables.get("upstream")),
+                ("NAFTIKO_UPSTREAM", pairs_table(_split_list(env_value), "NAFTIKO_UPSTREAM")),
+                ("--upstream", pairs_table(getattr(args, "upstream", None) or [], "--upstream")),
+            ]
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def resolve_config(
     args: Any, env: Mapping[str, str], *, marker: Path = CONTAINER_MARKER
 ) -> RuntimeConfig:
@@ -297,6 +318,8 @@ def resolve_config(
         return _bool(env[name], name) if env.get(name) else False
 
     settings_path = pick(getattr(args, "settings", None), "NAFTIKO_SETTINGS")
+    settings_tables = {} if settings_path is None else _settings(str(settings_path))
+    resilience = _resilience(settings_path, settings_tables, env.get("NAFTIKO_UPSTREAM", ""), args)
 
     return RuntimeConfig(
         paths=paths,
@@ -355,5 +378,6 @@ def resolve_config(
         stdio=getattr(args, "stdio", None),
         gateway_port=None if gateway is None else parse_port(str(gateway), "gateway port"),
         prefixes=prefixes,
-        settings={} if settings_path is None else _settings(str(settings_path)),
+        settings=settings_tables,
+        resilience=resilience,
     )
