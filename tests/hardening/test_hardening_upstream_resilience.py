@@ -386,3 +386,21 @@ def test_an_unknown_setting_is_refused_with_one_line(tmp_path: Path) -> None:
     lines = [line for line in run.lines if line.strip()]
     assert len(lines) == 1, run.output
     assert "upstream.flappy: unknown setting 'retry'; known: retries," in lines[0]
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+async def test_the_bulkhead_queues_briefly(
+    fault_upstream: LiveFake[FaultState], adapter: str
+) -> None:
+    policy = replace(FAST, max_concurrent=1, queue_wait_s=10.0)
+    async with flapping(fault_upstream, policy) as flap:
+        held, queued = key(), key()
+        first = asyncio.create_task(flap.call(adapter, "read", held, 0, delay="0.5"))
+        while not flap.hits(held):
+            await asyncio.sleep(0.01)
+        second = await flap.call(adapter, "read", queued, 0)  # waits for the first
+        assert second.ok, second
+        assert (await first).ok
+        (hold,) = flap.upstream.hits(held)
+        (wait,) = flap.upstream.hits(queued)
+        assert wait.extra["at"] - hold.extra["at"] >= 0.45  # sent once the first ended
