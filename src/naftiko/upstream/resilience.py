@@ -62,7 +62,7 @@ __all__ = [
 log = logging.getLogger("naftiko.upstream")
 
 # RFC 9110 9.2.2: repeating these has the effect of sending them once.
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 CLOSED, HALF_OPEN, OPEN = "closed", "half-open", "open"
