@@ -104,6 +104,8 @@ class ErrorKind(StrEnum):
     BAD_UPSTREAM_RESPONSE = "bad-upstream-response"  # unparseable or oversized body (502)
     NOT_IMPLEMENTED = "not-implemented"  # the unit cannot run: broken call target... (501)
     UNCONFIGURED = "unconfigured"  # gateway: a bind variable the document uses is unset (503)
+    # upstream resilience: the namespace's circuit is open or its concurrency cap is full (503)
+    UNAVAILABLE = "upstream-unavailable"
     INTERNAL = "internal"  # a defect of ours; logged with a traceback, never shown (500)
 
 
@@ -114,6 +116,7 @@ STATUS: Mapping[ErrorKind, int] = {
     ErrorKind.BAD_UPSTREAM_RESPONSE: 502,
     ErrorKind.NOT_IMPLEMENTED: 501,
     ErrorKind.UNCONFIGURED: 503,
+    ErrorKind.UNAVAILABLE: 503,
     ErrorKind.INTERNAL: 500,
 }
 
@@ -171,6 +174,8 @@ class Problem:
     status: int
     parameter: str | None = None  # the offending input, for validation errors
     step: str | None = None  # the orchestration step that failed, if any
+    # Seconds after which trying again may succeed (REST: the ``Retry-After`` header).
+    retry_after: int | None = None
 
     @classmethod
     def of(
@@ -181,9 +186,10 @@ class Problem:
         *,
         parameter: str | None = None,
         step: str | None = None,
+        retry_after: int | None = None,
     ) -> Problem:
         """A problem whose status is the one :data:`STATUS` maps its kind to."""
-        return cls(kind, title, detail, STATUS[kind], parameter, step)
+        return cls(kind, title, detail, STATUS[kind], parameter, step, retry_after)
 
     def as_json(self) -> dict[str, Any]:
         """The RFC 9457 problem document (REST body; MCP error text)."""
@@ -197,4 +203,6 @@ class Problem:
             body["parameter"] = self.parameter
         if self.step is not None:
             body["step"] = self.step
+        if self.retry_after is not None:
+            body["retryAfter"] = self.retry_after
         return body

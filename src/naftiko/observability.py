@@ -36,6 +36,14 @@ class Observer(Protocol):
         duration_s: float,
     ) -> None: ...
 
+    # Upstream resilience (``naftiko.upstream.resilience``): ``event`` is ``retried``
+    # (outcome ``recovered`` or ``failed``), ``skipped`` (a retry not made: ``budget``,
+    # ``deadline``, ``retry_after``, ``breaker_open``) or ``refused`` (a call not made:
+    # ``breaker_open``, ``bulkhead_full``). Observers without these methods are skipped.
+    def upstream_resilience(self, *, namespace: str, event: str, outcome: str) -> None: ...
+
+    def upstream_breaker(self, *, namespace: str, state: str) -> None: ...
+
 
 class NullObserver:
     """Reports nothing: the default for tests and embedded use."""
@@ -44,6 +52,12 @@ class NullObserver:
         return None
 
     def upstream_finished(self, **_: object) -> None:
+        return None
+
+    def upstream_resilience(self, **_: object) -> None:
+        return None
+
+    def upstream_breaker(self, **_: object) -> None:
         return None
 
 

@@ -221,9 +221,10 @@ async def test_each_call_is_reported(
     monkeypatch.setattr(observability, "_observer", Recorder())
     await run(fault_upstream.url, "/status/503")
     await run(f"http://127.0.0.1:{closed_port()}", "/x")
+    # Every attempt is reported: a GET is tried three times (two retries by default).
     assert [(s["namespace"], s["method"], s["status"], s["outcome"]) for s in seen] == [
-        ("up", "GET", 503, "upstream"),
-        ("up", "GET", None, "unreachable"),
+        *[("up", "GET", 503, "upstream")] * 3,
+        *[("up", "GET", None, "unreachable")] * 3,
     ]
 
 

@@ -20,6 +20,11 @@ server that writes the bytes itself. The mode is chosen by path:
 ``/gzip?size=1000``             ``{"data":"aaa…"}`` of ``size`` bytes, gzip-encoded
 ``/redirect?to=URL&status=302``  redirect, by default to ``localhost`` (another host
                                name for the same server) ``/echo``
+``/flaky/{key}/{n}/{fault}``   a flapping upstream: the first ``n`` requests for
+                               ``key`` fail with ``fault`` (a status such as ``503``,
+                               ``429``; ``reset``; ``close``), later ones get the echo.
+                               ``?retry_after=S`` adds ``Retry-After: S`` to failures,
+                               ``?delay=S`` waits S seconds before the answer.
 =============================  ====================================================
 Every response carries ``Connection: close``.
 """
@@ -32,6 +37,7 @@ import gzip
 import json
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -53,6 +59,11 @@ class FaultState:
 
     requests: list[RecordedRequest] = field(default_factory=list)
     url: str = ""
+    flaky: dict[str, int] = field(default_factory=dict)  # /flaky/{key}: requests seen
+
+    def hits(self, key: str) -> list[RecordedRequest]:
+        """The requests that reached ``/flaky/{key}/...``, in order."""
+        return [r for r in self.requests if r.path.startswith(f"/flaky/{key}/")]
 
 
 class _Closed(Exception):
@@ -157,9 +168,34 @@ async def _big(writer: asyncio.StreamWriter, size: int, chunked: bool) -> None:
         await writer.drain()
 
 
-async def _dispatch(request: RecordedRequest, writer: asyncio.StreamWriter, base: str) -> None:
+async def _flaky(request: RecordedRequest, writer: asyncio.StreamWriter, state: FaultState) -> None:
+    _, _, key, fails, fault = request.path.split("/", 4)
+    seen = state.flaky[key] = state.flaky.get(key, 0) + 1
+    if seen > int(fails):
+        await asyncio.sleep(float(request.query.get("delay", "0")))
+        await _respond(writer, 200, _echo(request))
+    elif fault == "reset":
+        _reset(writer)
+    elif fault == "close":
+        writer.close()
+    else:
+        headers = {"Content-Type": "application/json"}
+        if "retry_after" in request.query:
+            headers["Retry-After"] = request.query["retry_after"]
+        body = json.dumps({"error": "flapping", "attempt": seen}).encode()
+        headers["Content-Length"] = str(len(body))
+        writer.write(_head(int(fault), headers) + body)
+        await writer.drain()
+
+
+async def _dispatch(
+    request: RecordedRequest, writer: asyncio.StreamWriter, state: FaultState
+) -> None:
+    base = state.url
     path, q = request.path.rstrip("/") or "/", request.query
-    if path in ("/", "/echo"):
+    if path.startswith("/flaky/"):
+        await _flaky(request, writer, state)
+    elif path in ("/", "/echo"):
         await _respond(writer, 200, _echo(request))
     elif path.startswith("/status/"):
         code = int(path.rsplit("/", 1)[1])
@@ -240,8 +276,9 @@ async def serve_faults(
         handlers.add(task)
         try:
             request = await _read_request(reader)
+            request.extra["at"] = time.monotonic()
             state.requests.append(request)
-            await _dispatch(request, writer, state.url)
+            await _dispatch(request, writer, state)
         except (_Closed, ConnectionError, asyncio.CancelledError):
             pass
         finally:

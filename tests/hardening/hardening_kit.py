@@ -432,6 +432,9 @@ FAULT_MODES = (
     ("status", {"code": "503"}),
     ("mapped", {"mode": "invalid-json"}),
 )
+# Transient faults: the first request of the call fails this way, the retry succeeds
+# (``/flaky`` of fakes.faults); the caller must see a success.
+TRANSIENT_MODES = (("503", None), ("reset", None), ("429", "0"), ("close", None), ("502", None))
 
 
 @dataclass
@@ -441,6 +444,7 @@ class LoadReport:
     requests: int = 0
     injected: int = 0
     errors: int = 0
+    transient: int = 0  # calls whose first attempt failed on purpose, to be retried
     lost: list[str] = field(default_factory=list)  # no answer at all (transport failure)
     wrong: list[str] = field(default_factory=list)  # answered with someone else's token
     unexpected: list[str] = field(default_factory=list)  # error where none was injected
@@ -459,9 +463,21 @@ class LoadReport:
         _, rss1, fd1 = self.samples[-1]
         return (
             f"{self.requests} requests, {self.errors} errors for {self.injected} injected, "
+            f"{self.transient} transient faults answered as successes, "
             f"{len(self.lost)} lost, {len(self.wrong)} mis-routed; RSS {rss0 / 2**20:.1f} -> "
             f"{rss1 / 2**20:.1f} MiB, fds {fd0} -> {fd1}"
         )
+
+
+def retry_counts(metrics: str, namespace: str = "faulty") -> dict[str, float]:
+    """``naftiko_upstream_retries_total`` of ``namespace`` by outcome, from /metrics text."""
+    prefix = f'naftiko_upstream_retries_total{{namespace="{namespace}",outcome="'
+    counts: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith(prefix):
+            outcome, _, value = line[len(prefix) :].partition('"} ')
+            counts[outcome] = float(value)
+    return counts
 
 
 def load_args(capability: Path, fault_url: str, *extra: str) -> list[str]:
@@ -493,8 +509,10 @@ async def mixed_load(
 
     Each healthy call carries a unique token the upstream echoes (query and header);
     the answer must carry the same token. Faults must come back as errors, healthy calls
-    as successes: the error count then equals the injected count exactly. RSS and fds of
-    ``pid`` are sampled once a second.
+    as successes: the error count then equals the injected count exactly. Halfway
+    between two faults, a transient fault (the first attempt fails, a retry succeeds)
+    must come back as a success with its own token. RSS and fds of ``pid`` are sampled
+    once a second.
     """
     report = LoadReport()
     counter = itertools.count()
@@ -509,6 +527,9 @@ async def mixed_load(
         report.requests += 1
         report.injected += faulty
         try:
+            if i % fault_every == fault_every // 2:
+                await transient(http, i, use_mcp, token)
+                return
             if faulty:
                 tool, args = FAULT_MODES[(i // fault_every) % len(FAULT_MODES)]
                 if use_mcp:
@@ -542,6 +563,30 @@ async def mixed_load(
         except (httpx.HTTPError, OSError, ValueError, KeyError, AssertionError) as exc:
             report.lost.append(f"{i}: {type(exc).__name__}: {exc}")
 
+    async def transient(http: httpx.AsyncClient, i: int, use_mcp: bool, token: str) -> None:
+        fault, retry_after = TRANSIENT_MODES[(i // fault_every) % len(TRANSIENT_MODES)]
+        report.transient += 1
+        args = {"key": token, "fails": "1", "fault": fault}
+        if retry_after is not None:
+            args["retry_after"] = retry_after
+        if use_mcp:
+            reply = await mcp_call(http, mcp_url, "flaky", args)
+            if reply.status != 200 or reply.is_error:
+                report.errors += 1
+                report.unexpected.append(f"{i}: transient {fault}: {reply.text[:200]}")
+                return
+            echoed = reply.structured
+        else:
+            query = {"retry_after": retry_after} if retry_after is not None else {}
+            response = await http.get(f"{rest_url}/flaky/{token}/1/{fault}", params=query)
+            if response.status_code != 200:
+                report.errors += 1
+                report.unexpected.append(f"{i}: transient {fault}: {response.status_code}")
+                return
+            echoed = response.json()
+        if echoed["path"] != f"/flaky/{token}/1/{fault}":
+            report.wrong.append(f"{i}: sent {token}, got {echoed}")
+
     async def worker(http: httpx.AsyncClient) -> None:
         while time.monotonic() < deadline:
             await one(http, next(counter))
@@ -565,6 +610,7 @@ def assert_load_report(report: LoadReport) -> None:
     assert not report.unexpected, report.unexpected[:5]
     assert report.errors == report.injected, report.summary()
     assert report.injected > 0 and report.requests >= 20 * report.injected - 20
+    assert report.transient >= report.injected - 1
     rss0, fd0 = report.baseline()
     _, rss1, fd1 = report.samples[-1]
     # Loose: allocator noise and lazily created pools are fine, steady growth is not.

@@ -25,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from naftiko.upstream.resilience import ResiliencePolicy, ResilienceSettings
 from naftiko.upstream.settings import UpstreamSettings
 from support.servers import ServerThread
 
@@ -122,7 +123,13 @@ async def test_echoed_secrets_are_masked_for_rest_and_mcp(
 ) -> None:
     url, echo = upstream
     namespaces = ("bearer", "keyed", "basic", "oauthed")
-    settings = UpstreamSettings(base_uri_overrides={ns: url for ns in namespaces})
+    # Every status is asked for on purpose, 500 included: no circuit breaker, which
+    # would answer for the upstream after a few 500s in a row.
+    no_breaker = ResiliencePolicy(breaker_failures=0, breaker_failure_ratio=0)
+    settings = UpstreamSettings(
+        base_uri_overrides={ns: url for ns in namespaces},
+        resilience=ResilienceSettings(no_breaker),
+    )
     seen: dict[str, str] = {}  # what each caller received: status, headers, body
     async with (
         serve_capability(CAPABILITY, env=_env(url), engine_settings=settings) as served,

@@ -211,6 +211,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(redis://[user:password@]host:port/db, rediss://, unix://)",
     )
     parser.add_argument(
+        "--upstream",
+        action="append",
+        metavar="[NAMESPACE.]SETTING=VALUE",
+        help="upstream resilience: one setting for a consumed namespace, or for all "
+        "without NAMESPACE. (retries, breaker_failures, max_concurrent...; repeatable; "
+        "beats NAFTIKO_UPSTREAM and --settings; see README, Upstream resilience)",
+    )
+    parser.add_argument(
         "--stdio",
         nargs="?",
         const="",

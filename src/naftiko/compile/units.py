@@ -37,6 +37,7 @@ from naftiko.media_types import essence
 from naftiko.spec.models import AggregateFunction, OutputParameter
 from naftiko.templating import ValueExpr
 from naftiko.upstream.plans import ConsumesPlan, OperationPlan, ParamPlan
+from naftiko.upstream.resilience import is_retry_safe
 
 __all__ = [
     "BODILESS_METHODS",
@@ -159,7 +160,12 @@ class UnitBuilder:
                 passthrough = outputs is None or is_identity(source.output_parameters)
                 if not passthrough:
                     self.mapped_operations.add(operation.id)
-                plan = CallPlan(**common, operation=operation, passthrough=passthrough)
+                plan = CallPlan(
+                    **common,
+                    operation=operation,
+                    passthrough=passthrough,
+                    retry_safe=is_retry_safe(operation.method, labels.hints),
+                )
             elif outputs is not None and outputs.is_mock_capable:
                 plan = MockPlan(**common)
             else:

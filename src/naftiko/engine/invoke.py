@@ -46,7 +46,13 @@ from naftiko.templating import MISSING, Scope
 from naftiko.upstream.client import UpstreamClients, UpstreamResponse, send
 from naftiko.upstream.formats import FormatError, parse_body
 from naftiko.upstream.plans import OperationPlan
-from naftiko.upstream.request import RequestError, build_forward_request, build_request
+from naftiko.upstream.request import (
+    RequestError,
+    UpstreamRequest,
+    build_forward_request,
+    build_request,
+)
+from naftiko.upstream.resilience import Resilience, is_retry_safe
 from naftiko.upstream.settings import UpstreamSettings
 
 __all__ = ["Engine", "kept_headers", "validation_problem"]
@@ -170,10 +176,19 @@ def validation_problem(plan: UnitPlan, values: Mapping[str, Any]) -> Problem | N
 class Engine:
     """Runs the units of one compiled capability. One instance per capability."""
 
-    def __init__(self, compiled: CompiledCapability, settings: UpstreamSettings | None = None):
+    def __init__(
+        self,
+        compiled: CompiledCapability,
+        settings: UpstreamSettings | None = None,
+        *,
+        resilience: Resilience | None = None,
+    ):
         self.compiled = compiled
         self.settings = settings or UpstreamSettings()
         self._clients = UpstreamClients(self.settings)
+        # Breakers, bulkheads and retry budgets per consumed namespace: the runtime shares
+        # one between every engine of the process; an engine made alone has its own.
+        self.resilience = resilience or Resilience(self.settings.resilience)
         self._base_dir = str(getattr(compiled.loaded, "base_dir", ".") or ".")
         # The secrets masked in upstream answers: decided here, once (``engine.masking``).
         bindings = getattr(compiled.loaded, "bindings", None)
@@ -192,6 +207,8 @@ class Engine:
     async def start(self) -> None:
         """Open one pooled client per consumed namespace (otherwise opened on first use)."""
         self._clients.start(self.compiled.consumes)
+        for namespace in self.compiled.consumes:  # shown in /status and /metrics from the start
+            self.resilience.guard(namespace)
 
     async def aclose(self) -> None:
         await self._clients.aclose()
@@ -261,13 +278,17 @@ class Engine:
     ) -> Result:
         if binary is not None:
             # Bytes nothing parses: read within the binary limit, answered as they came.
-            outcome = await self.call_operation(plan.operation, scope, inputs, binary)
+            outcome = await self.call_operation(
+                plan.operation, scope, inputs, binary, retry_safe=plan.retry_safe
+            )
             if isinstance(outcome, Problem):
                 return Result.failure(outcome)
             return _binary_result(outcome[0], binary, self._kept(outcome[0]))
         if not plan.passthrough and plan.operation.format_problem is not None:
             return Result.failure(_unreadable(plan.operation))
-        outcome = await self.call_operation(plan.operation, scope, inputs)
+        outcome = await self.call_operation(
+            plan.operation, scope, inputs, retry_safe=plan.retry_safe
+        )
         if isinstance(outcome, Problem):
             return Result.failure(outcome)
         response, scope = outcome
@@ -327,11 +348,15 @@ class Engine:
         scope: Scope,
         inputs: Inputs,
         binary: BinaryOutput | None = None,
+        *,
+        retry_safe: bool | None = None,
     ) -> tuple[UpstreamResponse, Scope] | Problem:
         """Build and send one consumed-operation request (also used by orchestration).
 
         Returns the response and the scope with the consumed parameters written back.
         ``binary``: the body is cut at its limit instead of the runtime's.
+        ``retry_safe`` is the unit's decision made at load (``CallPlan.retry_safe``);
+        None (a step) decides by the operation's method.
         """
         consumes = self.compiled.consumes[operation.namespace]
         if consumes.unavailable is not None:
@@ -348,18 +373,53 @@ class Engine:
             )
         except RequestError as exc:
             return exc.problem
-        response = await send(
-            self._clients.get(operation.namespace),
+        if retry_safe is None:
+            retry_safe = is_retry_safe(operation.method)
+        response = await self._send(
+            operation.namespace,
             built.request,
-            auth=built.auth,
-            settings=self.settings,
-            namespace=operation.namespace,
-            operation=operation.label,
-            **({"max_bytes": binary.max_bytes, "limit": binary.limit} if binary else {}),
+            built.auth,
+            operation.label,
+            retry_safe,
+            binary,
         )
         if isinstance(response, Problem):
             return response
         return self._masked(response), built.scope
+
+    async def _send(
+        self,
+        namespace: str,
+        request: UpstreamRequest,
+        auth: Any,
+        operation: str,
+        retry_safe: bool,
+        binary: BinaryOutput | None = None,
+    ) -> UpstreamResponse | Problem:
+        """The one place the engine sends upstream: ``send`` under the namespace's
+        breaker, bulkhead and retry policy (``naftiko.upstream.resilience``)."""
+        upstream = self._clients.get(namespace)
+        settings = self.settings
+
+        def attempt() -> Any:
+            return send(
+                upstream,
+                request,
+                auth=auth,
+                settings=settings,
+                namespace=namespace,
+                operation=operation,
+                **limits,
+            )
+
+        limits = {"max_bytes": binary.max_bytes, "limit": binary.limit} if binary else {}
+        return await self.resilience.call(
+            namespace,
+            attempt,
+            retry_safe=retry_safe,
+            deadline_s=settings.total_timeout_s,
+            operation=operation,
+        )
 
     def read_response(
         self,
@@ -491,13 +551,13 @@ class Engine:
             )
         except RequestError as exc:
             return Result.failure(exc.problem)
-        response = await send(
-            self._clients.get(consumes.namespace),
+        method = inputs.method.upper()
+        response = await self._send(
+            consumes.namespace,
             built.request,
-            auth=built.auth,
-            settings=self.settings,
-            namespace=consumes.namespace,
-            operation=f"forward {inputs.method.upper()} {forward.path}",
+            built.auth,
+            f"forward {method} {forward.path}",
+            is_retry_safe(method),
         )
         if isinstance(response, Problem):
             return Result.failure(response)

@@ -59,6 +59,9 @@ class CallPlan(UnitPlan):
 
     operation: OperationPlan
     passthrough: bool
+    # May be sent again after a connection failure or a 429/502/503/504 (decided at load
+    # by ``upstream.resilience.is_retry_safe``: the method, or the unit's hints).
+    retry_safe: bool = field(default=False, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from naftiko.runtime.http_protocol import (
     ListenerLimits,
 )
 from naftiko.runtime.settings_file import SettingsFileError, load_settings_file
+from naftiko.upstream.resilience import ResilienceSettings, pairs_table, resilience_settings
 from naftiko.upstream.settings import UpstreamSettings
 
 LogFormat = Literal["text", "json"]
@@ -91,13 +92,18 @@ class RuntimeConfig:
     # ``--rate-limit``, ``NAFTIKO_RATE_LIMIT``, the settings file's ``rate_limits`` and
     # ``--redis``/``NAFTIKO_REDIS_URL`` (``naftiko.adapters.http.rate_limit``); off by default.
     rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
+    # Upstream resilience: the settings file's ``upstream`` table, ``NAFTIKO_UPSTREAM``,
+    # then ``--upstream [NS.]KEY=VALUE`` (``naftiko.upstream.resilience``).
+    resilience: ResilienceSettings = field(default_factory=ResilienceSettings)
 
     def bind_host(self, document_address: str | None) -> str:
         """Flag/env host, else the document's ``address``, else the default."""
         return self.host or document_address or self.default_host
 
     def engine_settings(self) -> UpstreamSettings:
-        settings = UpstreamSettings(base_uri_overrides=dict(self.base_uris))
+        settings = UpstreamSettings(
+            base_uri_overrides=dict(self.base_uris), resilience=self.resilience
+        )
         if self.timeout_s is not None:
             settings = replace(
                 settings,
@@ -282,6 +288,21 @@ def _rate_limits(
     return config_of(layers, redis_url)
 
 
+def _resilience(path: Any, tables: Mapping[str, Any], env_value: str, args: Any) -> Any:
+    """The resilience policies: the settings file's ``upstream`` table, then
+    ``NAFTIKO_UPSTREAM`` (comma-separated), then each ``--upstream``."""
+    try:
+        return resilience_settings(
+            [
+                (f"{path}: upstream", tables.get("upstream")),
+                ("NAFTIKO_UPSTREAM", pairs_table(_split_list(env_value), "NAFTIKO_UPSTREAM")),
+                ("--upstream", pairs_table(getattr(args, "upstream", None) or [], "--upstream")),
+            ]
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def resolve_config(
     args: Any, env: Mapping[str, str], *, marker: Path = CONTAINER_MARKER
 ) -> RuntimeConfig:
@@ -342,6 +363,7 @@ def resolve_config(
             f"--stdio serves one MCP client on this process's stdin/stdout and cannot be "
             f"shared by {workers} workers; drop --workers (or NAFTIKO_WORKERS) or set it to 1"
         )
+    resilience = _resilience(settings_path, settings, env.get("NAFTIKO_UPSTREAM", ""), args)
 
     return RuntimeConfig(
         paths=paths,
@@ -403,4 +425,5 @@ def resolve_config(
         settings=settings,
         workers=workers,
         rate_limits=_rate_limits(args, env, settings, settings_path),
+        resilience=resilience,
     )

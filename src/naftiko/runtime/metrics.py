@@ -21,6 +21,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from naftiko import __version__
 from naftiko.runtime.logs import log_request
 from naftiko.runtime.loop_metrics import LoopCounter, LoopHistogram
+from naftiko.upstream.resilience import STATE_VALUES
 
 REQUEST_LOGGER = logging.getLogger("naftiko.request")
 UPSTREAM_LOGGER = logging.getLogger("naftiko.upstream")
@@ -67,6 +68,34 @@ class Metrics:
             ("namespace", "method"),
             self.registry,
             BUCKETS,
+        )
+        # Upstream resilience: rare events (a retry, a refusal, a breaker move), so
+        # prometheus_client's own families. A call that was retried and then answered
+        # counts under ``outcome="recovered"``, apart from the errors.
+        self.upstream_retries = Counter(
+            "naftiko_upstream_retries_total",
+            "Retries of upstream calls, by outcome (recovered: the retry ended the call "
+            "with an answer; failed: it failed again).",
+            ("namespace", "outcome"),
+            registry=self.registry,
+        )
+        self.upstream_retries_skipped = Counter(
+            "naftiko_upstream_retries_skipped_total",
+            "Retries not made (budget, deadline, retry_after over the cap, breaker_open).",
+            ("namespace", "reason"),
+            registry=self.registry,
+        )
+        self.upstream_refused = Counter(
+            "naftiko_upstream_refused_total",
+            "Upstream calls refused without calling (breaker_open, bulkhead_full).",
+            ("namespace", "reason"),
+            registry=self.registry,
+        )
+        self.upstream_breaker = Gauge(
+            "naftiko_upstream_breaker_state",
+            "Circuit breaker of each consumed namespace: 0 closed, 1 half-open, 2 open.",
+            ("namespace",),
+            registry=self.registry,
         )
         self.info = Gauge(
             "naftiko_build_info",
@@ -203,3 +232,22 @@ class RuntimeObserver:
                 )
         except Exception:
             UPSTREAM_LOGGER.exception("could not record an upstream call")
+
+    def upstream_resilience(self, *, namespace: str, event: str, outcome: str) -> None:
+        try:
+            m = self.metrics
+            family = {
+                "retried": m.upstream_retries,
+                "skipped": m.upstream_retries_skipped,
+                "refused": m.upstream_refused,
+            }.get(event)
+            if family is not None:
+                family.labels(namespace, outcome).inc()
+        except Exception:
+            UPSTREAM_LOGGER.exception("could not record an upstream retry or refusal")
+
+    def upstream_breaker(self, *, namespace: str, state: str) -> None:
+        try:
+            self.metrics.upstream_breaker.labels(namespace).set(STATE_VALUES.get(state, -1))
+        except Exception:
+            UPSTREAM_LOGGER.exception("could not record a circuit breaker change")

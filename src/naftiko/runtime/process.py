@@ -59,6 +59,7 @@ from naftiko.runtime.placement import (
 )
 from naftiko.runtime.reload import AppGeneration, FileWatcher, SwappableApp
 from naftiko.spec.diagnostics import LoadError
+from naftiko.upstream.resilience import Resilience
 
 log = logging.getLogger("naftiko.runtime")
 
@@ -185,6 +186,9 @@ class Runtime:
         self.redactor = redactor
         self.metrics = metrics
         self.engine_settings = config.engine_settings()
+        # One set of breakers, bulkheads and retry budgets per consumed namespace, shared
+        # by every engine (a reloaded document keeps its namespace's circuit).
+        self.resilience = Resilience(self.engine_settings.resilience)
         self.engines: dict[Path, Any] = {}
         self.started_at = time.time()
         self._started_mono = time.monotonic()
@@ -271,6 +275,7 @@ class Runtime:
                 if self.rate_limiter is not None
                 else {}
             ),
+            "upstreams": self.resilience.states(),
         }
 
     def metrics_exposition(self) -> tuple[bytes, str]:
@@ -287,7 +292,7 @@ class Runtime:
             return DegradedEngine(capability.compiled, self.engine_settings, capability.degraded)
         from naftiko.engine.invoke import Engine
 
-        return Engine(capability.compiled, self.engine_settings)
+        return Engine(capability.compiled, self.engine_settings, resilience=self.resilience)
 
     def build_app(self, slot: Slot, engine: Any) -> ASGIApp | None:
         """The ASGI app of one HTTP adapter; ``None`` when this build cannot serve it."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from naftiko import __version__
+from naftiko.upstream.resilience import ResilienceSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,3 +28,5 @@ class UpstreamSettings:
     # instead of our ``Http11Transport`` (e.g. ``httpx.MockTransport(router.async_handler)``
     # with a respx router). Every call then takes the general path through httpx's client.
     transport: Callable[[], httpx.AsyncBaseTransport] | None = None
+    # Retries, circuit breaker and bulkhead per consumed namespace (``upstream.resilience``).
+    resilience: ResilienceSettings = field(default_factory=ResilienceSettings)

@@ -100,6 +100,8 @@ def _header_value(text: str) -> bytes:
 def result_reply(result: Result, contract: ResponseContract | None = None) -> Reply:
     problem = result.problem
     if problem is not None and problem.kind != ErrorKind.UPSTREAM:
+        if problem.retry_after is not None:
+            return problem_reply(problem.as_json(), [(b"retry-after", b"%d" % problem.retry_after)])
         return problem_reply(problem.as_json())
     headers = kept_headers(result.headers) if result.headers else []
     if problem is not None and problem.step is not None:
