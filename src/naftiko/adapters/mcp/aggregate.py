@@ -297,10 +297,11 @@ class AggregateHandlers:
         if route is None:
             raise MCPError(INVALID_PARAMS, f"Unknown tool {params.name!r}.")
         member, name = route
-        failure = await member.refusal(ctx)
-        if failure is not None:
-            return error_result(refusal_text(failure))
+        # Held from before the check: a reload must not close the engine in between.
         with (member.hold or _NO_HOLD)():
+            failure = await member.refusal(ctx)
+            if failure is not None:
+                return error_result(refusal_text(failure))
             return await member.handlers.on_call_tool(ctx, params.model_copy(update={"name": name}))
 
     async def call_tool(
@@ -353,12 +354,11 @@ class AggregateHandlers:
                 member.handlers._match(uri)
             except res.ResourceFailure:
                 continue
-            failure = await member.refusal(ctx)
-            if failure is not None:  # another member may serve it to this caller
-                refused = refused or failure
-                continue
             with (member.hold or _NO_HOLD)():
-                return await member.handlers.read_resource(ctx, params)
+                failure = await member.refusal(ctx)
+                if failure is None:
+                    return await member.handlers.read_resource(ctx, params)
+            refused = refused or failure  # another member may serve it to this caller
         if refused is not None:
             raise MCPError(INVALID_PARAMS, refusal_text(refused))
         raise MCPError(INVALID_PARAMS, f"Unknown resource URI: {uri}")
@@ -382,10 +382,10 @@ class AggregateHandlers:
         if route is None:
             raise MCPError(INVALID_PARAMS, f"Unknown prompt: {params.name!r}")
         member, name = route
-        failure = await member.refusal(ctx)
-        if failure is not None:
-            raise MCPError(INVALID_PARAMS, refusal_text(failure))
         with (member.hold or _NO_HOLD)():
+            failure = await member.refusal(ctx)
+            if failure is not None:
+                raise MCPError(INVALID_PARAMS, refusal_text(failure))
             return await member.handlers.get_prompt(ctx, params.model_copy(update={"name": name}))
 
 
