@@ -305,3 +305,25 @@ def test_a_reloaded_document_keeps_its_authentication(tmp_path: Path) -> None:
         assert refused.json()["result"]["isError"] is True
         assert "Secret plan v2." in granted.text  # the new version, behind the same check
         assert recorder.requests == []
+
+
+def test_an_adapter_whose_credential_is_unset_serves_nothing_open() -> None:
+    """Degraded because the bind its authentication reads is not set: every path of it
+    answers 503 naming the variable, its docs page too, and /mcp knows none of its tools."""
+    auth = CAPABILITIES / "auth.yaml"
+    with recorder_thread() as (backend, recorder):
+        args = [str(auth), str(MIXED), "--gateway", "0", "--host", "127.0.0.1"]
+        with RuntimeProcess([*args, "--base-uri", f"backend={backend}"], {}) as process:
+            base = process.wait_ready()["gateway"]
+            with httpx.Client(base_url=base, timeout=30) as client:
+                for path in ("/rest-bearer/docs", "/rest-basic/items/1", "/guard-skill/skills"):
+                    for method in ("GET", "HEAD", "POST"):
+                        answer = client.request(method, path)
+                        assert answer.status_code == 503, (method, path, answer.status_code)
+                        if method != "HEAD":
+                            assert "HARD_AUTH" in answer.json()["detail"], answer.text
+                listed = _rpc(base + "/mcp", "tools/list", {})
+                own = _rpc(base + "/guard-mcp/mcp", "tools/list", {})
+        assert [t["name"] for t in listed.json()["result"]["tools"]] == ["open-mcp__get-open-item"]
+        assert own.status_code == 503
+        assert recorder.requests == []

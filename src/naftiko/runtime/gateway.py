@@ -147,6 +147,13 @@ class UnavailableApp:
         self.policy = policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            # Nothing to start; answering is what lets the gateway start with it (an app
+            # that returns without a word fails the start, and the whole gateway with it).
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
         if scope["type"] != "http":
             return
         refused = self.policy.refusal(scope)
