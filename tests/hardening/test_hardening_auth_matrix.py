@@ -544,3 +544,390 @@ def test_naftiko_run_metadata_path_does_not_reach_mcp() -> None:
             metadata = _send_raw(base, "GET", exploit[0], headers, b"")
         assert metadata.status == 200 and json.loads(metadata.body)["resource"]
         assert recorder.requests == [], "the gateway's upstream was called without a token"
+
+
+# --------------------------------------------------------------------------- gateway layout
+#
+# Issue 17: the same adapters behind one ``--gateway`` port, under ``/NS``, next to the
+# open and protected adapters of gateway-mixed.yaml. Every path of a protected adapter is
+# behind its own check: its operations, its OpenAPI document, the gateway's ``/NS/docs``
+# page, ``/NS/mcp``, skill paths; the aggregate ``/mcp`` lists and serves a protected
+# adapter's tools, resources and prompts only to callers its check passes; the catalogue
+# and ``/status`` name it without its contents.
+
+MIXED_CAPABILITY = CAPABILITIES / "gateway-mixed.yaml"
+SECRET_WORDS = ("secret-plan", "Secret plan", "Secret-plan", "secret_plan")
+OPEN_TOOL = "open-mcp__get-open-item"
+GUARD_TOOL = "guard-mcp__secret-plan-tool"
+DOCS_ROUTES = [
+    ("GET", "/docs"),
+    ("HEAD", "/docs"),
+    ("GET", "/docs/"),
+    ("POST", "/docs"),
+    ("PUT", "/docs"),
+    ("DELETE", "/docs"),
+    ("OPTIONS", "/docs"),
+]
+
+
+@dataclass
+class Gateway:
+    url: str
+    auth: AuthServer
+    recorded: list[Any]
+    process: RuntimeProcess
+
+
+def _auth_env(issuer: str) -> dict[str, str]:
+    return {
+        "HARD_AUTH_TOKEN": TOKEN,
+        "HARD_AUTH_API_KEY": API_KEY,
+        "HARD_AUTH_USER": USER,
+        "HARD_AUTH_PASSWORD": PASSWORD,
+        "HARD_AUTH_ISSUER": issuer,
+    }
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[Gateway]:
+    auth = AuthServer()
+    with ServerThread(auth.app) as issuer, recorder_thread() as (backend, recorder):
+        auth.issuer = issuer.url
+        args = [
+            str(AUTH_CAPABILITY),
+            str(MIXED_CAPABILITY),
+            "--gateway",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--base-uri",
+            f"backend={backend}",
+            "--base-uri",
+            f"mixed-backend={backend}",
+        ]
+        with RuntimeProcess(args, _auth_env(issuer.url)) as process:
+            url = process.wait_ready()["gateway"]
+            yield Gateway(url, auth, recorder.requests, process)
+
+
+def _rpc(
+    client: httpx.Client,
+    url: str,
+    method: str,
+    params: dict[str, Any],
+    credential: dict[str, Any] | None = None,
+) -> httpx.Response:
+    payload = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    return client.post(url, json=payload, **_merge(credential or {}, MCP_HEADERS))
+
+
+def _no_secret_words(text: str, what: str) -> None:
+    for word in SECRET_WORDS:
+        assert word not in text, f"{what}: {word!r} shown"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gateway_rest_refuses_every_bad_credential_on_every_route_and_its_docs(
+    gateway: Gateway, kind: str
+) -> None:
+    before = len(gateway.recorded)
+    base = f"{gateway.url}/rest-{kind}"
+    with httpx.Client(base_url=base, timeout=30.0) as client:
+        for name, credential in bad(kind, gateway.auth).items():
+            for method, path in [*REST_ROUTES, *DOCS_ROUTES]:
+                response = client.request(method, path, **credential)
+                _assert_refused(response, credential, f"{kind}/{name} {method} /rest-{kind}{path}")
+                if method != "HEAD":
+                    assert response.headers["content-type"] == "application/problem+json"
+        assert len(gateway.recorded) == before, "a refused request reached the upstream"
+        allowed = client.get("/items/1", **good(kind, gateway.auth))
+        spec = client.get("/.well-known/openapi.json", **good(kind, gateway.auth))
+        docs = client.get("/docs", **good(kind, gateway.auth))
+        docs_post = client.post("/docs", **good(kind, gateway.auth))
+    assert allowed.status_code == 200, allowed.text
+    assert spec.status_code == 200 and spec.json()["servers"] == [{"url": f"/rest-{kind}"}]
+    assert docs.status_code == 200 and "swagger-ui" in docs.text
+    assert docs_post.status_code == 405  # past the check: the page answers GET and HEAD
+    assert len(gateway.recorded) == before + 1
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_gateway_namespace_mcp_refuses_every_bad_credential(gateway: Gateway, kind: str) -> None:
+    before = len(gateway.recorded)
+    url = f"{gateway.url}/mcp-{kind}/mcp"
+    with httpx.Client(timeout=30.0) as client:
+        for name, credential in bad(kind, gateway.auth).items():
+            for method, suffix, payload in MCP_REQUESTS:
+                target = url.removesuffix("/mcp") + suffix if suffix else url
+                kwargs = _merge(credential, MCP_HEADERS)
+                response = client.request(method, target, json=payload, **kwargs)
+                _assert_refused(response, credential, f"{kind}/{name} {method} {target}")
+        assert len(gateway.recorded) == before, "a refused request reached the upstream"
+        allowed = client.post(
+            url, json=MCP_REQUESTS[1][2], **_merge(good(kind, gateway.auth), MCP_HEADERS)
+        )
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.json()["result"].get("isError") is not True, allowed.text
+    assert len(gateway.recorded) == before + 1
+
+
+def test_gateway_protected_skill_every_path_and_method(gateway: Gateway) -> None:
+    token = {"Authorization": f"Bearer {TOKEN}"}
+    paths = ("", "/", "/skills", "/skills/secret-plan-skill", "/skills/secret-plan-skill/download")
+    with httpx.Client(base_url=gateway.url + "/guard-skill", timeout=30.0) as client:
+        for path in (*paths, "/skills/secret-plan-skill/contents", "/nope"):
+            for method in WALK_METHODS:
+                for credential in bad("bearer", gateway.auth).values():
+                    response = client.request(method, path, **credential)
+                    _assert_refused(response, credential, f"{method} /guard-skill{path}")
+                    _no_secret_words(response.text, f"{method} /guard-skill{path}")
+        listed = client.get("/skills", headers=token)
+    assert listed.status_code == 200 and "secret-plan-skill" in listed.text
+
+
+def _prefix_encodings(prefix: str, path: str) -> list[tuple[str, bool]]:
+    """``(raw target, reaches the adapter)``: spellings of ``/PREFIX<path>`` that must not
+    reach another adapter or get past the prefix's check (the gateway routes on the raw
+    first segment, exactly)."""
+    exact = [(raw + ("?" + q if q is not None else ""), True) for raw, q in _encodings(path)]
+    reaching = [(f"/{prefix}{raw}", ok) for raw, ok in exact if not raw.startswith("//")]
+    first = prefix[0]
+    return [
+        *reaching,
+        (f"/%{ord(first):02x}{prefix[1:]}{path}", False),  # percent-encoded prefix
+        (f"/{prefix[:-1]}%{ord(prefix[-1]):02X}{path}", False),
+        (f"/{prefix}%2F{path.lstrip('/')}", False),  # %2F after the prefix
+        (f"/{prefix}%2f{path.lstrip('/')}", False),
+        (f"//{prefix}{path}", False),  # double slash before the prefix
+        (f"/{prefix.upper()}{path}", False),  # case of the prefix
+        (f"/{prefix.capitalize()}{path}", False),
+        (f"/{prefix}x{path}", False),  # /NSx vs /NS
+        (f"/{prefix[:-1]}{path}", False),  # /N vs /NS
+        (f"/./{prefix}{path}", False),  # dot segments before the prefix
+        (f"/open-rest/../{prefix}{path}", False),  # through an open adapter's prefix
+        (f"/open-mcp/../{prefix}{path}", False),
+        (f"/{prefix}/../{prefix}{path}", True),  # its own prefix: its own check first
+        (f"/{prefix}/./{path.lstrip('/')}", True),
+        (f"/{prefix};x=1{path}", False),
+    ]
+
+
+def _raw(base: str, method: str, target: str, credential: dict[str, Any]) -> RawAnswer:
+    headers = {**MCP_HEADERS, "Content-Type": "application/json", **credential.get("headers", {})}
+    extra = "&".join(f"{k}={quote(v, safe='')}" for k, v in credential.get("params", {}).items())
+    if extra:
+        target += ("&" if "?" in target else "?") + extra
+    body = b"" if method in ("GET", "HEAD") else TOOL_CALL
+    return _send_raw(base, method, target, headers, body)
+
+
+GATEWAY_WALK = {
+    "rest": (*REST_BASE_PATHS, "/docs", "/docs/"),
+    "mcp": MCP_BASE_PATHS,
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("adapter", ["rest", "mcp"])
+def test_gateway_without_credentials_every_path_method_and_encoding(
+    gateway: Gateway, kind: str, adapter: str
+) -> None:
+    """No spelling of a protected prefix's path gets an answer of the adapter without a
+    credential: 401 where the gateway routes to it, a 404 problem where it routes nowhere
+    (or to an open adapter, which knows no such path), and the upstream sees nothing."""
+    before = len(gateway.recorded)
+    prefix = f"{adapter}-{kind}"
+    for path in GATEWAY_WALK[adapter]:
+        for target, reaches in _prefix_encodings(prefix, path):
+            for method in WALK_METHODS:
+                answer = _raw(gateway.url, method, target, {})
+                what = f"{method} {target} -> {answer.status}"
+                route = unquote(target.split("?", 1)[0]).removeprefix(f"/{prefix}")
+                if (
+                    reaches
+                    and adapter == "mcp"
+                    and _is_metadata_request(kind, method, route)
+                    and target.startswith(f"/{prefix}/.well-known")
+                ):
+                    assert answer.status == 200, what
+                elif reaches:
+                    assert answer.status == 401, what
+                else:
+                    assert answer.status == 404, what
+                if method != "HEAD" and answer.status != 200:
+                    assert answer.headers["content-type"] == "application/problem+json", what
+                _no_secret_words(answer.body.decode("latin-1"), what)
+    assert len(gateway.recorded) == before, "a request without a credential reached the upstream"
+
+
+def test_gateway_prefix_confusion_never_reaches_the_adapter_with_a_credential(
+    gateway: Gateway,
+) -> None:
+    """With a good credential, a spelling that is not exactly ``/PREFIX`` reaches no
+    adapter's operation, tool or docs (404), and the upstream sees nothing."""
+    before = len(gateway.recorded)
+    credential = good("bearer", gateway.auth)
+    for adapter in ("rest", "mcp"):
+        prefix = f"{adapter}-bearer"
+        for path in ("/items/1", "/mcp", "/docs", "/.well-known/openapi.json"):
+            for target, reaches in _prefix_encodings(prefix, path):
+                if reaches:
+                    continue
+                for method in ("GET", "POST"):
+                    answer = _raw(gateway.url, method, target, credential)
+                    assert answer.status == 404, f"{method} {target} -> {answer.status}"
+    assert len(gateway.recorded) == before
+
+
+# --------------------------------------------------------------------------- aggregate /mcp
+
+
+def _tool_names(response: httpx.Response) -> list[str]:
+    assert response.status_code == 200, response.text
+    return [t["name"] for t in response.json()["result"]["tools"]]
+
+
+def _own_refusal(client: httpx.Client, gateway: Gateway, kind: str, cred: dict[str, Any]) -> str:
+    """``Title: detail`` of the adapter's own ``/NS/mcp`` refusal for ``cred``."""
+    own = _rpc(client, f"{gateway.url}/mcp-{kind}/mcp", "tools/list", {}, cred)
+    assert own.status_code in (401, 403), own.text
+    problem = own.json()
+    return f"{problem['title']}: {problem['detail']}"
+
+
+def test_aggregate_lists_only_open_tools_without_credentials(gateway: Gateway) -> None:
+    with httpx.Client(timeout=30.0) as client:
+        url = gateway.url + "/mcp"
+        listed = _rpc(client, url, "tools/list", {})
+        assert _tool_names(listed) == [OPEN_TOOL]
+        for method in ("resources/list", "resources/templates/list", "prompts/list"):
+            answer = _rpc(client, url, method, {})
+            assert answer.status_code == 200, answer.text
+            _no_secret_words(answer.text, method)
+        _no_secret_words(listed.text, "tools/list")
+        assert "mcp-bearer" not in listed.text
+        opened = _rpc(client, url, "tools/call", {"name": OPEN_TOOL, "arguments": {"id": "5"}})
+    assert opened.json()["result"].get("isError") is not True, opened.text
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_aggregate_refuses_protected_tools_as_their_own_endpoint_does(
+    gateway: Gateway, kind: str
+) -> None:
+    """Every bad credential: the kind's tool is not listed and a call is an isError with
+    the reason its own ``/NS/mcp`` gives, nothing of the tool; a good one lists it and the
+    call's answer is the same as through ``/NS/mcp``."""
+    before = len(gateway.recorded)
+    name = f"mcp-{kind}__get-item"
+    url = gateway.url + "/mcp"
+    call = {"name": name, "arguments": {"id": "1"}}
+    with httpx.Client(timeout=30.0) as client:
+        for label, credential in bad(kind, gateway.auth).items():
+            what = f"{kind}/{label}"
+            assert name not in _tool_names(_rpc(client, url, "tools/list", {}, credential)), what
+            answer = _rpc(client, url, "tools/call", call, credential)
+            assert answer.status_code == 200, (what, answer.text)
+            result = answer.json()["result"]
+            assert result["isError"] is True, (what, result)
+            text = result["content"][0]["text"]
+            assert text == _own_refusal(client, gateway, kind, credential), (what, text)
+            assert "Get an item" not in answer.text, what
+            _assert_no_echo(answer, credential, what)
+        assert len(gateway.recorded) == before, "a refused call reached the upstream"
+        credential = good(kind, gateway.auth)
+        names = _tool_names(_rpc(client, url, "tools/list", {}, credential))
+        # Its own and the open ones, no other kind's (guard-mcp takes the same bearer token).
+        expected = [f"mcp-{kind}__get-item", OPEN_TOOL, *([GUARD_TOOL] if kind == "bearer" else [])]
+        assert names == expected, names
+        through_aggregate = _rpc(client, url, "tools/call", call, credential).json()["result"]
+        own = _rpc(
+            client,
+            f"{gateway.url}/mcp-{kind}/mcp",
+            "tools/call",
+            {"name": "get-item", "arguments": {"id": "1"}},
+            credential,
+        ).json()["result"]
+    assert through_aggregate.get("isError") is not True, through_aggregate
+    assert through_aggregate == own
+    assert len(gateway.recorded) == before + 2
+
+
+def _assert_no_echo(response: httpx.Response, credential: dict[str, Any], what: str) -> None:
+    presented = [*credential.get("headers", {}).values(), *credential.get("params", {}).values()]
+    for value in presented:
+        secret = value.split(" ", 1)[-1]
+        if len(secret) >= 6 and secret not in ("Bearer", "Basic"):
+            assert secret not in response.text, what
+
+
+def test_aggregate_resources_and_prompts_of_a_protected_adapter(gateway: Gateway) -> None:
+    url = gateway.url + "/mcp"
+    token = good("bearer", gateway.auth)
+    wrong = bad("bearer", gateway.auth)["wrong"]
+    read = {"uri": "data://secret-plan/3"}
+    prompt = {"name": "guard-mcp__secret-plan-prompt", "arguments": {"topic": "x"}}
+    before = len(gateway.recorded)
+    with httpx.Client(timeout=30.0) as client:
+        for credential in ({}, wrong):
+            expected = _own_refusal(client, gateway, "bearer", credential)
+            for method, params in (("resources/read", read), ("prompts/get", prompt)):
+                answer = _rpc(client, url, method, params, credential)
+                error = answer.json()["error"]
+                assert error["message"] == expected, (method, error)
+            assert len(gateway.recorded) == before
+        listed = _rpc(client, url, "resources/templates/list", {}, token).text
+        prompts = _rpc(client, url, "prompts/list", {}, token).text
+        tools = _rpc(client, url, "tools/list", {}, token).text
+        got = _rpc(client, url, "resources/read", read, token).json()
+        rendered = _rpc(client, url, "prompts/get", prompt, token).json()
+    assert "data://secret-plan/{id}" in listed
+    assert "guard-mcp__secret-plan-prompt" in prompts and GUARD_TOOL in tools
+    assert "Secret plan description." in tools
+    assert got["result"]["contents"][0]["uri"] == "data://secret-plan/3", got
+    assert rendered["result"]["messages"][0]["content"]["text"] == "Secret plan about x."
+    assert len(gateway.recorded) == before + 1
+
+
+async def test_aggregate_with_the_official_client_and_a_token(gateway: Gateway) -> None:
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with Client(gateway.url + "/mcp") as client:
+        names = [t.name for t in (await client.list_tools()).tools]
+        refused = await client.call_tool(GUARD_TOOL, {"id": "9"})
+    assert names == [OPEN_TOOL]
+    assert (
+        refused.is_error and refused.content[0].text == "Unauthorized: A bearer token is required."
+    )
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"})
+    async with Client(streamable_http_client(gateway.url + "/mcp", http_client=http)) as client:
+        names = [t.name for t in (await client.list_tools()).tools]
+        result = await client.call_tool(GUARD_TOOL, {"id": "9"})
+    assert GUARD_TOOL in names and "mcp-bearer__get-item" in names
+    assert "mcp-basic__get-item" not in names
+    assert not result.is_error, result
+
+
+# --------------------------------------------------------------------------- pages
+
+
+def test_catalogue_and_status_name_protected_adapters_without_their_contents(
+    gateway: Gateway,
+) -> None:
+    page = httpx.get(gateway.url + "/")
+    status = httpx.get(gateway.url + "/status")
+    assert page.status_code == 200 and status.status_code == 200
+    for text, what in ((page.text, "catalogue"), (status.text, "/status")):
+        _no_secret_words(text, what)
+        for secret in (TOKEN, API_KEY, PASSWORD, USER):
+            assert secret not in text, what
+        assert "/items/{id}" not in text.replace("/open-rest/items/{id}", ""), what
+        assert "Get an item" not in text and "Items as tools" not in text, what
+        # the document all of whose adapters are protected keeps its description
+        assert "Every inbound authentication kind" not in text, what
+    assert page.text.count("requires authentication") == 2 * len(KINDS) + 2
+    for kind in KINDS:
+        assert f'href="/rest-{kind}"' in page.text and f'href="/mcp-{kind}/mcp"' in page.text
+    assert "get-open-item" in page.text and "/open-rest/items/{id}" in page.text  # open: shown
+    assert "Open and protected adapters" in page.text

@@ -212,3 +212,81 @@ async def test_gateway_shutdown_stops_members_a_reload_added() -> None:
     gateway.members = {"added": added}
     await driver.shutdown()
     assert events == ["control up", "added up", "control down", "added down"]
+
+
+# ------------------------------------------------------------------ aggregate and auth
+
+
+class _Recording:
+    """An engine that records what reaches it (nothing must, when refused)."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def invoke(self, unit, inputs):  # type: ignore[no-untyped-def]
+        from naftiko.engine.types import Result
+
+        self.calls.append(unit.name)
+        return Result(status=200, body={"ok": True})
+
+
+def _mixed_handlers(engine: _Recording):  # type: ignore[no-untyped-def]
+    from naftiko.adapters.exposes import compile_capability
+    from naftiko.adapters.mcp.plan import McpAdapterPlan
+    from naftiko.adapters.mcp.server import McpHandlers
+    from naftiko.spec.loader import load_capability
+
+    mixed = REPO_ROOT / "tests" / "hardening" / "capabilities" / "gateway-mixed.yaml"
+    compiled = compile_capability(load_capability(mixed, env={"HARD_AUTH_TOKEN": "tok-123456"}))
+    return {
+        plan.namespace: McpHandlers(engine, plan)
+        for plan in compiled.adapters
+        if isinstance(plan, McpAdapterPlan)
+    }
+
+
+def _ctx(headers: dict[str, str] | None):  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    from starlette.requests import Request
+
+    if headers is None:
+        return SimpleNamespace(request=None)
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": raw, "query_string": b""}
+    return SimpleNamespace(request=Request(scope))
+
+
+async def test_aggregate_checks_a_protected_member_per_request_and_fails_closed() -> None:
+    import mcp_types as types
+
+    from naftiko.adapters.http.auth.bearer import BearerInboundAuth
+    from naftiko.adapters.mcp.aggregate import AggregateHandlers, Member, OpenTools
+
+    engine = _Recording()
+    handlers = _mixed_handlers(engine)
+    aggregate = AggregateHandlers(
+        [
+            Member("open-mcp", handlers["open-mcp"]),
+            Member("guard-mcp", handlers["guard-mcp"], auth=BearerInboundAuth("tok-123456")),
+        ]
+    )
+    guarded = "guard-mcp__secret-plan-tool"
+    call = types.CallToolRequestParams(name=guarded, arguments={"id": "1"})
+    for ctx in (_ctx(None), _ctx({}), _ctx({"Authorization": "Bearer nope-000"})):
+        listed = await aggregate.list_tools(ctx, None)
+        assert [t.name for t in listed.tools] == ["open-mcp__get-open-item"]
+        assert (await aggregate.list_prompts(ctx, None)).prompts == []
+        assert (await aggregate.list_resource_templates(ctx, None)).resource_templates == []
+        refused = await aggregate.on_call_tool(ctx, call)
+        assert refused.is_error and refused.content[0].text.startswith("Unauthorized: ")
+    # The fast path has no request: it never sees the tool, and a call is refused.
+    assert list(OpenTools(aggregate).tools) == ["open-mcp__get-open-item"]
+    assert (await OpenTools(aggregate).call_tool(guarded, {"id": "1"})).is_error
+    assert aggregate.input_schema(guarded) is None
+    assert engine.calls == []
+    granted = _ctx({"Authorization": "Bearer tok-123456"})
+    listed = await aggregate.list_tools(granted, None)
+    assert [t.name for t in listed.tools] == ["open-mcp__get-open-item", guarded]
+    assert not (await aggregate.on_call_tool(granted, call)).is_error
+    assert engine.calls == ["secret-plan-tool"]

@@ -493,8 +493,14 @@ def test_catalogue_renders_in_chromium_and_escapes_document_text(gateway: Gatewa
     assert states.count("degraded") == len(DEGRADED)
     degraded = [s for s in sections if "degraded" in s.select_one("p.status").get_text()]
     assert all("is not set" in s.select_one("p.status").get_text() for s in degraded)
-    # Every REST adapter links to its docs page and every operation is listed.
-    assert len(soup.select('a[href$="/docs"]')) == len([a for a in gateway.adapters("rest")])
+    # Every open REST adapter links to its docs page and every operation is listed; the
+    # protected document's adapters are named, marked, and nothing more.
+    rest = [a for a in gateway.adapters("rest") if a["namespace"] != "guarded-rest"]
+    assert len(soup.select('a[href$="/docs"]')) == len(rest)
+    guarded = next(s for s in sections if "guarded.yaml" in s.select_one("p.file").get_text())
+    assert len(guarded.select("p.protected")) == 2
+    assert not guarded.select("tr") and not guarded.select("p.description")
+    assert "One item." not in guarded.get_text()
     assert len(soup.select("tr.operation")) >= 200
     assert len(soup.select("tr.tool")) >= 250
     # The injected markup is text: no script, image or handler came from a document.

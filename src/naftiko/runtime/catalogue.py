@@ -5,6 +5,12 @@ any script source). Everything that comes from a document (labels, descriptions,
 tool names) is untrusted text: it goes through :func:`html.escape` and into element
 text or quoted attributes only; links are built from prefixes, which are URL-safe by
 construction (``naftiko.runtime.placement.PREFIX_PATTERN``).
+
+The page is public, so an adapter that declares inbound authentication is shown by its
+type, namespace and URL only, marked "requires authentication": none of its operations,
+tools, resources, prompts, skills or descriptions (a caller with its credentials reads
+them from the adapter itself). A document all of whose adapters are protected keeps its
+description to itself too. No bind value or secret is ever on the page.
 """
 
 from __future__ import annotations
@@ -71,13 +77,17 @@ def _rest(member: Member, plan: RestAdapterPlan) -> list[str]:
     return out
 
 
+def _protected(plan: Any) -> bool:
+    return getattr(plan, "authentication", None) is not None
+
+
 def _mcp(member: Member, plan: McpAdapterPlan, app: GatewayApp, tool_names: Any) -> list[str]:
     prefix = member.prefix
     aggregated = prefix in app.runtime.gateway.aggregated
     note = (
         "its tools are also in the aggregate endpoint " + _link("/mcp", "/mcp") + " as named below"
         if aggregated
-        else "declares authentication: its tools are only at its own endpoint"
+        else "its tools are only at its own endpoint"
     )
     out = [f'<p class="muted">{note}</p>']
     out.append("<table><tr><th>Tool</th><th>In /mcp</th><th>Description</th></tr>")
@@ -136,15 +146,20 @@ def render_catalogue(runtime: Runtime, app: GatewayApp) -> bytes:
             f'<p class="file">{_text(capability.path)}</p>',
             f'<p class="status">State: {state}</p>',
         ]
-        if description:
+        members = by_capability.get(id(capability), [])
+        hidden = bool(members) and all(_protected(m.served.slot.plan) for m in members)
+        if description and not hidden:
             out.append(f'<p class="description">{_text(description)}</p>')
-        for member in by_capability.get(id(capability), []):
+        for member in members:
             plan = member.served.slot.plan
             href = f"/{member.prefix}" + ("/mcp" if isinstance(plan, McpAdapterPlan) else "")
             out.append(
                 f'<h3 class="adapter">{_text(plan.type)} {_text(plan.namespace)}: '
                 f"{_link(href, member.served.url or href)}</h3>"
             )
+            if _protected(plan):
+                out.append('<p class="muted protected">requires authentication</p>')
+                continue
             if plan.description:
                 out.append(f'<p class="muted">{_text(plan.description)}</p>')
             if isinstance(plan, RestAdapterPlan):

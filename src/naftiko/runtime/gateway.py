@@ -19,6 +19,15 @@ adapter, and the member app still runs its own Host/Origin check and inbound
 authentication on every request. One dictionary lookup per request, whatever the
 number of documents.
 
+An adapter's inbound authentication covers every path of its prefix, every method: its
+own app checks what it serves, and the one page the gateway serves under a prefix,
+``/PREFIX/docs``, is checked with that adapter's own check (``Member.auth``) before
+anything else but Host/Origin. In ``/mcp`` a protected adapter's tools, resources and
+prompts are listed and served only to requests its check passes
+(``naftiko.adapters.mcp.aggregate``); the catalogue names a protected adapter and its
+URL only. The Swagger UI assets under ``/_naftiko/`` are public: they hold nothing of
+any document.
+
 Each member is a :class:`~naftiko.runtime.reload.SwappableApp`, as a listener of its
 own would be, so a reload can swap one document's apps without touching the others.
 
@@ -37,8 +46,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from naftiko.adapters.http.auth import InboundAuth
 from naftiko.adapters.http.common import problem_fields, problem_response, request_id_of
 from naftiko.adapters.http.origin import HostOriginPolicy, refusal_fields
 from naftiko.adapters.mcp.plan import McpAdapterPlan
@@ -136,6 +147,13 @@ class UnavailableApp:
         self.policy = policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            # Nothing to start; answering is what lets the gateway start with it (an app
+            # that returns without a word fails the start, and the whole gateway with it).
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
         if scope["type"] != "http":
             return
         refused = self.policy.refusal(scope)
@@ -153,6 +171,7 @@ class Member:
     prefix: str
     served: Served
     docs: bytes | None = None  # the REST adapter's docs page
+    auth: InboundAuth | None = None  # the adapter's inbound authentication, for the docs page
 
     @property
     def app(self) -> SwappableApp:
@@ -251,7 +270,9 @@ class GatewayApp:
         member = self.members.get(segment)
         if member is not None:
             if member.docs is not None and rest in ("docs", "docs/"):
-                await self._own(scope, send, member.docs, HTML_TYPE, DOCS_CSP)
+                await self._own(
+                    scope, send, member.docs, HTML_TYPE, DOCS_CSP, auth=member.auth, receive=receive
+                )
                 return
             # The server makes a scope per request: set the mount point in place.
             scope["root_path"] = scope.get("root_path", "") + "/" + segment
@@ -273,13 +294,30 @@ class GatewayApp:
 
         return render_catalogue(self.runtime, self)
 
-    async def _own(self, scope: Scope, send: Send, body: bytes, media: str, csp: str) -> None:
-        """A page of the gateway's own: Host/Origin checked, GET and HEAD only."""
+    async def _own(
+        self,
+        scope: Scope,
+        send: Send,
+        body: bytes,
+        media: str,
+        csp: str,
+        *,
+        auth: InboundAuth | None = None,
+        receive: Receive | None = None,
+    ) -> None:
+        """A page of the gateway's own: Host/Origin checked, then ``auth`` (the inbound
+        authentication of the adapter the page is about) for every method, GET and HEAD only."""
         refused = self.policy.refusal(scope)
         if refused is not None:
             fields = refusal_fields(refused)
             await _reply(send, int(fields["status"]), _json(fields), "application/problem+json")
             return
+        if auth is not None:
+            failure = await auth.check(HTTPConnection(scope))
+            if failure is not None:
+                assert receive is not None
+                await failure.response()(scope, receive, send)
+                return
         if scope["method"] not in ("GET", "HEAD"):
             fields = problem_fields(
                 405, "Method not allowed", "This page answers GET and HEAD.", "method-not-allowed"
@@ -360,8 +398,8 @@ class GatewayParts:
 def build_member(
     runtime: Runtime, served: Served, prefix: str, gateway: Served
 ) -> tuple[Member | None, Any]:
-    """The gateway member of one placed adapter and, for an MCP adapter without inbound
-    authentication, its member of the aggregate ``/mcp`` (else ``None``).
+    """The gateway member of one placed adapter and, for an MCP adapter, its member of the
+    aggregate ``/mcp`` with the adapter's inbound authentication (else ``None``).
 
     ``(None, None)`` when this build serves no such adapter. Raises :class:`PlacementError`
     when an adapter that is not degraded cannot be built."""
@@ -392,20 +430,22 @@ def build_member(
     if app is None:
         served.state = "not-served"
         return None, None
+    # The check the adapter's own app makes, for what the gateway serves of it elsewhere
+    # (its docs page, its tools in /mcp); an UnavailableApp has none and answers 503.
+    built = isinstance(slot.plan, RestAdapterPlan | McpAdapterPlan) and hasattr(app, "state")
+    auth = getattr(app.state, "inbound_auth", None) if built else None  # type: ignore[union-attr]
+    if built and slot.plan.authentication is not None and auth is None:  # never served open
+        raise PlacementError([f"{slot.name()}: its inbound authentication was not built"])
     generation = AppGeneration(app, slot.name())
     served.app = SwappableApp(generation)
     served.via, served.prefix = gateway, prefix
-    member = Member(prefix, served)
-    if isinstance(slot.plan, RestAdapterPlan):
+    member = Member(prefix, served, auth=auth)
+    if built and isinstance(slot.plan, RestAdapterPlan):
         title = capability.label if capability else slot.namespace
         member.docs = docs_page(title, prefix)
     aggregated = None
-    if (
-        isinstance(slot.plan, McpAdapterPlan)
-        and slot.plan.authentication is None
-        and hasattr(app, "state")
-    ):
-        aggregated = AggregateMember(prefix, app.state.mcp_handlers, generation.hold)
+    if built and isinstance(slot.plan, McpAdapterPlan):
+        aggregated = AggregateMember(prefix, app.state.mcp_handlers, generation.hold, auth)  # type: ignore[union-attr]
     return member, aggregated
 
 

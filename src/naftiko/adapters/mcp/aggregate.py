@@ -16,6 +16,18 @@ hashed form. Prompts are named the same way. Resources keep their URIs (a URI is
 global); a ``resources/read`` goes to the first member, in file order, that serves the
 URI, and a URI served by two members is listed once.
 
+Inbound authentication (a contract, README "Gateway"): a member whose adapter declares
+``authentication`` brings that adapter's own check (``Member.auth``). Its tools,
+resources, resource templates and prompts are listed to a request only when the
+request's credentials pass that check (each list is filtered per request, before
+pagination), and a ``tools/call`` of one of its tools without them is an ``isError``
+result with the reason its own ``/PREFIX/mcp`` gives (``Unauthorized: ...``), nothing of
+the tool; a ``resources/read`` or ``prompts/get`` the same reason as an MCP error. Members
+without authentication stay open to everyone. The credentials are read from the HTTP
+request that carried the message (``ctx.request``), never from a session: in a stateful
+session every request is checked again. The ``tools/call`` fast path serves only open
+members' tools; a protected member's call takes the SDK's path, which has the request.
+
 ``tools/list``, ``resources/list`` and ``prompts/list`` are paginated by an opaque
 cursor (:data:`PAGE_SIZE` items a page); a cursor that is not ours is invalid params.
 """
@@ -37,8 +49,10 @@ import mcp_types as types
 from mcp_types import INVALID_PARAMS
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.requests import HTTPConnection
 
 from naftiko import __version__
+from naftiko.adapters.http.auth import AuthFailure, InboundAuth
 from naftiko.adapters.http.origin import HostOriginMiddleware
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.adapters.mcp import resources as res
@@ -119,11 +133,30 @@ class Member:
     ``hold``, when given, is entered around every call routed to this member: the
     gateway counts it as in flight on the member's app generation, so a reload closes
     that generation's engine only after the aggregate's calls to it are done too.
+    ``auth`` is the adapter's own inbound authentication (None: open to everyone).
     """
 
     prefix: str
     handlers: McpHandlers
     hold: Callable[[], AbstractContextManager[Any]] | None = None
+    auth: InboundAuth | None = None
+
+    async def refusal(self, ctx: Any) -> AuthFailure | None:
+        """Why the request behind ``ctx`` may not reach this member; None when it may."""
+        if self.auth is None:
+            return None
+        request = getattr(ctx, "request", None)
+        if not isinstance(request, HTTPConnection):  # no HTTP request to check: refuse
+            return NO_REQUEST
+        return await self.auth.check(request)
+
+
+NO_REQUEST = AuthFailure(401, None, "Unauthorized", "Credentials are required.")
+
+
+def refusal_text(failure: AuthFailure) -> str:
+    """The reason of a refusal, as the member's own endpoint gives it (title and detail)."""
+    return f"{failure.title}: {failure.detail}"
 
 
 _NO_HOLD = contextlib.nullcontext
@@ -145,21 +178,38 @@ class AggregateTable:
             [(m.prefix, name) for m in self.members for name in m.handlers.prompts]
         )
         self.tools: dict[str, ToolEntry] = {}
+        self.open_tools: dict[str, ToolEntry] = {}  # of members without authentication
         self.routes: dict[str, tuple[Member, str]] = {}
+        self.tools_of: dict[int, list[types.Tool]] = {}  # by id(member), in member order
         for member in self.members:
+            listed = self.tools_of.setdefault(id(member), [])
             for name, entry in member.handlers.tools.items():
                 public = tool_names[(member.prefix, name)]
                 tool = entry.tool.model_copy(update={"name": public})
                 self.tools[public] = replace(entry, tool=tool)
+                if member.auth is None:
+                    self.open_tools[public] = self.tools[public]
                 self.routes[public] = (member, name)
+                listed.append(tool)
         self.tool_list = [entry.tool for entry in self.tools.values()]
         self.prompt_routes: dict[str, tuple[Member, str]] = {}
         self.prompt_list: list[types.Prompt] = []
+        self.prompts_of: dict[int, list[types.Prompt]] = {}
         for member in self.members:
+            listed_prompts = self.prompts_of.setdefault(id(member), [])
             for prompt in member.handlers.prompt_list.prompts:
                 public = prompt_names[(member.prefix, prompt.name)]
                 self.prompt_routes[public] = (member, prompt.name)
-                self.prompt_list.append(prompt.model_copy(update={"name": public}))
+                renamed = prompt.model_copy(update={"name": public})
+                self.prompt_list.append(renamed)
+                listed_prompts.append(renamed)
+        self.protected = any(m.auth is not None for m in self.members)
+
+    async def visible(self, ctx: Any) -> tuple[Member, ...]:
+        """The members the request behind ``ctx`` may see, in member order."""
+        if not self.protected:
+            return self.members
+        return tuple([m for m in self.members if await m.refusal(ctx) is None])
 
 
 # Sessions remembered for change notifications, at most; the oldest are forgotten first.
@@ -231,8 +281,15 @@ class AggregateHandlers:
 
     async def list_tools(self, ctx: Any, params: Any) -> types.ListToolsResult:
         self._remember(ctx)
-        tools, cursor = _page(self.table.tool_list, getattr(params, "cursor", None))
-        return types.ListToolsResult(tools=tools, next_cursor=cursor)
+        table = self.table
+        members = await table.visible(ctx)
+        tools = (
+            table.tool_list
+            if len(members) == len(table.members)
+            else [tool for m in members for tool in table.tools_of[id(m)]]
+        )
+        page, cursor = _page(tools, getattr(params, "cursor", None))
+        return types.ListToolsResult(tools=page, next_cursor=cursor)
 
     async def on_call_tool(self, ctx: Any, params: types.CallToolRequestParams) -> Any:
         self._remember(ctx)
@@ -240,7 +297,11 @@ class AggregateHandlers:
         if route is None:
             raise MCPError(INVALID_PARAMS, f"Unknown tool {params.name!r}.")
         member, name = route
+        # Held from before the check: a reload must not close the engine in between.
         with (member.hold or _NO_HOLD)():
+            failure = await member.refusal(ctx)
+            if failure is not None:
+                return error_result(refusal_text(failure))
             return await member.handlers.on_call_tool(ctx, params.model_copy(update={"name": name}))
 
     async def call_tool(
@@ -251,16 +312,22 @@ class AggregateHandlers:
         *,
         caller: str | None = None,
     ) -> types.CallToolResult:
+        """The fast path's call (:class:`OpenTools`): it has no request to check
+        credentials on, so a protected member's tool is refused here."""
         route = self.table.routes.get(name)
         if route is None:  # the table changed since the fast path looked the name up
             return error_result(f"Unknown tool {name!r}.")
         member, original = route
+        if member.auth is not None:  # the same: a reload protected it meanwhile
+            return error_result(refusal_text(NO_REQUEST))
         with (member.hold or _NO_HOLD)():
             # The member's own limit: the same bucket as a call through /PREFIX/mcp.
             return await member.handlers.call_tool(original, arguments, request_id, caller=caller)
 
     def input_schema(self, name: str) -> Mapping[str, Any] | None:
-        entry = self.table.tools.get(name)
+        """The schema the SDK checks ``Mcp-Param-*`` headers against, before any handler
+        runs: none for a protected member's tool (its refusal would describe the tool)."""
+        entry = self.table.open_tools.get(name)
         return entry.input_schema if entry is not None else None
 
     # ------------------------------------------------------------------ resources
@@ -268,7 +335,7 @@ class AggregateHandlers:
     async def list_resources(self, ctx: Any, params: Any) -> types.ListResourcesResult:
         self._remember(ctx)
         seen: dict[str, types.Resource] = {}
-        for member in self.table.members:
+        for member in await self.table.visible(ctx):
             listed = await member.handlers.list_resources(ctx, params)
             for resource in listed.resources:
                 seen.setdefault(str(resource.uri), resource)
@@ -279,7 +346,7 @@ class AggregateHandlers:
         self, ctx: Any, params: Any
     ) -> types.ListResourceTemplatesResult:
         templates: dict[str, types.ResourceTemplate] = {}
-        for member in self.table.members:
+        for member in await self.table.visible(ctx):
             for template in res.list_templates(member.handlers.dynamic):
                 templates.setdefault(template.uri_template, template)
         page, cursor = _page(list(templates.values()), getattr(params, "cursor", None))
@@ -287,19 +354,34 @@ class AggregateHandlers:
 
     async def read_resource(self, ctx: Any, params: types.ReadResourceRequestParams) -> Any:
         uri = str(params.uri)
+        refused: AuthFailure | None = None
         for member in self.table.members:
-            with contextlib.suppress(res.ResourceFailure):
+            try:
                 member.handlers._match(uri)
-                with (member.hold or _NO_HOLD)():
+            except res.ResourceFailure:
+                continue
+            with (member.hold or _NO_HOLD)():
+                failure = await member.refusal(ctx)
+                if failure is None:
                     return await member.handlers.read_resource(ctx, params)
+            refused = refused or failure  # another member may serve it to this caller
+        if refused is not None:
+            raise MCPError(INVALID_PARAMS, refusal_text(refused))
         raise MCPError(INVALID_PARAMS, f"Unknown resource URI: {uri}")
 
     # ------------------------------------------------------------------ prompts
 
     async def list_prompts(self, ctx: Any, params: Any) -> types.ListPromptsResult:
         self._remember(ctx)
-        prompts, cursor = _page(self.table.prompt_list, getattr(params, "cursor", None))
-        return types.ListPromptsResult(prompts=prompts, next_cursor=cursor)
+        table = self.table
+        members = await table.visible(ctx)
+        prompts = (
+            table.prompt_list
+            if len(members) == len(table.members)
+            else [prompt for m in members for prompt in table.prompts_of[id(m)]]
+        )
+        page, cursor = _page(prompts, getattr(params, "cursor", None))
+        return types.ListPromptsResult(prompts=page, next_cursor=cursor)
 
     async def get_prompt(self, ctx: Any, params: types.GetPromptRequestParams) -> Any:
         route = self.table.prompt_routes.get(params.name)
@@ -307,7 +389,28 @@ class AggregateHandlers:
             raise MCPError(INVALID_PARAMS, f"Unknown prompt: {params.name!r}")
         member, name = route
         with (member.hold or _NO_HOLD)():
+            failure = await member.refusal(ctx)
+            if failure is not None:
+                raise MCPError(INVALID_PARAMS, refusal_text(failure))
             return await member.handlers.get_prompt(ctx, params.model_copy(update={"name": name}))
+
+
+class OpenTools:
+    """The aggregate as the ``tools/call`` fast path sees it: only the tools of members
+    without authentication. The fast path has no request to check credentials on, so a
+    protected member's tool goes to the SDK's path (:meth:`AggregateHandlers.on_call_tool`)."""
+
+    def __init__(self, handlers: AggregateHandlers) -> None:
+        self.handlers = handlers
+
+    @property
+    def tools(self) -> dict[str, ToolEntry]:
+        return self.handlers.table.open_tools
+
+    async def call_tool(
+        self, name: str, arguments: Mapping[str, Any] | None, request_id: str | None = None
+    ) -> types.CallToolResult:
+        return await self.handlers.call_tool(name, arguments, request_id)
 
 
 def build_aggregate_server(handlers: AggregateHandlers, dynamic: bool = False) -> Server[Any]:
@@ -359,8 +462,8 @@ def build_aggregate_app(
     """Streamable HTTP for the aggregate, as ``build_mcp_app`` serves one adapter: the
     Host/Origin check first, the SDK's session manager, the ``tools/call`` fast path.
 
-    No inbound authentication of its own: the gateway only makes members of adapters
-    that declare none (a protected adapter's tools stay behind its own ``/PREFIX/mcp``).
+    No inbound authentication of its own: each protected member's check applies to its
+    own tools, resources and prompts (module docstring).
     """
     handlers = AggregateHandlers(members)
     server = build_aggregate_server(handlers, dynamic)
@@ -372,7 +475,9 @@ def build_aggregate_app(
     )
     endpoint: Any = StreamableHTTPASGIApp(manager)
     if settings.mcp_stateless and settings.mcp_json_response:
-        endpoint = ToolCallFastPath(endpoint, server, handlers, manager.max_request_body_size)  # type: ignore[arg-type]
+        endpoint = ToolCallFastPath(
+            endpoint, server, OpenTools(handlers), manager.max_request_body_size
+        )
     middleware = [
         Middleware(HostOriginMiddleware, policy=settings.host_origin_policy(), reply="jsonrpc")
     ]

@@ -513,6 +513,7 @@ def build_mcp_app(
         Middleware(HostOriginMiddleware, policy=settings.host_origin_policy(), reply="jsonrpc")
     ]
     spec = plan.authentication
+    auth = None
     if spec is not None:
         metadata_url: str | None = None
         if spec.type.strip().lower() == "oauth2":
@@ -534,6 +535,7 @@ def build_mcp_app(
     app.router.default = McpPaths(endpoint, metadata)
     app.state.mcp_server = server
     app.state.mcp_handlers = handlers
+    app.state.inbound_auth = auth  # the gateway's aggregate applies it to these handlers
     return app
 
 

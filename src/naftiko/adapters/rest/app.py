@@ -289,7 +289,9 @@ def build_rest_app(
     document = build_openapi(
         plan, title=title, version=version, description=description, server_url=server_url
     )
-    return _RestApp(_RestEndpoint(engine, plan, settings or AdapterSettings(), document, auth))
+    app = _RestApp(_RestEndpoint(engine, plan, settings or AdapterSettings(), document, auth))
+    app.state.inbound_auth = auth  # the gateway's docs page of this adapter is behind it too
+    return app
 
 
 class _RestApp(Starlette):
