@@ -26,6 +26,7 @@ from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
 
 import httpx
 
+from naftiko import tracing
 from naftiko.errors import ErrorKind, Problem, ResponseTooLarge, UpstreamError
 from naftiko.media_types import essence
 from naftiko.observability import get_observer
@@ -246,10 +247,16 @@ async def send(
     ``operation`` names the call in messages (``"POST /v2/oauth/token/"`` with the *path
     template*, not the rendered URL). The body is cut at ``settings.max_response_bytes``;
     the whole exchange is cut at ``settings.total_timeout_s``. Each call is reported to
-    the observer.
+    the observer. Each call is one attempt: with tracing on, one CLIENT span, whose trace
+    context goes out in ``request``'s headers.
     """
     started = time.perf_counter()
     limit = settings.max_response_bytes
+    span = None
+    if tracing.ENABLED:
+        span = tracing.upstream_started(
+            request.method, request.url, request.headers, namespace, operation
+        )
     try:
         wire = _fast_wire(upstream, request, auth, settings)
         if wire is not None:  # the fast path; the deadline rides on the wire request
@@ -262,9 +269,13 @@ async def send(
     except Exception as exc:
         kind, reason, title, status = _failure(exc, settings)
         _report(namespace, request.method, status, kind.value, started)
+        if span is not None:
+            tracing.upstream_ended(span, status, kind.value)
         detail = f"upstream '{namespace}' ({operation}){reason}"
         return Problem.of(kind, title or _TITLES[kind], detail)
     _report(namespace, request.method, status, "ok" if status < 400 else _UPSTREAM, started)
+    if span is not None:
+        tracing.upstream_ended(span, status, None)
     return UpstreamResponse(status=status, headers=headers, content=content)
 
 

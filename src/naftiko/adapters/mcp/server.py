@@ -69,6 +69,7 @@ from naftiko.adapters.http.common import (
     report_finished,
     request_id_of,
     sane_request_id,
+    tracing_layers,
 )
 from naftiko.adapters.http.origin import HostOriginMiddleware
 from naftiko.adapters.http.settings import AdapterSettings
@@ -460,7 +461,8 @@ def build_mcp_app(
 
     metadata: tuple[str, dict[str, Any]] | None = None
     middleware = [
-        Middleware(HostOriginMiddleware, policy=settings.host_origin_policy(), reply="jsonrpc")
+        *tracing_layers(ADAPTER_TYPE, plan.namespace),
+        Middleware(HostOriginMiddleware, policy=settings.host_origin_policy(), reply="jsonrpc"),
     ]
     spec = plan.authentication
     if spec is not None:

@@ -21,6 +21,8 @@ from typing import Any
 from naftiko.runtime.logs.redaction import Redactor
 
 REQUEST_MESSAGE = "%s %s %s -> %s (upstream %s) %.1f ms [%s]"
+# The request line of a traced request: the W3C ids of its server span appended.
+TRACED_REQUEST_MESSAGE = REQUEST_MESSAGE + " trace_id=%s span_id=%s"
 # The ``extra`` fields of a request record, in the order the JSON line writes them.
 REQUEST_EXTRAS = (
     "event",

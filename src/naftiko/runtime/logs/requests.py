@@ -21,6 +21,7 @@ from typing import Any
 from naftiko.runtime.logs.formatters import (
     REQUEST_MARK,
     REQUEST_MESSAGE,
+    TRACED_REQUEST_MESSAGE,
     JsonFormatter,
     TextFormatter,
     _Formatter,
@@ -43,15 +44,43 @@ def log_request(
     duration_ms: float,
     request_id: str | None,
     upstream_status: int | None,
+    trace: tuple[str, str] | None = None,
 ) -> None:
     """Log the request line at INFO: the same record ``logger.info(...)`` would make
     (message, ``extra`` fields), built without ``findCaller`` and marked for the fast
     path of the formatters when its values are of the expected types. When the only
-    handler that would see it is ours, no record is made (:func:`_write_without_record`)."""
+    handler that would see it is ours, no record is made (:func:`_write_without_record`).
+
+    ``trace`` is ``(trace_id, span_id)`` when the request was traced: the line ends with
+    ``trace_id=... span_id=...`` and the JSON line has both fields. Such a line is
+    written the generic way (tracing costs far more than the formatting)."""
     if not logger.isEnabledFor(logging.INFO):
         return
     upstream = "-" if upstream_status is None else str(upstream_status)
-    args = (adapter_type, adapter, unit or "-", status, upstream, duration_ms, request_id or "-")
+    args: tuple[Any, ...] = (
+        adapter_type,
+        adapter,
+        unit or "-",
+        status,
+        upstream,
+        duration_ms,
+        request_id or "-",
+    )
+    if trace is not None:
+        _log_traced(
+            logger,
+            args,
+            trace,
+            adapter_type,
+            adapter,
+            unit,
+            status,
+            is_error,
+            upstream_status,
+            duration_ms,
+            request_id,
+        )
+        return
     fields = None
     # Values of the types the adapters pass get the fast path; anything else (a bool
     # status, an int duration, an id with ``=``...) is formatted the generic way.
@@ -102,6 +131,47 @@ def log_request(
         _LINENO,
         REQUEST_MESSAGE,
         args,
+        None,
+        "log_request",
+        extra,
+    )
+    logger.handle(record)
+
+
+def _log_traced(
+    logger: logging.Logger,
+    args: tuple[Any, ...],
+    trace: tuple[str, str],
+    adapter_type: str,
+    adapter: str,
+    unit: str,
+    status: int,
+    is_error: bool,
+    upstream_status: int | None,
+    duration_ms: float,
+    request_id: str | None,
+) -> None:
+    """The request line of a traced request: a record with the ids (the generic way)."""
+    extra: dict[str, Any] = {
+        "event": "request",
+        "request_id": request_id,
+        "trace_id": trace[0],
+        "span_id": trace[1],
+        "adapter_type": adapter_type,
+        "adapter": adapter,
+        "unit": unit,
+        "status": status,
+        "error": is_error,
+        "upstream_status": upstream_status,
+        "duration_ms": duration_ms,
+    }
+    record = logger.makeRecord(
+        logger.name,
+        logging.INFO,
+        __file__,
+        _LINENO,
+        TRACED_REQUEST_MESSAGE,
+        (*args, *trace),
         None,
         "log_request",
         extra,
