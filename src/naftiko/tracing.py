@@ -155,10 +155,13 @@ class _ServerSpans:
             span.set_status(api.ERROR)
             raise
         finally:
-            span.set_attribute("http.response.status_code", status)
             if status >= 500:
-                span.set_attribute("error.type", str(status))
+                span.set_attributes(
+                    {"http.response.status_code": status, "error.type": str(status)}
+                )
                 span.set_status(api.ERROR)
+            else:
+                span.set_attribute("http.response.status_code", status)
             api.context.detach(token)
             span.end()
 
@@ -183,8 +186,9 @@ def request_reported(adapter_type: str, unit: str, status: int, is_error: bool) 
         return
     if unit:
         span.update_name(f"{adapter_type} {unit}")
-        span.set_attribute("naftiko.unit", unit)
-    span.set_attribute("naftiko.status", status)
+        span.set_attributes({"naftiko.unit": unit, "naftiko.status": status})
+    else:
+        span.set_attribute("naftiko.status", status)
     # HTTP statuses mark the span in :class:`_ServerSpans` (a 4xx is not a server error);
     # an MCP failure is answered 200 with ``isError``, as the MCP conventions name it.
     if is_error and adapter_type == "mcp":
@@ -260,13 +264,16 @@ def upstream_started(
 def upstream_ended(span: Span, status: int | None, error: str | None) -> None:
     """End an upstream span: the response status when one came, ``error.type`` when the
     exchange failed (our error kind: ``timeout``, ``unreachable``...) or answered >= 400."""
-    if status is not None:
-        span.set_attribute("http.response.status_code", status)
     if error is None and status is not None and status >= 400:
         error = str(status)
     if error is not None:
-        span.set_attribute("error.type", error)
+        attributes: dict[str, Any] = {"error.type": error}
+        if status is not None:
+            attributes["http.response.status_code"] = status
+        span.set_attributes(attributes)
         span.set_status(_api.ERROR)
+    elif status is not None:
+        span.set_attribute("http.response.status_code", status)
     span.end()
 
 
