@@ -215,6 +215,48 @@ async def test_rest_mcp_and_skill_requests_are_traced_to_the_upstream(
     assert TOKEN not in run.output and QUERY_KEY not in run.output
 
 
+async def test_gateway_requests_are_traced_too(
+    fleet: tuple[Fleet, str], receiver: Receiver
+) -> None:
+    """``--gateway``: a prefixed REST call and a ``tools/call`` through the aggregate
+    ``/mcp`` each make a server span over their steps and upstream calls."""
+    _, upstream = fleet
+    args = [str(CAPABILITY), "--gateway", "0", "--host", "127.0.0.1", "--log-format", "json"]
+    env = {**_otel_env(receiver), "NAFTIKO_BASE_URIS": f"fleet={upstream}"}
+    with NaftikoProcess(args, env) as run:
+        gateway = run.wait_ready()["gateway"]
+        async with httpx.AsyncClient(timeout=30) as http:
+            rest = await http.get(
+                f"{gateway}/{REST}/ships/{IMO}/crew", headers={"traceparent": TRACEPARENT}
+            )
+            assert rest.status_code == 200, rest.text
+        mcp_trace = "0af7651916cd43dd8448eb211c80319c"
+        headers = {"traceparent": f"00-{mcp_trace}-b7ad6b7169203331-01"}
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=30) as mcp_http,
+            Client(streamable_http_client(f"{gateway}/mcp", http_client=mcp_http)) as client,
+        ):
+            result = await client.call_tool(f"{MCP}__ship-with-crew", {"imo": IMO})
+            assert not result.is_error, result
+        spans = receiver.wait_for(
+            lambda got: (
+                sum(s.kind == "client" for s in got) >= 4
+                and any("naftiko.unit" in s.attributes for s in _trace(got, mcp_trace))
+            )
+        )
+        run.signal()
+        assert run.wait() == 0
+    for trace_id, parent in ((CALLER_TRACE, CALLER_PARENT), (mcp_trace, "b7ad6b7169203331")):
+        in_trace = _trace(spans, trace_id)
+        # (the MCP client's initialize request is another server span of the same trace)
+        (server,) = [
+            s for s in in_trace if s.parent_id == parent and "naftiko.unit" in s.attributes
+        ]
+        assert server.kind == "server"
+        _check_one_orchestration(in_trace, server)
+    _no_secret(spans)
+
+
 async def test_text_log_lines_carry_the_ids(fleet: tuple[Fleet, str], receiver: Receiver) -> None:
     _, upstream = fleet
     with NaftikoProcess(_args(upstream), _otel_env(receiver)) as run:

@@ -39,6 +39,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from naftiko import __version__
+from naftiko.adapters.http.common import tracing_layers
 from naftiko.adapters.http.origin import HostOriginMiddleware
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.adapters.mcp import resources as res
@@ -368,7 +369,8 @@ def build_aggregate_app(
     if settings.mcp_stateless and settings.mcp_json_response:
         endpoint = ToolCallFastPath(endpoint, server, handlers, manager.max_request_body_size)  # type: ignore[arg-type]
     middleware = [
-        Middleware(HostOriginMiddleware, policy=settings.host_origin_policy(), reply="jsonrpc")
+        *tracing_layers("mcp", "mcp"),  # the aggregate's requests: adapter "mcp"
+        Middleware(HostOriginMiddleware, policy=settings.host_origin_policy(), reply="jsonrpc"),
     ]
 
     @contextlib.asynccontextmanager
