@@ -5,7 +5,8 @@
 * ``off`` — this tree with no ``OTEL_*`` variable (the default),
 * ``on`` — this tree exporting every span over OTLP/HTTP to a sink on loopback (a
   separate process on the upstream's core: only the server's own work is counted, the
-  exporter thread included), sampler ``parentbased_always_on``.
+  exporter thread included), sampler ``parentbased_always_on``,
+* ``sampled`` (with ``--ratio R``) — on, sampler ``parentbased_traceidratio`` at ``R``.
 
 REST (``POST /v1/oauth/token`` and ``GET /v1/users/{id}/videos``, ``bench.yaml``) in
 the harness's interleaved rounds (each row the median of its rounds, every server
@@ -13,7 +14,7 @@ measured in every round, so drift on the shared machine hits all of them alike);
 MCP ``tools/call`` on each server, one after the other. Prints a table; writes
 ``bench/results/traces.json``.
 
-    python bench/traces.py --baseline-src /work/main/src [--quick]
+    python bench/traces.py --baseline-src /work/main/src [--ratio 0.1] [--quick]
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline-src", required=True, metavar="DIR")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--ratio",
+        type=float,
+        help="also serve 'sampled': on, with parentbased_traceidratio at this ratio",
+    )
     parser.add_argument("--results", default=str(BENCH_DIR / "results" / "traces.json"))
     args = parser.parse_args(argv)
     bench_args = bench_run.parse_args(
@@ -86,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
             "off": {"PYTHONPATH": str(BENCH_DIR.parent / "src")},
             "on": {"PYTHONPATH": str(BENCH_DIR.parent / "src"), **otel},
         }
+        if args.ratio is not None:
+            variants["sampled"] = {
+                **variants["on"],
+                "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                "OTEL_TRACES_SAMPLER_ARG": str(args.ratio),
+            }
         for label, extra in variants.items():
             server = start_naftiko(
                 bench.naftiko_run,
@@ -142,18 +154,29 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(rows: dict[str, dict[str, Any]]) -> str:
     """Per scenario: CPU per request and req/s of each variant, and the two ratios."""
+    labels = list(rows)
+    others = [label for label in labels if label not in ("baseline", "off")]
     lines = [
-        "| scenario | baseline µs/req | off µs/req | on µs/req | off/baseline | on/off "
-        "| baseline req/s | off req/s | on req/s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| scenario | "
+        + " | ".join(f"{label} µs/req" for label in labels)
+        + " | off/baseline | "
+        + " | ".join(f"{label}/off" for label in others)
+        + " | "
+        + " | ".join(f"{label} req/s" for label in labels)
+        + " |",
+        "|---" * (1 + 2 * len(labels) + 1 + len(others)) + "|",
     ]
     for scenario in ("rest_post", "rest_get", "mcp_call"):
-        cpu = {label: rows[label][scenario]["cpu_us_per_request"] for label in rows}
-        rps = {label: rows[label][scenario]["rps"] for label in rows}
+        cpu = {label: rows[label][scenario]["cpu_us_per_request"] for label in labels}
+        rps = {label: rows[label][scenario]["rps"] for label in labels}
         lines.append(
-            f"| {scenario} | {cpu['baseline']:.0f} | {cpu['off']:.0f} | {cpu['on']:.0f} "
-            f"| {cpu['off'] / cpu['baseline']:.3f} | {cpu['on'] / cpu['off']:.3f} "
-            f"| {rps['baseline']:,.0f} | {rps['off']:,.0f} | {rps['on']:,.0f} |"
+            f"| {scenario} | "
+            + " | ".join(f"{cpu[label]:.0f}" for label in labels)
+            + f" | {cpu['off'] / cpu['baseline']:.3f} | "
+            + " | ".join(f"{cpu[label] / cpu['off']:.3f}" for label in others)
+            + " | "
+            + " | ".join(f"{rps[label]:,.0f}" for label in labels)
+            + " |"
         )
     return "\n".join(lines)
 

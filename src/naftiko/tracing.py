@@ -140,7 +140,7 @@ class _ServerSpans:
             attributes["server.port"] = server[1]
         span = tracer.start_span(method, context=parent, kind=api.SERVER, attributes=attributes)
         token = api.context.attach(api.trace.set_span_in_context(span, parent))
-        status = 500
+        status: int | None = None  # None: no response was started (a disconnect, a defect)
 
         async def send_status(message: Any) -> None:
             nonlocal status
@@ -155,7 +155,9 @@ class _ServerSpans:
             span.set_status(api.ERROR)
             raise
         finally:
-            if status >= 500:
+            if status is None:
+                pass
+            elif status >= 500:
                 span.set_attributes(
                     {"http.response.status_code": status, "error.type": str(status)}
                 )
@@ -239,22 +241,25 @@ def upstream_started(
     is written into ``headers`` (``traceparent``, ``tracestate``), replacing any spelling
     of them already there. End it with :func:`upstream_ended`."""
     api = _api
-    parts = urlsplit(url)
-    attributes: dict[str, Any] = {
-        "http.request.method": method,
-        "url.full": redacted_url(url),
-        "naftiko.upstream.namespace": namespace,
-        "naftiko.upstream.operation": operation,
-    }
-    if parts.hostname:
-        attributes["server.address"] = parts.hostname
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        port = None
-    if port is not None:
-        attributes["server.port"] = port
-    span = _tracer.start_span(method, kind=api.CLIENT, attributes=attributes)  # type: ignore[union-attr]
+    span = _tracer.start_span(  # type: ignore[union-attr]
+        method, kind=api.CLIENT, attributes={"http.request.method": method}
+    )
+    if span.is_recording():  # a span the sampler dropped is sent upstream, never shown
+        parts = urlsplit(url)
+        attributes: dict[str, Any] = {
+            "url.full": redacted_url(url),
+            "naftiko.upstream.namespace": namespace,
+            "naftiko.upstream.operation": operation,
+        }
+        if parts.hostname:
+            attributes["server.address"] = parts.hostname
+        try:
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except ValueError:
+            port = None
+        if port is not None:
+            attributes["server.port"] = port
+        span.set_attributes(attributes)
     for name in [n for n in headers if n.lower() in ("traceparent", "tracestate")]:
         del headers[name]
     api.propagator.inject(headers, api.trace.set_span_in_context(span))

@@ -242,7 +242,7 @@ def run_config(config: RuntimeConfig) -> int:
         return 0
 
     try:  # before the apps are built: they are wrapped for server spans at build time
-        start_tracing(os.environ)
+        start_tracing()
     except ConfigError as exc:
         return _fail([f"naftiko-run: {exc}"])
     redactor = Redactor(value for c in capabilities for value in c.loaded.bindings.secret_values())

@@ -17,6 +17,7 @@ protocol, is a :class:`~naftiko.runtime.config.ConfigError` (one line, exit 2).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Mapping
 from typing import Any
@@ -57,11 +58,13 @@ def tracing_wanted(environ: Mapping[str, str]) -> bool:
     return bool(_exporters(environ))
 
 
-def start_tracing(environ: Mapping[str, str]) -> bool:
-    """Install the SDK when the variables ask for it (see the module docstring); True
-    when tracing is on. Call once, before building the adapters (they are wrapped for
-    server spans at build time). Raises :class:`~naftiko.runtime.config.ConfigError`."""
+def start_tracing() -> bool:
+    """Install the SDK when the process's variables ask for it (see the module docstring);
+    True when tracing is on. Call once, before building the adapters (they are wrapped
+    for server spans at build time). The SDK reads ``os.environ`` itself, so this reads
+    nothing else. Raises :class:`~naftiko.runtime.config.ConfigError`."""
     global _provider
+    environ = os.environ
     if not tracing_wanted(environ):
         return False
     exporters = _exporters(environ)
