@@ -380,3 +380,20 @@ def test_otel_sdk_disabled_wins(fleet: tuple[Fleet, str], receiver: Receiver) ->
         run.signal()
         assert run.wait() == 0
     assert receiver.posts == [] and all("traceparent" not in s for s in state.seen)
+
+
+def test_pending_spans_are_exported_on_sigterm(
+    fleet: tuple[Fleet, str], receiver: Receiver
+) -> None:
+    """Batches wait a minute here: only the flush at exit can send them (``stop_tracing``
+    after the runtime stops; the SDK's own exit hook would flush them too)."""
+    _, upstream = fleet
+    env = _otel_env(receiver, OTEL_BSP_SCHEDULE_DELAY="60000")
+    with NaftikoProcess(_args(upstream), env) as run:
+        urls = run.wait_ready()
+        assert httpx.get(f"{urls[REST]}/ships/{IMO}/crew", timeout=30).status_code == 200
+        assert receiver.posts == []
+        run.signal()
+        assert run.wait() == 0
+    assert sum(s.kind == "client" for s in receiver.spans) == 2
+    assert any(s.kind == "server" for s in receiver.spans)
