@@ -212,7 +212,8 @@ class RequestObserverMiddleware:
 def traced(app: ASGIApp, adapter_type: str, adapter: str) -> ASGIApp:
     """``app`` with a server span per HTTP request when tracing is on; else ``app`` itself
     (decided once, when the adapter is built: no per-request work when tracing is off)."""
-    return tracing.server_spans(app, adapter_type, adapter)  # type: ignore[no-any-return]
+    wrapped: ASGIApp = tracing.server_spans(app, adapter_type, adapter)
+    return wrapped
 
 
 def tracing_layers(adapter_type: str, adapter: str) -> list[Middleware]:
