@@ -26,6 +26,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "naftiko.json_codec",
             "naftiko.template_syntax",
             "naftiko.templating",
+            "naftiko.tracing",
         ),
     ),
     ("spec", ("naftiko.spec",)),

@@ -40,13 +40,16 @@ from naftiko.runtime.logs import (
 from naftiko.runtime.metrics import REQUEST_LOGGER, Metrics, RuntimeObserver
 
 BIND_SECRET = "bind-S3cret/value+1"  # only characters a sane request id may hold
+TRACE = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
 
 
 # --------------------------------------------------------------------------- reference
 
 
 def _reference_record(**fields: Any) -> logging.LogRecord:
-    """The record the observer made before: ``REQUEST_LOGGER.info(msg, *args, extra=...)``."""
+    """The record the observer made before: ``REQUEST_LOGGER.info(msg, *args, extra=...)``;
+    a traced request's (``trace``): the ids appended to the message, fields after the id."""
+    trace = fields.get("trace")
     upstream = fields["upstream_status"]
     args = (
         fields["adapter_type"],
@@ -60,6 +63,7 @@ def _reference_record(**fields: Any) -> logging.LogRecord:
     extra = {
         "event": "request",
         "request_id": fields["request_id"],
+        **({"trace_id": trace[0], "span_id": trace[1]} if trace else {}),
         "adapter_type": fields["adapter_type"],
         "adapter": fields["adapter"],
         "unit": fields["unit"],
@@ -73,8 +77,8 @@ def _reference_record(**fields: Any) -> logging.LogRecord:
         logging.INFO,
         __file__,
         1,
-        "%s %s %s -> %s (upstream %s) %.1f ms [%s]",
-        args,
+        "%s %s %s -> %s (upstream %s) %.1f ms [%s]" + (" trace_id=%s span_id=%s" * bool(trace)),
+        (*args, *(trace or ())),
         None,
         "request_finished",
         extra,
@@ -163,6 +167,12 @@ CASES = [
     _fields(unit="client_secret=s3"),
     _fields(duration_ms=5000.0, request_id="5000"),
     _fields(status=True, duration_ms=1),  # odd types: the generic way, same output
+    # Traced requests (naftiko.tracing): the ids of the server span.
+    TRACED := _fields(trace=TRACE),
+    _fields(trace=TRACE, request_id=None, upstream_status=None, unit=""),
+    _fields(trace=TRACE, unit=BIND_SECRET),
+    _fields(trace=("4BF92F3577B34DA6A3CE929D0E0E4736", "00f067aa0ba902b7")),  # not ours
+    _fields(trace=("4bf92f3577b34da6a3ce929d0e0e4736", "5000aa0ba902b700")),  # a bind inside
 ]
 
 
@@ -513,7 +523,7 @@ def test_a_line_without_a_record_is_the_line_of_the_record(
     generic.handlers[0].flush()
     assert direct_out.getvalue() == generic_out.getvalue().replace(".generic.", ".direct.")
     assert direct_out.getvalue().count("\n") == 2
-    if fields is CASES[0]:
+    if fields is CASES[0] or fields is TRACED:
         assert made == []  # a plain line: no record at all
 
 

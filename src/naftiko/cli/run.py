@@ -35,6 +35,7 @@ from naftiko.runtime.logs import Redactor, configure_logging
 from naftiko.runtime.metrics import Metrics, RuntimeObserver
 from naftiko.runtime.placement import PlacementError, Summary, load_all, place_slots
 from naftiko.runtime.process import EXIT_USAGE, Runtime, StartupError
+from naftiko.runtime.traces import start_tracing, stop_tracing
 
 EPILOG = """\
 Every flag has a NAFTIKO_* environment variable (flags win): NAFTIKO_HOST,
@@ -271,6 +272,10 @@ def run_config(config: RuntimeConfig) -> int:
             print(line)
         return 0
 
+    try:  # before the apps are built: they are wrapped for server spans at build time
+        start_tracing()
+    except ConfigError as exc:
+        return _fail([f"naftiko-run: {exc}"])
     redactor = Redactor(value for c in capabilities for value in c.loaded.bindings.secret_values())
     stdio = any(slot.is_stdio for slot in slots)
     configure_logging(
@@ -298,7 +303,10 @@ def run_config(config: RuntimeConfig) -> int:
         return await runtime.serve(warnings)
 
     with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
-        return runner.run(main())
+        try:
+            return runner.run(main())
+        finally:
+            stop_tracing()  # exports the spans still pending
 
 
 def _run_workers(

@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from naftiko import tracing
 from naftiko.engine.mapping import (
     MappingError,
     OutputMapper,
@@ -506,11 +507,18 @@ async def execute_steps(plan: CompiledSteps, scope: Scope, call: StepCaller) -> 
     last_status: int | None = None
     for step in plan.steps:
         if isinstance(step, LookupStepPlan):
+            traced = tracing.step_started(step.name, "lookup") if tracing.ENABLED else None
             value = _lookup(step, scope.with_child(steps=outputs), outputs)
             if value is not MISSING:
                 outputs[step.name] = value
+            if traced is not None:
+                tracing.step_ended(traced)
             continue
         step_scope = _step_scope(scope, step, outputs)
+        traced = (
+            tracing.step_started(step.name, "call", step.operation) if tracing.ENABLED else None
+        )
+        answer: StepResponse | Problem | None = None
         try:
             answer = await call(step.operation, step_scope)
         except Exception:  # the caller must not raise; a defect must not leak details
@@ -518,6 +526,9 @@ async def execute_steps(plan: CompiledSteps, scope: Scope, call: StepCaller) -> 
             answer = Problem(
                 ErrorKind.INTERNAL, "Internal error", "The step could not be run.", 500
             )
+        finally:
+            if traced is not None:  # ended on cancellation too: its context is detached
+                tracing.step_ended(traced, answer)
         if isinstance(answer, Problem):
             return Result.failure(replace(answer, step=step.name))
         last_status = answer.status

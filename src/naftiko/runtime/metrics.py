@@ -18,7 +18,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from naftiko import __version__
+from naftiko import __version__, tracing
 from naftiko.runtime.logs import log_request
 from naftiko.runtime.loop_metrics import LoopCounter, LoopHistogram
 from naftiko.upstream.resilience import STATE_VALUES
@@ -187,6 +187,7 @@ class RuntimeObserver:
                 duration_ms=round(duration_s * 1000, 1),
                 request_id=request_id,
                 upstream_status=upstream_status,
+                trace=tracing.current_ids() if tracing.ENABLED else None,
             )
         except Exception:  # an observer must never break a request
             REQUEST_LOGGER.exception("could not record a request")

@@ -70,6 +70,7 @@ from naftiko.runtime import heap
 from naftiko.runtime.logs import flush_logs
 from naftiko.runtime.process import EXIT_FAILURE, EXIT_OK, Runtime
 from naftiko.runtime.reload import FileWatcher, FolderWatcher
+from naftiko.runtime.traces import stop_tracing
 from naftiko.spec.loader import discover
 
 log = logging.getLogger("naftiko.runtime")
@@ -534,6 +535,7 @@ class WorkerPool:
         except BaseException:
             log.exception("worker %d failed", index)
         finally:
+            stop_tracing()  # os._exit skips the SDK's exit hook: export what is pending
             flush_logs()
             os._exit(code)
 

@@ -26,6 +26,7 @@ from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
 
 import httpx
 
+from naftiko import tracing
 from naftiko.errors import ErrorKind, Problem, ResponseTooLarge, UpstreamError
 from naftiko.media_types import essence
 from naftiko.observability import get_observer
@@ -249,10 +250,17 @@ async def send(
     template*, not the rendered URL). The body is cut at ``settings.max_response_bytes``;
     the whole exchange is cut at ``settings.total_timeout_s``. Each call is reported to
     the observer. ``max_bytes`` replaces that size limit for this call (a binary
-    operation's ``maxBinarySize``), and ``limit`` names it when a body passes it.
+    operation's ``maxBinarySize``), and ``limit`` names it when a body passes it. Each
+    call is one attempt: with tracing on, one CLIENT span, whose trace context goes out
+    in ``request``'s headers.
     """
     started = time.perf_counter()
     size_limit = settings.max_response_bytes if max_bytes is None else max_bytes
+    span = None
+    if tracing.ENABLED:
+        span = tracing.upstream_started(
+            request.method, request.url, request.headers, namespace, operation
+        )
     try:
         wire = _fast_wire(upstream, request, auth, settings)
         if wire is not None:  # the fast path; the deadline rides on the wire request
@@ -267,9 +275,13 @@ async def send(
         if limit is not None and isinstance(exc, ResponseTooLarge) and exc.limit == size_limit:
             reason = f": response larger than {limit}; the rest was not read"
         _report(namespace, request.method, status, kind.value, started)
+        if span is not None:
+            tracing.upstream_ended(span, status, kind.value)
         detail = f"upstream '{namespace}' ({operation}){reason}"
         return Problem.of(kind, title or _TITLES[kind], detail)
     _report(namespace, request.method, status, "ok" if status < 400 else _UPSTREAM, started)
+    if span is not None:
+        tracing.upstream_ended(span, status, None)
     return UpstreamResponse(status=status, headers=headers, content=content)
 
 

@@ -16,6 +16,9 @@
 * :func:`read_body` — reads a request body under a byte limit (Content-Length first,
   then counting), so a huge upload is refused before it is buffered. Both it and the MCP
   fast path read through :func:`receive_body`, the one size-limited body reader.
+* :func:`traced` — an adapter's app as it is served: wrapped in a server span per request
+  when tracing is on (``naftiko.tracing``), else the app itself; :func:`tracing_layers`,
+  the same as Starlette middleware.
 """
 
 from __future__ import annotations
@@ -27,11 +30,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from naftiko import json_codec
+from naftiko import json_codec, tracing
 from naftiko.engine.types import JSON_MEDIA_TYPE, PROBLEM_MEDIA_TYPE, Problem
 from naftiko.errors import CallerError
 from naftiko.observability import get_observer
@@ -56,6 +60,8 @@ __all__ = [
     "report_finished",
     "request_id_of",
     "sane_request_id",
+    "traced",
+    "tracing_layers",
 ]
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -203,6 +209,20 @@ class RequestObserverMiddleware:
             report_finished(self.adapter_type, self.adapter, outcome, status, started, request_id)
 
 
+def traced(app: ASGIApp, adapter_type: str, adapter: str) -> ASGIApp:
+    """``app`` with a server span per HTTP request when tracing is on; else ``app`` itself
+    (decided once, when the adapter is built: no per-request work when tracing is off)."""
+    wrapped: ASGIApp = tracing.server_spans(app, adapter_type, adapter)
+    return wrapped
+
+
+def tracing_layers(adapter_type: str, adapter: str) -> list[Middleware]:
+    """:func:`traced` as the first of a Starlette app's middleware; none when tracing is off."""
+    if not tracing.ENABLED:
+        return []
+    return [Middleware(traced, adapter_type=adapter_type, adapter=adapter)]
+
+
 def report_finished(
     adapter_type: str,
     adapter: str,
@@ -215,14 +235,17 @@ def report_finished(
 
     ``started`` is ``perf_counter()`` when the request began; None when it was refused
     before any work (a duration of 0). An error is what the handler said it was, or
-    else any status >= 400.
+    else any status >= 400. With tracing on, the request's server span hears it too.
     """
+    is_error = outcome.is_error if outcome.is_error is not None else status >= 400
+    if tracing.ENABLED:  # before the observer: its log line reads the current span
+        tracing.request_reported(adapter_type, outcome.unit, status, is_error)
     get_observer().request_finished(
         adapter_type=adapter_type,
         adapter=adapter,
         unit=outcome.unit,
         status=status,
-        is_error=outcome.is_error if outcome.is_error is not None else status >= 400,
+        is_error=is_error,
         duration_s=0.0 if started is None else time.perf_counter() - started,
         request_id=request_id,
         upstream_status=outcome.upstream_status,

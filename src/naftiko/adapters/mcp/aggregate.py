@@ -53,6 +53,7 @@ from starlette.requests import HTTPConnection
 
 from naftiko import __version__
 from naftiko.adapters.http.auth import AuthFailure, InboundAuth
+from naftiko.adapters.http.common import tracing_layers
 from naftiko.adapters.http.origin import HostOriginMiddleware
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.adapters.mcp import resources as res
@@ -479,7 +480,8 @@ def build_aggregate_app(
             endpoint, server, OpenTools(handlers), manager.max_request_body_size
         )
     middleware = [
-        Middleware(HostOriginMiddleware, policy=settings.host_origin_policy(), reply="jsonrpc")
+        *tracing_layers("mcp", "mcp"),  # the aggregate's requests: adapter "mcp"
+        Middleware(HostOriginMiddleware, policy=settings.host_origin_policy(), reply="jsonrpc"),
     ]
 
     @contextlib.asynccontextmanager

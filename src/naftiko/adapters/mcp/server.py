@@ -69,6 +69,7 @@ from naftiko.adapters.http.common import (
     report_finished,
     request_id_of,
     sane_request_id,
+    tracing_layers,
 )
 from naftiko.adapters.http.origin import HostOriginMiddleware
 from naftiko.adapters.http.rate_limit import AdapterLimit, caller_of
@@ -510,7 +511,8 @@ def build_mcp_app(
 
     metadata: tuple[str, dict[str, Any]] | None = None
     middleware = [
-        Middleware(HostOriginMiddleware, policy=settings.host_origin_policy(), reply="jsonrpc")
+        *tracing_layers(ADAPTER_TYPE, plan.namespace),
+        Middleware(HostOriginMiddleware, policy=settings.host_origin_policy(), reply="jsonrpc"),
     ]
     spec = plan.authentication
     auth = None

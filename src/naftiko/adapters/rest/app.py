@@ -61,7 +61,7 @@ from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, HTTPConnection
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from naftiko.adapters.http.auth import InboundAuth, build_inbound_auth
 from naftiko.adapters.http.common import (
@@ -72,6 +72,7 @@ from naftiko.adapters.http.common import (
     receive_body,
     report_finished,
     request_id_of,
+    traced,
 )
 from naftiko.adapters.http.origin import refusal_fields
 from naftiko.adapters.http.rate_limit import caller_of
@@ -289,7 +290,8 @@ def build_rest_app(
     document = build_openapi(
         plan, title=title, version=version, description=description, server_url=server_url
     )
-    app = _RestApp(_RestEndpoint(engine, plan, settings or AdapterSettings(), document, auth))
+    endpoint = _RestEndpoint(engine, plan, settings or AdapterSettings(), document, auth)
+    app = _RestApp(traced(endpoint, "rest", plan.namespace))
     app.state.inbound_auth = auth  # the gateway's docs page of this adapter is behind it too
     return app
 
@@ -302,7 +304,7 @@ class _RestApp(Starlette):
     Starlette's error, exception and routing layers would only add per-request work.
     """
 
-    def __init__(self, endpoint: _RestEndpoint) -> None:
+    def __init__(self, endpoint: ASGIApp) -> None:
         super().__init__()
         self.endpoint = endpoint
 

@@ -42,6 +42,7 @@ from naftiko.adapters.http.common import (
     problem_fields,
     problem_response,
     request_id_of,
+    tracing_layers,
 )
 from naftiko.adapters.http.origin import HostOriginMiddleware
 from naftiko.adapters.http.rate_limit import RateLimitMiddleware
@@ -272,6 +273,7 @@ def build_skill_app(
 
     routes.append(Route("/{rest:path}", fallback))
     middleware = [
+        *tracing_layers("skill", plan.namespace),
         Middleware(RequestObserverMiddleware, adapter_type="skill", adapter=plan.namespace),
         Middleware(HostOriginMiddleware, policy=settings.host_origin_policy()),
     ]

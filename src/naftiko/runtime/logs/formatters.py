@@ -21,6 +21,8 @@ from typing import Any
 from naftiko.runtime.logs.redaction import Redactor
 
 REQUEST_MESSAGE = "%s %s %s -> %s (upstream %s) %.1f ms [%s]"
+# The request line of a traced request: the W3C ids of its server span appended.
+TRACED_REQUEST_MESSAGE = REQUEST_MESSAGE + " trace_id=%s span_id=%s"
 # The ``extra`` fields of a request record, in the order the JSON line writes them.
 REQUEST_EXTRAS = (
     "event",
@@ -34,11 +36,13 @@ REQUEST_EXTRAS = (
     "duration_ms",
 )
 # The record attribute marking a request record: (args, adapter_type, adapter, unit,
-# status, is_error, upstream_status, duration_ms, request_id), set by ``log_request``
-# only when every value has the type the fast path expects. Never written out.
+# status, is_error, upstream_status, duration_ms, request_id, trace), set by
+# ``log_request`` only when every value has the type the fast path expects. ``trace`` is
+# None or (trace_id, span_id), in hex. Never written out.
 REQUEST_MARK = "_naftiko_request"
 # How many attributes a request record has as ``log_request`` makes it: a standard
-# record's, the ``extra`` fields and the mark. More means a filter added some.
+# record's, the ``extra`` fields and the mark (a traced one: two more, the ids). More
+# means a filter added some.
 _REQUEST_RECORD_SIZE = len(vars(logging.makeLogRecord({}))) + len(REQUEST_EXTRAS) + 1
 # Attributes every LogRecord has; anything else was passed through ``extra=``.
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {
@@ -86,18 +90,21 @@ class _RequestLines:
         """The marked fields, if the record is still as ``log_request`` made it."""
         attrs = record.__dict__
         fields = attrs.get(REQUEST_MARK)
+        if fields is None:
+            return None
+        traced = fields[9] is not None
         if (
-            fields is None
-            or record.args is not fields[0]
-            or record.msg is not REQUEST_MESSAGE
+            record.args is not fields[0]
+            or record.msg is not (TRACED_REQUEST_MESSAGE if traced else REQUEST_MESSAGE)
             or record.exc_info
             or record.exc_text
         ):
             return None
+        expected = _REQUEST_RECORD_SIZE + 2 * traced
         size = len(attrs)
-        if size != _REQUEST_RECORD_SIZE:  # set by a handler's Formatter before ours:
+        if size != expected:  # set by a handler's Formatter before ours:
             size -= ("message" in attrs) + ("asctime" in attrs)  # not in the line
-            if size != _REQUEST_RECORD_SIZE:  # a filter added attributes: they must show
+            if size != expected:  # a filter added attributes: they must show
                 return None
         return fields
 
@@ -144,13 +151,15 @@ class _RequestLines:
             f"{stamp}.{msecs:03d}{parts[0]}"
             f"{args[3]} (upstream {args[4]}) {args[5]:.1f} ms [{args[6]}]"
         )
+        if fields[9] is not None:
+            line += f" trace_id={args[7]} span_id={args[8]}"
         return None if self.redactor.holds_secret_value(line) else line
 
     def json_line(
         self, levelname: str, name: str, msecs: int, stamp: str, fields: tuple[Any, ...]
     ) -> str | None:
         """The JSON line of a request record with these attributes; None: the generic way."""
-        args, adapter_type, adapter, unit, status, is_error, upstream, duration, rid = fields
+        args, adapter_type, adapter, unit, status, is_error, upstream, duration, rid, trace = fields
         key = (levelname, name, adapter_type, adapter, unit)
         table = self._cache(self._json)
         parts = table.get(key)
@@ -174,12 +183,16 @@ class _RequestLines:
         if not parts:
             return None
         tail = f"{args[3]} (upstream {args[4]}) {duration:.1f} ms [{args[6]}]"
+        ids = ""
+        if trace is not None:  # hex: nothing to escape, and the message holds them too
+            tail += f" trace_id={trace[0]} span_id={trace[1]}"
+            ids = f', "trace_id": "{trace[0]}", "span_id": "{trace[1]}"'
         if self.redactor.holds_secret_value(parts[1] + tail):
             return None
         rid_json = "null" if rid is None else f'"{rid}"'
         return (
             f'{{"time": "{stamp}.{msecs:03d}{parts[0]}{parts[2]}{tail}", '
-            f'"event": "request", "request_id": {rid_json}{parts[3]}{status}, '
+            f'"event": "request", "request_id": {rid_json}{ids}{parts[3]}{status}, '
             f'"error": {"true" if is_error else "false"}, '
             f'"upstream_status": {"null" if upstream is None else upstream}, '
             f'"duration_ms": {duration!r}}}'

@@ -21,6 +21,7 @@ from typing import Any
 from naftiko.runtime.logs.formatters import (
     REQUEST_MARK,
     REQUEST_MESSAGE,
+    TRACED_REQUEST_MESSAGE,
     JsonFormatter,
     TextFormatter,
     _Formatter,
@@ -30,6 +31,8 @@ from naftiko.runtime.logs.handler import BatchingStreamHandler, CancelledRequest
 # Request ids the fast path writes as they are: none of the redaction patterns can match
 # inside them (each needs ``:``/``=``, a quote or a space) and JSON has nothing to escape.
 _PLAIN_ID = re.compile(r"[A-Za-z0-9._@+/-]*", re.ASCII)
+# Trace and span ids as the fast path writes them: W3C lower-case hex.
+_HEX_IDS = re.compile(r"[0-9a-f]{32} [0-9a-f]{16}", re.ASCII)
 
 
 def log_request(
@@ -43,15 +46,32 @@ def log_request(
     duration_ms: float,
     request_id: str | None,
     upstream_status: int | None,
+    trace: tuple[str, str] | None = None,
 ) -> None:
     """Log the request line at INFO: the same record ``logger.info(...)`` would make
     (message, ``extra`` fields), built without ``findCaller`` and marked for the fast
     path of the formatters when its values are of the expected types. When the only
-    handler that would see it is ours, no record is made (:func:`_write_without_record`)."""
+    handler that would see it is ours, no record is made (:func:`_write_without_record`).
+
+    ``trace`` is ``(trace_id, span_id)`` when the request was traced: the message is
+    :data:`TRACED_REQUEST_MESSAGE` (the line ends with ``trace_id=... span_id=...``) and
+    the record has ``trace_id`` and ``span_id`` fields after ``request_id``."""
     if not logger.isEnabledFor(logging.INFO):
         return
     upstream = "-" if upstream_status is None else str(upstream_status)
-    args = (adapter_type, adapter, unit or "-", status, upstream, duration_ms, request_id or "-")
+    args: tuple[Any, ...] = (
+        adapter_type,
+        adapter,
+        unit or "-",
+        status,
+        upstream,
+        duration_ms,
+        request_id or "-",
+    )
+    message = REQUEST_MESSAGE
+    if trace is not None:
+        args += trace
+        message = TRACED_REQUEST_MESSAGE
     fields = None
     # Values of the types the adapters pass get the fast path; anything else (a bool
     # status, an int duration, an id with ``=``...) is formatted the generic way.
@@ -68,6 +88,7 @@ def log_request(
             request_id is None
             or (type(request_id) is str and _PLAIN_ID.fullmatch(request_id) is not None)
         )
+        and (trace is None or _HEX_IDS.fullmatch(f"{trace[0]} {trace[1]}") is not None)
     ):
         fields = (
             args,
@@ -79,20 +100,22 @@ def log_request(
             upstream_status,
             duration_ms,
             request_id,
+            trace,
         )
         if _write_without_record(logger, fields):
             return
-    extra: dict[str, Any] = {
-        "event": "request",
-        "request_id": request_id,
-        "adapter_type": adapter_type,
-        "adapter": adapter,
-        "unit": unit,
-        "status": status,
-        "error": is_error,
-        "upstream_status": upstream_status,
-        "duration_ms": duration_ms,
-    }
+    extra: dict[str, Any] = {"event": "request", "request_id": request_id}
+    if trace is not None:
+        extra["trace_id"], extra["span_id"] = trace
+    extra.update(
+        adapter_type=adapter_type,
+        adapter=adapter,
+        unit=unit,
+        status=status,
+        error=is_error,
+        upstream_status=upstream_status,
+        duration_ms=duration_ms,
+    )
     if fields is not None:
         extra[REQUEST_MARK] = fields
     record = logger.makeRecord(
@@ -100,7 +123,7 @@ def log_request(
         logging.INFO,
         __file__,
         _LINENO,
-        REQUEST_MESSAGE,
+        message,
         args,
         None,
         "log_request",
