@@ -409,9 +409,14 @@ class OpenTools:
         return self.handlers.table.open_tools
 
     async def call_tool(
-        self, name: str, arguments: Mapping[str, Any] | None, request_id: str | None = None
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None,
+        request_id: str | None = None,
+        *,
+        caller: str | None = None,
     ) -> types.CallToolResult:
-        return await self.handlers.call_tool(name, arguments, request_id)
+        return await self.handlers.call_tool(name, arguments, request_id, caller=caller)
 
 
 def build_aggregate_server(handlers: AggregateHandlers, dynamic: bool = False) -> Server[Any]:
