@@ -24,6 +24,7 @@ which inputs its templates see (``visibility``), its steps (``steps``), its vali
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -62,8 +63,12 @@ class Compiler:
         self.functions: dict[str, Unit] = {}
         self.function_specs: dict[str, AggregateFunction] = {}
         self.units: dict[str, Unit] = {}  # the exposed units by id, of every adapter
+        # Not the bound ``self.find_operation``: a builder holding its compiler would make
+        # a cycle, and the document's whole model would then wait for the cyclic collector
+        # (off while naftiko-run starts) instead of being freed once it is compiled.
+        find = functools.partial(find_operation, self.operations, self.consumes)
         self.builder = UnitBuilder(
-            ctx, self.consumes, self.find_operation, _consumed_outputs(consumed), self.functions
+            ctx, self.consumes, find, _consumed_outputs(consumed), self.functions
         )
 
     def find_operation(self, target: str) -> OperationPlan | None:

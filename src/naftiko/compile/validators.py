@@ -3,7 +3,7 @@ cheap check that spares it on the common shapes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -12,12 +12,38 @@ from jsonschema.exceptions import SchemaError
 from naftiko.compile.context import CompileContext, PathT
 from naftiko.compile.inputs import surely_valid_schema
 
-__all__ = ["quick_check", "schema_validator"]
+__all__ = ["LazyValidator", "quick_check", "schema_validator"]
 
 
-def schema_validator(
-    ctx: CompileContext, schema: Mapping[str, Any], path: PathT
-) -> Draft202012Validator:
+class LazyValidator:
+    """A ``Draft202012Validator`` made on first use, for a schema already checked.
+
+    Making one (its resolver and registry) costs more than most documents' other
+    compile steps together, and most units of a large folder are never called, or are
+    answered by :func:`quick_check` alone; the schema is checked at load either way,
+    so a lazily made validator answers exactly what an eager one would.
+    """
+
+    __slots__ = ("_validator", "schema")
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.schema = schema
+        self._validator: Draft202012Validator | None = None
+
+    @property
+    def validator(self) -> Draft202012Validator:
+        if self._validator is None:
+            self._validator = Draft202012Validator(self.schema)
+        return self._validator
+
+    def iter_errors(self, instance: Any) -> Iterator[Any]:
+        return self.validator.iter_errors(instance)
+
+    def is_valid(self, instance: Any) -> bool:
+        return self.validator.is_valid(instance)
+
+
+def schema_validator(ctx: CompileContext, schema: Mapping[str, Any], path: PathT) -> LazyValidator:
     """The validator of a unit's input schema; an invalid schema is a load error (and
     the unit gets a validator that accepts any object, never used: the load fails)."""
     try:
@@ -25,8 +51,8 @@ def schema_validator(
             Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         ctx.error(path, f"input schema is not valid JSON Schema: {exc.message}")
-        return Draft202012Validator({"type": "object"})
-    return Draft202012Validator(schema)
+        return LazyValidator({"type": "object"})
+    return LazyValidator(schema)
 
 
 _PYTHON_TYPES: dict[str, type] = {

@@ -11,8 +11,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from naftiko.engine.mapping import OutputMapper
 from naftiko.engine.orchestration import CompiledSteps
 from naftiko.engine.types import AdapterPlan, Unit
@@ -39,7 +37,7 @@ class UnitPlan:
     """What every execution mode shares (opaque to adapters, read by ``invoke``)."""
 
     unit_id: str
-    validator: Draft202012Validator
+    validator: Any  # ``iter_errors`` and ``schema``: a (lazily made) Draft202012Validator
     scope: Scope  # binds + the unit's input namespaces; children hold per-request layers
     with_: Mapping[str, ValueExpr]
     outputs: OutputMapper | None  # None: no outputParameters

@@ -54,6 +54,8 @@ class PlacedDocument:
     # ``--reload`` in gateway mode: why the file on disk no longer serves (it stopped
     # loading, or its namespace clashes); this, the previous version, keeps serving.
     stale: str | None = None
+    # The consumed namespaces, kept when the model is released (``release_model``).
+    consumed_namespaces: tuple[str, ...] | None = None
 
     @property
     def problems(self) -> str | None:
@@ -68,6 +70,30 @@ class PlacedDocument:
     @property
     def spec_version(self) -> str | None:
         return self.loaded.document.naftiko
+
+    def consumed(self) -> tuple[str, ...]:
+        """The namespaces of the consumed APIs."""
+        if self.consumed_namespaces is not None:
+            return self.consumed_namespaces
+        return tuple(c.namespace for c in self.loaded.document.consumed())
+
+    def release_model(self) -> None:
+        """Keep only what serving reads of the document model: its ``info``, its version
+        and the namespaces it consumes.
+
+        Once compiled, nothing reads the rest: the compiled units hold what requests
+        need. A document's pydantic tree is the largest part of what it keeps (over a
+        folder of 1,000, most of the idle memory), and released right after each
+        compile, the next document's load reuses its memory.
+        """
+        from naftiko.spec.models import Document
+
+        document = self.loaded.document
+        self.consumed_namespaces = tuple(c.namespace for c in document.consumed())
+        slim = Document.model_construct(naftiko=document.naftiko, info=document.info)
+        self.loaded = replace(self.loaded, document=slim)
+        if getattr(self.compiled, "loaded", None) is not None:
+            self.compiled = replace(self.compiled, loaded=self.loaded)
 
     @property
     def version(self) -> str | None:
@@ -132,9 +158,10 @@ def capability_files(paths: Sequence[str]) -> tuple[list[Path], list[str]]:
     named = {Path(p) for p in paths if not Path(p).is_dir()}
     seen: set[Path] = set()
     for path in discover(paths):
-        if path.resolve() in seen:  # the same file named twice, or also under a directory
+        resolved = path.resolve()
+        if resolved in seen:  # the same file named twice, or also under a directory
             continue
-        seen.add(path.resolve())
+        seen.add(resolved)
         if path in named:
             files.append(path)
             continue
@@ -179,7 +206,10 @@ def load_one(path: Path, config: RuntimeConfig, *, explicit: bool = True) -> Pla
         degraded = unset_binds(loaded.unset_binds)
     compiled = compile_capability(loaded, config.engine_settings())
     loaded.source_map.release(source.text)
-    return PlacedDocument(path=path, loaded=loaded, compiled=compiled, degraded=degraded)
+    placed = PlacedDocument(path=path, loaded=loaded, compiled=compiled, degraded=degraded)
+    if config.gateway_port is not None:
+        placed.release_model()
+    return placed
 
 
 def _read(path: Path) -> Any:
@@ -386,8 +416,8 @@ def assign_prefixes(
     used: set[str] = set()
     for slot in slots:
         prefix = slot.namespace
-        key = next((k for k in _prefix_keys(slot) if k in prefixes), None)
-        if key is None and slot.capability is not None:
+        key = next((k for k in _prefix_keys(slot) if k in prefixes), None) if prefixes else None
+        if key is None and prefixes and slot.capability is not None:
             mine = (slot.capability.path.resolve(), slot.namespace)
             key = next((k for k in prefixes if _file_key(k) == mine), None)
         if key is not None:
@@ -485,12 +515,7 @@ def override_typos(slots: Sequence[Slot], config: RuntimeConfig) -> list[str]:
     """
     exposed = sorted({s.namespace for s in slots})
     consumed = sorted(
-        {
-            c.namespace
-            for s in slots
-            if s.capability is not None
-            for c in s.capability.loaded.document.consumed()
-        }
+        {c for s in slots if s.capability is not None for c in s.capability.consumed()}
     )
     lines = [
         _unknown("--port", "NAFTIKO_PORTS", "exposed adapter", ns, exposed)

@@ -150,7 +150,8 @@ def _load_source(
         check_schema(data, report)
     normalize(data, report)
     _check_version(data.get("naftiko"), report, strict=strict, ikanos=ikanos)
-    base_dir = path.resolve().parent
+    resolved = path.resolve()
+    base_dir = resolved.parent
     context = ImportContext(report)
     capability = data.get("capability")
     for owner, prefix in ((data, ()), (capability, ("capability",))):
@@ -159,7 +160,7 @@ def _load_source(
                 resolve_imports(
                     owner[section],
                     (*prefix, section),
-                    file=path.resolve(),
+                    file=resolved,
                     reporter=report,
                     context=context,
                     section=section,

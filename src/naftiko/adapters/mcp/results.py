@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from naftiko.compile.inputs import surely_valid_schema
+from naftiko.compile.validators import LazyValidator
 from naftiko.engine.static_files import is_text_media_type
 from naftiko.engine.types import ErrorKind, Result, Unit, thaw
 from naftiko.media_types import OCTET_STREAM, as_written, essence
@@ -160,7 +161,7 @@ class ToolEntry:
     unit: Unit
     tool: types.Tool
     input_schema: dict[str, Any]
-    output_validator: Draft202012Validator | None
+    output_validator: LazyValidator | None
     output_check: Check | None = None  # exact fast ``is_valid`` when the schema allows
 
 
@@ -175,7 +176,7 @@ def build_tool(unit: Unit) -> ToolEntry:
             )
         input_schema = {**input_schema, "type": "object"}
     output_schema = thaw(unit.output_schema) if unit.output_schema else None
-    validator: Draft202012Validator | None = None
+    validator: LazyValidator | None = None
     if output_schema is not None:
         if output_schema.get("type") != "object":  # old clients require an object root
             output_schema = None
@@ -183,7 +184,7 @@ def build_tool(unit: Unit) -> ToolEntry:
             try:
                 if not surely_valid_schema(output_schema):  # the metaschema is slow: not for ours
                     Draft202012Validator.check_schema(output_schema)
-                validator = Draft202012Validator(output_schema)
+                validator = LazyValidator(output_schema)
             except SchemaError as exc:
                 log.warning("tool %r: output schema dropped, invalid: %s", unit.name, exc.message)
                 output_schema = None

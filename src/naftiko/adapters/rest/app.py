@@ -55,8 +55,10 @@ the API is not.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -133,7 +135,7 @@ class _RestEndpoint:
         engine: RestEngine,
         plan: RestAdapterPlan,
         settings: AdapterSettings,
-        openapi_document: dict[str, Any],
+        openapi_document: Callable[[], dict[str, Any]],
         auth: InboundAuth | None = None,
     ) -> None:
         self.engine = engine
@@ -142,14 +144,26 @@ class _RestEndpoint:
         self.auth = auth
         self.host_origin = settings.host_origin_policy()
         self.limit = settings.rate_limit("rest", plan.namespace)
-        self.routes = tuple(Route.of(route) for route in plan.routes)
-        self.openapi = reply(200, [JSON_TYPE], json_bytes(openapi_document))
+        self._openapi_document = openapi_document
         self.too_large = problem_fields(
             413,
             "Request body too large",
             f"The request body exceeds {settings.max_body_bytes} bytes.",
             "payload-too-large",
         )
+
+    # The routing table and the OpenAPI reply are made on the first request that needs
+    # them (then they are plain attributes): building them for every adapter of a
+    # gateway's folder was a large part of its start, for adapters mostly never called.
+    # Neither can fail for a plan that compiled.
+
+    @functools.cached_property
+    def routes(self) -> tuple[Route, ...]:
+        return tuple(Route.of(route) for route in self.plan.routes)
+
+    @functools.cached_property
+    def openapi(self) -> Reply:
+        return reply(200, [JSON_TYPE], json_bytes(self._openapi_document()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -287,8 +301,13 @@ def build_rest_app(
     binds = bindings or Bindings.empty()
     auth = build_inbound_auth(plan.authentication, binds.as_scope(), binds.namespaced())
     title, version, description = openapi_info(plan, info)
-    document = build_openapi(
-        plan, title=title, version=version, description=description, server_url=server_url
+    document = functools.partial(
+        build_openapi,
+        plan,
+        title=title,
+        version=version,
+        description=description,
+        server_url=server_url,
     )
     endpoint = _RestEndpoint(engine, plan, settings or AdapterSettings(), document, auth)
     app = _RestApp(traced(endpoint, "rest", plan.namespace))

@@ -6,6 +6,7 @@ error) and the REST adapter (request routing), so both agree on what a path matc
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import quote
 
@@ -30,6 +31,7 @@ def normalize_route_path(path: str) -> str:
     return re.sub(r"\{\{\s*([^{}]+?)\s*\}\}", r"{\1}", path)
 
 
+@functools.lru_cache(maxsize=4096)
 def route_pattern(path: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
     """A regex over the *raw* (percent-encoded) request path, and its variable names.
 
@@ -37,6 +39,9 @@ def route_pattern(path: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
     group names. A final ``/{path}`` also matches the bare prefix (empty remainder) and
     keeps a trailing slash as part of the remainder; any other path accepts one optional
     trailing slash.
+
+    Cached: the compiler's reserved-path check and the adapter's routing ask for the same
+    paths, and the documents of a folder share many (a pattern is immutable).
     """
     template = path if path.startswith("/") else "/" + path
     names: list[str] = []
@@ -70,6 +75,12 @@ def shadowing_reserved_path(path: str) -> str | None:
     if "{" not in path and "well-known" not in path:
         # Literal text matches only itself; compiling a pattern for every route of a
         # thousand documents just to learn that was a twentieth of their start.
+        return None
+    template = path if path.startswith("/") else "/" + path
+    head = template.split("{", 1)[0].rstrip("/")
+    if not OPENAPI_PATH.startswith(quote(head, safe=_PCHAR_SAFE)):
+        # The pattern starts with this literal text (a final ``/{path}`` makes only its
+        # last slash optional): it cannot match a path that does not start with it.
         return None
     pattern, _ = route_pattern(path)
     return OPENAPI_PATH if pattern.fullmatch(OPENAPI_PATH) else None
