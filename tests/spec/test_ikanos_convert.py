@@ -126,8 +126,8 @@ def test_the_command_writes_the_file_or_lists_why_not(
     assert cli.main(["convert", str(source), "--to", "ikanos-1.0.0-beta4"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err == [
-        f"{source}: error: not valid in ikanos-1.0.0-beta4 at info: schema: 'description' "
-        "is a required property",
+        f"{source}:3: error: cannot be expressed in ikanos-1.0.0-beta4: 'info': 'description' "
+        "is a required property (the source breaks this rule of naftiko 1.0.0-alpha2 too)",
         f"{source}: not converted to ikanos-1.0.0-beta4",
     ]
     assert cli.main(["convert", str(source), "--to", "ikanos-1.0.0-beta4", "--force"]) == 0
@@ -166,3 +166,96 @@ def test_corpus_round_trip(tmp_path: Path) -> None:
             counts["strict"] += 1
     print(counts)
     assert counts["round-trip"] >= 0.8 * counts["loads"], counts
+
+
+ORCHESTRATED = """\
+naftiko: "1.0.0-alpha2"
+info:
+  label: Ships
+  description: Ships and crews.
+capability:
+  consumes:
+    - type: http
+      namespace: registry
+      baseUri: https://registry.example.com
+      resources:
+        - name: ships
+          path: /ships/{imo}
+          operations:
+            - name: get-ship
+              method: GET
+  exposes:
+    - type: mcp
+      namespace: tools
+      port: 9090
+      tools:
+        - name: ship-with-crew
+          description: A ship and its crew.
+          steps:
+            - type: call
+              name: get-ship
+              call: registry.get-ship
+          outputParameters:
+            - name: route
+              type: object
+              properties:
+                from:
+                  name: from
+                  type: string
+            - name: crew
+              type: array
+              items:
+                - name: fullName
+                  type: string
+                - name: role
+                  type: string
+"""
+
+
+def test_alpha2_orchestrated_outputs_become_beta4_maps_and_validate(tmp_path: Path) -> None:
+    """alpha2 writes an orchestrated array's ``items`` as a list of named properties and
+    may repeat a property's key as its ``name``; beta4 has a map and no ``name``."""
+    source = tmp_path / "a.yaml"
+    source.write_text(ORCHESTRATED)
+    beta4, violations = convert_text(ORCHESTRATED, "ikanos-1.0.0-beta4")
+    assert violations == []
+    assert "              items:\n                fullName:\n" in beta4
+    (tmp_path / "b.yaml").write_text(beta4)
+    assert schema_errors(source) == [] and schema_errors(tmp_path / "b.yaml") == []
+    (tool,) = [u for u in compile_capability(load_capability(source, env={})).units.values()]
+    crew = tool.output_schema["properties"]["crew"]
+    assert set(crew["items"]["properties"]) == {"fullName", "role"}  # read, not ignored
+    assert units(tmp_path / "b.yaml") == units(source)
+
+
+def test_a_refusal_names_the_construct_and_its_source_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bent = ALPHA2.replace("      port: 8080\n", "      port: 8080\n      description: REST.\n")
+    bent = bent.replace(
+        "                  value: $.users\n",
+        "                  value: $.users\n"
+        "              inputParameters:\n"
+        "                - name: page\n                  in: query\n"
+        "                  type: integer\n",
+    )
+    source = tmp_path / "a.yaml"
+    source.write_text(bent)
+    assert cli.main(["convert", str(source), "--to", "ikanos-1.0.0-beta4"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{source}:22: error: cannot be expressed in ikanos-1.0.0-beta4: input parameter 'page' "
+        "of operation 'list-users' of resource 'users' of consumed API 'api': property not "
+        "allowed here: type (the source breaks this rule of naftiko 1.0.0-alpha2 too)",
+        f"{source}:26: error: cannot be expressed in ikanos-1.0.0-beta4: rest adapter 'rest': "
+        "property not allowed here: description (the source breaks this rule of naftiko "
+        "1.0.0-alpha2 too)",
+        f"{source}: not converted to ikanos-1.0.0-beta4",
+    ]
+    unnamed = ORCHESTRATED.replace(
+        "        - name: ship-with-crew\n          description", "        - description"
+    )
+    source.write_text(unnamed)
+    assert cli.main(["convert", str(source), "--to", "ikanos-1.0.0-beta4"]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"{source}:21: error: capability.exposes[0].tools[0] has no name: Ikanos keys these by name"
+    )
