@@ -259,3 +259,25 @@ def test_a_refusal_names_the_construct_and_its_source_line(
     assert capsys.readouterr().err.splitlines()[0] == (
         f"{source}:21: error: capability.exposes[0].tools[0] has no name: Ikanos keys these by name"
     )
+
+
+def test_a_list_shared_through_a_yaml_anchor_is_keyed_once(tmp_path: Path) -> None:
+    """Two adapters sharing their resources through an anchor: the twin shares one map
+    (the same names for both), not a second keying of entries already unnamed."""
+    text = ALPHA2.replace(
+        "      resources:\n        - path: /users\n",
+        "      resources: &shared\n        - path: /users\n",
+        1,
+    )
+    text += "    - type: rest\n      port: 8081\n      namespace: again\n      resources: *shared\n"
+    source = tmp_path / "a.yaml"
+    source.write_text(text)
+    beta4, violations = convert_text(text, "ikanos-1.0.0-beta4")
+    assert violations == []
+    assert "      resources: &shared\n" in beta4 and "      resources: *shared\n" in beta4
+    (tmp_path / "b.yaml").write_text(beta4)
+    assert set(units(tmp_path / "b.yaml")) == {"rest.get-users", "again.get-users"}
+    back, _ = convert_text(beta4, "naftiko-1.0.0-alpha2")
+    (tmp_path / "c.yaml").write_text(back)
+    assert units(tmp_path / "c.yaml") == units(source)
+    assert set(units(source)) == {"rest.GET /users", "again.GET /users"}

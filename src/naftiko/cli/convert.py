@@ -326,7 +326,14 @@ def _keyed(
 
     if not isinstance(items, list):
         return items
+    if id(items) in _SHARED:
+        # the same list again, through a YAML alias: the same map (dumped as an alias)
+        return _SHARED[id(items)][1]
     keyed = CommentedMap()
+    anchor = getattr(getattr(items, "anchor", None), "value", None)
+    if anchor:
+        keyed.yaml_set_anchor(anchor)  # the alias keeps the author's anchor name
+    _SHARED[id(items)] = (items, keyed)  # the list is kept alive so its id stays unique
     generated: list[str] = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
@@ -364,6 +371,10 @@ def _keyed(
 
 # --------------------------------------------------------------------------- to Ikanos
 
+# Lists already keyed in this conversion, by id: a list shared through a YAML anchor
+# is converted once (its entries lose their ``name`` the first time).
+_SHARED: dict[int, tuple[Any, Any]] = {}
+
 
 def to_ikanos(data: dict[str, Any]) -> dict[str, Any]:
     """A ``naftiko:`` document (ruamel data) rewritten as Ikanos 1.0.0-beta4."""
@@ -371,6 +382,7 @@ def to_ikanos(data: dict[str, Any]) -> dict[str, Any]:
 
     normalize(data, lambda _path, _message: None)  # the loader's lenient rewrites
     problems: list[str] = []
+    _SHARED.clear()
     _rename(data, "naftiko", "ikanos")
     data["ikanos"] = "1.0.0-beta4"
     _rename(data.get("info"), "label", "display")
@@ -390,6 +402,7 @@ def to_ikanos(data: dict[str, Any]) -> dict[str, Any]:
         for i, entry in enumerate(capability.get("aggregates") or []):
             if isinstance(entry, dict):
                 _aggregate(entry, f"capability.aggregates[{i}]", problems)
+    _SHARED.clear()
     if problems:
         raise ConversionError(problems, [getattr(p, "line", None) for p in problems])
     return data
