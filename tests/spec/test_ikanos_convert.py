@@ -285,3 +285,22 @@ def test_a_list_shared_through_a_yaml_anchor_is_keyed_once(tmp_path: Path) -> No
     (tmp_path / "c.yaml").write_text(back)
     assert units(tmp_path / "c.yaml") == units(source)
     assert set(units(source)) == {"rest.GET /users", "again.GET /users"}
+
+
+def test_an_adapter_without_namespace_is_refused_for_ikanos(tmp_path: Path) -> None:
+    """alpha2 loads it; Ikanos refuses to load it."""
+    text = ALPHA2.replace("      namespace: rest\n", "")
+    assert set(units_of_text(tmp_path, text)) == {".GET /users"}
+    with pytest.raises(ConversionError) as exc:
+        convert_text(text, "ikanos-1.0.0-beta4")
+    assert exc.value.problems == [
+        "cannot be expressed in ikanos-1.0.0-beta4: capability.exposes[0]: a rest adapter "
+        "with no namespace"
+    ]
+    assert exc.value.lines == [22]  # "- type: rest"
+
+
+def units_of_text(tmp_path: Path, text: str) -> dict[str, Any]:
+    path = tmp_path / "a.yaml"
+    path.write_text(text)
+    return units(path)

@@ -396,11 +396,23 @@ def to_ikanos(data: dict[str, Any]) -> dict[str, Any]:
             elif isinstance(entry, dict):
                 _consumes(entry, f"{prefix}consumes[{i}]", problems)
     if isinstance(capability, dict):
-        for i, entry in enumerate(capability.get("exposes") or []):
+        exposes, aggregates = capability.get("exposes") or [], capability.get("aggregates") or []
+        for i, entry in enumerate(exposes):
             if isinstance(entry, dict):
+                if entry.get("type") in ("rest", "mcp", "skill") and not entry.get("namespace"):
+                    # alpha2 forgives it (nothing can address the units); Ikanos refuses it
+                    text = f"capability.exposes[{i}]: a {entry['type']} adapter with no namespace"
+                    problems.append(
+                        _at(f"cannot be expressed in {IKANOS_TARGET}: {text}", exposes, i)
+                    )
                 _exposes(entry, f"capability.exposes[{i}]", problems)
-        for i, entry in enumerate(capability.get("aggregates") or []):
+        for i, entry in enumerate(aggregates):
             if isinstance(entry, dict):
+                if not entry.get("namespace"):
+                    text = f"capability.aggregates[{i}]: an aggregate with no namespace"
+                    problems.append(
+                        _at(f"cannot be expressed in {IKANOS_TARGET}: {text}", aggregates, i)
+                    )
                 _aggregate(entry, f"capability.aggregates[{i}]", problems)
     _SHARED.clear()
     if problems:
