@@ -6,7 +6,9 @@ keeps its own keys and their comments). Naftiko -> Ikanos first applies the load
 lenient rewrites (``naftiko.spec.normalize``: what the published documents bend, such as
 ``info.title`` or lower-case methods), then renames and re-keys by the Ikanos rules;
 the result must validate against the bundled beta4 schema, otherwise nothing is written
-and each violation is listed. Ikanos -> Naftiko refuses, one line each, what alpha2 has
+and each violation is listed with the source line it comes from (ruamel nodes keep their
+positions when they move) and the construct it is about, saying so when the source
+breaks the same rule of its own alpha2 schema (most published documents do). Ikanos -> Naftiko refuses, one line each, what alpha2 has
 no way to say (tags, binary content, caching hints, tunnels, imports outside
 ``consumes``...) rather than dropping it silently.
 
