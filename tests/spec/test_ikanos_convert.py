@@ -304,3 +304,23 @@ def units_of_text(tmp_path: Path, text: str) -> dict[str, Any]:
     path = tmp_path / "a.yaml"
     path.write_text(text)
     return units(path)
+
+
+def test_a_bad_name_is_located_at_its_entry_and_a_pre_alpha_import_refused() -> None:
+    text = ALPHA2.replace("        - name: users\n", "        - name: all_users\n")
+    with pytest.raises(ConversionError) as exc:
+        convert_text(text, "ikanos-1.0.0-beta4")
+    assert exc.value.problems == [
+        "cannot be expressed in ikanos-1.0.0-beta4: resource 'all_users' of consumed API "
+        "'api': does not match the pattern ^[a-zA-Z0-9-]+$ (the source breaks this rule of "
+        "naftiko 1.0.0-alpha2 too)"
+    ]
+    assert exc.value.lines == [12]
+    text = ALPHA2.replace("  consumes:\n", "  consumes:\n    - import: other.yml\n      as: o\n")
+    with pytest.raises(ConversionError) as exc:
+        convert_text(text, "ikanos-1.0.0-beta4")
+    assert exc.value.problems[0] == (
+        "cannot be expressed in ikanos-1.0.0-beta4: capability.consumes[0]: an import with "
+        "no 'location' ('import: FILE')"
+    )
+    assert exc.value.lines[0] == 8

@@ -8,9 +8,9 @@ lenient rewrites (``naftiko.spec.normalize``: what the published documents bend,
 the result must validate against the bundled beta4 schema, otherwise nothing is written
 and each violation is listed with the source line it comes from (ruamel nodes keep their
 positions when they move) and the construct it is about, saying so when the source
-breaks the same rule of its own alpha2 schema (most published documents do). Ikanos -> Naftiko refuses, one line each, what alpha2 has
-no way to say (tags, binary content, caching hints, tunnels, imports outside
-``consumes``...) rather than dropping it silently.
+breaks the same rule of its own alpha2 schema (most published documents do). Ikanos ->
+Naftiko refuses, one line each, what alpha2 has no way to say (tags, binary content,
+caching hints, tunnels, imports outside ``consumes``...) rather than dropping it silently.
 
 REST operations and resources are keyed by name in Ikanos but may be unnamed in alpha2;
 an unnamed one gets a name made from its method and path (``get-users-id``), and the way
@@ -165,6 +165,7 @@ def _violations(
 
     check_schema(plain, _Sink())  # type: ignore[arg-type]  # only .error is called
     out: list[Violation] = []
+    found = [located for path, message in found for located in _by_key(plain, path, message)]
     for path, message in found:
         rule = message.removeprefix("schema: ")
         line = _source_line(data, path)
@@ -175,6 +176,23 @@ def _violations(
         violation.line, violation.rule = line, rule
         out.append(violation)
     return sorted(out, key=lambda v: v.line or 0)  # in the order of the source
+
+
+def _by_key(plain: Any, path: tuple[Any, ...], message: str) -> list[tuple[tuple[Any, ...], str]]:
+    """A name pattern failed on a keyed map (``propertyNames``): one violation per key
+    that breaks it, at that entry, which is where alpha2 reported its ``name``."""
+    prefix = "schema: does not match the pattern "
+    node = plain
+    for key in path:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return [(path, message)]
+    if not message.startswith(prefix) or not isinstance(node, dict):
+        return [(path, message)]
+    pattern = re.compile(message.removeprefix(prefix))
+    bad = [k for k in node if not pattern.search(str(k))]
+    return [((*path, k), message) for k in bad] or [(path, message)]
 
 
 def _source_line(data: Any, path: tuple[Any, ...]) -> int | None:
@@ -392,9 +410,15 @@ def to_ikanos(data: dict[str, Any]) -> dict[str, Any]:
     for owner, prefix in ((data, ""), (capability, "capability.")):
         if not isinstance(owner, dict):
             continue
-        for i, entry in enumerate(owner.get("consumes") or []):
+        consumes = owner.get("consumes") or []
+        for i, entry in enumerate(consumes):
             if isinstance(entry, dict) and "location" in entry:
                 _rename(entry, "location", "from")
+            elif isinstance(entry, dict) and "import" in entry and "namespace" not in entry:
+                # a pre-alpha 'import: FILE' (alpha2 reads no import in it): Ikanos would
+                # read an import that names no file, and the namespace to import is unknown
+                text = f"{prefix}consumes[{i}]: an import with no 'location' ('import: FILE')"
+                problems.append(_at(f"cannot be expressed in {IKANOS_TARGET}: {text}", consumes, i))
             elif isinstance(entry, dict):
                 _consumes(entry, f"{prefix}consumes[{i}]", problems)
     if isinstance(capability, dict):
