@@ -3,7 +3,8 @@ SDK client (both protocol eras), stdio in a subprocess, and fake upstreams on lo
 
 The TikTok capability is the published one, unchanged (JSON bodies, the ``/refresh/``
 path); the fake is told to accept both so success paths can be shown, and left strict
-to produce TikTok's own error bodies.
+to produce TikTok's own error bodies. Every test runs twice, from the alpha2 documents
+and from their beta4 twins made by ``naftiko convert``, with the same expected answers.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from naftiko.engine.invoke import Engine
 from naftiko.spec.loader import load_capability
 from naftiko.upstream.settings import UpstreamSettings
 from support.servers import LiveFake, serve_asgi
+from support.twins import FORMS, served_form
 
 HERE = Path(__file__).resolve().parent
 STDIO_MAIN = HERE / "mcp_stdio_main.py"
@@ -58,6 +60,27 @@ TOOLS = ("revoke-access-token", "exchange-authorization-code-token", "refresh-ac
 MODES = {"auto": "2026-07-28", "legacy": "2025-11-25"}
 
 
+def _unchanged(path: Path) -> Path:
+    return path
+
+
+# The document served for the one a test names: the alpha2 original or its beta4 twin.
+as_served: Callable[[Path], Path] = _unchanged
+
+
+@pytest.fixture(autouse=True, params=FORMS)
+def document_form(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
+    """Every scenario runs from the alpha2 document and from its beta4 twin (written with
+    ``--force``: these documents bend alpha2's schema, and the twin keeps the bends)."""
+    twin = served_form(request, tmp_path_factory, strict=False)
+    monkeypatch.setattr(sys.modules[__name__], "as_served", twin)
+    return str(request.param)
+
+
 @contextlib.asynccontextmanager
 async def serve_capability(
     path: Path,
@@ -67,7 +90,7 @@ async def serve_capability(
 ) -> AsyncIterator[str]:
     """Load, compile, start the engine and serve the MCP adapter; yield its base URL."""
     engine_settings = UpstreamSettings(base_uri_overrides=dict(overrides))
-    loaded = load_capability(path, env=dict(env))
+    loaded = load_capability(as_served(path), env=dict(env))
     compiled = compile_capability(loaded, engine_settings)
     plan = next(a for a in compiled.adapters if isinstance(a, McpAdapterPlan))
     engine = Engine(compiled, engine_settings)
@@ -81,7 +104,7 @@ async def serve_capability(
 
 
 def stdio_params(path: Path, overrides: Mapping[str, str], env: Mapping[str, str]) -> Any:
-    args = [str(STDIO_MAIN), str(path)]
+    args = [str(STDIO_MAIN), str(as_served(path))]
     for namespace, url in overrides.items():
         args += ["--base-uri", f"{namespace}={url}"]
     return StdioServerParameters(command=sys.executable, args=args, env={**os.environ, **env})

@@ -4,14 +4,16 @@ Two capabilities: the published TikTok Login Kit one (against the fake TikTok OA
 and tests/adapters/capabilities/rest-adapter-test.yaml (path, query, header and body
 inputs, ``forward``, one adapter per inbound authentication kind) against a small echo
 upstream defined here. A schemathesis run checks the served OpenAPI document against
-what the adapter actually answers.
+what the adapter actually answers. Every test runs twice, from the alpha2 documents and
+from their beta4 twins made by ``naftiko convert``, with the same expected answers.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +40,34 @@ from naftiko.engine.types import PROBLEM_MEDIA_TYPE
 from naftiko.spec.loader import load_capability
 from naftiko.upstream.settings import UpstreamSettings
 from support.servers import BackgroundServer, LiveFake, ServerThread, closed_port, serve_asgi
+from support.twins import FORMS, served_form
 
 TEST_CAPABILITY = Path(__file__).parent / "capabilities" / "rest-adapter-test.yaml"
 TIKTOK_NS = "tiktok-login-kit-oauth"
 TIKTOK_REST = "tiktok-login-kit-oauth-rest"
 TIKTOK_ENV = {"TIKTOK_FOR_DEVELOPERS_API_KEY": "unused-by-the-capability"}
 CLIENT_TIMEOUT = httpx.Timeout(20.0)  # a guard against hangs, not a speed expectation
+
+
+def _unchanged(path: Path) -> Path:
+    return path
+
+
+# The document served for the one a test names: the alpha2 original or its beta4 twin.
+as_served: Callable[[Path], Path] = _unchanged
+
+
+@pytest.fixture(autouse=True, params=FORMS)
+def document_form(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
+    """Every scenario runs from the alpha2 document and from its beta4 twin (written with
+    ``--force``: these documents bend alpha2's schema, and the twin keeps the bends)."""
+    twin = served_form(request, tmp_path_factory, strict=False)
+    monkeypatch.setattr(sys.modules[__name__], "as_served", twin)
+    return str(request.param)
 
 
 @asynccontextmanager
@@ -56,7 +80,7 @@ async def serve_capability(
     adapter_settings: AdapterSettings | None = None,
 ) -> AsyncIterator[httpx.AsyncClient]:
     """Load, compile and serve one REST adapter of ``path``; yield a client bound to it."""
-    loaded = load_capability(path, env=env)
+    loaded = load_capability(as_served(path), env=env)
     compiled = compile_capability(loaded, engine_settings)
     plan = next(
         a for a in compiled.adapters if isinstance(a, RestAdapterPlan) and a.namespace == adapter
@@ -515,7 +539,7 @@ async def test_inbound_oauth2_jwt(echo: LiveFake[Echo], auth_server: AuthServer)
 async def test_unresolvable_inbound_credential_refuses_to_start(echo: LiveFake[Echo]) -> None:
     from naftiko.adapters.http.auth import InboundAuthConfigError
 
-    loaded = load_capability(TEST_CAPABILITY, env={}, require_binds=False)
+    loaded = load_capability(as_served(TEST_CAPABILITY), env={}, require_binds=False)
     compiled = compile_capability(loaded, UpstreamSettings())
     plan = next(a for a in compiled.adapters if a.namespace == "bearer")
     assert isinstance(plan, RestAdapterPlan)

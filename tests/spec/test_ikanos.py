@@ -270,3 +270,83 @@ def test_fallback_direct_calls_the_base_uri_with_a_warning(tmp_path: Path) -> No
     compiled = compile_capability(load_capability(_write(tmp_path, doc), env={}))
     assert compiled.consumes["registry"].unavailable is None
     assert any("called directly" in d.message for d in compiled.warnings)
+
+
+def _valid_examples() -> list[Path]:
+    return [
+        p
+        for p in _examples()
+        if str(p.relative_to(EXAMPLES)) not in INVALID and validate_file(p)[0] != "skipped"
+    ]
+
+
+@pytest.mark.parametrize("path", _valid_examples(), ids=lambda p: p.name)
+async def test_every_valid_reference_example_serves(path: Path) -> None:
+    """Each REST, MCP and skill adapter of each valid example, on a real loopback server,
+    answers its listing: the OpenAPI document, ``tools/list`` through the official MCP
+    client, the skill catalogue. (Control adapters need the runtime's state: the
+    runtime's own tests serve them.)"""
+    import contextlib
+
+    import httpx
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    from naftiko.adapters.mcp.plan import McpAdapterPlan
+    from naftiko.adapters.mcp.server import build_mcp_app
+    from naftiko.adapters.rest.app import build_rest_app
+    from naftiko.adapters.rest.plan import RestAdapterPlan
+    from naftiko.adapters.rest.routes import OPENAPI_PATH
+    from naftiko.adapters.skill.app import build_skill_app
+    from naftiko.adapters.skill.plan import SkillAdapterPlan
+    from naftiko.engine.invoke import Engine
+    from support.servers import serve_asgi
+
+    loaded = load_capability(path, env={}, require_binds=False)
+    compiled = compile_capability(loaded)
+    answered = 0
+    async with Engine(compiled) as engine, contextlib.AsyncExitStack() as stack:
+        for plan in compiled.adapters:
+            if plan.authentication is not None:
+                continue  # its credentials are binds the example does not ship
+            if isinstance(plan, RestAdapterPlan):
+                url = await stack.enter_async_context(serve_asgi(build_rest_app(engine, plan)))
+                async with httpx.AsyncClient(base_url=url) as http:
+                    answer = await http.get(OPENAPI_PATH)
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["openapi"].startswith("3.")
+            elif isinstance(plan, McpAdapterPlan):
+                if plan.transport == "stdio":
+                    continue  # served over stdio by tests/adapters/test_mcp.py's subprocess
+                url = await stack.enter_async_context(serve_asgi(build_mcp_app(engine, plan)))
+                async with (
+                    httpx2.AsyncClient() as http,
+                    Client(streamable_http_client(url + "/mcp", http_client=http)) as client,
+                ):
+                    tools = (await client.list_tools()).tools
+                declared = {
+                    u.name
+                    for u in compiled.units.values()
+                    if u.adapter_namespace == plan.namespace and u.kind == "tool"
+                }
+                assert {t.name for t in tools} == declared
+            elif isinstance(plan, SkillAdapterPlan):
+                app = build_skill_app(engine, plan)
+                url = await stack.enter_async_context(serve_asgi(app))
+                async with httpx.AsyncClient(base_url=url) as http:
+                    answer = await http.get("/skills")
+                assert answer.status_code == 200, answer.text
+            else:
+                continue
+            answered += 1
+    kinds = {p.type for p in compiled.adapters}
+    assert (
+        answered
+        or kinds <= {"control"}
+        or all(
+            p.authentication is not None or getattr(p, "transport", "") == "stdio"
+            for p in compiled.adapters
+            if p.type != "control"
+        )
+    ), kinds

@@ -126,8 +126,8 @@ def test_the_command_writes_the_file_or_lists_why_not(
     assert cli.main(["convert", str(source), "--to", "ikanos-1.0.0-beta4"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err == [
-        f"{source}: error: not valid in ikanos-1.0.0-beta4 at info: schema: 'description' "
-        "is a required property",
+        f"{source}:3: error: cannot be expressed in ikanos-1.0.0-beta4: 'info': 'description' "
+        "is a required property (the source breaks this rule of naftiko 1.0.0-alpha2 too)",
         f"{source}: not converted to ikanos-1.0.0-beta4",
     ]
     assert cli.main(["convert", str(source), "--to", "ikanos-1.0.0-beta4", "--force"]) == 0
@@ -135,7 +135,8 @@ def test_the_command_writes_the_file_or_lists_why_not(
 
 def test_corpus_round_trip(tmp_path: Path) -> None:
     """alpha2 -> beta4 -> alpha2 of every corpus document that loads compiles to the same
-    units; every beta4 result the converter accepts validates against the beta4 schema.
+    units; every beta4 result the converter accepts validates against the beta4 schema,
+    and every source valid against alpha2's schema converts to one it accepts.
     Converted files are written beside copies of the originals (imports are relative)."""
     copy = tmp_path / "corpus"
     shutil.copytree(CORPUS.resolve(), copy)
@@ -161,8 +162,165 @@ def test_corpus_round_trip(tmp_path: Path) -> None:
         assert units(a_path) == units(path), path
         assert len(units(b_path)) == len(units(path)), path
         counts["round-trip"] += 1
+        if not schema_errors(path):
+            # valid alpha2 always makes valid beta4: what does not is the source's own bend
+            assert violations == [], (path, violations)
         if not violations:
             assert schema_errors(b_path) == [], path
             counts["strict"] += 1
     print(counts)
     assert counts["round-trip"] >= 0.8 * counts["loads"], counts
+
+
+ORCHESTRATED = """\
+naftiko: "1.0.0-alpha2"
+info:
+  label: Ships
+  description: Ships and crews.
+capability:
+  consumes:
+    - type: http
+      namespace: registry
+      baseUri: https://registry.example.com
+      resources:
+        - name: ships
+          path: /ships/{imo}
+          operations:
+            - name: get-ship
+              method: GET
+  exposes:
+    - type: mcp
+      namespace: tools
+      port: 9090
+      tools:
+        - name: ship-with-crew
+          description: A ship and its crew.
+          steps:
+            - type: call
+              name: get-ship
+              call: registry.get-ship
+          outputParameters:
+            - name: route
+              type: object
+              properties:
+                from:
+                  name: from
+                  type: string
+            - name: crew
+              type: array
+              items:
+                - name: fullName
+                  type: string
+                - name: role
+                  type: string
+"""
+
+
+def test_alpha2_orchestrated_outputs_become_beta4_maps_and_validate(tmp_path: Path) -> None:
+    """alpha2 writes an orchestrated array's ``items`` as a list of named properties and
+    may repeat a property's key as its ``name``; beta4 has a map and no ``name``."""
+    source = tmp_path / "a.yaml"
+    source.write_text(ORCHESTRATED)
+    beta4, violations = convert_text(ORCHESTRATED, "ikanos-1.0.0-beta4")
+    assert violations == []
+    assert "              items:\n                fullName:\n" in beta4
+    (tmp_path / "b.yaml").write_text(beta4)
+    assert schema_errors(source) == [] and schema_errors(tmp_path / "b.yaml") == []
+    (tool,) = [u for u in compile_capability(load_capability(source, env={})).units.values()]
+    crew = tool.output_schema["properties"]["crew"]
+    assert set(crew["items"]["properties"]) == {"fullName", "role"}  # read, not ignored
+    assert units(tmp_path / "b.yaml") == units(source)
+
+
+def test_a_refusal_names_the_construct_and_its_source_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bent = ALPHA2.replace("      port: 8080\n", "      port: 8080\n      description: REST.\n")
+    bent = bent.replace(
+        "                  value: $.users\n",
+        "                  value: $.users\n"
+        "              inputParameters:\n"
+        "                - name: page\n                  in: query\n"
+        "                  type: integer\n",
+    )
+    source = tmp_path / "a.yaml"
+    source.write_text(bent)
+    assert cli.main(["convert", str(source), "--to", "ikanos-1.0.0-beta4"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{source}:22: error: cannot be expressed in ikanos-1.0.0-beta4: input parameter 'page' "
+        "of operation 'list-users' of resource 'users' of consumed API 'api': property not "
+        "allowed here: type (the source breaks this rule of naftiko 1.0.0-alpha2 too)",
+        f"{source}:26: error: cannot be expressed in ikanos-1.0.0-beta4: rest adapter 'rest': "
+        "property not allowed here: description (the source breaks this rule of naftiko "
+        "1.0.0-alpha2 too)",
+        f"{source}: not converted to ikanos-1.0.0-beta4",
+    ]
+    unnamed = ORCHESTRATED.replace(
+        "        - name: ship-with-crew\n          description", "        - description"
+    )
+    source.write_text(unnamed)
+    assert cli.main(["convert", str(source), "--to", "ikanos-1.0.0-beta4"]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"{source}:21: error: capability.exposes[0].tools[0] has no name: Ikanos keys these by name"
+    )
+
+
+def test_a_list_shared_through_a_yaml_anchor_is_keyed_once(tmp_path: Path) -> None:
+    """Two adapters sharing their resources through an anchor: the twin shares one map
+    (the same names for both), not a second keying of entries already unnamed."""
+    text = ALPHA2.replace(
+        "      resources:\n        - path: /users\n",
+        "      resources: &shared\n        - path: /users\n",
+        1,
+    )
+    text += "    - type: rest\n      port: 8081\n      namespace: again\n      resources: *shared\n"
+    source = tmp_path / "a.yaml"
+    source.write_text(text)
+    beta4, violations = convert_text(text, "ikanos-1.0.0-beta4")
+    assert violations == []
+    assert "      resources: &shared\n" in beta4 and "      resources: *shared\n" in beta4
+    (tmp_path / "b.yaml").write_text(beta4)
+    assert set(units(tmp_path / "b.yaml")) == {"rest.get-users", "again.get-users"}
+    back, _ = convert_text(beta4, "naftiko-1.0.0-alpha2")
+    (tmp_path / "c.yaml").write_text(back)
+    assert units(tmp_path / "c.yaml") == units(source)
+    assert set(units(source)) == {"rest.GET /users", "again.GET /users"}
+
+
+def test_an_adapter_without_namespace_is_refused_for_ikanos(tmp_path: Path) -> None:
+    """alpha2 loads it; Ikanos refuses to load it."""
+    text = ALPHA2.replace("      namespace: rest\n", "")
+    assert set(units_of_text(tmp_path, text)) == {".GET /users"}
+    with pytest.raises(ConversionError) as exc:
+        convert_text(text, "ikanos-1.0.0-beta4")
+    assert exc.value.problems == [
+        "cannot be expressed in ikanos-1.0.0-beta4: capability.exposes[0]: a rest adapter "
+        "with no namespace"
+    ]
+    assert exc.value.lines == [22]  # "- type: rest"
+
+
+def units_of_text(tmp_path: Path, text: str) -> dict[str, Any]:
+    path = tmp_path / "a.yaml"
+    path.write_text(text)
+    return units(path)
+
+
+def test_a_bad_name_is_located_at_its_entry_and_a_pre_alpha_import_refused() -> None:
+    text = ALPHA2.replace("        - name: users\n", "        - name: all_users\n")
+    with pytest.raises(ConversionError) as exc:
+        convert_text(text, "ikanos-1.0.0-beta4")
+    assert exc.value.problems == [
+        "cannot be expressed in ikanos-1.0.0-beta4: resource 'all_users' of consumed API "
+        "'api': does not match the pattern ^[a-zA-Z0-9-]+$ (the source breaks this rule of "
+        "naftiko 1.0.0-alpha2 too)"
+    ]
+    assert exc.value.lines == [12]
+    text = ALPHA2.replace("  consumes:\n", "  consumes:\n    - import: other.yml\n      as: o\n")
+    with pytest.raises(ConversionError) as exc:
+        convert_text(text, "ikanos-1.0.0-beta4")
+    assert exc.value.problems[0] == (
+        "cannot be expressed in ikanos-1.0.0-beta4: capability.consumes[0]: an import with "
+        "no 'location' ('import: FILE')"
+    )
+    assert exc.value.lines[0] == 8

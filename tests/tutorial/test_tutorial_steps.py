@@ -4,7 +4,9 @@ Each test loads ``step-N-*.yml`` from the corpus as published (only the consumed
 URIs point at the loopback fakes), serves its adapters on real uvicorn servers, calls
 them the way the tutorial does (the official MCP SDK client, plain HTTP for REST and
 skills) and checks the output the tutorial text shows for that step. The fakes hold the
-text's data (see ``tutorial_support``).
+text's data (see ``tutorial_support``). Every test runs twice: from the published alpha2
+document and from its Ikanos beta4 twin made by ``naftiko convert`` (strictly valid),
+with the same expected answers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+import tutorial_support
 from tutorial_support import (
     CARGO_ELECTRONICS,
     PACIFIC_DAWN,
@@ -31,6 +35,7 @@ from fakes.shipyard import (
     REGISTRY_TOKEN,
     REGISTRY_VERSION,
 )
+from support.twins import FORMS, served_form
 
 SHIP_CARD = {
     "imo": NORTHERN_STAR,
@@ -105,6 +110,17 @@ MANIFEST = {
     ],
 }
 SHIP_WITH_CREW = {**SHIP_CARD, **SPECS, "crew": CREW}  # the mappings flatten the specs
+
+
+@pytest.fixture(autouse=True, params=FORMS)
+def document_form(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
+    as_served = served_form(request, tmp_path_factory, strict=True)
+    monkeypatch.setattr(tutorial_support, "as_served", as_served)
+    return str(request.param)
 
 
 def step(tutorial_dir: Path, number: int) -> Path:

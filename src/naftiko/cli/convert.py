@@ -6,9 +6,11 @@ keeps its own keys and their comments). Naftiko -> Ikanos first applies the load
 lenient rewrites (``naftiko.spec.normalize``: what the published documents bend, such as
 ``info.title`` or lower-case methods), then renames and re-keys by the Ikanos rules;
 the result must validate against the bundled beta4 schema, otherwise nothing is written
-and each violation is listed. Ikanos -> Naftiko refuses, one line each, what alpha2 has
-no way to say (tags, binary content, caching hints, tunnels, imports outside
-``consumes``...) rather than dropping it silently.
+and each violation is listed with the source line it comes from (ruamel nodes keep their
+positions when they move) and the construct it is about, saying so when the source
+breaks the same rule of its own alpha2 schema (most published documents do). Ikanos ->
+Naftiko refuses, one line each, what alpha2 has no way to say (tags, binary content,
+caching hints, tunnels, imports outside ``consumes``...) rather than dropping it silently.
 
 REST operations and resources are keyed by name in Ikanos but may be unnamed in alpha2;
 an unnamed one gets a name made from its method and path (``get-users-id``), and the way
@@ -32,11 +34,13 @@ TARGETS = (IKANOS_TARGET, NAFTIKO_TARGET)
 
 
 class ConversionError(LoadTimeError):
-    """The document cannot be expressed in the target version; ``problems`` says why."""
+    """The document cannot be expressed in the target version; ``problems`` says why,
+    ``lines`` where each one is in the source (1-based, None when unknown)."""
 
-    def __init__(self, problems: list[str]) -> None:
+    def __init__(self, problems: list[str], lines: list[int | None] | None = None) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+        self.lines = lines if lines is not None else [None] * len(problems)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,12 +65,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         result, violations = convert_text(text, args.to, check=not args.force)
     except ConversionError as exc:
-        for problem in exc.problems:
-            print(f"{path}: error: {problem}", file=sys.stderr)
+        for problem, line in zip(exc.problems, exc.lines, strict=True):
+            where = f"{path}:{line}" if line else str(path)
+            print(f"{where}: error: {problem}", file=sys.stderr)
         print(f"{path}: not converted to {args.to}", file=sys.stderr)
         return 2
     for violation in violations:
-        print(f"{path}: warning: {violation}", file=sys.stderr)
+        where = f"{path}:{violation.line}" if violation.line else str(path)
+        print(f"{where}: warning: {violation}", file=sys.stderr)
     if args.output:
         Path(args.output).write_text(result, encoding="utf-8")
     else:
@@ -87,7 +93,7 @@ def _yaml() -> Any:
     return yaml
 
 
-def convert_text(text: str, target: str, *, check: bool = True) -> tuple[str, list[str]]:
+def convert_text(text: str, target: str, *, check: bool = True) -> tuple[str, list[Violation]]:
     """``text`` (YAML or JSON) converted to ``target``, and the target schema's violations
     (``check=False`` only: otherwise they raise); raises :class:`ConversionError`."""
     from ruamel.yaml import YAMLError
@@ -107,32 +113,167 @@ def convert_text(text: str, target: str, *, check: bool = True) -> tuple[str, li
 
 def convert(
     data: dict[str, Any], target: str, *, check: bool = True
-) -> tuple[dict[str, Any], list[str]]:
+) -> tuple[dict[str, Any], list[Violation]]:
     """Convert a parsed document (ruamel round-trip data) in place; returns it and, with
     ``check=False``, the target schema's violations (which otherwise raise)."""
     if target == IKANOS_TARGET:
+        bent: set[tuple[int | None, str]] = set()
         if "ikanos" in data:
             data["ikanos"] = "1.0.0-beta4"  # another release: the schema says what differs
         else:
+            # what the source already breaks of its own (alpha2) schema, by line: the same
+            # rule broken in the result is the source's, said so rather than blamed on us
+            bent = {(v.line, v.rule) for v in _violations(_plain(data), data, "")}
             data = to_ikanos(data)
-        violations = schema_violations(data)
+        violations = _violations(_plain(data), data, IKANOS_TARGET, bent)
         if violations and check:
-            raise ConversionError(violations)
+            raise ConversionError(list(violations), [v.line for v in violations])
         return data, violations
     if target == NAFTIKO_TARGET:
         return (to_naftiko(data) if "ikanos" in data else data), []
     raise ConversionError([f"unknown target {target!r}: one of {', '.join(TARGETS)}"])
 
 
-def schema_violations(data: dict[str, Any]) -> list[str]:
+class Violation(str):
+    """One line saying what the target schema refuses; ``line`` is where, in the source."""
+
+    line: int | None
+    rule: str
+
+
+def schema_violations(data: dict[str, Any]) -> list[Violation]:
     """What the beta4 schema finds wrong with an Ikanos document, one line each."""
-    from naftiko.spec.diagnostics import Diagnostic
-    from naftiko.spec.source import Reporter, SourceMap
+    return _violations(_plain(data), data, IKANOS_TARGET)
+
+
+def _violations(
+    plain: Any,
+    data: Any,
+    target: str,
+    bent: set[tuple[int | None, str]] | frozenset[Any] = frozenset(),
+) -> list[Violation]:
+    """``plain`` checked against its own version's schema; each violation names the
+    construct and, through ``data`` (ruamel nodes keep their source positions when they
+    move), the line of the source it came from. Empty ``target``: raw rules, no text."""
     from naftiko.spec.strict import check_schema
 
-    sink: list[Diagnostic] = []
-    check_schema(_plain(data), Reporter(SourceMap.empty(), sink))
-    return [f"not valid in {IKANOS_TARGET} at {d.path or 'the root'}: {d.message}" for d in sink]
+    found: list[tuple[tuple[Any, ...], str]] = []
+
+    class _Sink:
+        def error(self, path: Any, message: str) -> None:
+            found.append((tuple(path), message))
+
+    check_schema(plain, _Sink())  # type: ignore[arg-type]  # only .error is called
+    out: list[Violation] = []
+    found = [located for path, message in found for located in _by_key(plain, path, message)]
+    for path, message in found:
+        rule = message.removeprefix("schema: ")
+        line = _source_line(data, path)
+        text = f"cannot be expressed in {target}: {_construct(plain, path)}: {rule}"
+        if (line, rule) in bent:
+            text += " (the source breaks this rule of naftiko 1.0.0-alpha2 too)"
+        violation = Violation(text)
+        violation.line, violation.rule = line, rule
+        out.append(violation)
+    return sorted(out, key=lambda v: v.line or 0)  # in the order of the source
+
+
+def _by_key(plain: Any, path: tuple[Any, ...], message: str) -> list[tuple[tuple[Any, ...], str]]:
+    """A name pattern failed on a keyed map (``propertyNames``): one violation per key
+    that breaks it, at that entry, which is where alpha2 reported its ``name``."""
+    prefix = "schema: does not match the pattern "
+    node = plain
+    for key in path:
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            return [(path, message)]
+    if not message.startswith(prefix) or not isinstance(node, dict):
+        return [(path, message)]
+    pattern = re.compile(message.removeprefix(prefix))
+    bad = [k for k in node if not pattern.search(str(k))]
+    return [((*path, k), message) for k in bad] or [(path, message)]
+
+
+def _source_line(data: Any, path: tuple[Any, ...]) -> int | None:
+    """The 1-based source line of the node at ``path`` (or of its nearest ancestor that
+    still has one: maps the converter made have none)."""
+    node, line = data, None
+    for key in path:
+        lc = getattr(node, "lc", None)
+        try:
+            at = lc.key(key) if isinstance(node, dict) else lc.item(key)
+        except (AttributeError, KeyError, IndexError, TypeError):
+            at = None
+        if at is not None:
+            line = at[0]
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            break
+        first = getattr(getattr(node, "lc", None), "line", None)
+        if at is None and first is not None:
+            line = first
+    return line + 1 if line is not None else None
+
+
+# What an entry of each keyed container is called in a refusal.
+_KINDS = {
+    "consumes": "consumed API",
+    "exposes": "adapter",
+    "aggregates": "aggregate",
+    "resources": "resource",
+    "operations": "operation",
+    "inputParameters": "input parameter",
+    "outputParameters": "output parameter",
+    "tools": "tool",
+    "prompts": "prompt",
+    "arguments": "prompt argument",
+    "steps": "step",
+    "skills": "skill",
+    "flows": "flow",
+    "functions": "function",
+    "properties": "property",
+    "binds": "bind",
+}
+
+
+def _construct(plain: Any, path: tuple[Any, ...]) -> str:
+    """The entry a schema path points into, by kind and name (``input parameter 'id' of
+    operation 'get-user'``), then the field inside it, if any."""
+    names: list[str] = []
+    node, i, field = plain, 0, ""
+    last_entry = -1
+    while i < len(path):
+        key = path[i]
+        if key in _KINDS and i + 1 < len(path):
+            container = node.get(key) if isinstance(node, dict) else None
+            ident = path[i + 1]
+            try:
+                entry = container[ident]  # type: ignore[index]
+            except (KeyError, IndexError, TypeError):
+                break
+            kind = _KINDS[key]
+            if key == "exposes" and isinstance(entry, dict):
+                kind = f"{entry.get('type', '')} adapter".strip()
+            label = ident if isinstance(ident, str) else None
+            if label is None and isinstance(entry, dict):
+                label = entry.get("namespace") or entry.get("name")
+            names.append(f"{kind} {label!r}" if label else f"{kind} [{ident}]")
+            node, i, last_entry = entry, i + 2, i + 1
+            continue
+        try:
+            node = node[key]
+        except (KeyError, IndexError, TypeError):
+            break
+        i += 1
+    rest = path[last_entry + 1 :]
+    if rest:
+        field = ".".join(str(k) for k in rest)
+    where = " of ".join(reversed(names)) if names else ""
+    if field and where:
+        return f"'{field}' of {where}"
+    return f"'{field}'" if field else (where or "the document")
 
 
 def _plain(value: Any) -> Any:
@@ -205,18 +346,27 @@ def _keyed(
 
     if not isinstance(items, list):
         return items
+    if id(items) in _SHARED:
+        # the same list again, through a YAML alias: the same map (dumped as an alias)
+        return _SHARED[id(items)][1]
     keyed = CommentedMap()
+    anchor = getattr(getattr(items, "anchor", None), "value", None)
+    if anchor:
+        keyed.yaml_set_anchor(anchor)  # the alias keeps the author's anchor name
+    _SHARED[id(items)] = (items, keyed)  # the list is kept alive so its id stays unique
     generated: list[str] = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
-            problems.append(f"{where}[{i}] is not an object: Ikanos keys these by name")
+            problems.append(
+                _at(f"{where}[{i}] is not an object: Ikanos keys these by name", items, i)
+            )
             continue
         name = item.pop("name", None)
         if name in (None, "") and fill is not None:
             name = fill(item)
             generated.append(name)
         if name in (None, ""):
-            problems.append(f"{where}[{i}] has no name: Ikanos keys these by name")
+            problems.append(_at(f"{where}[{i}] has no name: Ikanos keys these by name", items, i))
             continue
         name = str(name)
         if name in keyed and rekey is not None:
@@ -226,7 +376,9 @@ def _keyed(
                 n for n in (base, *(f"{base}-{k}" for k in range(2, 10**6))) if n not in keyed
             )
         if name in keyed:
-            problems.append(f"{where}: two entries named {name!r}: Ikanos keys them by name")
+            problems.append(
+                _at(f"{where}: two entries named {name!r}: Ikanos keys them by name", items, i)
+            )
             continue
         if each is not None:
             each(item, f"{where}.{name}")
@@ -239,6 +391,10 @@ def _keyed(
 
 # --------------------------------------------------------------------------- to Ikanos
 
+# Lists already keyed in this conversion, by id: a list shared through a YAML anchor
+# is converted once (its entries lose their ``name`` the first time).
+_SHARED: dict[int, tuple[Any, Any]] = {}
+
 
 def to_ikanos(data: dict[str, Any]) -> dict[str, Any]:
     """A ``naftiko:`` document (ruamel data) rewritten as Ikanos 1.0.0-beta4."""
@@ -246,6 +402,7 @@ def to_ikanos(data: dict[str, Any]) -> dict[str, Any]:
 
     normalize(data, lambda _path, _message: None)  # the loader's lenient rewrites
     problems: list[str] = []
+    _SHARED.clear()
     _rename(data, "naftiko", "ikanos")
     data["ikanos"] = "1.0.0-beta4"
     _rename(data.get("info"), "label", "display")
@@ -253,21 +410,47 @@ def to_ikanos(data: dict[str, Any]) -> dict[str, Any]:
     for owner, prefix in ((data, ""), (capability, "capability.")):
         if not isinstance(owner, dict):
             continue
-        for i, entry in enumerate(owner.get("consumes") or []):
+        consumes = owner.get("consumes") or []
+        for i, entry in enumerate(consumes):
             if isinstance(entry, dict) and "location" in entry:
                 _rename(entry, "location", "from")
+            elif isinstance(entry, dict) and "import" in entry and "namespace" not in entry:
+                # a pre-alpha 'import: FILE' (alpha2 reads no import in it): Ikanos would
+                # read an import that names no file, and the namespace to import is unknown
+                text = f"{prefix}consumes[{i}]: an import with no 'location' ('import: FILE')"
+                problems.append(_at(f"cannot be expressed in {IKANOS_TARGET}: {text}", consumes, i))
             elif isinstance(entry, dict):
                 _consumes(entry, f"{prefix}consumes[{i}]", problems)
     if isinstance(capability, dict):
-        for i, entry in enumerate(capability.get("exposes") or []):
+        exposes, aggregates = capability.get("exposes") or [], capability.get("aggregates") or []
+        for i, entry in enumerate(exposes):
             if isinstance(entry, dict):
+                if entry.get("type") in ("rest", "mcp", "skill") and not entry.get("namespace"):
+                    # alpha2 forgives it (nothing can address the units); Ikanos refuses it
+                    text = f"capability.exposes[{i}]: a {entry['type']} adapter with no namespace"
+                    problems.append(
+                        _at(f"cannot be expressed in {IKANOS_TARGET}: {text}", exposes, i)
+                    )
                 _exposes(entry, f"capability.exposes[{i}]", problems)
-        for i, entry in enumerate(capability.get("aggregates") or []):
+        for i, entry in enumerate(aggregates):
             if isinstance(entry, dict):
+                if not entry.get("namespace"):
+                    text = f"capability.aggregates[{i}]: an aggregate with no namespace"
+                    problems.append(
+                        _at(f"cannot be expressed in {IKANOS_TARGET}: {text}", aggregates, i)
+                    )
                 _aggregate(entry, f"capability.aggregates[{i}]", problems)
+    _SHARED.clear()
     if problems:
-        raise ConversionError(problems)
+        raise ConversionError(problems, [getattr(p, "line", None) for p in problems])
     return data
+
+
+def _at(text: str, items: Any, index: int) -> Violation:
+    """A refusal about ``items[index]``, with its source line."""
+    problem = Violation(text)
+    problem.line, problem.rule = _source_line(items, (index,)), text
+    return problem
 
 
 def _params(node: dict[str, Any], where: str, problems: list[str]) -> None:
@@ -400,9 +583,12 @@ def _unit(unit: dict[str, Any], where: str, problems: list[str]) -> None:
 
 
 def _orchestrated(output: dict[str, Any], _where: str) -> None:
-    """Nested ``items`` of an orchestrated array: a map of named properties."""
-    for spec in (output.get("properties") or {}).values():
+    """Nested ``items`` of an orchestrated array: a map of named properties; a nested
+    property's ``name`` that repeats its key (alpha2 allows it) is dropped, Ikanos has none."""
+    for key, spec in (output.get("properties") or {}).items():
         if isinstance(spec, dict):
+            if spec.get("name") == key:
+                del spec["name"]
             _orchestrated(spec, _where)
     items = output.get("items")
     if isinstance(items, dict):

@@ -252,6 +252,10 @@ def _object(
                 (*path, "items"),
                 "'items' written as a map of named properties: read as an object schema",
             )
+        elif _named_entries(items):
+            # alpha2's own form for an orchestrated array: a list of named properties
+            props = {str(p["name"]): {k: v for k, v in p.items() if k != "name"} for p in items}
+            node["items"] = {"type": "object", "properties": props}
         elif isinstance(items, list):
             if len(items) == 1 and isinstance(items[0], dict):
                 node["items"] = items[0]
@@ -305,6 +309,15 @@ def _named_properties(node: dict[str, Any], items: Any) -> bool:
         and all(isinstance(v, dict) for v in items.values())
         and not _SCHEMA_KEYS.issuperset(items)
     )
+
+
+def _named_entries(items: Any) -> bool:
+    """A list of objects that each have a ``name`` (and no two the same)."""
+    if not isinstance(items, list) or not items:
+        return False
+    if not all(isinstance(p, dict) and isinstance(p.get("name"), str) for p in items):
+        return False
+    return len({p["name"] for p in items}) == len(items)
 
 
 def _string_keys(node: dict[Any, Any], path: PathT, report: Report) -> None:
