@@ -187,7 +187,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=str,
         metavar="FILE",
         help="runtime settings (TOML or YAML): upstream resilience per namespace, caller "
-        "rate limits per adapter; see README, Settings file",
+        "rate limits per adapter (tables 'upstream', 'rate_limits'); see README, Upstream "
+        "resilience and Rate limits",
     )
     parser.add_argument(
         "--workers",
