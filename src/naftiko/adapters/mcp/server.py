@@ -72,7 +72,7 @@ from naftiko.adapters.http.common import (
     tracing_layers,
 )
 from naftiko.adapters.http.origin import HostOriginMiddleware
-from naftiko.adapters.http.rate_limit import AdapterLimit, caller_of
+from naftiko.adapters.http.rate_limit import AdapterLimit, Decision, caller_of
 from naftiko.adapters.http.settings import AdapterSettings
 from naftiko.adapters.mcp import resources as res
 from naftiko.adapters.mcp.fast_path import ToolCallFastPath
@@ -98,21 +98,31 @@ from naftiko.spec.binds import Bindings
 if TYPE_CHECKING:
     from mcp.server.context import ServerRequestContext
 
-__all__ = ["McpHandlers", "build_mcp_app", "build_mcp_server", "run_mcp_stdio"]
+__all__ = ["RATE_LIMITED", "McpHandlers", "build_mcp_app", "build_mcp_server", "run_mcp_stdio"]
 
 log = logging.getLogger("naftiko.adapters.mcp.server")
 
 ADAPTER_TYPE = "mcp"
 UNKNOWN_UNIT = "(unknown)"  # metric label for unknown names: callers must not grow label sets
 _ROLES = ("user", "assistant")
+# The JSON-RPC code of a rate-limit refusal of ``resources/read`` and ``prompts/get``
+# (``tools/call`` answers ``isError``). MCP defines none; -32000..-32019 is left to
+# implementations, but the SDK's clients raise -32000 (connection closed) and -32001
+# (timeout) themselves and -32002 is retired, so the first free code: a client can tell a
+# refusal worth retrying later from a broken connection. Not -32600 (INVALID_REQUEST):
+# the request is valid, and the same request is accepted once the bucket refills.
+RATE_LIMITED = -32003
 
 
 class McpHandlers:
     """The request handlers of one MCP adapter, built once from its plan.
 
     ``engine`` is anything with ``async invoke(unit, inputs) -> Result`` that never raises
-    (``naftiko.engine.invoke.Engine``). ``limit``: the adapter's caller rate limit, taken
-    by every ``tools/call`` of a known tool (a refusal is an ``isError`` result).
+    (``naftiko.engine.invoke.Engine``). ``limit``: the adapter's caller rate limit, one
+    bucket per caller taken by every ``tools/call`` of a known tool (a refusal is an
+    ``isError`` result), every ``resources/read`` of a known URI, static or dynamic, and
+    every ``prompts/get`` of a known prompt (a refusal is the JSON-RPC error
+    :data:`RATE_LIMITED`); listings are free.
     """
 
     def __init__(
@@ -179,9 +189,7 @@ class McpHandlers:
                 answer = error_result(self._unknown_tool_text(name))
             else:
                 unit_id = entry.unit.id
-                decision = None
-                if self.limit is not None:
-                    decision = await self.limit.take(caller or "address:unknown")
+                decision = await self._take(caller)
                 if decision is not None and not decision.allowed:
                     status, answer = 429, error_result(decision.message())
                 else:
@@ -199,6 +207,19 @@ class McpHandlers:
         outcome = Outcome(unit_id, bool(answer.is_error), upstream_status)
         self._report(outcome, status, started, request_id)
         return answer
+
+    async def _take(self, caller: str | None) -> Decision | None:
+        """A token from ``caller``'s bucket (None: no limit); over stdio there is no
+        address, so every caller there shares one bucket."""
+        if self.limit is None:
+            return None
+        return await self.limit.take(caller or "address:unknown")
+
+    async def _refuse_over_limit(self, ctx: Any) -> None:
+        """Raise the :data:`RATE_LIMITED` error when ``ctx``'s caller has no token left."""
+        decision = await self._take(_caller(ctx))
+        if decision is not None and not decision.allowed:
+            raise RateLimited(decision)
 
     def _report(
         self, outcome: Outcome, status: int, started: float | None, request_id: str | None
@@ -245,18 +266,23 @@ class McpHandlers:
         try:
             try:
                 reader, match = self._match(uri)
-                if isinstance(reader, res.DynamicEntry):
-                    unit_id = reader.plan.unit.id
+                dynamic = isinstance(reader, res.DynamicEntry)
+                unit_id = reader.plan.unit.id if dynamic else f"{self.plan.namespace}.{reader.name}"
+                # Static reads pay too: the simplest rule, and a file is work as well.
+                await self._refuse_over_limit(ctx)
+                if dynamic:
                     inputs = Inputs(values=match, request_id=request_id)
                     result = await self.engine.invoke(reader.plan.unit, inputs)
                     status, upstream_status = result.status, result.upstream_status
                     contents = res.dynamic_contents(reader.plan, uri, result)
                 else:
-                    unit_id = f"{self.plan.namespace}.{reader.name}"
                     contents = await _in_thread(res.read_static, reader, uri, match)
             except res.ResourceFailure as failure:
                 status = failure.status
                 raise MCPError(failure.code, failure.message) from None
+            except RateLimited as refusal:
+                status = 429
+                raise refusal.error() from None
             except Exception:
                 log.exception("mcp %s: resources/read %r failed", self.plan.namespace, uri)
                 status = 500
@@ -299,7 +325,11 @@ class McpHandlers:
                     f"Unknown prompt: {params.name!r}. Available prompts: {available}",
                 )
             try:
+                await self._refuse_over_limit(ctx)
                 messages = await _in_thread(prompt.render, params.arguments or {})
+            except RateLimited as refusal:
+                status = 429
+                raise refusal.error() from None
             except MissingArgument as exc:
                 status = 400
                 raise MCPError(
@@ -331,6 +361,20 @@ class McpHandlers:
                 for m in messages
             ],
         )
+
+
+class RateLimited(Exception):
+    """A caller over its limit, inside a handler that answers with a JSON-RPC error."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision.message())
+        self.decision = decision
+
+    def error(self) -> MCPError:
+        """The words of the ``tools/call`` refusal (:meth:`Decision.message`), and the
+        seconds to wait as data, as the REST problem's ``retryAfter``."""
+        decision = self.decision
+        return MCPError(RATE_LIMITED, decision.message(), {"retryAfter": decision.retry_after_s})
 
 
 def _prompt(prompt: CompiledPrompt) -> types.Prompt:
