@@ -3,7 +3,8 @@
 Every app is served by uvicorn on loopback; the limiter's clock is a test clock, so the
 counts, ``Retry-After`` and refills are exact whatever the machine's load. REST and skill
 answer ``429`` problem+json with ``Retry-After`` and the ``RateLimit`` fields; MCP
-answers ``isError`` through the official client, on both the fast path and the SDK's.
+answers ``isError`` through the official client, on both the fast path and the SDK's;
+``resources/read`` and ``prompts/get`` take from the same bucket and answer a JSON-RPC error.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -31,7 +33,8 @@ from naftiko.adapters.http.rate_limit import (
     parse_policy,
 )
 from naftiko.adapters.http.settings import AdapterSettings
-from naftiko.adapters.mcp.server import build_mcp_app
+from naftiko.adapters.mcp.aggregate import Member, build_aggregate_app
+from naftiko.adapters.mcp.server import RATE_LIMITED, build_mcp_app
 from naftiko.adapters.rest.app import build_rest_app
 from naftiko.adapters.skill.app import build_skill_app
 from naftiko.engine.invoke import Engine
@@ -181,6 +184,103 @@ async def test_mcp_tools_call_is_error_naming_the_limit(fast_path: bool) -> None
         clock.now += 30
         assert not (await mcp.call_tool("hello", {})).is_error
         assert (await mcp.call_tool("hello", {})).is_error
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "sdk-path"])
+async def test_mcp_resources_and_prompts_share_the_tools_bucket(fast_path: bool) -> None:
+    """``resources/read`` (dynamic: a unit call; static: a file) and ``prompts/get`` take
+    from the bucket ``tools/call`` takes from, and answer a JSON-RPC error when it is empty."""
+    clock = Clock()
+    async with (
+        serve(limiter(clock, rl_mcp="3/minute"), fast_path=fast_path) as urls,
+        Client(urls["rl-mcp"] + "/mcp") as mcp,
+    ):
+        assert not (await mcp.call_tool("hello", {})).is_error
+        card = await mcp.read_resource("data://cards/ada")
+        assert card.contents[0].text == "hello"
+        prompt = await mcp.get_prompt("greet", {"who": "ada"})
+        assert prompt.messages[0].content.text == "Say hello to ada."
+        expected = "Rate limit exceeded for 'rl-mcp': 3/minute per caller. Retry after 20 seconds."
+        for read in (
+            lambda: mcp.read_resource("data://cards/ada"),
+            lambda: mcp.read_resource("data://docs/guide.md"),
+            lambda: mcp.get_prompt("greet", {"who": "ada"}),
+        ):
+            with pytest.raises(MCPError) as refused:
+                await read()
+            assert refused.value.code == RATE_LIMITED
+            assert refused.value.message == expected
+            assert refused.value.data == {"retryAfter": 20}
+        tool = await mcp.call_tool("hello", {})
+        assert tool.is_error and tool.content[0].text == expected  # one text, both forms
+        # Listing reads no unit and no file: never limited; an unknown URI costs nothing.
+        assert len((await mcp.list_resources()).resources) == 2  # the two files
+        assert [p.name for p in (await mcp.list_prompts()).prompts] == ["greet"]
+        with pytest.raises(MCPError) as unknown:
+            await mcp.read_resource("data://nowhere")
+        assert unknown.value.code != RATE_LIMITED
+        clock.now += 20  # one token: a static read pays like any other
+        guide = await mcp.read_resource("data://docs/guide.md")
+        assert guide.contents[0].text
+        with pytest.raises(MCPError):
+            await mcp.read_resource("data://docs/guide.md")
+
+
+async def test_mcp_resource_callers_by_address_have_their_own_buckets() -> None:
+    clock = Clock()
+    other = httpx.AsyncHTTPTransport(local_address="127.0.0.2")
+    read = {"jsonrpc": "2.0", "id": 1, "method": "resources/read"}
+    read["params"] = {"uri": "data://cards/ada"}
+    get = {"jsonrpc": "2.0", "id": 2, "method": "prompts/get"}
+    get["params"] = {"name": "greet", "arguments": {"who": "ada"}}
+    async with (
+        serve(limiter(clock, rl_mcp="1/minute")) as urls,
+        httpx.AsyncClient(headers=MCP_HEADERS) as first,
+        httpx.AsyncClient(headers=MCP_HEADERS, transport=other) as second,
+    ):
+        url = urls["rl-mcp"] + "/mcp"
+
+        async def code(client: httpx.AsyncClient, body: dict[str, Any]) -> int | None:
+            response = await client.post(url, json=body)
+            assert response.status_code == 200, response.text
+            error = response.json().get("error")
+            return error["code"] if error else None
+
+        assert [await code(first, read), await code(first, get)] == [None, RATE_LIMITED]
+        assert [await code(second, get), await code(second, read)] == [None, RATE_LIMITED]
+
+
+async def test_aggregate_mcp_takes_resources_and_prompts_from_the_members_bucket() -> None:
+    """Through the gateway's ``/mcp`` a read or a prompt takes from the member's own bucket:
+    the one its tools take from, through ``/mcp`` or through the member's endpoint."""
+    clock = Clock()
+    rate_limiter = limiter(clock, rl_mcp="3/hour")
+    loaded = load_capability(CAPABILITY, env={"RL_AS_URI": "http://127.0.0.1:9", "RL_API_KEY": "k"})
+    compiled = compile_capability(loaded, UpstreamSettings())
+    plan = next(p for p in compiled.adapters if p.namespace == "rl-mcp")
+    settings = AdapterSettings(allowed_hosts=("*",), rate_limiter=rate_limiter)
+    async with Engine(compiled, UpstreamSettings()) as engine:
+        app = build_mcp_app(engine, plan, settings, bindings=loaded.bindings)
+        aggregate = build_aggregate_app([Member("rl-mcp", app.state.mcp_handlers)])
+        async with (
+            serve_asgi(app) as own_url,
+            serve_asgi(aggregate) as gateway,
+            Client(gateway + "/mcp") as mcp,
+            Client(own_url + "/mcp") as own,
+        ):
+            assert not (await own.call_tool("hello", {})).is_error
+            assert await mcp.read_resource("data://cards/ada")
+            assert await mcp.get_prompt("rl-mcp__greet", {"who": "ada"})
+            for refused in (
+                lambda: mcp.read_resource("data://cards/ada"),
+                lambda: mcp.get_prompt("rl-mcp__greet", {"who": "ada"}),
+                lambda: own.read_resource("data://cards/ada"),
+            ):
+                with pytest.raises(MCPError) as error:
+                    await refused()
+                assert error.value.code == RATE_LIMITED
+                assert error.value.message.startswith("Rate limit exceeded for 'rl-mcp'")
+            assert (await mcp.call_tool("rl-mcp__hello", {})).is_error
 
 
 async def test_rest_and_mcp_translate_one_decision() -> None:
