@@ -2,8 +2,9 @@
 
 One limiter decides for every adapter; the adapters only translate its :class:`Decision`
 (REST and skill: ``429`` problem+json with ``Retry-After`` and the ``RateLimit`` /
-``RateLimit-Policy`` fields; MCP: a ``tools/call`` result with ``isError``), so the same
-caller meets the same limit whichever protocol it speaks.
+``RateLimit-Policy`` fields; MCP: a ``tools/call`` result with ``isError``, a JSON-RPC
+error for ``resources/read`` and ``prompts/get``, all with :meth:`Decision.message`), so
+the same caller meets the same limit whichever protocol it speaks.
 
 * **Policy** (:class:`RatePolicy`): ``RATE/PERIOD[,burst=N]`` -- ``RATE`` requests per
   ``PERIOD`` (``second``, ``minute``, ``hour``, ``day``, or a number and ``s``/``m``/``h``/
