@@ -204,6 +204,7 @@ async def test_gateway_members_keep_their_own_limits() -> None:
     """``--gateway``: limits per adapter namespace; the aggregate ``/mcp`` takes from the
     member's bucket, so a tool has one limit whichever endpoint it is called through."""
     from mcp import Client
+    from mcp.shared.exceptions import MCPError
 
     args = [str(CAPABILITY), "--gateway", "0", "--host", "127.0.0.1"]
     args += ["--rate-limit", "rl-mcp=3/hour", "--rate-limit", "rl-rest=1/hour"]
@@ -222,7 +223,10 @@ async def test_gateway_members_keep_their_own_limits() -> None:
                 refused = await aggregate.call_tool("rl-mcp__hello", {})
                 assert refused.is_error
                 assert "Rate limit exceeded for 'rl-mcp'" in refused.content[0].text
+                with pytest.raises(MCPError) as read:  # the same bucket for resources
+                    await aggregate.read_resource("data://cards/ada")
+                assert read.value.message == refused.content[0].text
             async with Client(f"{gateway}/rl-mcp/mcp") as own:
                 assert (await own.call_tool("hello", {})).is_error
             metrics = (await http.get(f"{gateway}/metrics")).text
-            assert 'naftiko_rate_limited_total{adapter="rl-mcp",adapter_type="mcp"} 2.0' in metrics
+            assert 'naftiko_rate_limited_total{adapter="rl-mcp",adapter_type="mcp"} 3.0' in metrics
