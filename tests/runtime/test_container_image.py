@@ -47,8 +47,10 @@ REPO = Path(__file__).resolve().parents[2]
 IMAGE = "localhost/naftiko:suite"
 NS = "tiktok-login-kit-oauth"
 # What the image adds to its base (the venv, the compiled standard library): the issue's
-# aim of 150 MB in all is out of reach on python:3.11-slim, itself about 130 MB.
-ADDED_BUDGET_BYTES = 80 * 1000 * 1000
+# aim of 150 MB in all is out of reach on python:3.11-slim, itself about 130 MB. Traces
+# (the OpenTelemetry SDK, its OTLP exporter with protobuf and requests) and shared rate
+# limits (redis-py) added ~17 MB to the ~78 MB before them.
+ADDED_BUDGET_BYTES = 100 * 1000 * 1000
 BASE = "python:3.11-slim"
 BUILD_TIMEOUT_S = 1200
 
