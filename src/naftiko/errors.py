@@ -41,6 +41,8 @@ problem). Bracketed statuses are those the adapters answer directly::
     │   ├── _NotFound                   adapters.skill: [404]
     │   ├── ResourceFailure             adapters.mcp_resources: JSON-RPC error (400; 500
     │   │                               when a declared file cannot be read)
+    │   ├── RateLimited                 adapters.mcp.server: a caller over its limit on
+    │   │                               resources/read or prompts/get (JSON-RPC -32003)
     │   ├── PromptError(ValueError)     engine.prompts: MCP invalid params (400)
     │   │   ├── MissingArgument             (400)
     │   │   └── PromptFileError             the document's fault, not the caller's (500)

@@ -93,6 +93,7 @@ from naftiko.adapters.mcp.sdk import (
     TransportSecuritySettings,
 )
 from naftiko.engine.types import Inputs
+from naftiko.errors import CallerError
 from naftiko.spec.binds import Bindings
 
 if TYPE_CHECKING:
@@ -363,7 +364,7 @@ class McpHandlers:
         )
 
 
-class RateLimited(Exception):
+class RateLimited(CallerError):
     """A caller over its limit, inside a handler that answers with a JSON-RPC error."""
 
     def __init__(self, decision: Decision) -> None:
