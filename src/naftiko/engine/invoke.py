@@ -432,15 +432,7 @@ class Engine:
         headers = self._kept(response)
         status = response.status
         if status >= 400:
-            body, media = _passthrough_body(response)
-            return Result(
-                status=status,
-                body=body,
-                media_type=media,
-                headers=headers,
-                is_error=True,
-                upstream_status=status,
-            )
+            return _upstream_error(response, headers)
         if status in (204, 205, 304) or not response.content:
             return Result(status=status, body=None, headers=headers, upstream_status=status)
         outputs = plan.outputs if plan is not None else None
@@ -597,6 +589,20 @@ def _unreadable(operation: OperationPlan) -> Problem:
     return Problem.of(ErrorKind.NOT_IMPLEMENTED, "Not implemented", detail)
 
 
+def _upstream_error(response: UpstreamResponse, headers: dict[str, str]) -> Result:
+    """An upstream error answer passed through as it came (status, body, media type):
+    the same for mapped, passthrough and binary units."""
+    body, media = _passthrough_body(response)
+    return Result(
+        status=response.status,
+        body=body,
+        media_type=media,
+        headers=headers,
+        is_error=True,
+        upstream_status=response.status,
+    )
+
+
 def _binary_result(
     response: UpstreamResponse, binary: BinaryOutput, headers: dict[str, str]
 ) -> Result:
@@ -604,15 +610,7 @@ def _binary_result(
     declared media type (else the upstream's); an upstream error passes as any other."""
     status = response.status
     if status >= 400:
-        body, media = _passthrough_body(response)
-        return Result(
-            status=status,
-            body=body,
-            media_type=media,
-            headers=headers,
-            is_error=True,
-            upstream_status=status,
-        )
+        return _upstream_error(response, headers)
     if status in (204, 205, 304):
         return Result(status=status, body=None, headers=headers, upstream_status=status)
     media = binary.media_type or response.content_type or OCTET_STREAM
