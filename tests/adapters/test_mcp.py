@@ -45,7 +45,7 @@ from naftiko.engine.invoke import Engine
 from naftiko.spec.loader import load_capability
 from naftiko.upstream.settings import UpstreamSettings
 from support.servers import LiveFake, serve_asgi
-from support.twins import FORMS, served_form
+from support.twins import twin_forms, unchanged
 
 HERE = Path(__file__).resolve().parent
 STDIO_MAIN = HERE / "mcp_stdio_main.py"
@@ -60,25 +60,9 @@ TOOLS = ("revoke-access-token", "exchange-authorization-code-token", "refresh-ac
 MODES = {"auto": "2026-07-28", "legacy": "2025-11-25"}
 
 
-def _unchanged(path: Path) -> Path:
-    return path
-
-
 # The document served for the one a test names: the alpha2 original or its beta4 twin.
-as_served: Callable[[Path], Path] = _unchanged
-
-
-@pytest.fixture(autouse=True, params=FORMS)
-def document_form(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    monkeypatch: pytest.MonkeyPatch,
-) -> str:
-    """Every scenario runs from the alpha2 document and from its beta4 twin (written with
-    ``--force``: these documents bend alpha2's schema, and the twin keeps the bends)."""
-    twin = served_form(request, tmp_path_factory, strict=False)
-    monkeypatch.setattr(sys.modules[__name__], "as_served", twin)
-    return str(request.param)
+as_served: Callable[[Path], Path] = unchanged
+document_form = twin_forms(__name__)
 
 
 @contextlib.asynccontextmanager

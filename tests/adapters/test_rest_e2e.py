@@ -11,7 +11,6 @@ from their beta4 twins made by ``naftiko convert``, with the same expected answe
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -40,7 +39,7 @@ from naftiko.engine.types import PROBLEM_MEDIA_TYPE
 from naftiko.spec.loader import load_capability
 from naftiko.upstream.settings import UpstreamSettings
 from support.servers import BackgroundServer, LiveFake, ServerThread, closed_port, serve_asgi
-from support.twins import FORMS, served_form
+from support.twins import twin_forms, unchanged
 
 TEST_CAPABILITY = Path(__file__).parent / "capabilities" / "rest-adapter-test.yaml"
 TIKTOK_NS = "tiktok-login-kit-oauth"
@@ -49,25 +48,9 @@ TIKTOK_ENV = {"TIKTOK_FOR_DEVELOPERS_API_KEY": "unused-by-the-capability"}
 CLIENT_TIMEOUT = httpx.Timeout(20.0)  # a guard against hangs, not a speed expectation
 
 
-def _unchanged(path: Path) -> Path:
-    return path
-
-
 # The document served for the one a test names: the alpha2 original or its beta4 twin.
-as_served: Callable[[Path], Path] = _unchanged
-
-
-@pytest.fixture(autouse=True, params=FORMS)
-def document_form(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    monkeypatch: pytest.MonkeyPatch,
-) -> str:
-    """Every scenario runs from the alpha2 document and from its beta4 twin (written with
-    ``--force``: these documents bend alpha2's schema, and the twin keeps the bends)."""
-    twin = served_form(request, tmp_path_factory, strict=False)
-    monkeypatch.setattr(sys.modules[__name__], "as_served", twin)
-    return str(request.param)
+as_served: Callable[[Path], Path] = unchanged
+document_form = twin_forms(__name__)
 
 
 @asynccontextmanager

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -51,3 +52,26 @@ def served_form(
         return lambda path: path
     folder = tmp_path_factory.mktemp("twin")
     return lambda path: beta4_twin(path, folder, strict=strict)
+
+
+def unchanged(path: Path) -> Path:
+    """A module's ``as_served`` before :func:`twin_forms` sets it: the document itself."""
+    return path
+
+
+def twin_forms(module_name: str) -> Callable[..., str]:
+    """An autouse fixture for module ``module_name``: every scenario runs from the alpha2
+    document and from its beta4 twin (written with ``--force``: these documents bend
+    alpha2's schema, and the twin keeps the bends), through the module's ``as_served``."""
+
+    @pytest.fixture(autouse=True, params=FORMS)
+    def document_form(
+        request: pytest.FixtureRequest,
+        tmp_path_factory: pytest.TempPathFactory,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> str:
+        twin = served_form(request, tmp_path_factory, strict=False)
+        monkeypatch.setattr(sys.modules[module_name], "as_served", twin)
+        return str(request.param)
+
+    return document_form
