@@ -212,6 +212,16 @@ class AggregateTable:
             return self.members
         return tuple([m for m in self.members if await m.refusal(ctx) is None])
 
+    async def visible_items(
+        self, ctx: Any, whole: list[Any], by_member: dict[int, list[Any]]
+    ) -> list[Any]:
+        """Of a list kept whole and per member (tools, prompts), what ``ctx`` may see: the
+        whole list when every member is visible, else the visible members' parts."""
+        members = await self.visible(ctx)
+        if len(members) == len(self.members):
+            return whole
+        return [item for m in members for item in by_member[id(m)]]
+
 
 # Sessions remembered for change notifications, at most; the oldest are forgotten first.
 MAX_SESSIONS = 10_000
@@ -282,13 +292,7 @@ class AggregateHandlers:
 
     async def list_tools(self, ctx: Any, params: Any) -> types.ListToolsResult:
         self._remember(ctx)
-        table = self.table
-        members = await table.visible(ctx)
-        tools = (
-            table.tool_list
-            if len(members) == len(table.members)
-            else [tool for m in members for tool in table.tools_of[id(m)]]
-        )
+        tools = await self.table.visible_items(ctx, self.table.tool_list, self.table.tools_of)
         page, cursor = _page(tools, getattr(params, "cursor", None))
         return types.ListToolsResult(tools=page, next_cursor=cursor)
 
@@ -375,12 +379,7 @@ class AggregateHandlers:
     async def list_prompts(self, ctx: Any, params: Any) -> types.ListPromptsResult:
         self._remember(ctx)
         table = self.table
-        members = await table.visible(ctx)
-        prompts = (
-            table.prompt_list
-            if len(members) == len(table.members)
-            else [prompt for m in members for prompt in table.prompts_of[id(m)]]
-        )
+        prompts = await table.visible_items(ctx, table.prompt_list, table.prompts_of)
         page, cursor = _page(prompts, getattr(params, "cursor", None))
         return types.ListPromptsResult(prompts=page, next_cursor=cursor)
 
